@@ -1,0 +1,235 @@
+// Package diagnose turns evidence into findings: it reads two counter
+// snapshots an interval apart, attributes every delta to a stage of the packet
+// path, applies the rules that explain each stage (cause and fix, computed
+// from the current settings) and ranks what it found.
+//
+// It does not read the kernel itself (counters/, droptrace/ and sockets/ do)
+// and it does not print (report/ and internal/cli do).
+package diagnose
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/stage"
+)
+
+// Severity ranks findings. Critical means packets are being lost now;
+// warning means a near-drop (a table almost full, a budget exhausted) or a
+// smaller loss; info means context worth knowing, such as loss beyond this
+// host seen through retransmissions.
+type Severity int
+
+const (
+	Info Severity = iota
+	Warning
+	Critical
+)
+
+func (s Severity) String() string {
+	switch s {
+	case Critical:
+		return "critical"
+	case Warning:
+		return "warning"
+	default:
+		return "info"
+	}
+}
+
+// MarshalText makes severities appear as words in JSON.
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads the words back.
+func (s *Severity) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "critical":
+		*s = Critical
+	case "warning":
+		*s = Warning
+	case "info":
+		*s = Info
+	default:
+		return fmt.Errorf("unknown severity %q", b)
+	}
+	return nil
+}
+
+// Evidence is one counter that moved, and where it was read.
+type Evidence struct {
+	Source  string `json:"source"`
+	Counter string `json:"counter"`
+	Delta   uint64 `json:"delta"`
+	// Value is the counter's current level for gauges (table use, queue
+	// length); zero otherwise.
+	Value uint64 `json:"value,omitempty"`
+}
+
+// Finding is one diagnosed problem at one stage.
+type Finding struct {
+	Stage    stage.ID   `json:"stage"`
+	Severity Severity   `json:"severity"`
+	Title    string     `json:"title"`
+	Drops    uint64     `json:"drops"`
+	Rate     float64    `json:"rate_per_s"`
+	Evidence []Evidence `json:"evidence"`
+	Cause    string     `json:"cause"`
+	// Fix holds commands computed from current values, each runnable as
+	// shown, with the current value in parentheses.
+	Fix []string `json:"fix"`
+	// Advice is the architectural answer where tuning is not: who should
+	// close connections, a reader that is too slow.
+	Advice string `json:"advice,omitempty"`
+	// HostWide marks findings drawn from host-wide sources while a
+	// namespace is being diagnosed.
+	HostWide bool `json:"host_wide,omitempty"`
+}
+
+// StageDrops is the loss at one stage in the interval.
+type StageDrops struct {
+	Stage stage.ID `json:"stage"`
+	Drops uint64   `json:"drops"`
+	Rate  float64  `json:"rate_per_s"`
+}
+
+// Report is the result of one diagnosis.
+type Report struct {
+	IntervalS   float64                `json:"interval_s"`
+	Netns       string                 `json:"netns"`
+	Once        bool                   `json:"since_boot,omitempty"`
+	Findings    []Finding              `json:"findings"`
+	Stages      []StageDrops           `json:"stages"`
+	Unavailable []counters.Unavailable `json:"unavailable"`
+}
+
+// Worst returns the highest severity among the findings and whether there
+// is any finding at all.
+func (r *Report) Worst() (Severity, bool) {
+	if len(r.Findings) == 0 {
+		return Info, false
+	}
+	return r.Findings[0].Severity, true
+}
+
+// Options configures Run.
+type Options struct {
+	// Interval between the two snapshots.
+	Interval time.Duration
+	// Netns names the namespace to diagnose (see internal/netns); "" is
+	// the current one.
+	Netns string
+	// Once reports totals since boot instead of a delta.
+	Once bool
+	// FS overrides where kernel files are read (tests).
+	FS counters.FS
+	// Progress, if set, is called when the first snapshot is taken, so
+	// a command line can say it is waiting.
+	Progress func(msg string)
+}
+
+// Snapshot takes one snapshot inside the namespace named by spec.
+func Snapshot(ctx context.Context, spec string, fs counters.FS) (*counters.Snapshot, error) {
+	var snap *counters.Snapshot
+	label := spec
+	if label == "" {
+		label = "current"
+	}
+	err := netns.Do(spec, func() error {
+		snap = counters.Collect(ctx, counters.Options{FS: fs, Netns: label})
+		return nil
+	})
+	return snap, err
+}
+
+// Run takes two snapshots opts.Interval apart (or one with opts.Once) and
+// analyzes them.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	a, err := Snapshot(ctx, opts.Netns, opts.FS)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Once {
+		zero := &counters.Snapshot{}
+		r := Analyze(zero, a, 0)
+		r.Once = true
+		return r, nil
+	}
+	if opts.Progress != nil {
+		opts.Progress(fmt.Sprintf("sampling for %s…", opts.Interval))
+	}
+	t := time.NewTimer(opts.Interval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+	}
+	b, err := Snapshot(ctx, opts.Netns, opts.FS)
+	if err != nil {
+		return nil, err
+	}
+	return Analyze(a, b, b.Time.Sub(a.Time)), nil
+}
+
+// Analyze compares two snapshots taken interval apart. With a zero
+// interval (since boot), rates are left at zero.
+func Analyze(a, b *counters.Snapshot, interval time.Duration) *Report {
+	d := counters.Delta(a, b)
+	r := &Report{
+		IntervalS:   interval.Seconds(),
+		Netns:       b.Netns,
+		Unavailable: b.Unavailable,
+	}
+	if r.Unavailable == nil {
+		r.Unavailable = []counters.Unavailable{}
+	}
+	in := &input{before: a, after: b, delta: d, interval: interval}
+	for _, rule := range rules {
+		r.Findings = append(r.Findings, rule(in)...)
+	}
+	for i := range r.Findings {
+		r.Findings[i].Rate = in.rate(r.Findings[i].Drops)
+	}
+	rank(r.Findings)
+	r.Stages = stageTotals(r.Findings, in)
+	if r.Findings == nil {
+		r.Findings = []Finding{}
+	}
+	return r
+}
+
+// rank sorts findings by severity, then drops, then packet-path order.
+func rank(fs []Finding) {
+	sort.SliceStable(fs, func(i, j int) bool {
+		a, b := fs[i], fs[j]
+		if a.Severity != b.Severity {
+			return a.Severity > b.Severity
+		}
+		if a.Drops != b.Drops {
+			return a.Drops > b.Drops
+		}
+		return stage.Index(a.Stage) < stage.Index(b.Stage)
+	})
+}
+
+// stageTotals lists every stage with the drops attributed to it. A stage's
+// drops are the largest drop count among its findings, not their sum:
+// findings at one stage often describe the same packets through different
+// counters (Udp RcvbufErrors and the per-socket drop count).
+func stageTotals(fs []Finding, in *input) []StageDrops {
+	max := map[stage.ID]uint64{}
+	for _, f := range fs {
+		if f.Drops > max[f.Stage] {
+			max[f.Stage] = f.Drops
+		}
+	}
+	var out []StageDrops
+	for _, s := range stage.All() {
+		out = append(out, StageDrops{Stage: s.ID, Drops: max[s.ID], Rate: in.rate(max[s.ID])})
+	}
+	return out
+}

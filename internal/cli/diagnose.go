@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/report"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newDiagnoseCmd) }
+
+func newDiagnoseCmd(e *env) *cobra.Command {
+	var (
+		opts   diagnose.Options
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "diagnose",
+		Short: "Snapshot every drop counter twice, attribute the deltas to stages, give the fix",
+		Long: `diagnose reads every drop-related counter of this host (or of one network
+namespace) twice, --interval apart, and prints:
+
+  1. the packet path, one RX and one TX line, with the drops/s at each stage;
+  2. findings, most harmful first: stage, severity, packets lost, the counters
+     that moved and where they were read, the likely cause, and the fix as
+     commands computed from the current settings;
+  3. what could not be read and why.
+
+Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.`,
+		Example: `  netdrop                          # diagnose this host over 5 seconds
+  netdrop diagnose --interval 10s   # a longer sample for rare drops
+  netdrop diagnose --once           # totals since boot, no waiting
+  netdrop diagnose --netns web      # inside the namespace /run/netns/web
+  netdrop diagnose --netns pid:1234 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.Interval <= 0 && !opts.Once {
+				return fmt.Errorf("--interval must be positive (got %s)", opts.Interval)
+			}
+			if !asJSON {
+				opts.Progress = func(msg string) { fmt.Fprintln(e.stderr, msg) }
+			}
+			r, err := diagnose.Run(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				err = writeJSON(e.stdout, r)
+			} else {
+				err = report.Diagnosis(e.stdout, r)
+			}
+			if err != nil {
+				return err
+			}
+			if sev, any := r.Worst(); any && sev >= diagnose.Warning {
+				return exitError{ExitFindings}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVarP(&opts.Interval, "interval", "i", 5*time.Second, "time between the two snapshots")
+	f.StringVarP(&opts.Netns, "netns", "n", "", "network namespace to diagnose: NAME (/run/netns), PATH, or pid:N")
+	f.BoolVar(&opts.Once, "once", false, "report totals since boot instead of waiting for a delta")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object")
+	return cmd
+}

@@ -1,0 +1,102 @@
+// Package report renders netdrop's results for people: the packet path with
+// drops per stage, findings with evidence and fixes, and what could not be
+// read. JSON output does not come through here; commands encode their
+// result types directly so the JSON shape is the Go shape.
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/stage"
+)
+
+// Diagnosis writes a diagnosis report as text.
+func Diagnosis(w io.Writer, r *diagnose.Report) error {
+	var b strings.Builder
+	if r.Once {
+		fmt.Fprintf(&b, "netdrop diagnose — %s, totals since boot\n\n", nsLabel(r.Netns))
+	} else {
+		fmt.Fprintf(&b, "netdrop diagnose — %s, %.1fs interval\n\n", nsLabel(r.Netns), r.IntervalS)
+	}
+	drops := map[stage.ID]diagnose.StageDrops{}
+	for _, s := range r.Stages {
+		drops[s.Stage] = s
+	}
+	for _, p := range []struct {
+		name string
+		path stage.Path
+	}{{"RX", stage.RX}, {"TX", stage.TX}} {
+		fmt.Fprintf(&b, "%s ", p.name)
+		for i, id := range stage.OnPath(p.path) {
+			if i > 0 {
+				b.WriteString(" → ")
+			}
+			b.WriteString(stageCell(id, drops[id], r.Once))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+	if len(r.Findings) == 0 {
+		b.WriteString("No drops or near-drops found.\n")
+	}
+	for i, f := range r.Findings {
+		fmt.Fprintf(&b, "%d. [%s] %s — %s\n", i+1, strings.ToUpper(f.Severity.String()), f.Stage, f.Title)
+		if f.Drops > 0 {
+			if r.Once {
+				fmt.Fprintf(&b, "   lost %d packets since boot\n", f.Drops)
+			} else {
+				fmt.Fprintf(&b, "   lost %d packets (%.0f/s)\n", f.Drops, f.Rate)
+			}
+		}
+		if f.HostWide {
+			b.WriteString("   (host-wide source)\n")
+		}
+		for _, ev := range f.Evidence {
+			if ev.Value != 0 {
+				fmt.Fprintf(&b, "   evidence: %s = %d (+%d)  [%s]\n", ev.Counter, ev.Value, ev.Delta, ev.Source)
+			} else {
+				fmt.Fprintf(&b, "   evidence: %s +%d  [%s]\n", ev.Counter, ev.Delta, ev.Source)
+			}
+		}
+		if f.Cause != "" {
+			fmt.Fprintf(&b, "   cause: %s\n", f.Cause)
+		}
+		for _, fix := range f.Fix {
+			fmt.Fprintf(&b, "   fix: %s\n", fix)
+		}
+		if f.Advice != "" {
+			fmt.Fprintf(&b, "   advice: %s\n", f.Advice)
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Unavailable) > 0 {
+		b.WriteString("Not read:\n")
+		for _, u := range r.Unavailable {
+			fmt.Fprintf(&b, "  - %s: %s\n", u.Source, u.Reason)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func nsLabel(ns string) string {
+	if ns == "" || ns == "current" {
+		return "this host"
+	}
+	return "netns " + ns
+}
+
+// stageCell shows a stage with its rate, or quietly with a dot when nothing
+// was lost there.
+func stageCell(id stage.ID, d diagnose.StageDrops, once bool) string {
+	if d.Drops == 0 {
+		return string(id) + " ·"
+	}
+	if once {
+		return fmt.Sprintf("%s [%d]", id, d.Drops)
+	}
+	return fmt.Sprintf("%s [%.0f/s]", id, d.Rate)
+}
