@@ -178,7 +178,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 // Analyze compares two snapshots taken interval apart. With a zero
 // interval (since boot), rates are left at zero.
 func Analyze(a, b *counters.Snapshot, interval time.Duration) *Report {
-	d := counters.Delta(a, b)
+	in := newInput(a, b, interval)
 	r := &Report{
 		IntervalS:   interval.Seconds(),
 		Netns:       b.Netns,
@@ -187,7 +187,6 @@ func Analyze(a, b *counters.Snapshot, interval time.Duration) *Report {
 	if r.Unavailable == nil {
 		r.Unavailable = []counters.Unavailable{}
 	}
-	in := &input{before: a, after: b, delta: d, interval: interval}
 	for _, rule := range rules {
 		r.Findings = append(r.Findings, rule(in)...)
 	}

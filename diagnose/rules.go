@@ -1,16 +1,31 @@
 package diagnose
 
 import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/stage"
 )
 
-// input is what every rule sees: both snapshots and their delta.
+// input is what every rule sees: both snapshots, their delta, and which
+// counters a rule has already explained (so the generic fallback does not
+// report them twice).
 type input struct {
 	before, after, delta *counters.Snapshot
-	interval           time.Duration
+	interval             time.Duration
+	used                 map[counters.Key]bool
 }
+
+func newInput(a, b *counters.Snapshot, interval time.Duration) *input {
+	return &input{before: a, after: b, delta: counters.Delta(a, b), interval: interval, used: map[counters.Key]bool{}}
+}
+
+// once reports whether the input compares against zero (totals since boot).
+func (in *input) once() bool { return in.interval <= 0 }
 
 // rate converts a count over the interval to a per-second rate.
 func (in *input) rate(n uint64) float64 {
@@ -20,8 +35,231 @@ func (in *input) rate(n uint64) float64 {
 	return float64(n) / in.interval.Seconds()
 }
 
+// match selects counters.
+type match func(c counters.Counter) bool
+
+// field matches counters whose Field is one of names, from any source: the
+// SNMP groups ("Udp:RcvbufErrors") are unique across sources.
+func field(names ...string) match {
+	return func(c counters.Counter) bool {
+		for _, n := range names {
+			if c.Field == n {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// from matches counters whose Source ends with suffix and whose Field is one
+// of names (any field when names is empty).
+func from(suffix string, names ...string) match {
+	return func(c counters.Counter) bool {
+		if !strings.HasSuffix(c.Source, suffix) {
+			return false
+		}
+		if len(names) == 0 {
+			return true
+		}
+		for _, n := range names {
+			if c.Field == n {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// moved returns the event counters (not gauges) selected by m whose delta
+// is positive, and marks every selected counter as explained.
+func (in *input) moved(m match) []counters.Counter {
+	var out []counters.Counter
+	for _, c := range in.delta.Counters {
+		if c.Gauge || !m(c) {
+			continue
+		}
+		in.used[c.Key()] = true
+		if c.Value > 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// gauges returns the current level of gauges selected by m.
+func (in *input) gauges(m match) []counters.Counter {
+	var out []counters.Counter
+	for _, c := range in.after.Counters {
+		if c.Gauge && m(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// gauge returns the first gauge selected by m.
+func (in *input) gauge(m match) (uint64, bool) {
+	gs := in.gauges(m)
+	if len(gs) == 0 {
+		return 0, false
+	}
+	return gs[0].Value, true
+}
+
+// sum adds the deltas of cs.
+func sum(cs []counters.Counter) uint64 {
+	var n uint64
+	for _, c := range cs {
+		n += c.Value
+	}
+	return n
+}
+
+// evidence turns moved counters into evidence, largest first.
+func evidence(cs ...[]counters.Counter) []Evidence {
+	var out []Evidence
+	for _, group := range cs {
+		for _, c := range group {
+			out = append(out, Evidence{Source: c.Source, Counter: c.Name(), Delta: c.Value})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Delta > out[j].Delta })
+	return out
+}
+
+// gaugeEvidence shows a level (table use, queue length) as evidence.
+func gaugeEvidence(c counters.Counter, delta uint64) Evidence {
+	return Evidence{Source: c.Source, Counter: c.Name(), Delta: delta, Value: c.Value}
+}
+
+// hostWide reports whether any of cs is a host-wide counter.
+func hostWide(cs []counters.Counter) bool {
+	for _, c := range cs {
+		if c.HostWide {
+			return true
+		}
+	}
+	return false
+}
+
+// lossSeverity grades packets lost at a stage. In a delta, any loss is
+// critical once it is more than a trickle; totals since boot are history,
+// so they are warnings at most.
+func (in *input) lossSeverity(drops uint64) Severity {
+	switch {
+	case drops == 0:
+		return Info
+	case in.once():
+		return Warning
+	case drops >= 10 || in.rate(drops) >= 1:
+		return Critical
+	default:
+		return Warning
+	}
+}
+
+// sysctl returns a setting as read, or "" when it was not read.
+func (in *input) sysctl(name string) string { return in.after.Sysctls[name] }
+
+// sysctlInt returns the first number of a setting.
+func (in *input) sysctlInt(name string) (int64, bool) {
+	v := strings.Fields(in.sysctl(name))
+	if len(v) == 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[0], 10, 64)
+	return n, err == nil
+}
+
+// sysctlFields returns the numbers of a multi-value setting such as
+// tcp_rmem ("4096 131072 6291456").
+func (in *input) sysctlFields(name string) []int64 {
+	var out []int64
+	for _, f := range strings.Fields(in.sysctl(name)) {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return nil
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// raise proposes a sysctl value: at least want, and at least double the
+// current one, with the current value shown so the user sees the step.
+func (in *input) raise(name string, want int64) string {
+	cur, ok := in.sysctlInt(name)
+	if !ok {
+		return fmt.Sprintf("sysctl -w %s=%d", name, want)
+	}
+	next := want
+	if cur*2 > next {
+		next = cur * 2
+	}
+	return fmt.Sprintf("sysctl -w %s=%d (now %d)", name, next, cur)
+}
+
 // A rule looks at the input and returns the findings of one stage.
 type rule func(in *input) []Finding
 
-// rules are applied in packet-path order.
-var rules []rule
+// rules are applied in packet-path order; the generic fallback runs last so
+// it sees what the others explained.
+var rules = []rule{
+	ruleNIC,
+	ruleRxRing,
+	ruleSoftirq,
+	ruleSoftirqBalance,
+	ruleIP,
+	ruleNetfilter,
+	ruleConntrack,
+	ruleNoSocket,
+	ruleSocketRcvbuf,
+	ruleTCPMemory,
+	ruleTCPListen,
+	ruleTCP,
+	ruleRetrans,
+	rulePorts,
+	ruleQdisc, // before tx-socket: Udp SndbufErrors repeats qdisc drops
+	ruleTxSocket,
+	ruleNeighbor,
+	ruleTxRing,
+	ruleGeneric,
+}
+
+// ruleGeneric reports every counter with a stage that moved and that no
+// specific rule explained, so that no drop counter is ever silently lost.
+func ruleGeneric(in *input) []Finding {
+	byStage := map[stage.ID][]counters.Counter{}
+	for _, c := range in.delta.Counters {
+		if c.Gauge || c.Stage == "" || c.Value == 0 || in.used[c.Key()] {
+			continue
+		}
+		byStage[c.Stage] = append(byStage[c.Stage], c)
+	}
+	var out []Finding
+	for _, s := range stage.All() {
+		cs := byStage[s.ID]
+		if len(cs) == 0 {
+			continue
+		}
+		// Unknown counters may describe the same packets; take the
+		// largest rather than the sum so drops are not inflated.
+		var drops uint64
+		for _, c := range cs {
+			if c.Value > drops {
+				drops = c.Value
+			}
+		}
+		out = append(out, Finding{
+			Stage:    s.ID,
+			Severity: Warning,
+			Title:    "drop counters moved at the " + s.Title,
+			Drops:    drops,
+			Evidence: evidence(cs),
+			Cause:    s.Where + ".",
+			Fix:      []string{"netdrop counters | grep -i " + string(s.ID) + "   # see every counter of this stage"},
+			HostWide: hostWide(cs),
+		})
+	}
+	return out
+}

@@ -1,0 +1,233 @@
+package diagnose
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/stage"
+)
+
+// snap builds a snapshot from counters and sysctls.
+func snap(sysctls map[string]string, cs ...counters.Counter) *counters.Snapshot {
+	s := &counters.Snapshot{Sysctls: sysctls, CPUs: 2}
+	s.Add(cs...)
+	return s
+}
+
+func ctr(source, object, field string, v uint64, st stage.ID) counters.Counter {
+	return counters.Counter{Source: source, Object: object, Field: field, Value: v, Stage: st}
+}
+
+func gauge(source, object, field string, v uint64) counters.Counter {
+	return counters.Counter{Source: source, Object: object, Field: field, Value: v, Gauge: true}
+}
+
+var sys = map[string]string{
+	"net.core.rmem_max":              "212992",
+	"net.core.rmem_default":          "212992",
+	"net.core.netdev_max_backlog":    "1000",
+	"net.core.somaxconn":             "4096",
+	"net.ipv4.ip_local_port_range":   "32768\t60999",
+	"net.ipv4.tcp_tw_reuse":          "2",
+	"net.netfilter.nf_conntrack_max": "1000",
+}
+
+func TestAnalyzeTopFinding(t *testing.T) {
+	const snmp, netstat = "/proc/net/snmp", "/proc/net/netstat"
+	tests := []struct {
+		name      string
+		a, b      []counters.Counter
+		wantStage stage.ID
+		wantSev   Severity
+		wantDrops uint64
+		wantFix   string // a fix line that must appear
+	}{
+		{
+			name:      "udp receive buffer",
+			a:         []counters.Counter{ctr(snmp, "", "Udp:RcvbufErrors", 100, stage.SocketRcvbuf), ctr(snmp, "", "Udp:InErrors", 100, "")},
+			b:         []counters.Counter{ctr(snmp, "", "Udp:RcvbufErrors", 4310, stage.SocketRcvbuf), ctr(snmp, "", "Udp:InErrors", 4310, "")},
+			wantStage: stage.SocketRcvbuf, wantSev: Critical, wantDrops: 4210,
+			wantFix: "sysctl -w net.core.rmem_max=26214400 (now 212992)   # the ceiling for SO_RCVBUF",
+		},
+		{
+			name: "softnet backlog wraps at 32 bits",
+			a: []counters.Counter{
+				{Source: "/proc/net/softnet_stat", Object: "cpu1", Field: "dropped", Value: 0xfffffff0, Stage: stage.Softirq, Bits: 32, HostWide: true},
+			},
+			b: []counters.Counter{
+				{Source: "/proc/net/softnet_stat", Object: "cpu1", Field: "dropped", Value: 0x10, Stage: stage.Softirq, Bits: 32, HostWide: true},
+			},
+			wantStage: stage.Softirq, wantSev: Critical, wantDrops: 0x20,
+			wantFix: "sysctl -w net.core.netdev_max_backlog=10000 (now 1000)",
+		},
+		{
+			name: "listen overflow counted once through ListenDrops",
+			a: []counters.Counter{
+				ctr(netstat, "", "TcpExt:ListenOverflows", 5, stage.TCPListen), ctr(netstat, "", "TcpExt:ListenDrops", 5, stage.TCPListen),
+			},
+			b: []counters.Counter{
+				ctr(netstat, "", "TcpExt:ListenOverflows", 55, stage.TCPListen), ctr(netstat, "", "TcpExt:ListenDrops", 55, stage.TCPListen),
+			},
+			wantStage: stage.TCPListen, wantSev: Critical, wantDrops: 50,
+			wantFix: "sysctl -w net.core.somaxconn=8192 (now 4096)   # caps every listen() backlog",
+		},
+		{
+			name: "qdisc drops outrank the Udp SndbufErrors that repeat them",
+			a: []counters.Counter{
+				ctr("netlink qdisc", "veth0 tbf 1:", "drops", 0, stage.Qdisc), ctr(snmp, "", "Udp:SndbufErrors", 0, stage.TxSocket),
+			},
+			b: []counters.Counter{
+				ctr("netlink qdisc", "veth0 tbf 1:", "drops", 900, stage.Qdisc), ctr(snmp, "", "Udp:SndbufErrors", 900, stage.TxSocket),
+			},
+			wantStage: stage.Qdisc, wantSev: Critical, wantDrops: 900,
+			wantFix: "tc -s qdisc show dev veth0   # the configured rate and limit",
+		},
+		{
+			name: "conntrack table full",
+			a: []counters.Counter{
+				ctr("/proc/net/stat/nf_conntrack", "", "drop", 0, stage.Conntrack), gauge("/proc/sys/net/netfilter", "", "nf_conntrack_count", 1000),
+				gauge("/proc/sys/net/netfilter", "", "nf_conntrack_max", 1000),
+			},
+			b: []counters.Counter{
+				ctr("/proc/net/stat/nf_conntrack", "", "drop", 5000, stage.Conntrack), gauge("/proc/sys/net/netfilter", "", "nf_conntrack_count", 1000),
+				gauge("/proc/sys/net/netfilter", "", "nf_conntrack_max", 1000),
+			},
+			wantStage: stage.Conntrack, wantSev: Critical, wantDrops: 5000,
+			wantFix: "sysctl -w net.netfilter.nf_conntrack_max=262144 (now 1000)",
+		},
+		{
+			name:      "unknown counter with a stage still becomes a finding",
+			a:         []counters.Counter{ctr("ethtool -S", "eth0", "rx_weird_drop", 1, stage.RxRing)},
+			b:         []counters.Counter{ctr("ethtool -S", "eth0", "rx_weird_drop", 41, stage.RxRing)},
+			wantStage: stage.RxRing, wantSev: Critical, wantDrops: 40,
+		},
+		{
+			name:      "time-wait near the port range",
+			a:         []counters.Counter{gauge("/proc/net/sockstat", "", "TCP:tw", 28000)},
+			b:         []counters.Counter{gauge("/proc/net/sockstat", "", "TCP:tw", 28000)},
+			wantStage: stage.Ports, wantSev: Critical, wantDrops: 0,
+			wantFix: "sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\" (now \"32768 60999\", 28232 ports)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := snap(sys, tt.a...), snap(sys, tt.b...)
+			r := Analyze(a, b, 5*time.Second)
+			if len(r.Findings) == 0 {
+				t.Fatalf("no findings; want %s", tt.wantStage)
+			}
+			top := r.Findings[0]
+			if top.Stage != tt.wantStage || top.Severity != tt.wantSev || top.Drops != tt.wantDrops {
+				t.Errorf("top finding = %s/%s/%d, want %s/%s/%d (%+v)", top.Stage, top.Severity, top.Drops, tt.wantStage, tt.wantSev, tt.wantDrops, r.Findings)
+			}
+			if tt.wantFix != "" && !contains(top.Fix, tt.wantFix) {
+				t.Errorf("fix %q missing from %q", tt.wantFix, top.Fix)
+			}
+			if len(r.Stages) != len(stage.All()) {
+				t.Errorf("%d stages listed, want every stage (%d)", len(r.Stages), len(stage.All()))
+			}
+		})
+	}
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestHealthyHostHasNoFindings(t *testing.T) {
+	a := snap(sys, ctr("/proc/net/snmp", "", "Udp:RcvbufErrors", 7, stage.SocketRcvbuf))
+	b := snap(sys, ctr("/proc/net/snmp", "", "Udp:RcvbufErrors", 7, stage.SocketRcvbuf))
+	r := Analyze(a, b, time.Second)
+	if len(r.Findings) != 0 {
+		t.Fatalf("findings on an unchanged host: %+v", r.Findings)
+	}
+	if _, any := r.Worst(); any {
+		t.Error("Worst reports a finding")
+	}
+}
+
+func TestRankingSeverityThenDrops(t *testing.T) {
+	fs := []Finding{
+		{Stage: stage.Netfilter, Severity: Warning, Drops: 1000},
+		{Stage: stage.SocketRcvbuf, Severity: Critical, Drops: 10},
+		{Stage: stage.Softirq, Severity: Critical, Drops: 10},
+		{Stage: stage.Qdisc, Severity: Critical, Drops: 500},
+		{Stage: stage.TCP, Severity: Info},
+	}
+	rank(fs)
+	var got []stage.ID
+	for _, f := range fs {
+		got = append(got, f.Stage)
+	}
+	want := []stage.ID{stage.Qdisc, stage.Softirq, stage.SocketRcvbuf, stage.Netfilter, stage.TCP}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rank (-want +got):\n%s", diff)
+	}
+}
+
+func TestOnceDowngradesHistory(t *testing.T) {
+	b := snap(sys, ctr("/proc/net/snmp", "", "Udp:RcvbufErrors", 4000, stage.SocketRcvbuf))
+	r := Analyze(&counters.Snapshot{}, b, 0)
+	if len(r.Findings) != 1 || r.Findings[0].Severity != Warning || r.Findings[0].Drops != 4000 {
+		t.Fatalf("since-boot findings = %+v, want one warning with 4000 drops", r.Findings)
+	}
+}
+
+func TestJSONShape(t *testing.T) {
+	a := snap(sys, ctr("/proc/net/snmp", "", "Udp:NoPorts", 0, stage.NoSocket))
+	b := snap(sys, ctr("/proc/net/snmp", "", "Udp:NoPorts", 30, stage.NoSocket))
+	b.Unavailable = []counters.Unavailable{{Source: "nftables", Reason: "permission denied"}}
+	r := Analyze(a, b, 2*time.Second)
+	raw, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		IntervalS float64 `json:"interval_s"`
+		Netns     *string `json:"netns"`
+		Findings  []struct {
+			Stage    string   `json:"stage"`
+			Severity string   `json:"severity"`
+			Drops    uint64   `json:"drops"`
+			Rate     float64  `json:"rate_per_s"`
+			Cause    string   `json:"cause"`
+			Fix      []string `json:"fix"`
+			Evidence []struct {
+				Source  string `json:"source"`
+				Counter string `json:"counter"`
+				Delta   uint64 `json:"delta"`
+			} `json:"evidence"`
+		} `json:"findings"`
+		Stages []struct {
+			Stage string `json:"stage"`
+			Drops uint64 `json:"drops"`
+		} `json:"stages"`
+		Unavailable []struct{ Source, Reason string } `json:"unavailable"`
+	}
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.IntervalS != 2 || got.Netns == nil || len(got.Findings) != 1 || len(got.Unavailable) != 1 {
+		t.Fatalf("json = %s", raw)
+	}
+	f := got.Findings[0]
+	if f.Stage != "no-socket" || f.Severity != "warning" || f.Drops != 30 || f.Rate != 15 || f.Cause == "" || len(f.Fix) == 0 {
+		t.Errorf("finding = %+v", f)
+	}
+	if len(f.Evidence) != 1 || f.Evidence[0].Counter != "Udp:NoPorts" || f.Evidence[0].Delta != 30 || f.Evidence[0].Source != "/proc/net/snmp" {
+		t.Errorf("evidence = %+v", f.Evidence)
+	}
+	for i, s := range got.Stages {
+		if s.Stage != string(stage.All()[i].ID) {
+			t.Errorf("stages[%d] = %s, want %s", i, s.Stage, stage.All()[i].ID)
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/stage"
+)
+
+// rmemTarget is the receive buffer limit proposed for sockets that overflow:
+// 25 MiB holds about 200 ms of a 1 Gbit/s stream.
+const rmemTarget = 26214400
+
+// ruleSocketRcvbuf: sockets whose receive queue was full. UDP and TCP
+// counters describe different packets and add up; per-socket drop counts
+// repeat them and name the sockets, so they are evidence only.
+func ruleSocketRcvbuf(in *input) []Finding {
+	udp := in.moved(field("Udp:RcvbufErrors", "Udp6:RcvbufErrors", "UdpLite:RcvbufErrors", "UdpLite6:RcvbufErrors"))
+	mem := in.moved(field("Udp:MemErrors", "Udp6:MemErrors"))
+	tcp := in.moved(field("TcpExt:TCPBacklogDrop", "TcpExt:TCPRcvQDrop", "TcpExt:TCPZeroWindowDrop", "TcpExt:RcvPruned", "TcpExt:OfoPruned"))
+	perSock := in.moved(func(c counters.Counter) bool {
+		return c.Stage == stage.SocketRcvbuf && c.Field == "drops" && c.Object != ""
+	})
+	var out []Finding
+	if d := sum(udp); d > 0 {
+		f := Finding{
+			Stage:    stage.SocketRcvbuf,
+			Severity: in.lossSeverity(d),
+			Title:    fmt.Sprintf("UDP receive buffers full: %d datagrams dropped", d),
+			Drops:    d,
+			Evidence: evidence(udp, perSock),
+			Cause:    "datagrams arrived faster than the application read them and the socket's receive buffer (SO_RCVBUF) was full",
+			Fix: []string{
+				in.raise("net.core.rmem_max", rmemTarget) + "   # the ceiling for SO_RCVBUF",
+				in.raise("net.core.rmem_default", 1048576) + "   # for sockets that do not set SO_RCVBUF",
+				"setsockopt(SO_RCVBUF) in the application, up to rmem_max",
+			},
+			Advice: "a bigger buffer only absorbs bursts; if the reader is too slow on average, read faster: recvmmsg batches, more reader threads on SO_REUSEPORT sockets, less work per datagram on the reading thread",
+		}
+		if names := socketNames(perSock); names != "" {
+			f.Title += " (" + names + ")"
+		}
+		out = append(out, f)
+	}
+	if d := sum(mem); d > 0 {
+		out = append(out, Finding{
+			Stage:    stage.SocketRcvbuf,
+			Severity: in.lossSeverity(d),
+			Title:    fmt.Sprintf("UDP memory limit reached: %d datagrams dropped", d),
+			Drops:    d,
+			Evidence: evidence(mem),
+			Cause:    "all UDP sockets together reached net.ipv4.udp_mem, the global limit in pages",
+			Fix:      []string{fmt.Sprintf("sysctl -w net.ipv4.udp_mem=\"<min> <pressure> <max>\" (now %q)", in.sysctl("net.ipv4.udp_mem"))},
+			Advice:   "find the sockets holding memory: netdrop sockets (receive queues near their buffer)",
+		})
+	}
+	if d := sum(tcp); d > 0 {
+		rmem := in.sysctlFields("net.ipv4.tcp_rmem")
+		fix := "sysctl -w net.ipv4.tcp_rmem=\"4096 131072 33554432\""
+		if len(rmem) == 3 {
+			fix += fmt.Sprintf(" (now \"%d %d %d\")", rmem[0], rmem[1], rmem[2])
+		}
+		out = append(out, Finding{
+			Stage:    stage.SocketRcvbuf,
+			Severity: in.lossSeverity(d),
+			Title:    fmt.Sprintf("TCP receive queues overran: %d segments dropped", d),
+			Drops:    d,
+			Evidence: evidence(tcp),
+			Cause:    "segments arrived while the socket's receive queue or backlog was over its buffer (the application is not reading, or the buffer is too small for the bandwidth-delay product)",
+			Fix:      []string{fix, in.raise("net.core.rmem_max", rmemTarget)},
+			Advice:   "TCP retransmits what it drops here, so the cost is latency and throughput: make the reader keep up",
+		})
+	}
+	return out
+}
+
+// socketNames lists sockets named by per-socket counters.
+func socketNames(cs []counters.Counter) string {
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Object)
+		if len(names) == 3 {
+			break
+		}
+	}
+	return strings.Join(names, "; ")
+}
+
+// ruleTCPMemory: TCP as a whole is short of memory (near-drop, then loss).
+func ruleTCPMemory(in *input) []Finding {
+	pressure := in.moved(field("TcpExt:TCPMemoryPressures", "TcpExt:TCPAbortOnMemory", "TcpExt:PruneCalled"))
+	mem, ok := in.gauge(field("TCP:mem"))
+	limits := in.sysctlFields("net.ipv4.tcp_mem")
+	high := ok && len(limits) == 3 && limits[1] > 0 && int64(mem) >= limits[1]
+	if len(pressure) == 0 && !high {
+		return nil
+	}
+	f := Finding{
+		Stage:    stage.SocketRcvbuf,
+		Severity: Warning,
+		Title:    "TCP memory pressure",
+		Evidence: evidence(pressure),
+		Cause:    "TCP sockets together use more than the pressure threshold of net.ipv4.tcp_mem (pages); the kernel prunes receive queues and shrinks buffers, and drops next",
+		Fix:      []string{fmt.Sprintf("sysctl -w net.ipv4.tcp_mem=\"<min> <pressure> <max>\" (now %q)", in.sysctl("net.ipv4.tcp_mem"))},
+		Advice:   "find the sockets with large queues: netdrop sockets",
+	}
+	if high {
+		f.Title = fmt.Sprintf("TCP memory above pressure: %d pages of %d", mem, limits[1])
+	}
+	if in.once() {
+		f.Severity = Info
+	}
+	return []Finding{f}
+}
+
+// ruleTCPListen: listeners whose SYN or accept queue overflowed.
+// ListenDrops counts every drop on a listener, overflows included, so it is
+// the loss when it moved; the others are evidence of which queue.
+func ruleTCPListen(in *input) []Finding {
+	drops := in.moved(field("TcpExt:ListenDrops"))
+	over := in.moved(field("TcpExt:ListenOverflows"))
+	synq := in.moved(field("TcpExt:TCPReqQFullDrop", "TcpExt:TCPReqQFullDoCookies", "TcpExt:SyncookiesSent", "TcpExt:SyncookiesFailed"))
+	in.moved(field("TcpExt:SyncookiesRecv"))
+	d := sum(drops)
+	if d == 0 {
+		d = sum(over)
+	}
+	if d == 0 && len(synq) == 0 {
+		return nil
+	}
+	f := Finding{
+		Stage:    stage.TCPListen,
+		Severity: in.lossSeverity(d),
+		Drops:    d,
+		Evidence: evidence(drops, over, synq),
+	}
+	somaxconn := in.sysctl("net.core.somaxconn")
+	if sum(over) > 0 {
+		f.Title = fmt.Sprintf("TCP accept queue full: %d connection attempts dropped", d)
+		f.Cause = "a listener's accept queue (its listen() backlog, capped by net.core.somaxconn) was full: the application does not call accept() fast enough, or its backlog is too small"
+		f.Fix = []string{
+			in.raise("net.core.somaxconn", 4096) + "   # caps every listen() backlog",
+			"raise the backlog the application passes to listen()",
+			"netdrop sockets --state listen   # which listener, its queue and backlog",
+		}
+		f.Advice = "a full accept queue means the application accepts too slowly: accept in a dedicated loop or thread, or spread with SO_REUSEPORT"
+		_ = somaxconn
+	} else {
+		f.Title = "TCP SYN queue full"
+		f.Cause = "half-open connections filled the SYN queue (a SYN flood, or a listener whose clients do not complete the handshake)"
+		f.Fix = []string{
+			in.raise("net.ipv4.tcp_max_syn_backlog", 8192),
+			fmt.Sprintf("sysctl -w net.ipv4.tcp_syncookies=1 (now %s)", orUnknown(in.sysctl("net.ipv4.tcp_syncookies"))),
+		}
+		if d == 0 {
+			f.Severity = Warning
+			f.Title = "TCP SYN queue full: answered with syncookies"
+		}
+	}
+	if in.once() && f.Severity > Warning {
+		f.Severity = Warning
+	}
+	return []Finding{f}
+}
+
+// ruleTCP: TCP segments discarded as invalid or by policy.
+func ruleTCP(in *input) []Finding {
+	cs := in.moved(field("Tcp:InErrs", "Tcp:InCsumErrors", "TcpExt:PAWSEstab", "TcpExt:PAWSEstabRejected", "TcpExt:TCPMinTTLDrop",
+		"TcpExt:TCPDeferAcceptDrop", "TcpExt:LockDroppedIcmps", "TcpExt:PFMemallocDrop", "TcpExt:TCPOFODrop"))
+	if len(cs) == 0 {
+		return nil
+	}
+	// Tcp:InErrs includes InCsumErrors; count the larger of the two and the
+	// rest.
+	var d, inerr, csum uint64
+	for _, c := range cs {
+		switch c.Field {
+		case "Tcp:InErrs":
+			inerr = c.Value
+		case "Tcp:InCsumErrors":
+			csum = c.Value
+		default:
+			d += c.Value
+		}
+	}
+	if inerr > csum {
+		d += inerr
+	} else {
+		d += csum
+	}
+	sev := Warning
+	if in.once() {
+		sev = Info
+	}
+	return []Finding{{
+		Stage:    stage.TCP,
+		Severity: sev,
+		Title:    fmt.Sprintf("TCP discarded %d segments", d),
+		Drops:    d,
+		Evidence: evidence(cs),
+		Cause:    "segments were invalid (bad checksum, out of window, old timestamps) or dropped by policy (min TTL, out-of-order queue limits)",
+		Fix:      []string{"netdrop trace --proto tcp   # the drop reason says which check failed"},
+	}}
+}
+
+// ruleRetrans: retransmissions are loss beyond this host (or a peer that
+// does not answer). Information, with the checks that remain.
+func ruleRetrans(in *input) []Finding {
+	cs := in.moved(field("Tcp:RetransSegs", "TcpExt:TCPSynRetrans", "TcpExt:TCPTimeouts"))
+	if len(cs) == 0 || in.once() {
+		return nil
+	}
+	var syn uint64
+	for _, c := range cs {
+		if c.Field == "TcpExt:TCPSynRetrans" {
+			syn = c.Value
+		}
+	}
+	f := Finding{
+		Stage:    stage.TCP,
+		Severity: Info,
+		Title:    "TCP retransmissions: loss beyond this host",
+		Evidence: evidence(cs),
+		Cause:    "segments were sent again because no acknowledgement came: loss on the network or at the peer, not on this host's receive path",
+		Fix:      []string{"check the drops on the peer (netdrop there) and on the path between"},
+	}
+	if syn > 0 {
+		f.Title = fmt.Sprintf("TCP SYN retransmissions (%d): peers do not answer connection attempts", syn)
+		f.Fix = []string{
+			"is the peer listening? (netdrop sockets --state listen on the peer)",
+			"does a firewall drop the SYN or SYN/ACK? (netdrop trace on both hosts)",
+			fmt.Sprintf("on the peer: tcp_max_syn_backlog (here %s) and tcp_syncookies (here %s)", orUnknown(in.sysctl("net.ipv4.tcp_max_syn_backlog")), orUnknown(in.sysctl("net.ipv4.tcp_syncookies"))),
+		}
+	}
+	return []Finding{f}
+}
+
+// portRange returns the size of the ephemeral port range.
+func (in *input) portRange() (lo, hi int64, ok bool) {
+	r := in.sysctlFields("net.ipv4.ip_local_port_range")
+	if len(r) != 2 || r[1] < r[0] {
+		return 0, 0, false
+	}
+	return r[0], r[1], true
+}
+
+// rulePorts: TIME_WAIT buckets overflowing, or TIME_WAIT sockets close to the
+// size of the ephemeral range (each destination has the whole range, so this
+// total is an upper bound of one destination's use; netdrop sockets gives
+// the per-destination share).
+func rulePorts(in *input) []Finding {
+	var out []Finding
+	over := in.moved(field("TcpExt:TCPTimeWaitOverflow"))
+	if d := sum(over); d > 0 {
+		out = append(out, Finding{
+			Stage:    stage.Ports,
+			Severity: in.lossSeverity(d),
+			Title:    fmt.Sprintf("TIME_WAIT bucket table full: %d sockets closed without TIME_WAIT", d),
+			Drops:    d,
+			Evidence: evidence(over),
+			Cause:    "more connections closed than net.ipv4.tcp_max_tw_buckets allows in TIME_WAIT",
+			Fix:      []string{in.raise("net.ipv4.tcp_max_tw_buckets", 262144)},
+			Advice:   "reuse connections (keep-alive, pooling) instead of opening one per request",
+		})
+	}
+	tw, ok := in.gauge(field("TCP:tw"))
+	lo, hi, rok := in.portRange()
+	if ok && rok && tw > 0 {
+		size := uint64(hi - lo + 1)
+		share := float64(tw) / float64(size)
+		if share >= 0.5 {
+			sev := Warning
+			if share >= 0.9 {
+				sev = Critical
+			}
+			twc := in.gauges(field("TCP:tw"))
+			reuse := in.sysctl("net.ipv4.tcp_tw_reuse")
+			fix := []string{
+				fmt.Sprintf("sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\" (now \"%d %d\", %d ports)", lo, hi, size),
+			}
+			if reuse != "1" {
+				fix = append(fix, fmt.Sprintf("sysctl -w net.ipv4.tcp_tw_reuse=1 (now %s)   # lets outgoing connections reuse TIME_WAIT ports", orUnknown(reuse)))
+			}
+			fix = append(fix, "netdrop sockets   # which destinations hold the ports")
+			out = append(out, Finding{
+				Stage:    stage.Ports,
+				Severity: sev,
+				Title:    fmt.Sprintf("%d sockets in TIME_WAIT for %d ephemeral ports (%.0f%%)", tw, size, share*100),
+				Evidence: []Evidence{gaugeEvidence(twc[0], 0)},
+				Cause:    "short connections leave their port in TIME_WAIT for 60 s on the side that closes first; toward one destination, new connect() calls fail with EADDRNOTAVAIL once the range is used up",
+				Fix:      fix,
+				Advice:   "the side that closes first holds TIME_WAIT: let the client close, and reuse connections (keep-alive, pooling) rather than one connection per request; never tcp_tw_recycle",
+			})
+		}
+	}
+	return out
+}

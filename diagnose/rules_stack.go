@@ -1,0 +1,203 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/stage"
+)
+
+// ipCause explains each IP-layer counter and what to do about it.
+var ipCause = map[string]struct{ cause, fix string }{
+	"Ip:InHdrErrors":               {"IPv4 headers were invalid (bad version, TTL exceeded, options)", "check the sender and any middlebox rewriting headers"},
+	"Ip:InAddrErrors":              {"the destination address is not local and forwarding is off", "check addressing, or enable forwarding: sysctl -w net.ipv4.ip_forward=1"},
+	"IpExt:InNoRoutes":             {"no route for received packets", "ip route get <dst>   # add the missing route"},
+	"Ip:InDiscards":                {"IPv4 discarded packets for lack of resources", "check memory pressure (free -m) and neighbour settings"},
+	"Ip:ReasmFails":                {"fragment reassembly failed", "raise net.ipv4.ipfrag_high_thresh, or avoid fragmentation (path MTU)"},
+	"Ip:ReasmTimeout":              {"fragments timed out before reassembly", "fragments are lost upstream; avoid fragmentation (path MTU)"},
+	"IpExt:InCsumErrors":           {"IPv4 packets with bad checksums", "NIC or upstream corruption; check ethtool -k offloads"},
+	"TcpExt:IPReversePathFilter":   {"reverse-path filter dropped packets arriving on an interface the route back does not use", "sysctl -w net.ipv4.conf.all.rp_filter=2   # loose mode, for asymmetric routing"},
+	"Ip6:InHdrErrors":              {"IPv6 headers were invalid", "check the sender"},
+	"Ip6:InAddrErrors":             {"IPv6 destination not local and forwarding is off", "check addressing"},
+	"Ip6:InNoRoutes":               {"no IPv6 route for received packets", "ip -6 route get <dst>"},
+	"Ip6:InDiscards":               {"IPv6 discarded packets for lack of resources", "check memory pressure"},
+	"Ip6:ReasmFails":               {"IPv6 reassembly failed", "avoid fragmentation (path MTU)"},
+	"Ip6:InTruncatedPkts":          {"IPv6 packets shorter than their header says", "check the sender"},
+	"Ip6:InCsumErrors":             {"IPv6 packets with bad checksums", "NIC or upstream corruption"},
+	"Icmp:InErrors":                {"ICMP messages with errors", "check the sender"},
+	"Udp:InCsumErrors":             {"UDP datagrams with bad checksums", "NIC or upstream corruption; check ethtool -k offloads"},
+	"Udp6:InCsumErrors":            {"UDP/IPv6 datagrams with bad checksums", "NIC or upstream corruption"},
+	"IpExt:InTruncatedPkts":        {"IPv4 packets shorter than their header says", "check the sender"},
+	"TcpExt:IPReversePathFilterV6": {"reverse-path filter dropped IPv6 packets", "check rp_filter"},
+}
+
+// ruleIP: packets discarded by IP receive and routing.
+func ruleIP(in *input) []Finding {
+	var names []string
+	for n := range ipCause {
+		names = append(names, n)
+	}
+	cs := in.moved(field(names...))
+	if len(cs) == 0 {
+		return nil
+	}
+	drops := sum(cs)
+	ev := evidence(cs)
+	top := ipCause[fieldOf(cs, ev[0].Counter)]
+	var fix []string
+	seen := map[string]bool{}
+	for _, e := range ev {
+		if c, ok := ipCause[fieldOf(cs, e.Counter)]; ok && !seen[c.fix] {
+			seen[c.fix] = true
+			fix = append(fix, c.fix)
+		}
+	}
+	return []Finding{{
+		Stage:    stage.IP,
+		Severity: in.lossSeverity(drops),
+		Title:    "IP layer discarded packets: " + strings.TrimPrefix(ev[0].Counter, ""),
+		Drops:    drops,
+		Evidence: ev,
+		Cause:    top.cause,
+		Fix:      fix,
+	}}
+}
+
+// fieldOf maps an evidence display name back to the counter's Field.
+func fieldOf(cs []counters.Counter, name string) string {
+	for _, c := range cs {
+		if c.Name() == name {
+			return c.Field
+		}
+	}
+	return name
+}
+
+// ruleNetfilter: packets dropped or rejected by firewall rules. These are
+// often intended, so they are warnings: the finding says which rules, and
+// the user decides.
+func ruleNetfilter(in *input) []Finding {
+	cs := in.moved(func(c counters.Counter) bool {
+		return c.Stage == stage.Netfilter && (strings.Contains(c.Source, "nftables") || strings.Contains(c.Source, "iptables"))
+	})
+	if len(cs) == 0 {
+		return nil
+	}
+	drops := sum(cs)
+	sev := Warning
+	if in.once() {
+		sev = Info
+	}
+	ev := evidence(cs)
+	return []Finding{{
+		Stage:    stage.Netfilter,
+		Severity: sev,
+		Title:    fmt.Sprintf("firewall rules dropped or rejected %d packets", drops),
+		Drops:    drops,
+		Evidence: ev,
+		Cause:    "a DROP or REJECT rule (or a chain's drop policy) matched; intended policy or a rule that is too broad: " + ev[0].Counter,
+		Fix: []string{
+			"nft -a list ruleset   # find the rule by its handle; iptables-save -c for iptables rules",
+			"nft delete rule <family> <table> <chain> handle <N>   # if the rule is wrong",
+		},
+	}}
+}
+
+// conntrackStat is the Source of the per-CPU conntrack statistics.
+const conntrackStat = "nf_conntrack"
+
+// ruleConntrack: the connection tracking table is full (drop), evicts
+// (early_drop), or refuses inserts (insert_failed: the NAT port race; or
+// chain length over the limit).
+func ruleConntrack(in *input) []Finding {
+	drop := in.moved(from(conntrackStat, "drop"))
+	early := in.moved(from(conntrackStat, "early_drop"))
+	insert := in.moved(from(conntrackStat, "insert_failed"))
+	chain := in.moved(from(conntrackStat, "chainlength"))
+	in.moved(from(conntrackStat)) // other columns are context
+	count, hasCount := in.gauge(field("nf_conntrack_count"))
+	max, hasMax := in.gauge(field("nf_conntrack_max"))
+	var countEv []Evidence
+	for _, g := range in.gauges(field("nf_conntrack_count", "nf_conntrack_max")) {
+		countEv = append(countEv, gaugeEvidence(g, 0))
+	}
+	var out []Finding
+	full := hasCount && hasMax && max > 0 && float64(count) >= 0.9*float64(max)
+	if d := sum(drop) + sum(early); d > 0 || full {
+		f := Finding{
+			Stage:    stage.Conntrack,
+			Severity: in.lossSeverity(sum(drop)),
+			Drops:    sum(drop),
+			Evidence: append(evidence(drop, early), countEv...),
+			Cause:    "the connection tracking table is full: new flows are dropped (drop) or old unassured entries evicted (early_drop)",
+			Fix: []string{
+				in.raise("net.netfilter.nf_conntrack_max", 262144),
+				"echo <max/4> > /sys/module/nf_conntrack/parameters/hashsize   # keep buckets at about max/4 (now " + orUnknown(in.sysctl("net.netfilter.nf_conntrack_buckets")) + ")",
+			},
+			Advice: "shorten timeouts for short-lived flows (net.netfilter.nf_conntrack_udp_timeout), or exempt heavy UDP from tracking with a NOTRACK rule in the raw table",
+		}
+		switch {
+		case sum(drop) > 0:
+			f.Title = fmt.Sprintf("conntrack table full: %d new connections dropped", sum(drop))
+		case full:
+			f.Title = fmt.Sprintf("conntrack table %.0f%% full (%d of %d)", 100*float64(count)/float64(max), count, max)
+			f.Severity = Warning
+		default:
+			f.Title = fmt.Sprintf("conntrack evicted %d entries to make room", sum(early))
+			f.Severity = Warning
+		}
+		if in.once() && f.Severity > Warning {
+			f.Severity = Warning
+		}
+		out = append(out, f)
+	}
+	if d := sum(insert) + sum(chain); d > 0 {
+		out = append(out, Finding{
+			Stage:    stage.Conntrack,
+			Severity: in.lossSeverity(d),
+			Title:    fmt.Sprintf("conntrack refused %d inserts", d),
+			Drops:    d,
+			Evidence: evidence(insert, chain),
+			Cause:    "two packets of one new flow raced to confirm the same entry (insert_failed: typical of parallel UDP through SNAT/DNAT, e.g. DNS A and AAAA queries), or a hash chain grew too long (chainlength)",
+			Fix: []string{
+				"iptables -t nat ... -j MASQUERADE --random-fully   # or nft: masquerade random,fully",
+				"echo <larger> > /sys/module/nf_conntrack/parameters/hashsize   # if chainlength moved",
+			},
+			Advice: "for DNS in containers: options single-request-reopen in resolv.conf, or a node-local DNS cache",
+		})
+	}
+	return out
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// ruleNoSocket: datagrams for a port nobody listens on.
+func ruleNoSocket(in *input) []Finding {
+	cs := in.moved(field("Udp:NoPorts", "Udp6:NoPorts", "UdpLite:NoPorts", "UdpLite6:NoPorts"))
+	if len(cs) == 0 {
+		return nil
+	}
+	d := sum(cs)
+	sev := Warning
+	if in.once() {
+		sev = Info
+	}
+	return []Finding{{
+		Stage:    stage.NoSocket,
+		Severity: sev,
+		Title:    fmt.Sprintf("%d UDP datagrams to ports nobody listens on", d),
+		Drops:    d,
+		Evidence: evidence(cs),
+		Cause:    "datagrams arrived for a port with no socket (the kernel answered ICMP port unreachable): the service is down, restarting, bound to another address, or the sender is misconfigured",
+		Fix: []string{
+			"netdrop sockets --state listen   # is the service bound, and to which address?",
+			"netdrop trace --reason NO_SOCKET --flows   # which ports and senders",
+		},
+	}}
+}

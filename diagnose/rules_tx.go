@@ -1,0 +1,219 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/stage"
+)
+
+// qdiscSource is the Source of qdisc statistics read over netlink.
+const qdiscSource = "qdisc"
+
+// qdiscObject splits a qdisc Object ("eth0 fq_codel 0:") into interface and
+// kind.
+func qdiscObject(obj string) (ifname, kind string) {
+	f := strings.Fields(obj)
+	if len(f) > 0 {
+		ifname = f[0]
+	}
+	if len(f) > 1 {
+		kind = f[1]
+	}
+	return
+}
+
+// ruleQdisc: traffic-control queues that dropped. A classful root counts its
+// children's drops too, so per interface the largest qdisc count is taken,
+// not the sum.
+func ruleQdisc(in *input) []Finding {
+	drops := in.moved(from(qdiscSource, "drops"))
+	in.moved(from(qdiscSource))
+	byIf := map[string][]counters.Counter{}
+	for _, c := range drops {
+		ifn, _ := qdiscObject(c.Object)
+		byIf[ifn] = append(byIf[ifn], c)
+	}
+	var out []Finding
+	for _, ifn := range objects(byIf) {
+		cs := byIf[ifn]
+		top := cs[0]
+		for _, c := range cs {
+			if c.Value > top.Value {
+				top = c
+			}
+		}
+		_, kind := qdiscObject(top.Object)
+		f := Finding{
+			Stage:    stage.Qdisc,
+			Severity: in.lossSeverity(top.Value),
+			Title:    fmt.Sprintf("qdisc %s on %s dropped %d packets", kind, ifn, top.Value),
+			Drops:    top.Value,
+			Evidence: evidence(cs),
+			Cause:    "the interface's transmit queue was full: the application sends faster than the link (or a shaper) drains",
+		}
+		switch kind {
+		case "tbf", "htb", "cake", "hfsc", "cbq", "police":
+			f.Cause = "a shaper (" + kind + ") limits the rate and its queue overflowed: traffic above the configured rate is dropped"
+			f.Fix = []string{
+				fmt.Sprintf("tc -s qdisc show dev %s   # the configured rate and limit", ifn),
+				fmt.Sprintf("tc qdisc change dev %s root %s ... limit <bytes>   # a larger queue absorbs bursts; raise the rate if it is too low", ifn, kind),
+			}
+		case "pfifo_fast", "pfifo", "bfifo", "noqueue", "mq":
+			txq := 0
+			if n, ok := in.nic(ifn); ok {
+				txq = n.TxQueueLen
+			}
+			fix := fmt.Sprintf("ip link set dev %s txqueuelen 10000", ifn)
+			if txq > 0 {
+				fix += fmt.Sprintf(" (now %d)", txq)
+			}
+			f.Fix = []string{fix, fmt.Sprintf("tc qdisc replace dev %s root fq_codel   # fair queueing keeps one flow from filling the queue", ifn)}
+		default:
+			f.Fix = []string{
+				fmt.Sprintf("tc qdisc replace dev %s root %s limit 10240   # if the limit is the problem", ifn, kind),
+				fmt.Sprintf("tc -s qdisc show dev %s", ifn),
+			}
+		}
+		f.Advice = "pace the sender (SO_MAX_PACING_RATE, fq) rather than relying on drops to slow it"
+		out = append(out, f)
+	}
+	return out
+}
+
+// qdiscDrops is the total qdisc loss in the interval, used to tell
+// tx-socket drops that only repeat it.
+func (in *input) qdiscDrops() uint64 {
+	byIf := map[string]uint64{}
+	for _, c := range in.delta.Counters {
+		if strings.HasSuffix(c.Source, qdiscSource) && c.Field == "drops" && !c.Gauge {
+			ifn, _ := qdiscObject(c.Object)
+			if c.Value > byIf[ifn] {
+				byIf[ifn] = c.Value
+			}
+		}
+	}
+	var t uint64
+	for _, v := range byIf {
+		t += v
+	}
+	return t
+}
+
+// ruleTxSocket: sends that failed for lack of send buffer. Udp SndbufErrors
+// also counts sends the qdisc dropped (ENOBUFS from the device queue), so
+// the qdisc's drops are subtracted: they are already a qdisc finding.
+func ruleTxSocket(in *input) []Finding {
+	udp := in.moved(field("Udp:SndbufErrors", "Udp6:SndbufErrors"))
+	tcp := in.moved(field("TcpExt:TCPWqueueTooBig"))
+	d := sum(udp)
+	q := in.qdiscDrops()
+	if q >= d {
+		d = 0
+	} else {
+		d -= q
+	}
+	d += sum(tcp)
+	if d == 0 {
+		return nil
+	}
+	f := Finding{
+		Stage:    stage.TxSocket,
+		Severity: in.lossSeverity(d),
+		Title:    fmt.Sprintf("sends failed for lack of socket send buffer: %d", d),
+		Drops:    d,
+		Evidence: evidence(udp, tcp),
+		Cause:    "the application wrote faster than the socket's send buffer drains (ENOBUFS / EAGAIN on send)",
+		Fix: []string{
+			in.raise("net.core.wmem_max", 4194304) + "   # the ceiling for SO_SNDBUF",
+			"setsockopt(SO_SNDBUF) in the application, up to wmem_max",
+		},
+		Advice: "pace the sender, or handle EAGAIN/ENOBUFS by waiting for writability rather than retrying at once",
+	}
+	if q > 0 {
+		f.Cause += fmt.Sprintf(" (qdisc drops of %d are counted here too and were subtracted)", q)
+	}
+	return []Finding{f}
+}
+
+// ruleNeighbor: packets dropped while the neighbour (ARP/NDP) entry was
+// unresolved, or the table overflowed.
+func ruleNeighbor(in *input) []Finding {
+	unres := in.moved(field("unresolved_discards"))
+	full := in.moved(field("table_fulls"))
+	in.moved(field("forced_gc_runs"))
+	if len(unres)+len(full) == 0 {
+		return nil
+	}
+	d := sum(unres)
+	f := Finding{
+		Stage:    stage.Neighbor,
+		Severity: in.lossSeverity(d),
+		Drops:    d,
+		Evidence: evidence(unres, full),
+		HostWide: hostWide(append(unres, full...)),
+	}
+	if sum(full) > 0 {
+		f.Title = "neighbour table overflow"
+		f.Cause = "the ARP/NDP table reached gc_thresh3 and could not add entries (dmesg: neighbor table overflow)"
+		f.Fix = []string{
+			in.raise("net.ipv4.neigh.default.gc_thresh1", 4096),
+			in.raise("net.ipv4.neigh.default.gc_thresh2", 8192),
+			in.raise("net.ipv4.neigh.default.gc_thresh3", 16384),
+		}
+		if d == 0 {
+			f.Severity = Warning
+		}
+	} else {
+		f.Title = fmt.Sprintf("%d packets dropped waiting for ARP/NDP resolution", d)
+		f.Cause = "packets queued for a neighbour that did not answer (host down, wrong address, wrong subnet) or the per-neighbour queue overflowed"
+		f.Fix = []string{"ip neigh show nud failed   # which neighbours do not answer", "netdrop trace --reason NEIGH_FAILED --flows"}
+	}
+	if in.once() && f.Severity > Warning {
+		f.Severity = Warning
+	}
+	return []Finding{f}
+}
+
+// ruleTxRing: the NIC or driver dropped packets on transmit.
+func ruleTxRing(in *input) []Finding {
+	link := in.moved(from(linkStats, "tx_dropped", "tx_fifo_errors", "tx_aborted_errors", "tx_carrier_errors"))
+	drv := in.moved(func(c counters.Counter) bool {
+		return c.Stage == stage.TxRing && strings.HasPrefix(c.Source, "ethtool")
+	})
+	if len(link)+len(drv) == 0 {
+		return nil
+	}
+	var out []Finding
+	byIf := perObject(append(link, drv...))
+	for _, ifn := range objects(byIf) {
+		cs := byIf[ifn]
+		var l, d []counters.Counter
+		for _, c := range cs {
+			if strings.HasPrefix(c.Source, "ethtool") {
+				d = append(d, c)
+			} else {
+				l = append(l, c)
+			}
+		}
+		drops := sum(l)
+		if drops == 0 {
+			drops = maxValue(d)
+		}
+		f := Finding{
+			Stage:    stage.TxRing,
+			Severity: in.lossSeverity(drops),
+			Title:    "transmit drops on " + ifn,
+			Drops:    drops,
+			Evidence: evidence(l, d),
+			Cause:    "the driver dropped packets on transmit: TX ring full, carrier lost, or (for veth) the peer's receive side refused them",
+		}
+		if n, ok := in.nic(ifn); ok && n.TxRingMax > n.TxRing && n.TxRing > 0 {
+			f.Fix = append(f.Fix, fmt.Sprintf("ethtool -G %s tx %d (now %d)", ifn, n.TxRingMax, n.TxRing))
+		}
+		f.Fix = append(f.Fix, fmt.Sprintf("ethtool -S %s | grep -i tx   # which driver counter", ifn), "netdrop trace   # the drop reason and function")
+		out = append(out, f)
+	}
+	return out
+}
