@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/diagnose"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newCountersCmd) }
+
+func newCountersCmd(e *env) *cobra.Command {
+	var (
+		ns       string
+		asJSON   bool
+		nonZero  bool
+		stageArg string
+	)
+	cmd := &cobra.Command{
+		Use:   "counters",
+		Short: "Dump every drop-related counter with its source and stage (like nstat -az for the whole path)",
+		Long: `counters reads every source diagnose reads — /proc/net/snmp, netstat, snmp6,
+softnet_stat, conntrack, neighbour tables, sockstat, interrupts, softirqs,
+link statistics, driver statistics, qdiscs, firewall rules — once, and prints
+each value with where it was read and the stage of the packet path it is
+evidence for. Values are totals since boot (or since the object was created).`,
+		Example: `  netdrop counters --nonzero
+  netdrop counters --stage socket-rcvbuf
+  netdrop counters --netns web --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			snap, err := diagnose.Snapshot(cmd.Context(), ns, counters.FS{})
+			if err != nil {
+				return err
+			}
+			var keep []counters.Counter
+			for _, c := range snap.Counters {
+				if nonZero && c.Value == 0 {
+					continue
+				}
+				if stageArg != "" && string(c.Stage) != stageArg {
+					continue
+				}
+				keep = append(keep, c)
+			}
+			snap.Counters = keep
+			if asJSON {
+				return writeJSON(e.stdout, snap)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "COUNTER\tVALUE\tSTAGE\tSOURCE")
+			for _, c := range snap.Counters {
+				st := string(c.Stage)
+				if st == "" {
+					st = "-"
+				}
+				name := c.Name()
+				if c.Gauge {
+					name += " (level)"
+				}
+				src := c.Source
+				if c.HostWide {
+					src += " (host-wide)"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", name, c.Value, st, src)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if len(snap.Unavailable) > 0 {
+				fmt.Fprintln(e.stdout, "\nNot read:")
+				for _, u := range snap.Unavailable {
+					fmt.Fprintf(e.stdout, "  - %s: %s\n", u.Source, strings.TrimSpace(u.Reason))
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&ns, "netns", "n", "", "network namespace to read: NAME (/run/netns), PATH, or pid:N")
+	f.BoolVar(&asJSON, "json", false, "print the snapshot as JSON")
+	f.BoolVar(&nonZero, "nonzero", false, "only counters that are not zero")
+	f.StringVar(&stageArg, "stage", "", "only counters of one stage (e.g. socket-rcvbuf)")
+	return cmd
+}
