@@ -219,7 +219,7 @@ func TestJSONShape(t *testing.T) {
 		t.Fatalf("json = %s", raw)
 	}
 	f := got.Findings[0]
-	if f.Stage != "no-socket" || f.Severity != "warning" || f.Drops != 30 || f.Rate != 15 || f.Cause == "" || len(f.Fix) == 0 {
+	if f.Stage != "no-socket" || f.Severity != "critical" || f.Drops != 30 || f.Rate != 15 || f.Cause == "" || len(f.Fix) == 0 {
 		t.Errorf("finding = %+v", f)
 	}
 	if len(f.Evidence) != 1 || f.Evidence[0].Counter != "Udp:NoPorts" || f.Evidence[0].Delta != 30 || f.Evidence[0].Source != "/proc/net/snmp" {

@@ -142,16 +142,17 @@ func hostWide(cs []counters.Counter) bool {
 	return false
 }
 
-// lossSeverity grades packets lost at a stage. In a delta, any loss is
-// critical once it is more than a trickle; totals since boot are history,
-// so they are warnings at most.
+// lossSeverity grades packets lost at a stage. In a delta, loss is critical
+// once it is more than a trickle (at least 10 packets and 1/s, so that a
+// stray packet in a short interval does not outrank a real problem); totals
+// since boot are history, so they are warnings at most.
 func (in *input) lossSeverity(drops uint64) Severity {
 	switch {
 	case drops == 0:
 		return Info
 	case in.once():
 		return Warning
-	case drops >= 10 || in.rate(drops) >= 1:
+	case drops >= 10 && in.rate(drops) >= 1:
 		return Critical
 	default:
 		return Warning

@@ -184,13 +184,9 @@ func ruleNoSocket(in *input) []Finding {
 		return nil
 	}
 	d := sum(cs)
-	sev := Warning
-	if in.once() {
-		sev = Info
-	}
 	return []Finding{{
 		Stage:    stage.NoSocket,
-		Severity: sev,
+		Severity: in.lossSeverity(d),
 		Title:    fmt.Sprintf("%d UDP datagrams to ports nobody listens on", d),
 		Drops:    d,
 		Evidence: evidence(cs),
