@@ -39,9 +39,9 @@ Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.
 			if opts.Interval <= 0 && !opts.Once {
 				return fmt.Errorf("--interval must be positive (got %s)", opts.Interval)
 			}
-			if !asJSON {
-				opts.Progress = func(msg string) { fmt.Fprintln(e.stderr, msg) }
-			}
+			// Progress goes to stderr even with --json: stdout stays one
+			// JSON object, and a person watching knows why it waits.
+			opts.Progress = func(msg string) { fmt.Fprintln(e.stderr, msg) }
 			r, err := diagnose.Run(cmd.Context(), opts)
 			if err != nil {
 				return err
