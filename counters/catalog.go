@@ -1,0 +1,325 @@
+package counters
+
+import (
+	"strings"
+
+	"github.com/netdrop/netdrop/stage"
+)
+
+// FieldInfo is what netdrop knows about one counter field: the stage of the
+// packet path it is evidence for, what it means in one line, and how it
+// relates to other counters.
+type FieldInfo struct {
+	// Stage is "" for context: totals, activity counts and gauges that are
+	// not drops themselves.
+	Stage   stage.ID
+	Meaning string
+	// Gauge marks levels (table sizes, queue lengths) rather than events.
+	Gauge bool
+	// IncludedIn names the counter that already counts every event of this
+	// one (IpExt:InCsumErrors is also counted in Ip:InHdrErrors), so that a
+	// sum over a stage does not count a packet twice.
+	IncludedIn string
+}
+
+// Describe returns the stage and the one-line meaning of a counter field as
+// the readers name it ("Udp:RcvbufErrors", "dropped", "nf_conntrack:drop"),
+// and whether the field is known. `netdrop counters` shows the meaning next
+// to each value.
+func Describe(field string) (stage.ID, string, bool) {
+	fi, ok := LookupField(field)
+	return fi.Stage, fi.Meaning, ok
+}
+
+// LookupField returns everything the catalog knows about a field.
+func LookupField(field string) (FieldInfo, bool) {
+	if fi, ok := catalog[field]; ok {
+		return fi, true
+	}
+	// /proc/interrupts counters are named by CPU ("cpu3"); see interrupts.go.
+	if n, ok := strings.CutPrefix(field, "cpu"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+		return FieldInfo{Meaning: "interrupts of this IRQ line handled by CPU " + n + " (an imbalance shows as one CPU taking them all)"}, true
+	}
+	return FieldInfo{}, false
+}
+
+// stageOf is the stage a reader stamps on a counter it reads.
+func stageOf(field string) stage.ID { return catalog[field].Stage }
+
+// isGauge reports whether the catalog marks field as a level.
+func isGauge(field string) bool { return catalog[field].Gauge }
+
+// catalog holds every field the /proc readers know, keyed by Field. Stages
+// follow DESIGN.md's stage table and reference/counters.md; the inclusion
+// notes follow the kernel's counting code (a checksum error falls through to
+// the header-error counter in ip_rcv_core, tcp_v4_rcv and icmp_rcv; UDP
+// increments InErrors after every receive error). Retransmissions and
+// timeouts have no stage: they are loss seen from the sender, somewhere on
+// the path, which diagnose reports as information.
+var catalog = func() map[string]FieldInfo {
+	c := map[string]FieldInfo{
+		// /proc/net/snmp: Ip
+		"Ip:Forwarding":      {Gauge: true, Meaning: "1 when this namespace forwards IPv4 (net.ipv4.ip_forward=1), 2 when it does not"},
+		"Ip:DefaultTTL":      {Gauge: true, Meaning: "TTL given to locally generated IPv4 datagrams"},
+		"Ip:InReceives":      {Meaning: "IPv4 datagrams received, errors included"},
+		"Ip:InHdrErrors":     {Stage: stage.IP, Meaning: "IPv4 datagrams dropped for a bad header: checksum, version, length, options, TTL expired while forwarding"},
+		"Ip:InAddrErrors":    {Stage: stage.IP, Meaning: "IPv4 datagrams for an address that is neither local nor forwardable (ip_forward off, invalid or martian address)"},
+		"Ip:ForwDatagrams":   {Meaning: "IPv4 datagrams forwarded"},
+		"Ip:InUnknownProtos": {Stage: stage.IP, Meaning: "IPv4 datagrams for a transport protocol nothing handles"},
+		"Ip:InDiscards":      {Stage: stage.IP, Meaning: "IPv4 datagrams without error dropped on input, e.g. for lack of memory"},
+		"Ip:InDelivers":      {Meaning: "IPv4 datagrams delivered to transport protocols"},
+		"Ip:OutRequests":     {Meaning: "IPv4 datagrams handed to IP for sending"},
+		"Ip:OutDiscards":     {Stage: stage.IP, Meaning: "outgoing IPv4 datagrams without error dropped, e.g. for lack of buffer space"},
+		"Ip:OutNoRoutes":     {Stage: stage.IP, Meaning: "IPv4 datagrams dropped because no route matched their destination"},
+		"Ip:ReasmTimeout":    {Stage: stage.IP, IncludedIn: "Ip:ReasmFails", Meaning: "IPv4 reassemblies abandoned when ipfrag_time ran out"},
+		"Ip:ReasmReqds":      {Meaning: "IPv4 fragments received that needed reassembly"},
+		"Ip:ReasmOKs":        {Meaning: "IPv4 datagrams reassembled"},
+		"Ip:ReasmFails":      {Stage: stage.IP, Meaning: "IPv4 reassembly failures: timeouts, bad or overlapping fragments, memory over ipfrag_high_thresh"},
+		"Ip:FragOKs":         {Meaning: "IPv4 datagrams fragmented"},
+		"Ip:FragFails":       {Stage: stage.IP, Meaning: "IPv4 datagrams that had to be fragmented and could not be (DF set): a path MTU problem"},
+		"Ip:FragCreates":     {Meaning: "IPv4 fragments created"},
+		"Ip:OutTransmits":    {Meaning: "IPv4 datagrams transmitted"},
+
+		// IpExt (/proc/net/netstat)
+		"IpExt:InNoRoutes":      {Stage: stage.IP, Meaning: "IPv4 datagrams received for which no route was found"},
+		"IpExt:InTruncatedPkts": {Stage: stage.IP, Meaning: "IPv4 datagrams shorter than their header says"},
+		"IpExt:InCsumErrors":    {Stage: stage.IP, IncludedIn: "Ip:InHdrErrors", Meaning: "IPv4 header checksum errors"},
+		"IpExt:ReasmOverlaps":   {Stage: stage.IP, Meaning: "IPv4 fragments dropped for overlapping another fragment"},
+		"IpExt:InOctets":        {Meaning: "IPv4 bytes received"},
+		"IpExt:OutOctets":       {Meaning: "IPv4 bytes sent"},
+
+		// Icmp
+		"Icmp:InMsgs":              {Meaning: "ICMP messages received"},
+		"Icmp:InErrors":            {Stage: stage.IP, Meaning: "ICMP messages received with errors: bad checksum, truncated"},
+		"Icmp:InCsumErrors":        {Stage: stage.IP, IncludedIn: "Icmp:InErrors", Meaning: "ICMP messages with a bad checksum"},
+		"Icmp:OutMsgs":             {Meaning: "ICMP messages sent"},
+		"Icmp:OutErrors":           {Stage: stage.IP, Meaning: "ICMP messages not sent because of an error"},
+		"Icmp:OutRateLimitGlobal":  {Meaning: "ICMP messages not sent because of the global ICMP rate limit (icmp_msgs_per_sec)"},
+		"Icmp:OutRateLimitHost":    {Meaning: "ICMP messages not sent because of the per-host ICMP rate limit (icmp_ratelimit)"},
+		"Icmp:InDestUnreachs":      {Meaning: "ICMP destination unreachable received"},
+		"Icmp:OutDestUnreachs":     {Meaning: "ICMP destination unreachable sent (port unreachable answers Udp NoPorts)"},
+		"Icmp6:InErrors":           {Stage: stage.IP, Meaning: "ICMPv6 messages received with errors: bad checksum, truncated"},
+		"Icmp6:InCsumErrors":       {Stage: stage.IP, IncludedIn: "Icmp6:InErrors", Meaning: "ICMPv6 messages with a bad checksum"},
+		"Icmp6:OutErrors":          {Stage: stage.IP, Meaning: "ICMPv6 messages not sent because of an error"},
+		"Icmp6:InMsgs":             {Meaning: "ICMPv6 messages received"},
+		"Icmp6:OutMsgs":            {Meaning: "ICMPv6 messages sent"},
+		"Icmp6:OutRateLimitHost":   {Meaning: "ICMPv6 messages not sent because of the per-host rate limit"},
+		"Icmp6:InDestUnreachs":     {Meaning: "ICMPv6 destination unreachable received"},
+		"Icmp6:OutDestUnreachs":    {Meaning: "ICMPv6 destination unreachable sent (port unreachable answers Udp6 NoPorts)"},
+		"Icmp6:InPktTooBigs":       {Meaning: "ICMPv6 packet too big received: path MTU discovery at work"},
+		"Icmp6:InNeighborSolicits": {Meaning: "NDP neighbour solicitations received"},
+
+		// Tcp
+		"Tcp:RtoAlgorithm": {Gauge: true, Meaning: "retransmission timeout algorithm (1 = other, as Linux reports)"},
+		"Tcp:RtoMin":       {Gauge: true, Meaning: "minimum retransmission timeout, ms"},
+		"Tcp:RtoMax":       {Gauge: true, Meaning: "maximum retransmission timeout, ms"},
+		"Tcp:MaxConn":      {Gauge: true, Meaning: "connection limit; -1 (stored as 2^64-1) means none"},
+		"Tcp:ActiveOpens":  {Meaning: "TCP connections opened by connect()"},
+		"Tcp:PassiveOpens": {Meaning: "TCP connections accepted from a listener"},
+		"Tcp:AttemptFails": {Meaning: "TCP connection attempts that failed (reset or timed out in SYN states)"},
+		"Tcp:EstabResets":  {Meaning: "established TCP connections reset"},
+		"Tcp:CurrEstab":    {Gauge: true, Meaning: "TCP connections now ESTABLISHED or CLOSE_WAIT"},
+		"Tcp:InSegs":       {Meaning: "TCP segments received, errors included"},
+		"Tcp:OutSegs":      {Meaning: "TCP segments sent, retransmissions excluded"},
+		"Tcp:RetransSegs":  {Meaning: "TCP segments retransmitted: loss somewhere on the path, not necessarily on this host"},
+		"Tcp:InErrs":       {Stage: stage.TCP, Meaning: "TCP segments received in error: bad checksum or header"},
+		"Tcp:OutRsts":      {Meaning: "TCP resets sent, including answers to segments for closed ports"},
+		"Tcp:InCsumErrors": {Stage: stage.TCP, IncludedIn: "Tcp:InErrs", Meaning: "TCP segments with a bad checksum"},
+
+		// TcpExt (/proc/net/netstat)
+		"TcpExt:SyncookiesSent":            {Stage: stage.TCPListen, Meaning: "SYN cookies sent because a listener's SYN queue was full"},
+		"TcpExt:SyncookiesRecv":            {Stage: stage.TCPListen, Meaning: "valid SYN cookies received back"},
+		"TcpExt:SyncookiesFailed":          {Stage: stage.TCPListen, Meaning: "ACKs with an invalid SYN cookie, dropped"},
+		"TcpExt:EmbryonicRsts":             {Meaning: "resets received for connections in SYN_RECV"},
+		"TcpExt:PruneCalled":               {Stage: stage.SocketRcvbuf, Meaning: "receive queue pruned because a socket went over its receive buffer (near-drop: data was collapsed)"},
+		"TcpExt:RcvPruned":                 {Stage: stage.SocketRcvbuf, Meaning: "segments dropped from a receive queue because pruning did not free enough"},
+		"TcpExt:OfoPruned":                 {Stage: stage.SocketRcvbuf, Meaning: "out-of-order queue dropped to stay within the receive buffer"},
+		"TcpExt:OutOfWindowIcmps":          {Stage: stage.TCP, Meaning: "ICMP errors dropped because they were outside the window"},
+		"TcpExt:LockDroppedIcmps":          {Stage: stage.TCP, Meaning: "ICMP errors dropped because the socket was busy"},
+		"TcpExt:TW":                        {Meaning: "TCP sockets that finished TIME_WAIT"},
+		"TcpExt:TWRecycled":                {Meaning: "TIME_WAIT sockets reused for a new connection"},
+		"TcpExt:TWKilled":                  {Meaning: "TIME_WAIT sockets ended early"},
+		"TcpExt:PAWSActive":                {Stage: stage.TCP, Meaning: "SYN-ACKs dropped by the PAWS timestamp check"},
+		"TcpExt:PAWSEstab":                 {Stage: stage.TCP, Meaning: "segments dropped by the PAWS timestamp check on established connections"},
+		"TcpExt:PAWSOldAck":                {Stage: stage.TCP, Meaning: "old ACKs dropped by the PAWS check"},
+		"TcpExt:PAWSTimewait":              {Stage: stage.TCP, Meaning: "segments dropped by the PAWS check in TIME_WAIT"},
+		"TcpExt:BeyondWindow":              {Stage: stage.TCP, Meaning: "segments dropped because they lay beyond the receive window"},
+		"TcpExt:TSEcrRejected":             {Stage: stage.TCP, Meaning: "segments dropped for an invalid timestamp echo reply"},
+		"TcpExt:DelayedACKs":               {Meaning: "delayed ACKs sent"},
+		"TcpExt:DelayedACKLost":            {Meaning: "duplicate data received for which a delayed ACK was lost"},
+		"TcpExt:ListenOverflows":           {Stage: stage.TCPListen, IncludedIn: "TcpExt:ListenDrops", Meaning: "connections dropped because a listener's accept queue was full (backlog / somaxconn)"},
+		"TcpExt:ListenDrops":               {Stage: stage.TCPListen, Meaning: "every SYN or ACK dropped on a listening socket, accept-queue overflows included"},
+		"TcpExt:TCPLostRetransmit":         {Meaning: "retransmissions that were lost again"},
+		"TcpExt:TCPFastRetrans":            {Meaning: "fast retransmissions"},
+		"TcpExt:TCPSlowStartRetrans":       {Meaning: "retransmissions in slow start"},
+		"TcpExt:TCPTimeouts":               {Meaning: "retransmission timeouts: loss somewhere on the path"},
+		"TcpExt:TCPLossProbes":             {Meaning: "tail loss probes sent"},
+		"TcpExt:TCPRcvCollapsed":           {Stage: stage.SocketRcvbuf, Meaning: "segments collapsed to save receive buffer memory (near-drop)"},
+		"TcpExt:TCPBacklogCoalesce":        {Meaning: "segments coalesced in a socket backlog"},
+		"TcpExt:TCPAbortOnData":            {Meaning: "connections reset because data arrived after close"},
+		"TcpExt:TCPAbortOnClose":           {Meaning: "connections reset because the application closed with unread data"},
+		"TcpExt:TCPAbortOnMemory":          {Stage: stage.SocketRcvbuf, Meaning: "connections reset for lack of TCP memory (tcp_mem or too many orphans)"},
+		"TcpExt:TCPAbortOnTimeout":         {Meaning: "connections reset after too many retransmission timeouts"},
+		"TcpExt:TCPAbortOnLinger":          {Meaning: "connections reset by the linger timeout"},
+		"TcpExt:TCPAbortFailed":            {Meaning: "resets that could not be sent"},
+		"TcpExt:TCPMemoryPressures":        {Stage: stage.SocketRcvbuf, Meaning: "times TCP entered memory pressure (sockstat TCP mem over tcp_mem's second value)"},
+		"TcpExt:TCPMemoryPressuresChrono":  {Meaning: "milliseconds spent in TCP memory pressure"},
+		"TcpExt:TCPMD5NotFound":            {Stage: stage.TCP, Meaning: "segments dropped: MD5 signature expected but missing"},
+		"TcpExt:TCPMD5Unexpected":          {Stage: stage.TCP, Meaning: "segments dropped: MD5 signature present but not expected"},
+		"TcpExt:TCPMD5Failure":             {Stage: stage.TCP, Meaning: "segments dropped: wrong MD5 signature"},
+		"TcpExt:TCPBacklogDrop":            {Stage: stage.SocketRcvbuf, Meaning: "segments dropped because the socket was busy and its backlog exceeded the buffers"},
+		"TcpExt:PFMemallocDrop":            {Stage: stage.TCP, Meaning: "segments from emergency memory reserves dropped for a socket not allowed to use them"},
+		"TcpExt:TCPMinTTLDrop":             {Stage: stage.TCP, Meaning: "segments dropped under the socket's IP_MINTTL"},
+		"TcpExt:TCPDeferAcceptDrop":        {Stage: stage.TCP, Meaning: "bare ACKs dropped on a TCP_DEFER_ACCEPT listener"},
+		"TcpExt:IPReversePathFilter":       {Stage: stage.IP, Meaning: "packets dropped by the reverse-path filter (rp_filter, effective value max(all, interface))"},
+		"TcpExt:TCPTimeWaitOverflow":       {Stage: stage.Ports, Meaning: "TIME_WAIT sockets not created because tcp_max_tw_buckets was reached"},
+		"TcpExt:TCPReqQFullDoCookies":      {Stage: stage.TCPListen, Meaning: "SYN queue full: answered with a SYN cookie"},
+		"TcpExt:TCPReqQFullDrop":           {Stage: stage.TCPListen, Meaning: "SYN queue full: SYN dropped (syncookies off)"},
+		"TcpExt:TCPRetransFail":            {Meaning: "retransmissions that failed to be sent locally"},
+		"TcpExt:TCPOFOQueue":               {Meaning: "segments put in the out-of-order queue"},
+		"TcpExt:TCPOFODrop":                {Stage: stage.SocketRcvbuf, Meaning: "out-of-order segments dropped because the receive buffer was full"},
+		"TcpExt:TCPChallengeACK":           {Meaning: "challenge ACKs sent (RFC 5961)"},
+		"TcpExt:TCPSYNChallenge":           {Meaning: "challenge ACKs sent in answer to a SYN"},
+		"TcpExt:TCPFastOpenListenOverflow": {Stage: stage.TCPListen, Meaning: "TCP Fast Open requests refused because the TFO queue was full"},
+		"TcpExt:TCPToZeroWindowAdv":        {Stage: stage.SocketRcvbuf, Meaning: "times the window was closed to zero: the application is not reading (near-drop)"},
+		"TcpExt:TCPFromZeroWindowAdv":      {Meaning: "times the window reopened from zero"},
+		"TcpExt:TCPWantZeroWindowAdv":      {Meaning: "times the window would have shrunk to zero"},
+		"TcpExt:TCPSynRetrans":             {Meaning: "SYN and SYN-ACK retransmissions: loss or a full listener somewhere on the path"},
+		"TcpExt:TCPOrigDataSent":           {Meaning: "segments with new data sent"},
+		"TcpExt:TCPKeepAlive":              {Meaning: "keepalive probes sent"},
+		"TcpExt:TCPZeroWindowDrop":         {Stage: stage.SocketRcvbuf, Meaning: "segments dropped because the receive window was zero"},
+		"TcpExt:TCPRcvQDrop":               {Stage: stage.SocketRcvbuf, Meaning: "segments dropped because the receive queue was over the buffer and memory could not be had"},
+		"TcpExt:TCPWqueueTooBig":           {Stage: stage.TxSocket, Meaning: "sends refused because the write queue grew too large"},
+		"TcpExt:TCPMigrateReqFailure":      {Stage: stage.TCPListen, Meaning: "requests that could not move to another SO_REUSEPORT listener and were dropped"},
+		"TcpExt:TCPAORequired":             {Stage: stage.TCP, Meaning: "segments dropped: TCP-AO required but missing"},
+		"TcpExt:TCPAOBad":                  {Stage: stage.TCP, Meaning: "segments dropped: TCP-AO signature wrong"},
+		"TcpExt:TCPAOKeyNotFound":          {Stage: stage.TCP, Meaning: "segments dropped: no TCP-AO key matched"},
+		"TcpExt:TCPAODroppedIcmps":         {Stage: stage.TCP, Meaning: "ICMPs dropped on TCP-AO connections"},
+		"TcpExt:BusyPollRxPackets":         {Meaning: "packets received by busy polling"},
+		"MPTcpExt:MPCurrEstab":             {Gauge: true, Meaning: "MPTCP connections now established"},
+
+		// /proc/net/softnet_stat, per CPU (softnet.go)
+		"processed":        {Meaning: "packets this CPU's NET_RX softirq processed"},
+		"dropped":          {Stage: stage.Softirq, Meaning: "packets dropped because this CPU's backlog was over netdev_max_backlog (RPS, veth, loopback, non-NAPI drivers), flow-limit drops included"},
+		"time_squeeze":     {Stage: stage.Softirq, Meaning: "times NET_RX stopped with work left because netdev_budget or netdev_budget_usecs ran out (near-drop)"},
+		"cpu_collision":    {Meaning: "transmit lock collisions (old kernels; always 0 since 5.10)"},
+		"received_rps":     {Meaning: "times this CPU was woken by another to process packets (RPS / RFS)"},
+		"flow_limit_count": {Stage: stage.Softirq, IncludedIn: "dropped", Meaning: "packets dropped by the backlog flow limit (flow_limit_cpu_bitmap, flow_limit_table_len)"},
+		"backlog_len":      {Stage: stage.Softirq, Gauge: true, Meaning: "packets waiting in this CPU's backlog now"},
+		"input_qlen":       {Stage: stage.Softirq, Gauge: true, Meaning: "packets in this CPU's input_pkt_queue now"},
+		"process_qlen":     {Stage: stage.Softirq, Gauge: true, Meaning: "packets in this CPU's process_queue now"},
+
+		// /proc/net/stat/nf_conntrack summed over CPUs, and the sysctls (conntrack.go)
+		"nf_conntrack:entries":        {Stage: stage.Conntrack, Gauge: true, Meaning: "connections tracked now"},
+		"nf_conntrack:searched":       {Meaning: "hash table lookups (kernels before 5.9)"},
+		"nf_conntrack:clashres":       {Meaning: "insert clashes resolved without a drop (parallel UDP packets of one flow)"},
+		"nf_conntrack:found":          {Meaning: "lookups that found an entry"},
+		"nf_conntrack:new":            {Meaning: "entries added (always 0 on recent kernels)"},
+		"nf_conntrack:invalid":        {Stage: stage.Conntrack, Meaning: "packets conntrack could not track (invalid state); rules matching ctstate INVALID drop them"},
+		"nf_conntrack:ignore":         {Meaning: "packets already tracked or untracked (always 0 on recent kernels)"},
+		"nf_conntrack:delete":         {Meaning: "entries deleted (always 0 on recent kernels)"},
+		"nf_conntrack:delete_list":    {Meaning: "entries put on the dying list (kernels before 5.14)"},
+		"nf_conntrack:chainlength":    {Stage: stage.Conntrack, Meaning: "inserts refused because a hash chain grew too long: raise nf_conntrack_buckets"},
+		"nf_conntrack:insert":         {Meaning: "entries inserted"},
+		"nf_conntrack:insert_failed":  {Stage: stage.Conntrack, Meaning: "packets dropped because their entry clashed at confirm time (e.g. the SNAT port race of parallel UDP)"},
+		"nf_conntrack:drop":           {Stage: stage.Conntrack, Meaning: "packets dropped because the table was full and no entry could be evicted"},
+		"nf_conntrack:early_drop":     {Stage: stage.Conntrack, Meaning: "entries evicted to make room in a full table"},
+		"nf_conntrack:icmp_error":     {Meaning: "ICMP errors that matched no tracked connection"},
+		"nf_conntrack:expect_new":     {Meaning: "expectations added"},
+		"nf_conntrack:expect_create":  {Meaning: "expectations created"},
+		"nf_conntrack:expect_delete":  {Meaning: "expectations deleted"},
+		"nf_conntrack:search_restart": {Meaning: "lookups restarted because the table changed under them"},
+		"nf_conntrack_count":          {Stage: stage.Conntrack, Gauge: true, Meaning: "connections tracked in this namespace now (near-drop when close to nf_conntrack_max)"},
+		"nf_conntrack_max":            {Stage: stage.Conntrack, Gauge: true, Meaning: "size limit of the conntrack table (one global value)"},
+
+		// /proc/net/sockstat and sockstat6, levels (sockstat.go)
+		"sockets:used":   {Gauge: true, Meaning: "sockets of all kinds in use"},
+		"TCP:inuse":      {Gauge: true, Meaning: "IPv4 TCP sockets in use, listeners included"},
+		"TCP:orphan":     {Stage: stage.Ports, Gauge: true, Meaning: "TCP sockets no longer attached to a file (closed, still sending), limited by tcp_max_orphans"},
+		"TCP:tw":         {Stage: stage.Ports, Gauge: true, Meaning: "TCP sockets in TIME_WAIT, limited by tcp_max_tw_buckets"},
+		"TCP:alloc":      {Gauge: true, Meaning: "TCP sockets allocated, of any state"},
+		"TCP:mem":        {Stage: stage.SocketRcvbuf, Gauge: true, Meaning: "memory used by TCP, in pages; compared with net.ipv4.tcp_mem"},
+		"UDP:inuse":      {Gauge: true, Meaning: "IPv4 UDP sockets in use"},
+		"UDP:mem":        {Stage: stage.SocketRcvbuf, Gauge: true, Meaning: "memory used by UDP, in pages; compared with net.ipv4.udp_mem"},
+		"UDPLITE:inuse":  {Gauge: true, Meaning: "IPv4 UDP-Lite sockets in use"},
+		"RAW:inuse":      {Gauge: true, Meaning: "IPv4 raw sockets in use"},
+		"FRAG:inuse":     {Gauge: true, Meaning: "IPv4 reassembly queues in use"},
+		"FRAG:memory":    {Gauge: true, Meaning: "memory held by IPv4 reassembly, bytes"},
+		"TCP6:inuse":     {Gauge: true, Meaning: "IPv6 TCP sockets in use"},
+		"UDP6:inuse":     {Gauge: true, Meaning: "IPv6 UDP sockets in use"},
+		"UDPLITE6:inuse": {Gauge: true, Meaning: "IPv6 UDP-Lite sockets in use"},
+		"RAW6:inuse":     {Gauge: true, Meaning: "IPv6 raw sockets in use"},
+		"FRAG6:inuse":    {Gauge: true, Meaning: "IPv6 reassembly queues in use"},
+		"FRAG6:memory":   {Gauge: true, Meaning: "memory held by IPv6 reassembly, bytes"},
+
+		// /proc/softirqs and /proc/stat, per CPU (interrupts.go, cpustat.go)
+		"NET_RX":  {Meaning: "NET_RX softirqs run on this CPU: where receive processing happens"},
+		"NET_TX":  {Meaning: "NET_TX softirqs run on this CPU"},
+		"softirq": {Meaning: "time this CPU spent in softirqs, in USER_HZ ticks; a CPU mostly in softirq drops next"},
+		"irq":     {Meaning: "time this CPU spent in hard interrupts, in USER_HZ ticks"},
+		"total":   {Meaning: "all time of this CPU, in USER_HZ ticks (user, nice, system, idle, iowait, irq, softirq, steal)"},
+
+		// /proc/net/udp and udp6, per socket (udpsock.go)
+		"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this socket dropped: receive buffer full (SK_MEMINFO_DROPS)"},
+	}
+
+	// The UDP groups share their fields: Udp and UdpLite in snmp, Udp6 and
+	// UdpLite6 in snmp6.
+	for _, g := range []string{"Udp", "UdpLite", "Udp6", "UdpLite6"} {
+		v := "IPv4"
+		if strings.HasSuffix(g, "6") {
+			v = "IPv6"
+		}
+		c[g+":InDatagrams"] = FieldInfo{Meaning: v + " " + g + " datagrams delivered to sockets"}
+		c[g+":NoPorts"] = FieldInfo{Stage: stage.NoSocket, Meaning: v + " datagrams for a port nobody listens on"}
+		c[g+":InErrors"] = FieldInfo{Meaning: v + " datagrams not delivered: a total of RcvbufErrors, MemErrors, InCsumErrors and other errors (do not add it to them)"}
+		c[g+":OutDatagrams"] = FieldInfo{Meaning: v + " datagrams sent"}
+		c[g+":RcvbufErrors"] = FieldInfo{Stage: stage.SocketRcvbuf, IncludedIn: g + ":InErrors", Meaning: v + " datagrams dropped because the socket's receive buffer was full (SO_RCVBUF, rmem_max)"}
+		c[g+":SndbufErrors"] = FieldInfo{Stage: stage.TxSocket, Meaning: v + " sends that failed with ENOBUFS: send buffer or the queue below it full"}
+		c[g+":InCsumErrors"] = FieldInfo{Stage: stage.IP, IncludedIn: g + ":InErrors", Meaning: v + " datagrams with a bad checksum"}
+		c[g+":IgnoredMulti"] = FieldInfo{Meaning: v + " broadcast or multicast datagrams no socket wanted (not loss)"}
+		c[g+":MemErrors"] = FieldInfo{Stage: stage.SocketRcvbuf, IncludedIn: g + ":InErrors", Meaning: v + " datagrams dropped because UDP memory hit net.ipv4.udp_mem"}
+	}
+
+	// Ip6 in snmp6 mirrors Ip.
+	for _, f := range []struct{ name, ip4 string }{
+		{"InReceives", "Ip:InReceives"}, {"InHdrErrors", "Ip:InHdrErrors"},
+		{"InNoRoutes", "IpExt:InNoRoutes"}, {"InAddrErrors", "Ip:InAddrErrors"},
+		{"InUnknownProtos", "Ip:InUnknownProtos"}, {"InTruncatedPkts", "IpExt:InTruncatedPkts"},
+		{"InDiscards", "Ip:InDiscards"}, {"InDelivers", "Ip:InDelivers"},
+		{"OutForwDatagrams", "Ip:ForwDatagrams"}, {"OutRequests", "Ip:OutRequests"},
+		{"OutDiscards", "Ip:OutDiscards"}, {"OutNoRoutes", "Ip:OutNoRoutes"},
+		{"ReasmTimeout", "Ip:ReasmTimeout"}, {"ReasmReqds", "Ip:ReasmReqds"},
+		{"ReasmOKs", "Ip:ReasmOKs"}, {"ReasmFails", "Ip:ReasmFails"},
+		{"FragOKs", "Ip:FragOKs"}, {"FragFails", "Ip:FragFails"},
+		{"FragCreates", "Ip:FragCreates"}, {"OutTransmits", "Ip:OutTransmits"},
+		{"InOctets", "IpExt:InOctets"}, {"OutOctets", "IpExt:OutOctets"},
+	} {
+		fi := c[f.ip4]
+		fi.Meaning = strings.ReplaceAll(fi.Meaning, "IPv4", "IPv6")
+		if fi.IncludedIn != "" {
+			fi.IncludedIn = "Ip6:" + strings.TrimPrefix(fi.IncludedIn, "Ip:")
+		}
+		c["Ip6:"+f.name] = fi
+	}
+	c["Ip6:InTooBigErrors"] = FieldInfo{Stage: stage.IP, Meaning: "IPv6 packets too big for the outgoing link's MTU while forwarding"}
+
+	// /proc/net/stat/arp_cache and ndisc_cache, summed over CPUs (neigh.go).
+	for _, t := range []struct{ table, proto string }{{"arp_cache", "ARP"}, {"ndisc_cache", "NDP"}} {
+		p := t.table + ":"
+		c[p+"entries"] = FieldInfo{Stage: stage.Neighbor, Gauge: true, Meaning: t.proto + " neighbour entries now (compared with neigh.default.gc_thresh3)"}
+		c[p+"allocs"] = FieldInfo{Meaning: t.proto + " neighbour entries allocated"}
+		c[p+"destroys"] = FieldInfo{Meaning: t.proto + " neighbour entries destroyed"}
+		c[p+"hash_grows"] = FieldInfo{Meaning: t.proto + " neighbour hash table resizes"}
+		c[p+"lookups"] = FieldInfo{Meaning: t.proto + " neighbour lookups"}
+		c[p+"hits"] = FieldInfo{Meaning: t.proto + " neighbour lookups that found an entry"}
+		c[p+"res_failed"] = FieldInfo{Stage: stage.Neighbor, Meaning: t.proto + " resolutions that failed: no answer from the neighbour"}
+		c[p+"rcv_probes_mcast"] = FieldInfo{Meaning: t.proto + " multicast probes received"}
+		c[p+"rcv_probes_ucast"] = FieldInfo{Meaning: t.proto + " unicast probes received"}
+		c[p+"periodic_gc_runs"] = FieldInfo{Meaning: t.proto + " periodic garbage collections"}
+		c[p+"forced_gc_runs"] = FieldInfo{Stage: stage.Neighbor, Meaning: t.proto + " forced garbage collections: the table went over gc_thresh2 or gc_thresh3 (near-drop)"}
+		c[p+"unresolved_discards"] = FieldInfo{Stage: stage.Neighbor, Meaning: "packets dropped while waiting for " + t.proto + " resolution (unres_qlen_bytes queue full)"}
+		c[p+"table_fulls"] = FieldInfo{Stage: stage.Neighbor, Meaning: t.proto + " neighbour table full: no entry could be made (raise gc_thresh3)"}
+	}
+	return c
+}()

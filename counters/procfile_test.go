@@ -1,0 +1,143 @@
+package counters
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// fixture returns an FS over testdata/<name>.
+func fixture(name string) FS { return NewFS(filepath.Join("testdata", name)) }
+
+// collectOne runs one source over a fixture tree.
+func collectOne(t *testing.T, fixtureName string, src Source) (*Snapshot, error) {
+	t.Helper()
+	s := &Snapshot{Sysctls: map[string]string{}}
+	err := src.Collect(context.Background(), fixture(fixtureName), s)
+	return s, err
+}
+
+// values maps Name() to Value for the counters of one source.
+func values(s *Snapshot, source string) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, c := range s.Counters {
+		if c.Source == source {
+			out[c.Name()] = c.Value
+		}
+	}
+	return out
+}
+
+// pick keeps the keys of want that are present in got, so a test can state
+// the values it cares about and cmp.Diff shows missing ones too.
+func pick(got map[string]uint64, want map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for k := range want {
+		if v, ok := got[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// wantParseError checks that err wraps ErrFileParse and names the file.
+func wantParseError(t *testing.T, err error, file string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want a parse error for %s, got nil", file)
+	}
+	if !errors.Is(err, ErrFileParse) {
+		t.Errorf("error %q does not wrap ErrFileParse", err)
+	}
+	if !strings.Contains(err.Error(), file) {
+		t.Errorf("error %q does not name %s", err, file)
+	}
+}
+
+// unavailable returns the reasons recorded for source.
+func unavailable(s *Snapshot, source string) []string {
+	var out []string
+	for _, u := range s.Unavailable {
+		if u.Source == source {
+			out = append(out, u.Reason)
+		}
+	}
+	return out
+}
+
+// seedFiles adds every fixture file with the given base name as a fuzz seed.
+func seedFiles(f *testing.F, rel string) {
+	f.Helper()
+	paths, _ := filepath.Glob(filepath.Join("testdata", "*", rel))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b))
+	}
+}
+
+func TestParsePerCPUStat(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    perCPUStat
+		wantErr bool
+	}{
+		{
+			name: "two cpus",
+			in:   "entries  a b\n00000002 00000001 0000000a\n00000002 00000003 00000001\n",
+			want: perCPUStat{Names: []string{"entries", "a", "b"}, Rows: [][]uint64{{2, 1, 10}, {2, 3, 1}}},
+		},
+		{
+			name:    "short row skipped, next kept",
+			in:      "entries a b\n00000002 00000001\n00000002 00000003 00000001\n",
+			want:    perCPUStat{Names: []string{"entries", "a", "b"}, Rows: [][]uint64{{2, 3, 1}}},
+			wantErr: true,
+		},
+		{
+			name:    "not hex",
+			in:      "entries a\n00000002 0000zz01\n00000001 00000002\n",
+			want:    perCPUStat{Names: []string{"entries", "a"}, Rows: [][]uint64{{1, 2}}},
+			wantErr: true,
+		},
+		{
+			name:    "no header",
+			in:      "00000002 00000001\n",
+			wantErr: true,
+		},
+		{
+			name:    "empty",
+			in:      "",
+			wantErr: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parsePerCPUStat(strings.NewReader(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil && !errors.Is(err, ErrFileParse) {
+				t.Errorf("error %q does not wrap ErrFileParse", err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("parsePerCPUStat (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPerCPUStatSums(t *testing.T) {
+	tab := perCPUStat{Names: []string{"entries", "drop"}, Rows: [][]uint64{{28229, 3}, {28229, 4}}}
+	want := map[string]uint64{"entries": 28229, "drop": 7}
+	if diff := cmp.Diff(want, tab.sums("entries")); diff != "" {
+		t.Errorf("sums (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,190 @@
+package counters
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+)
+
+// The SNMP MIB files of a network namespace. snmp and netstat print pairs of
+// lines, a header naming the fields of a group and a line of values
+// ("Udp: InDatagrams NoPorts …" then "Udp: 27 0 …"); snmp6 prints one
+// "Ip6InReceives <tab> 1" line per field. They are parsed generically, as
+// nstat does, so every field the kernel prints becomes a counter, including
+// fields newer than this code.
+const (
+	srcSNMP    = "/proc/net/snmp"
+	srcNetstat = "/proc/net/netstat"
+	srcSNMP6   = "/proc/net/snmp6"
+)
+
+func init() { register(SNMPSource{}) }
+
+// SNMPSource reads /proc/net/snmp, /proc/net/netstat and /proc/net/snmp6 of
+// the current network namespace. Fields are named "Group:Field" as nstat
+// names them without the colon: "Udp:RcvbufErrors",
+// "TcpExt:ListenOverflows", "Udp6:RcvbufErrors".
+type SNMPSource struct{}
+
+// Name implements Source.
+func (SNMPSource) Name() string { return srcSNMP }
+
+// Collect implements Source. snmp6 is missing when IPv6 is disabled; that is
+// recorded as unavailable, the IPv4 files are still read.
+func (SNMPSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
+	files := []struct {
+		name, path string
+		parse      func(io.Reader) ([]snmpValue, error)
+	}{
+		{srcSNMP, fs.NetPath("snmp"), parseSNMP},
+		{srcNetstat, fs.NetPath("netstat"), parseSNMP},
+		{srcSNMP6, fs.NetPath("snmp6"), parseSNMP6},
+	}
+	var errs []error
+	read := 0
+	for _, f := range files {
+		err := collectCounters(fs, s, f.name, f.path, func(r io.Reader) ([]Counter, error) {
+			vs, err := f.parse(r)
+			return snmpCounters(f.name, vs), err
+		})
+		if err != nil {
+			if f.name != srcSNMP {
+				s.Fail(f.name, err)
+				continue
+			}
+			errs = append(errs, err)
+			continue
+		}
+		read++
+	}
+	if read == 0 {
+		return errors.Join(errs...)
+	}
+	for _, err := range errs {
+		s.Fail(srcSNMP, err)
+	}
+	return nil
+}
+
+// snmpValue is one field of an SNMP file.
+type snmpValue struct {
+	Group, Field string
+	Value        uint64
+}
+
+// Name is the field as counters name it: "Udp:RcvbufErrors".
+func (v snmpValue) Name() string {
+	if v.Group == "" {
+		return v.Field
+	}
+	return v.Group + ":" + v.Field
+}
+
+func snmpCounters(source string, vs []snmpValue) []Counter {
+	out := make([]Counter, 0, len(vs))
+	for _, v := range vs {
+		name := v.Name()
+		out = append(out, Counter{
+			Source: source,
+			Field:  name,
+			Value:  v.Value,
+			Stage:  stageOf(name),
+			Gauge:  isGauge(name),
+		})
+	}
+	return out
+}
+
+// parseSNMP reads /proc/net/snmp or /proc/net/netstat: header and value
+// lines in pairs, matched by their "Group:" prefix. A pair whose lengths
+// differ is reported and skipped, since its values cannot be matched to
+// names; a value that is not a number costs only that field.
+func parseSNMP(r io.Reader) ([]snmpValue, error) {
+	var (
+		out        []snmpValue
+		group      string
+		names      []string
+		headerLine int
+		errs       []error
+	)
+	err := scanLines(r, func(n int, line string) error {
+		if strings.TrimSpace(line) == "" {
+			return nil
+		}
+		prefix, rest, ok := strings.Cut(line, ":")
+		if !ok || prefix == "" || strings.ContainsAny(prefix, " \t") {
+			return lineError(n, "no \"Group:\" prefix in %q", line)
+		}
+		fields := strings.Fields(rest)
+		if names == nil || prefix != group {
+			var err error
+			if names != nil {
+				// A header whose value line never came: report it
+				// and take this line as the next header.
+				err = lineError(headerLine, "%s: header without a value line", group)
+			}
+			group, names, headerLine = prefix, fields, n
+			if names == nil {
+				names = []string{}
+			}
+			return err
+		}
+		g, ns := group, names
+		group, names = "", nil
+		if len(fields) != len(ns) {
+			return lineError(n, "%s: %d values for %d names", g, len(fields), len(ns))
+		}
+		var lineErrs []error
+		for i, f := range fields {
+			v, err := parseSigned(f)
+			if err != nil {
+				lineErrs = append(lineErrs, lineError(n, "%s:%s: %q is not a number", g, ns[i], f))
+				continue
+			}
+			out = append(out, snmpValue{Group: g, Field: ns[i], Value: v})
+		}
+		return errors.Join(lineErrs...)
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if names != nil {
+		errs = append(errs, lineError(headerLine, "%s: header without a value line (file truncated?)", group))
+	}
+	return out, errors.Join(errs...)
+}
+
+// parseSNMP6 reads /proc/net/snmp6: "Name value" lines. The group is the
+// name up to its "6" (Ip6, Icmp6, Udp6, UdpLite6), so "Udp6RcvbufErrors"
+// becomes Udp6:RcvbufErrors.
+func parseSNMP6(r io.Reader) ([]snmpValue, error) {
+	var out []snmpValue
+	err := scanLines(r, func(n int, line string) error {
+		fields := strings.Fields(line)
+		switch len(fields) {
+		case 0:
+			return nil
+		case 2:
+		default:
+			return lineError(n, "want \"name value\", got %q", line)
+		}
+		v, err := parseSigned(fields[1])
+		if err != nil {
+			return lineError(n, "%s: %q is not a number", fields[0], fields[1])
+		}
+		g, f := splitSNMP6(fields[0])
+		out = append(out, snmpValue{Group: g, Field: f, Value: v})
+		return nil
+	})
+	return out, err
+}
+
+// splitSNMP6 splits "Icmp6InType1" into "Icmp6" and "InType1".
+func splitSNMP6(name string) (group, field string) {
+	i := strings.IndexByte(name, '6')
+	if i <= 0 || i == len(name)-1 {
+		return "", name
+	}
+	return name[:i+1], name[i+1:]
+}
