@@ -84,6 +84,9 @@ type Finding struct {
 	// Advice is the architectural answer where tuning is not: who should
 	// close connections, a reader that is too slow.
 	Advice string `json:"advice,omitempty"`
+	// Changes are the settings the fix commands would change, for
+	// netdrop tune.
+	Changes []Change `json:"changes,omitempty"`
 	// HostWide marks findings drawn from host-wide sources while a
 	// namespace is being diagnosed.
 	HostWide bool `json:"host_wide,omitempty"`
@@ -192,6 +195,7 @@ func Analyze(a, b *counters.Snapshot, interval time.Duration) *Report {
 	}
 	for i := range r.Findings {
 		r.Findings[i].Rate = in.rate(r.Findings[i].Drops)
+		r.Findings[i].Changes = changesOf(r.Findings[i].Fix)
 	}
 	rank(r.Findings)
 	r.Stages = stageTotals(r.Findings, in)
