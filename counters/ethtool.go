@@ -1,0 +1,206 @@
+package counters
+
+// Driver statistics and ring layout over the SIOCETHTOOL ioctl
+// (include/uapi/linux/ethtool.h): ETHTOOL_GSTRINGS/ETHTOOL_GSTATS for the
+// driver's private counters (`ethtool -S`), struct ethtool_ringparam
+// (ETHTOOL_GRINGPARAM, `ethtool -g`), struct ethtool_channels
+// (ETHTOOL_GCHANNELS, `ethtool -l`) and struct ethtool_coalesce
+// (ETHTOOL_GCOALESCE, `ethtool -c`). The ioctl socket is opened in the calling
+// thread, so interface names resolve in the namespace that thread entered.
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/safchain/ethtool"
+	"golang.org/x/sys/unix"
+
+	"github.com/netdrop/netdrop/stage"
+)
+
+// EthtoolStatsSource is the Source of driver statistics.
+const EthtoolStatsSource = "ethtool -S"
+
+func init() { register(ethtoolSource{}) }
+
+// ethtoolSource reads driver statistics and ring layout of every interface.
+type ethtoolSource struct{}
+
+func (ethtoolSource) Name() string { return "ethtool" }
+
+func (ethtoolSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
+	links, err := dumpLinks()
+	if err != nil {
+		return err
+	}
+	e, err := ethtool.NewEthtool()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	for _, l := range links {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		stats, err := e.Stats(l.Name)
+		switch {
+		case err == nil:
+			s.Add(ethtoolStatCounters(l.Name, stats)...)
+		case !ethtoolUnsupported(err):
+			s.Fail(EthtoolStatsSource+" "+l.Name, err)
+		}
+
+		// Ring, channels and coalescing: each is optional per driver.
+		// veth and lo answer no ring query; a veth does answer channels,
+		// but a NIC entry is only made for interfaces with a device or a
+		// ring, so virtual links do not pose as NICs.
+		var lay ethtoolLayout
+		if r, err := e.GetRing(l.Name); err == nil {
+			lay.Ring = &r
+		} else if !ethtoolUnsupported(err) {
+			s.Fail("ethtool -g "+l.Name, err)
+		}
+		if lay.Ring == nil && l.ParentDev == "" {
+			continue
+		}
+		if c, err := e.GetChannels(l.Name); err == nil {
+			lay.Channels = &c
+		} else if !ethtoolUnsupported(err) {
+			s.Fail("ethtool -l "+l.Name, err)
+		}
+		if c, err := e.GetCoalesce(l.Name); err == nil {
+			lay.Coalesce = &c
+		} else if !ethtoolUnsupported(err) {
+			s.Fail("ethtool -c "+l.Name, err)
+		}
+		lay.apply(nicEntry(s, l.Name))
+	}
+	return nil
+}
+
+// ethtoolUnsupported reports errors that mean "this driver has no such
+// query" (EOPNOTSUPP) or "the interface went away" (ENODEV): neither is worth
+// a line in the unavailable list.
+func ethtoolUnsupported(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENODEV)
+}
+
+// ethtoolLayout is what the three layout ioctls returned; nil for a query the
+// driver does not support.
+type ethtoolLayout struct {
+	Ring     *ethtool.Ring
+	Channels *ethtool.Channels
+	Coalesce *ethtool.Coalesce
+}
+
+// apply merges the layout into a NIC entry, leaving fields the driver did not
+// report untouched.
+func (lay ethtoolLayout) apply(n *NIC) {
+	if r := lay.Ring; r != nil {
+		n.RxRing, n.RxRingMax = r.RxPending, r.RxMaxPending
+		n.TxRing, n.TxRingMax = r.TxPending, r.TxMaxPending
+	}
+	if c := lay.Channels; c != nil {
+		n.CombinedChannels, n.MaxCombinedChannels = c.CombinedCount, c.MaxCombined
+		n.RxChannels, n.MaxRxChannels = c.RxCount, c.MaxRx
+	}
+	if c := lay.Coalesce; c != nil {
+		n.RxUsecs = c.RxCoalesceUsecs
+		n.AdaptiveRx = c.UseAdaptiveRxCoalesce != 0
+	}
+}
+
+// ethtoolKeywords select the driver statistics that can show a loss or a
+// near-loss. Names are the drivers' own and follow no standard, so the match
+// is a substring one. "discard" and "out_of_buf" are added to the usual
+// words because mlx5 (rx_discards_phy, rx_out_of_buffer) and i40e/ice
+// (rx_discards) report ring overruns under those names.
+var ethtoolKeywords = []string{
+	"drop", "miss", "err", "fifo", "over", "no_buf", "timeout", "busy",
+	"restart", "fail", "discard", "out_of_buf",
+}
+
+// ethtoolSelected reports whether a driver statistic is a drop or
+// near-drop counter. "interrupt" is removed first: it contains "err".
+func ethtoolSelected(name string) bool {
+	n := strings.ReplaceAll(strings.ToLower(name), "interrupt", "")
+	for _, k := range ethtoolKeywords {
+		if strings.Contains(n, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// ethtoolStagePatterns map a driver statistic to a stage; the first match
+// wins. dir is the direction the name starts with ("rx", "tx" or "" when the
+// name has none): a counter on the transmit side is the TX ring whatever its
+// cause, corrupt frames are the link, and a receive counter is the RX ring
+// only for causes that are about ring space. Other receive drops (XDP
+// verdicts, driver "rx_drops") stay context: their cause is not known.
+var ethtoolStagePatterns = []struct {
+	dir   string
+	words []string
+	stage stage.ID
+}{
+	{"", []string{"crc", "fcs", "frame", "length", "symbol", "align"}, stage.NIC},
+	{"tx", nil, stage.TxRing},
+	{"rx", []string{"miss", "no_buf", "fifo", "over", "out_of_buf", "discard", "alloc"}, stage.RxRing},
+}
+
+// ethtoolStage maps a driver statistic's name to a stage, or "" for
+// context.
+func ethtoolStage(name string) stage.ID {
+	n := strings.ToLower(name)
+	dir := ethtoolDirection(n)
+	for _, p := range ethtoolStagePatterns {
+		if p.dir != "" && p.dir != dir {
+			continue
+		}
+		if p.words == nil {
+			return p.stage
+		}
+		for _, w := range p.words {
+			if strings.Contains(n, w) {
+				return p.stage
+			}
+		}
+	}
+	return ""
+}
+
+// ethtoolDirection returns "rx" or "tx" for the first word of name that
+// starts with one of them ("rx0_drops", "port.tx_dropped",
+// "alloc_rx_buff_failed"), or "".
+func ethtoolDirection(n string) string {
+	words := strings.FieldsFunc(n, func(r rune) bool { return r == '_' || r == '.' || r == '-' || r == ' ' })
+	for _, w := range words {
+		if strings.HasPrefix(w, "rx") {
+			return "rx"
+		}
+		if strings.HasPrefix(w, "tx") {
+			return "tx"
+		}
+	}
+	return ""
+}
+
+// ethtoolStatCounters keeps the selected driver statistics of one
+// interface.
+func ethtoolStatCounters(ifname string, stats map[string]uint64) []Counter {
+	var out []Counter
+	for name, v := range stats {
+		if !ethtoolSelected(name) {
+			continue
+		}
+		out = append(out, Counter{
+			Source: EthtoolStatsSource,
+			Object: ifname,
+			Field:  name,
+			Value:  v,
+			Stage:  ethtoolStage(name),
+		})
+	}
+	return out
+}

@@ -1,0 +1,214 @@
+package counters
+
+// Per-interface counters from the kernel's struct rtnl_link_stats64
+// (include/uapi/linux/if_link.h), read from the IFLA_STATS64 attribute of an
+// RTM_GETLINK dump. This is what `ip -s link` prints and what
+// /sys/class/net/IF/statistics/* shows, but netlink answers for the network
+// namespace of the socket, while sysfs keeps showing the namespace it was
+// mounted in: a thread that entered another namespace with setns still sees
+// the host's interfaces under /sys/class/net.
+//
+// vishvananda/netlink's LinkList decodes IFLA_STATS64 into a struct that stops
+// at tx_compressed, so it drops rx_nohandler (4.6) and rx_otherhost_dropped
+// (6.0), and it fails on kernels whose struct is shorter than its own. The dump
+// below uses the same library's request code but decodes the attributes
+// itself, by length, so every field the kernel sends is kept and none is
+// invented.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+
+	"github.com/netdrop/netdrop/stage"
+)
+
+// LinkStatsSource is the Source of the per-interface counters.
+const LinkStatsSource = "netlink link stats64"
+
+func init() { register(linkSource{}) }
+
+// linkSource reads struct rtnl_link_stats64 of every interface in the
+// namespace of the calling thread.
+type linkSource struct{}
+
+func (linkSource) Name() string { return LinkStatsSource }
+
+func (linkSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
+	links, err := dumpLinks()
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		s.Add(linkStatsCounters(l)...)
+	}
+	return nil
+}
+
+// linkInfo is what netdrop needs of one RTM_NEWLINK message.
+type linkInfo struct {
+	Index int
+	Name  string
+	// Kind is IFLA_INFO_KIND ("veth", "bridge"); empty for physical NICs and
+	// loopback.
+	Kind string
+	// ParentDev is IFLA_PARENT_DEV_NAME (5.16+): the bus device behind the
+	// interface ("0000:00:03.0", "virtio2"). Empty for virtual interfaces.
+	ParentDev string
+	MAC       string
+	TxQLen    int
+	// NumTxQueues and NumRxQueues are IFLA_NUM_TX_QUEUES / IFLA_NUM_RX_QUEUES.
+	NumTxQueues int
+	NumRxQueues int
+	// Stats64 is the raw IFLA_STATS64 payload; nil when the kernel sent none.
+	Stats64 []byte
+}
+
+// dumpLinks lists every interface of the calling thread's network namespace.
+// nl.NewNetlinkRequest opens a fresh socket for each request in the calling
+// thread, so a thread that entered a namespace reads that namespace.
+func dumpLinks() ([]linkInfo, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil && !errors.Is(err, nl.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("rtm_getlink dump: %w", err)
+	}
+	// An interrupted dump (a link changed meanwhile) still holds a usable
+	// view of every link that did not change; keep it.
+	out := make([]linkInfo, 0, len(msgs))
+	for _, m := range msgs {
+		l, err := parseLinkMessage(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// parseLinkMessage decodes the payload of one RTM_NEWLINK message: a struct
+// ifinfomsg followed by IFLA_* attributes.
+func parseLinkMessage(m []byte) (linkInfo, error) {
+	if len(m) < unix.SizeofIfInfomsg {
+		return linkInfo{}, fmt.Errorf("%w: rtm_newlink: %d bytes, shorter than ifinfomsg", ErrFileParse, len(m))
+	}
+	hdr := nl.DeserializeIfInfomsg(m)
+	attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
+	if err != nil {
+		return linkInfo{}, fmt.Errorf("%w: rtm_newlink attributes: %w", ErrFileParse, err)
+	}
+	l := linkInfo{Index: int(hdr.Index), TxQLen: -1}
+	u32 := func(b []byte) int {
+		if len(b) < 4 {
+			return 0
+		}
+		return int(binary.NativeEndian.Uint32(b))
+	}
+	for _, a := range attrs {
+		switch a.Attr.Type {
+		case unix.IFLA_IFNAME:
+			l.Name = cString(a.Value)
+		case unix.IFLA_ADDRESS:
+			l.MAC = net.HardwareAddr(a.Value).String()
+		case unix.IFLA_TXQLEN:
+			l.TxQLen = u32(a.Value)
+		case unix.IFLA_NUM_TX_QUEUES:
+			l.NumTxQueues = u32(a.Value)
+		case unix.IFLA_NUM_RX_QUEUES:
+			l.NumRxQueues = u32(a.Value)
+		case unix.IFLA_PARENT_DEV_NAME:
+			l.ParentDev = cString(a.Value)
+		case unix.IFLA_STATS64:
+			l.Stats64 = a.Value
+		case unix.IFLA_LINKINFO:
+			nested, err := nl.ParseRouteAttr(a.Value)
+			if err != nil {
+				continue // kind is informational; a bad nest loses only it
+			}
+			for _, n := range nested {
+				if n.Attr.Type == unix.IFLA_INFO_KIND {
+					l.Kind = cString(n.Value)
+				}
+			}
+		}
+	}
+	if l.Name == "" {
+		return linkInfo{}, fmt.Errorf("%w: rtm_newlink for ifindex %d has no IFLA_IFNAME", ErrFileParse, l.Index)
+	}
+	return l, nil
+}
+
+// cString trims a netlink string attribute at its first NUL.
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
+
+// linkStat is one field of struct rtnl_link_stats64 that netdrop reports.
+type linkStat struct {
+	// Index is the field's position in the struct, in u64 words.
+	Index int
+	Name  string
+	Stage stage.ID
+}
+
+// linkStats lists the fields by their position in struct rtnl_link_stats64.
+// Names are the kernel's (and sysfs's). Stages follow DESIGN.md:
+//   - rx_dropped counts packets the stack dropped after the driver handed
+//     them over (backlog full, no handler before 4.6, inactive bond slave,
+//     veth peer ring); drivers also add their own early drops. The netdev
+//     core is the common place, so it maps to softirq.
+//   - rx_nohandler (no protocol handler, 4.6) is counted in
+//     __netif_receive_skb_core, the softirq receive path.
+//   - rx_otherhost_dropped (6.0) is counted by ip_rcv_core and
+//     ip6_rcv_core for frames addressed to another host's MAC.
+var linkStats = []linkStat{
+	{0, "rx_packets", ""},
+	{1, "tx_packets", ""},
+	{4, "rx_errors", ""},
+	{5, "tx_errors", ""},
+	{6, "rx_dropped", stage.Softirq},
+	{7, "tx_dropped", stage.TxRing},
+	{10, "rx_length_errors", stage.NIC},
+	{11, "rx_over_errors", stage.RxRing},
+	{12, "rx_crc_errors", stage.NIC},
+	{13, "rx_frame_errors", stage.NIC},
+	{14, "rx_fifo_errors", stage.RxRing},
+	{15, "rx_missed_errors", stage.RxRing},
+	{16, "tx_aborted_errors", stage.TxRing},
+	{17, "tx_carrier_errors", stage.TxRing},
+	{18, "tx_fifo_errors", stage.TxRing},
+	{23, "rx_nohandler", stage.Softirq},
+	{24, "rx_otherhost_dropped", stage.IP},
+}
+
+// linkStatsCounters turns one interface's stats64 into counters. Fields the
+// kernel did not send (a shorter struct on an older kernel) are left out, not
+// reported as zero.
+func linkStatsCounters(l linkInfo) []Counter {
+	words := len(l.Stats64) / 8
+	out := make([]Counter, 0, len(linkStats))
+	for _, f := range linkStats {
+		if f.Index >= words {
+			continue
+		}
+		out = append(out, Counter{
+			Source: LinkStatsSource,
+			Object: l.Name,
+			Field:  f.Name,
+			Value:  binary.NativeEndian.Uint64(l.Stats64[f.Index*8:]),
+			Stage:  f.Stage,
+		})
+	}
+	return out
+}

@@ -1,0 +1,305 @@
+package counters
+
+// nftables DROP/REJECT rule counters and base-chain policy counters, read over
+// nfnetlink (NFNL_SUBSYS_NFTABLES, include/uapi/linux/netfilter/nf_tables.h):
+// the NFTA_COUNTER_PACKETS of a rule's "counter" expression (struct
+// nft_counter in net/netfilter/nft_counter.c), and the NFTA_CHAIN_COUNTERS a
+// base chain carries when it was created with counters (iptables-nft does so
+// for its built-in chains; `nft` does not). iptables-nft rules are nftables
+// rules and are read here; the legacy x_tables backend is not.
+//
+// google/nftables decodes rules and their expressions; its Chain type has no
+// counters, so chains are dumped with a small NFT_MSG_GETCHAIN request of our
+// own. Every socket is opened in the calling thread, whose namespace is read.
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netdrop/netdrop/stage"
+)
+
+// NftablesSource is the Source of nftables rule and policy counters.
+const NftablesSource = "netlink nftables"
+
+func init() { register(nftablesSource{}) }
+
+// nftablesSource reads the counters of rules that drop or reject.
+type nftablesSource struct{}
+
+func (nftablesSource) Name() string { return NftablesSource }
+
+func (nftablesSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
+	s.Unavailable = append(s.Unavailable, legacyXtables(fs)...)
+
+	chains, err := dumpNftChains()
+	if err != nil {
+		if nftPermission(err) {
+			s.Unavailable = append(s.Unavailable, Unavailable{
+				Source: NftablesSource,
+				Reason: "needs CAP_NET_ADMIN: nfnetlink refuses every request without it (" + err.Error() + ")",
+			})
+			return nil
+		}
+		return fmt.Errorf("nft_msg_getchain dump: %w", err)
+	}
+	pc, missing := nftPolicyCounters(chains)
+	s.Add(pc...)
+	for _, m := range missing {
+		s.Unavailable = append(s.Unavailable, Unavailable{
+			Source: NftablesSource + " " + m,
+			Reason: "base chain policy is drop but the chain keeps no counters (nft counts policy drops only for chains created with counters, as iptables-nft does); add a final \"counter drop\" rule to count them",
+		})
+	}
+	if len(chains) == 0 {
+		return nil
+	}
+
+	conn, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	defer conn.CloseLasting()
+	for _, ch := range chains {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		t := &nftables.Table{Name: ch.Table, Family: nftables.TableFamily(ch.Family)}
+		rules, err := conn.GetRules(t, &nftables.Chain{Name: ch.Name, Table: t})
+		if err != nil {
+			s.Fail(NftablesSource+" "+ch.object(), err)
+			continue
+		}
+		s.Add(nftRuleCounters(ch, rules)...)
+	}
+	return nil
+}
+
+// nftPermission reports a refused request. google/nftables formats some
+// errors with %v, which loses the errno, so the text is checked as well.
+func nftPermission(err error) bool {
+	return errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) ||
+		strings.Contains(err.Error(), syscall.EPERM.Error())
+}
+
+// nftChain is one chain from an NFT_MSG_GETCHAIN dump.
+type nftChain struct {
+	Family uint8
+	Table  string
+	Name   string
+	// Base is true for chains attached to a hook (NFTA_CHAIN_HOOK).
+	Base bool
+	// Policy is NFTA_CHAIN_POLICY (NF_DROP 0, NF_ACCEPT 1); valid only
+	// when HasPolicy.
+	Policy    uint32
+	HasPolicy bool
+	// Packets is NFTA_CHAIN_COUNTERS/NFTA_COUNTER_PACKETS; valid only when
+	// HasCounters.
+	Packets     uint64
+	HasCounters bool
+}
+
+// object names a chain as `nft list` would find it: "ip filter INPUT".
+func (c nftChain) object() string {
+	return nftFamilyName(c.Family) + " " + c.Table + " " + c.Name
+}
+
+// nftFamilyName spells a family as nft does.
+func nftFamilyName(f uint8) string {
+	switch f {
+	case unix.NFPROTO_IPV4:
+		return "ip"
+	case unix.NFPROTO_IPV6:
+		return "ip6"
+	case unix.NFPROTO_INET:
+		return "inet"
+	case unix.NFPROTO_ARP:
+		return "arp"
+	case unix.NFPROTO_BRIDGE:
+		return "bridge"
+	case unix.NFPROTO_NETDEV:
+		return "netdev"
+	default:
+		return fmt.Sprintf("family%d", f)
+	}
+}
+
+// dumpNftChains lists every chain of every family.
+func dumpNftChains() ([]nftChain, error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	req := netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		// struct nfgenmsg: family (all), version, resource id.
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	}
+	msgs, err := c.Execute(req)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]nftChain, 0, len(msgs))
+	for _, m := range msgs {
+		ch, err := parseNftChain(m.Data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ch)
+	}
+	return out, nil
+}
+
+// parseNftChain decodes the payload of one NFT_MSG_NEWCHAIN message: struct
+// nfgenmsg then big-endian NFTA_CHAIN_* attributes.
+func parseNftChain(b []byte) (nftChain, error) {
+	if len(b) < 4 {
+		return nftChain{}, fmt.Errorf("%w: nft chain message: %d bytes, shorter than nfgenmsg", ErrFileParse, len(b))
+	}
+	ch := nftChain{Family: b[0]}
+	ad, err := netlink.NewAttributeDecoder(b[4:])
+	if err != nil {
+		return nftChain{}, fmt.Errorf("%w: nft chain attributes: %w", ErrFileParse, err)
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_CHAIN_TABLE:
+			ch.Table = ad.String()
+		case unix.NFTA_CHAIN_NAME:
+			ch.Name = ad.String()
+		case unix.NFTA_CHAIN_HOOK:
+			ch.Base = true
+		case unix.NFTA_CHAIN_POLICY:
+			ch.Policy, ch.HasPolicy = ad.Uint32(), true
+		case unix.NFTA_CHAIN_COUNTERS:
+			ad.Nested(func(nd *netlink.AttributeDecoder) error {
+				for nd.Next() {
+					if nd.Type() == unix.NFTA_COUNTER_PACKETS {
+						ch.Packets, ch.HasCounters = nd.Uint64(), true
+					}
+				}
+				return nil
+			})
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return nftChain{}, fmt.Errorf("%w: nft chain attributes: %w", ErrFileParse, err)
+	}
+	if ch.Table == "" || ch.Name == "" {
+		return nftChain{}, fmt.Errorf("%w: nft chain message without table or name", ErrFileParse)
+	}
+	return ch, nil
+}
+
+// nfDrop is the verdict NF_DROP (include/uapi/linux/netfilter.h).
+const nfDrop = 0
+
+// nftPolicyCounters returns a counter for each base chain whose policy is
+// drop and that keeps counters, and the names of those that keep none.
+func nftPolicyCounters(chains []nftChain) (out []Counter, missing []string) {
+	for _, c := range chains {
+		if !c.Base || !c.HasPolicy || c.Policy != nfDrop {
+			continue
+		}
+		obj := c.object() + " policy drop"
+		if !c.HasCounters {
+			missing = append(missing, obj)
+			continue
+		}
+		out = append(out, Counter{Source: NftablesSource, Object: obj, Field: "packets", Value: c.Packets, Stage: stage.Netfilter})
+	}
+	return out, missing
+}
+
+// nftRuleCounters returns the packet counter of every rule in a chain that
+// ends in drop or reject and counts. iptables-nft expresses -j DROP as a drop
+// verdict and -j REJECT as the x_tables target "REJECT".
+func nftRuleCounters(ch nftChain, rules []*nftables.Rule) []Counter {
+	var out []Counter
+	for _, r := range rules {
+		var counter *expr.Counter
+		drops := false
+		for _, e := range r.Exprs {
+			switch e := e.(type) {
+			case *expr.Counter:
+				if counter == nil {
+					counter = e
+				}
+			case *expr.Verdict:
+				drops = drops || e.Kind == expr.VerdictDrop
+			case *expr.Reject:
+				drops = true
+			case *expr.Target:
+				drops = drops || e.Name == "REJECT" || e.Name == "DROP"
+			}
+		}
+		if !drops || counter == nil {
+			continue
+		}
+		out = append(out, Counter{
+			Source: NftablesSource,
+			Object: fmt.Sprintf("%s handle %d", ch.object(), r.Handle),
+			Field:  "packets",
+			Value:  counter.Packets,
+			Stage:  stage.Netfilter,
+		})
+	}
+	return out
+}
+
+// legacyXtables reports x_tables (iptables-legacy) tables that hold rules
+// netdrop does not read. The *_tables_names files in the namespace's
+// /proc/net list the tables registered there; they are empty or absent when
+// only nftables is in use.
+func legacyXtables(fs FS) []Unavailable {
+	var out []Unavailable
+	for _, f := range []struct{ file, tool string }{
+		{"ip_tables_names", "iptables-legacy"},
+		{"ip6_tables_names", "ip6tables-legacy"},
+		{"arp_tables_names", "arptables-legacy"},
+	} {
+		names, err := readTableNames(fs.NetPath(f.file))
+		if err != nil || len(names) == 0 {
+			continue
+		}
+		out = append(out, Unavailable{
+			Source: f.tool,
+			Reason: fmt.Sprintf("%s rules not read: x_tables holds tables %s (%s); netdrop reads nftables only, list them with `%s -nvL`",
+				f.tool, strings.Join(names, ", "), fs.NetPath(f.file), f.tool),
+		})
+	}
+	return out
+}
+
+// readTableNames reads one table name per line.
+func readTableNames(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if n := strings.TrimSpace(sc.Text()); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out, sc.Err()
+}

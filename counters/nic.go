@@ -1,0 +1,298 @@
+package counters
+
+// The receive and transmit layout of each NIC: what `ethtool -G/-L` and IRQ
+// affinity fixes are computed from. Values come from sysfs
+// (net/core/net-sysfs.c: /sys/class/net/IF/queues/{rx,tx}-N/{rps,xps}_cpus,
+// tx_queue_len, device/driver, device/msi_irqs from drivers/pci/msi), from
+// /proc/interrupts and /proc/irq/N/smp_affinity_list (kernel/irq/proc.c),
+// and from the RTM_GETLINK attributes IFLA_PARENT_DEV_NAME,
+// IFLA_NUM_{RX,TX}_QUEUES and IFLA_TXQLEN.
+//
+// sysfs is mounted for one network namespace and keeps showing it after a
+// thread enters another one with setns. Every sysfs directory is therefore
+// checked against the netlink view (ifindex and MAC address) before it is
+// used; a NIC that lives in another namespace than the one sysfs shows gets
+// only its netlink data and an Unavailable line.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// NICSource is the name of the NIC layout source.
+const NICSource = "nic layout"
+
+func init() { register(nicSource{}) }
+
+// nicSource fills Snapshot.NICs from sysfs, /proc and netlink.
+type nicSource struct{}
+
+func (nicSource) Name() string { return NICSource }
+
+func (nicSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
+	links, err := dumpLinks()
+	if err != nil {
+		return err
+	}
+	var irqNames map[int]string // read once, on the first NIC that needs it
+	for _, l := range links {
+		sysOK := sysfsShowsLink(fs, l)
+		hasDev := l.ParentDev != ""
+		if sysOK {
+			if _, err := os.Stat(fs.SysPath("class", "net", l.Name, "device")); err == nil {
+				hasDev = true
+			}
+		}
+		if !hasDev {
+			continue
+		}
+		n := nicEntry(s, l.Name)
+		applyLinkLayout(n, l)
+		if !sysOK {
+			s.Unavailable = append(s.Unavailable, Unavailable{
+				Source: NICSource + " " + l.Name,
+				Reason: "sysfs shows another network namespace's interfaces; queues, RPS/XPS masks, driver and IRQs not read (mount sysfs inside the namespace to see them)",
+			})
+			continue
+		}
+		if irqNames == nil {
+			irqNames = map[int]string{}
+			if f, err := os.Open(fs.ProcPath("interrupts")); err != nil {
+				s.Fail(fs.ProcPath("interrupts"), err)
+			} else {
+				irqNames, err = parseIRQNames(f)
+				f.Close()
+				if err != nil {
+					s.Fail(fs.ProcPath("interrupts"), err)
+				}
+			}
+		}
+		if err := readNICLayout(fs, l.Name, irqNames, n); err != nil {
+			s.Fail(NICSource+" "+l.Name, err)
+		}
+	}
+	return nil
+}
+
+// nicEntry returns the NICs entry for name, adding it if needed, so that the
+// sysfs reader and the ethtool reader fill one entry per interface whatever
+// their order. The pointer is valid until the next append to s.NICs.
+func nicEntry(s *Snapshot, name string) *NIC {
+	for i := range s.NICs {
+		if s.NICs[i].Name == name {
+			return &s.NICs[i]
+		}
+	}
+	s.NICs = append(s.NICs, NIC{Name: name})
+	return &s.NICs[len(s.NICs)-1]
+}
+
+// applyLinkLayout copies what netlink knows of the layout; sysfs, when it
+// can be read, replaces the queue counts with what is really configured
+// (IFLA_NUM_*_QUEUES is the real number as well, so they agree).
+func applyLinkLayout(n *NIC, l linkInfo) {
+	if l.NumRxQueues > 0 {
+		n.RxQueues = l.NumRxQueues
+	}
+	if l.NumTxQueues > 0 {
+		n.TxQueues = l.NumTxQueues
+	}
+	if l.TxQLen >= 0 {
+		n.TxQueueLen = l.TxQLen
+	}
+}
+
+// sysfsShowsLink reports whether /sys/class/net/NAME is the interface netlink
+// described, and not an interface of the same name in the namespace sysfs
+// was mounted in.
+func sysfsShowsLink(fs FS, l linkInfo) bool {
+	dir := fs.SysPath("class", "net", l.Name)
+	idx, err := readSysString(filepath.Join(dir, "ifindex"))
+	if err != nil || idx != strconv.Itoa(l.Index) {
+		return false
+	}
+	if l.MAC == "" {
+		return true
+	}
+	addr, err := readSysString(filepath.Join(dir, "address"))
+	return err == nil && addr == l.MAC
+}
+
+// readSysString reads a one-line sysfs attribute without its newline.
+func readSysString(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// readNICLayout fills n from /sys/class/net/NAME and the IRQ tables. Missing
+// optional files (rps_cpus without CONFIG_RPS, xps_cpus on a device with one
+// queue) leave their field empty; only an unreadable queues directory is an
+// error.
+func readNICLayout(fs FS, name string, irqNames map[int]string, n *NIC) error {
+	dir := fs.SysPath("class", "net", name)
+	if v, err := readSysString(filepath.Join(dir, "tx_queue_len")); err == nil {
+		if q, err := strconv.Atoi(v); err == nil {
+			n.TxQueueLen = q
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "device", "driver")); err == nil {
+		n.Driver = filepath.Base(target)
+	}
+
+	ents, err := os.ReadDir(filepath.Join(dir, "queues"))
+	if err != nil {
+		return fmt.Errorf("queues of %s: %w", name, err)
+	}
+	rx, tx := queueIndexes(ents)
+	n.RxQueues, n.TxQueues = len(rx), len(tx)
+	n.RPSCPUs, n.XPSCPUs = nil, nil
+	for _, q := range rx {
+		v, _ := readSysString(filepath.Join(dir, "queues", fmt.Sprintf("rx-%d", q), "rps_cpus"))
+		n.RPSCPUs = append(n.RPSCPUs, trimCPUMask(v))
+	}
+	for _, q := range tx {
+		v, _ := readSysString(filepath.Join(dir, "queues", fmt.Sprintf("tx-%d", q), "xps_cpus"))
+		n.XPSCPUs = append(n.XPSCPUs, trimCPUMask(v))
+	}
+
+	irqs := nicIRQNumbers(fs, name, irqNames)
+	n.IRQs = n.IRQs[:0]
+	for _, irq := range irqs {
+		aff, _ := readSysString(fs.ProcPath("irq", strconv.Itoa(irq), "smp_affinity_list"))
+		n.IRQs = append(n.IRQs, IRQ{Number: irq, Name: irqNames[irq], Affinity: aff})
+	}
+	if len(n.IRQs) == 0 {
+		n.IRQs = nil
+	}
+	return nil
+}
+
+// queueIndexes returns the sorted indexes of the rx-N and tx-N directories.
+func queueIndexes(ents []os.DirEntry) (rx, tx []int) {
+	for _, e := range ents {
+		name := e.Name()
+		var list *[]int
+		switch {
+		case strings.HasPrefix(name, "rx-"):
+			list = &rx
+		case strings.HasPrefix(name, "tx-"):
+			list = &tx
+		default:
+			continue
+		}
+		if i, err := strconv.Atoi(name[3:]); err == nil && i >= 0 {
+			*list = append(*list, i)
+		}
+	}
+	sort.Ints(rx)
+	sort.Ints(tx)
+	return rx, tx
+}
+
+// trimCPUMask shortens a sysfs CPU mask ("00000000,00000003") to its
+// significant hex digits ("3"), keeping "0" for an empty mask so that "0"
+// always means off, as the NIC doc comment promises.
+func trimCPUMask(v string) string {
+	v = strings.ReplaceAll(v, ",", "")
+	v = strings.TrimLeft(v, "0")
+	if v == "" {
+		return "0"
+	}
+	return v
+}
+
+// nicIRQNumbers finds the interrupt lines of an interface. The MSI/MSI-X
+// vectors of its bus device are listed in device/msi_irqs; for devices such as
+// virtio-net the netdev's device is a child of the PCI function that owns the
+// vectors, so its parent is tried next. Without MSI, lines named after the
+// interface in /proc/interrupts ("eth0", "eth0-TxRx-0") are used.
+func nicIRQNumbers(fs FS, name string, irqNames map[int]string) []int {
+	dev := fs.SysPath("class", "net", name, "device")
+	if real, err := filepath.EvalSymlinks(dev); err == nil {
+		for _, d := range []string{real, filepath.Dir(real)} {
+			if irqs := msiIRQs(filepath.Join(d, "msi_irqs")); len(irqs) > 0 {
+				return irqs
+			}
+		}
+	}
+	var out []int
+	for irq, n := range irqNames {
+		if n == name || strings.HasPrefix(n, name+"-") {
+			out = append(out, irq)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// msiIRQs lists the IRQ numbers named by the entries of an msi_irqs
+// directory.
+func msiIRQs(dir string) []int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// parseIRQNames reads /proc/interrupts into IRQ number -> action name (the
+// last column, e.g. "virtio2-input.0"). Only numbered lines are kept; the
+// named rows (NMI, LOC, …) are architecture counters, not device lines. The
+// layout is kernel/irq/proc.c show_interrupts: "N:", one count per CPU
+// column, the chip name, the hardware IRQ and trigger, then the actions.
+func parseIRQNames(r io.Reader) (map[int]string, error) {
+	out := map[int]string{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	first := true
+	cpus := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if first {
+			first = false
+			cpus = len(strings.Fields(line))
+			if cpus == 0 || !strings.HasPrefix(strings.TrimSpace(line), "CPU") {
+				return nil, fmt.Errorf("%w: /proc/interrupts: header %q does not list CPUs", ErrFileParse, line)
+			}
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasSuffix(f[0], ":") {
+			continue
+		}
+		irq, err := strconv.Atoi(strings.TrimSuffix(f[0], ":"))
+		if err != nil {
+			continue // NMI:, LOC:, ERR: …
+		}
+		// A device line has the counts, a chip name, the hwirq/trigger and
+		// at least one action; an IRQ with no action yet has fewer columns.
+		if len(f) < 1+cpus+3 {
+			continue
+		}
+		out[irq] = f[len(f)-1]
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: /proc/interrupts: %w", ErrFileParse, err)
+	}
+	if first {
+		return nil, fmt.Errorf("%w: /proc/interrupts: empty", ErrFileParse)
+	}
+	return out, nil
+}

@@ -1,0 +1,73 @@
+package counters
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+
+	"github.com/netdrop/netdrop/stage"
+)
+
+func TestQdiscObject(t *testing.T) {
+	tests := []struct {
+		ifname, kind   string
+		handle, parent uint32
+		want           string
+	}{
+		{"veth0", "tbf", 0x10000, netlink.HANDLE_ROOT, "veth0 tbf 1:"},
+		{"lo", "noqueue", 0, netlink.HANDLE_ROOT, "lo noqueue 0:"},
+		{"eth0", "fq_codel", 0, 0x3, "eth0 fq_codel 0: parent :3"},
+		{"eth0", "fq_codel", 0, 0x80010003, "eth0 fq_codel 0: parent 8001:3"},
+		{"eth0", "ingress", 0xffff0000, netlink.HANDLE_INGRESS, "eth0 ingress ffff:"},
+		{"eth0", "sfq", 0x100000, 0x10010, "eth0 sfq 10:"},
+		{"eth0", "pfifo", 0, 0x10000, "eth0 pfifo 0: parent 1:"},
+	}
+	for _, tt := range tests {
+		if got := qdiscObject(tt.ifname, tt.kind, tt.handle, tt.parent); got != tt.want {
+			t.Errorf("qdiscObject(%q, %q, %#x, %#x) = %q, want %q", tt.ifname, tt.kind, tt.handle, tt.parent, got, tt.want)
+		}
+	}
+}
+
+func TestQdiscCounters(t *testing.T) {
+	tbf := &netlink.Tbf{QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: 4, Handle: 0x10000, Parent: netlink.HANDLE_ROOT,
+		Statistics: &netlink.QdiscStatistics{Queue: &netlink.GnetStatsQueue{
+			Qlen: 3, Backlog: 3000, Drops: 4294967295, Requeues: 2, Overlimits: 77,
+		}},
+	}}
+	noStats := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: 4, Handle: 0xffff0000, Parent: netlink.HANDLE_INGRESS}}
+	generic := &netlink.GenericQdisc{QdiscType: "cake", QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: 9, Handle: 0x20000, Parent: netlink.HANDLE_ROOT,
+		Statistics: &netlink.QdiscStatistics{Queue: &netlink.GnetStatsQueue{Drops: 5}},
+	}}
+	got := qdiscCounters(map[int]string{4: "veth0"}, []netlink.Qdisc{tbf, noStats, generic})
+	q := func(obj, field string, v uint64, gauge bool) Counter {
+		c := Counter{Source: QdiscSource, Object: obj, Field: field, Value: v, Stage: stage.Qdisc, Gauge: gauge}
+		if !gauge {
+			c.Bits = 32
+		}
+		return c
+	}
+	want := []Counter{
+		q("veth0 tbf 1:", "drops", 4294967295, false),
+		q("veth0 tbf 1:", "overlimits", 77, false),
+		q("veth0 tbf 1:", "requeues", 2, false),
+		q("veth0 tbf 1:", "backlog", 3000, true),
+		q("veth0 tbf 1:", "qlen", 3, true),
+		// The interface disappeared between the link and qdisc dumps.
+		q("ifindex9 cake 2:", "drops", 5, false),
+		q("ifindex9 cake 2:", "overlimits", 0, false),
+		q("ifindex9 cake 2:", "requeues", 0, false),
+		q("ifindex9 cake 2:", "backlog", 0, true),
+		q("ifindex9 cake 2:", "qlen", 0, true),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("qdiscCounters (-want +got):\n%s", diff)
+	}
+	// The counters are __u32 in struct gnet_stats_queue: a wrap is a delta.
+	if d := Diff(4294967295, 4, 32); d != 5 {
+		t.Errorf("wrapped qdisc drop delta = %d, want 5", d)
+	}
+}
