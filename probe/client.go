@@ -1,0 +1,265 @@
+package probe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/netdrop/netdrop/frame"
+)
+
+// ClientConfig says what a sender sends.
+type ClientConfig struct {
+	// Rate in frames per second; 0 means as fast as the host allows
+	// (--rate max).
+	Rate float64
+	// Size is the UDP payload of each datagram, frame header included
+	// (as iperf3 -l counts it); at least frame.HeaderLen.
+	Size int
+	// Duration and Count bound the run; the first reached ends it. At
+	// least one must be set.
+	Duration time.Duration
+	Count    uint64
+	// Batch is how many datagrams one sendmmsg carries (default 64).
+	Batch int
+	// SndBuf sets the socket send buffer (0: leave).
+	SndBuf int
+	// Interval and OnInterval report the sender's progress.
+	Interval   time.Duration
+	OnInterval func(SendStats)
+	// ReportTimeout is how long to wait for the receiver's report after the
+	// last frame (default 5 s).
+	ReportTimeout time.Duration
+	// Sender is the run's sender id; random when 0.
+	Sender uint32
+}
+
+func (c *ClientConfig) defaults() error {
+	if c.Size == 0 {
+		c.Size = 64
+	}
+	if c.Size < frame.HeaderLen || c.Size > maxDatagram-28 {
+		return fmt.Errorf("size %d out of range: a datagram carries the %d-byte frame header and at most %d bytes", c.Size, frame.HeaderLen, maxDatagram-28)
+	}
+	if c.Rate < 0 {
+		return fmt.Errorf("rate %v must be positive or max", c.Rate)
+	}
+	if c.Duration <= 0 && c.Count == 0 {
+		return errors.New("a run needs a duration or a count")
+	}
+	if c.Batch <= 0 {
+		c.Batch = 64
+	}
+	if c.Interval <= 0 {
+		c.Interval = time.Second
+	}
+	if c.ReportTimeout <= 0 {
+		c.ReportTimeout = 5 * time.Second
+	}
+	for c.Sender == 0 {
+		c.Sender = rand.Uint32()
+	}
+	return nil
+}
+
+// DialUDP opens the sending socket, connected to addr, in the current
+// network namespace.
+func DialUDP(addr string) (*net.UDPConn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("probe client: %w", err)
+	}
+	c, err := net.DialUDP("udp", nil, ua)
+	if err != nil {
+		return nil, fmt.Errorf("probe client: %w", err)
+	}
+	return c, nil
+}
+
+// RunUDP runs one probe over conn: hello, data, fin, and returns the
+// receiver's report with the sender's statistics added.
+func RunUDP(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (Report, error) {
+	if err := cfg.defaults(); err != nil {
+		return Report{}, err
+	}
+	if cfg.SndBuf > 0 {
+		if err := setSndbuf(conn, cfg.SndBuf); err != nil {
+			return Report{}, fmt.Errorf("probe client: set send buffer: %w", err)
+		}
+	}
+	if _, err := exchange(ctx, conn, frame.Hello, cfg.Sender, 0, frame.HelloAck, 200*time.Millisecond, 3*time.Second); err != nil {
+		return Report{}, fmt.Errorf("probe client: no answer from a probe server at %s: %w", conn.RemoteAddr(), err)
+	}
+	st, err := Send(ctx, conn, cfg)
+	if err != nil {
+		return Report{}, err
+	}
+	payload, err := exchange(context.WithoutCancel(ctx), conn, frame.Fin, cfg.Sender, st.Sent, frame.Report, 100*time.Millisecond, cfg.ReportTimeout)
+	if err != nil {
+		return Report{}, fmt.Errorf("probe client: no report from %s after the run: %w", conn.RemoteAddr(), err)
+	}
+	var rep Report
+	if err := json.Unmarshal(payload, &rep); err != nil {
+		return Report{}, fmt.Errorf("probe client: bad report from %s: %w", conn.RemoteAddr(), err)
+	}
+	rep.Send = &st
+	return rep, nil
+}
+
+// exchange sends a control frame every retry until the answer of type want
+// for this sender comes back, and returns its payload.
+func exchange(ctx context.Context, conn *net.UDPConn, t frame.Type, sender uint32, seq uint64, want frame.Type, retry, timeout time.Duration) ([]byte, error) {
+	req := frame.Append(nil, &frame.Header{Type: t, Sender: sender, Seq: seq}, nil)
+	buf := make([]byte, maxDatagram)
+	deadline := time.Now().Add(timeout)
+	defer conn.SetReadDeadline(time.Time{})
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if _, err := conn.Write(req); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, err
+		}
+		conn.SetReadDeadline(time.Now().Add(retry))
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) {
+					if errors.Is(err, syscall.ECONNREFUSED) {
+						time.Sleep(retry)
+					}
+					break
+				}
+				return nil, err
+			}
+			h, p, err := frame.Decode(buf[:n])
+			if err == nil && h.Type == want && h.Sender == sender {
+				return append([]byte(nil), p...), nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("timed out after %s", timeout)
+}
+
+// Send sends the data frames of one run with token-bucket pacing, batch by
+// batch with sendmmsg(2), and returns what it sent. Sequence numbers start at
+// zero. Frames are encoded once per slot; each send only stamps the sequence
+// number and times and recomputes the CRC.
+func Send(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (SendStats, error) {
+	if err := cfg.defaults(); err != nil {
+		return SendStats{}, err
+	}
+	bsz := cfg.Batch
+	b := newBatch(bsz, cfg.Size, false)
+	payload := make([]byte, cfg.Size-frame.HeaderLen)
+	for i := range bsz {
+		if _, err := frame.Encode(b.bufs[i], &frame.Header{Type: frame.Data, Sender: cfg.Sender}, payload); err != nil {
+			return SendStats{}, err
+		}
+		b.setSendLen(i, cfg.Size)
+	}
+	mc, err := newMmsgConn(conn, b)
+	if err != nil {
+		return SendStats{}, err
+	}
+
+	var st SendStats
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	if cfg.Duration <= 0 {
+		end = start.Add(100 * 365 * 24 * time.Hour)
+	}
+	limit := cfg.Count
+	if limit == 0 {
+		limit = ^uint64(0)
+	}
+	// The bucket holds one batch or 5 ms of frames, whichever is more: a
+	// sender whose sleep overshot (timers on a busy host wake late) catches
+	// up, but never with a burst large enough to cause the drops being
+	// measured. Between batches the sender sleeps until 200 µs worth of
+	// frames (at least one, at most a batch) are due, so a fast rate sends
+	// full batches and a slow one sends frame by frame.
+	burst := max(float64(bsz), cfg.Rate*0.005)
+	want := min(max(cfg.Rate*200e-6, 1), float64(bsz))
+	tokens := float64(bsz)
+	last := start
+	nextIvl := start.Add(cfg.Interval)
+	var ivlStart SendStats
+	ivlAt := start
+	consecutiveErrs := 0
+	done := ctx.Done()
+	var seq uint64
+	for seq < limit {
+		select {
+		case <-done:
+			return finishSend(st, start), nil
+		default:
+		}
+		now := time.Now()
+		if !now.Before(end) {
+			break
+		}
+		n := bsz
+		if cfg.Rate > 0 {
+			tokens = min(burst, tokens+now.Sub(last).Seconds()*cfg.Rate)
+			last = now
+			if tokens < want {
+				time.Sleep(time.Duration((want - tokens) / cfg.Rate * float64(time.Second)))
+				continue
+			}
+			n = min(n, int(tokens))
+		}
+		n = int(min(uint64(n), limit-seq))
+		wall, mono := now.UnixNano(), monoNs(now)
+		for i := range n {
+			frame.Stamp(b.bufs[i][:cfg.Size], seq+uint64(i), wall, mono)
+		}
+		for off := 0; off < n; {
+			k, err := mc.send(off, n-off)
+			if err != nil {
+				// A refused port (ICMP from an earlier datagram) or a full
+				// device queue: the datagram was not sent; try it again, so
+				// sequence numbers only ever count frames that left.
+				st.SendErrors++
+				consecutiveErrs++
+				if consecutiveErrs > 1000 {
+					return finishSend(st, start), fmt.Errorf("probe client: send: %w", err)
+				}
+				if errors.Is(err, syscall.ENOBUFS) {
+					time.Sleep(100 * time.Microsecond)
+				}
+				continue
+			}
+			consecutiveErrs = 0
+			off += k
+		}
+		st.Batches++
+		seq += uint64(n)
+		st.Sent = seq
+		if cfg.Rate > 0 {
+			tokens -= float64(n)
+		}
+		if cfg.OnInterval != nil && !now.Before(nextIvl) {
+			iv := SendStats{Sent: st.Sent - ivlStart.Sent, Batches: st.Batches - ivlStart.Batches, SendErrors: st.SendErrors - ivlStart.SendErrors, Elapsed: now.Sub(start)}
+			iv.Rate = float64(iv.Sent) / now.Sub(ivlAt).Seconds()
+			cfg.OnInterval(iv)
+			ivlStart, ivlAt = st, now
+			nextIvl = nextIvl.Add(cfg.Interval)
+		}
+	}
+	return finishSend(st, start), nil
+}
+
+func finishSend(st SendStats, start time.Time) SendStats {
+	st.Elapsed = time.Since(start)
+	if s := st.Elapsed.Seconds(); s > 0 {
+		st.Rate = float64(st.Sent) / s
+	}
+	return st
+}

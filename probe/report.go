@@ -1,0 +1,90 @@
+package probe
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Report is the outcome of one probe run as the receiver saw it, with the
+// sender's side added by the client.
+type Report struct {
+	Proto  string `json:"proto"`
+	Clock  string `json:"clock"`
+	Sender uint32 `json:"sender_id"`
+	// Sent is the number of data frames the sender says it sent (its Fin).
+	Sent uint64 `json:"sent"`
+	TrackerCounts
+	// InFlight is zero in a final report: every frame is received or lost.
+	InFlight    uint64  `json:"in_flight"`
+	LossPercent float64 `json:"loss_percent"`
+	// Datagrams is everything that reached the probe socket, frames or not.
+	Datagrams uint64 `json:"datagrams"`
+	Corrupted uint64 `json:"corrupted"`
+	Invalid   uint64 `json:"invalid"`
+	Foreign   uint64 `json:"foreign"`
+	Control   uint64 `json:"control"`
+	// SocketDrops is how many datagrams the probe socket dropped during the
+	// run because its receive queue was full.
+	SocketDrops     uint64        `json:"socket_drops"`
+	NegativeLatency uint64        `json:"negative_latency,omitempty"`
+	Latency         *Summary      `json:"latency,omitempty"`
+	IPDV            *Summary      `json:"ipdv,omitempty"`
+	JitterNs        float64       `json:"jitter_ns"`
+	Duration        time.Duration `json:"duration_ns"`
+	RecvRate        float64       `json:"recv_per_s"`
+	Attribution     Attribution   `json:"attribution"`
+	// Send is filled in by the client: what the sending side saw.
+	Send *SendStats `json:"send,omitempty"`
+}
+
+// Interval is one per-second line.
+type Interval struct {
+	Elapsed     time.Duration `json:"elapsed_ns"`
+	Received    uint64        `json:"received"`
+	Lost        uint64        `json:"lost"`
+	InFlight    uint64        `json:"in_flight"`
+	Reordered   uint64        `json:"reordered"`
+	Duplicates  uint64        `json:"duplicates"`
+	Corrupted   uint64        `json:"corrupted"`
+	Invalid     uint64        `json:"invalid"`
+	SocketDrops uint64        `json:"socket_drops"`
+	RecvRate    float64       `json:"recv_per_s"`
+	LatencyP50  time.Duration `json:"latency_p50_ns,omitempty"`
+	LatencyP99  time.Duration `json:"latency_p99_ns,omitempty"`
+	LatencyMax  time.Duration `json:"latency_max_ns,omitempty"`
+	JitterNs    float64       `json:"jitter_ns"`
+}
+
+// SendStats is the sender's side of a run.
+type SendStats struct {
+	Sent       uint64        `json:"sent"`
+	Batches    uint64        `json:"batches"`
+	SendErrors uint64        `json:"send_errors"`
+	Elapsed    time.Duration `json:"elapsed_ns"`
+	Rate       float64       `json:"sent_per_s"`
+}
+
+// The monotonic clock. Go's time.Time carries CLOCK_MONOTONIC internally
+// but does not expose it; reading it with clock_gettime per packet would be a
+// syscall (x/sys does not use the vDSO). So the offset is read once and every
+// later reading is that offset plus time.Since, which Go computes from its
+// vDSO monotonic clock. Two processes on one host get comparable values.
+var monoBase, monoBaseTime = func() (int64, time.Time) {
+	var ts unix.Timespec
+	now := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, now
+	}
+	return ts.Nano(), now
+}()
+
+// monoNs converts t (taken with time.Now) to CLOCK_MONOTONIC nanoseconds.
+func monoNs(t time.Time) int64 { return monoBase + int64(t.Sub(monoBaseTime)) }
+
+func lossPercent(lost, received uint64) float64 {
+	if lost+received == 0 {
+		return 0
+	}
+	return 100 * float64(lost) / float64(lost+received)
+}

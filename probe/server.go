@@ -1,0 +1,352 @@
+package probe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/frame"
+)
+
+// ServerConfig says how a receiver behaves.
+type ServerConfig struct {
+	// Clock is which send time to compare with (ClockNone: jitter only).
+	Clock Clock
+	// Window is the duplicate and reorder bitmap size in frames
+	// (DefaultWindow when 0).
+	Window int
+	// ReorderWindow is how long a missing frame stays "in flight" before it
+	// is final as lost (default 200 ms), and how long the receiver waits
+	// after the sender's Fin before its final report.
+	ReorderWindow time.Duration
+	// ReaderDelay sleeps after every batch read: a deliberately slow reader.
+	ReaderDelay time.Duration
+	// Batch is how many datagrams one recvmmsg may return (default 64).
+	Batch int
+	// RcvBuf sets the socket receive buffer in bytes (0: leave the default).
+	RcvBuf int
+	// Interval between progress reports (default 1 s); OnInterval gets them.
+	Interval   time.Duration
+	OnInterval func(Interval)
+	// OnReport gets each finished run's report.
+	OnReport func(Report)
+	// Once makes Serve return after the first finished run.
+	Once bool
+	// Collect reads the kernel counters at the start and end of a run, in
+	// the receiver's namespace. Nil reads the current namespace with
+	// counters.Collect; tests and `--netns` wrap it with internal/netns.
+	Collect func(context.Context) *counters.Snapshot
+}
+
+func (c *ServerConfig) defaults() {
+	if c.Window <= 0 {
+		c.Window = DefaultWindow
+	}
+	if c.ReorderWindow <= 0 {
+		c.ReorderWindow = 200 * time.Millisecond
+	}
+	if c.Batch <= 0 {
+		c.Batch = 64
+	}
+	if c.Interval <= 0 {
+		c.Interval = time.Second
+	}
+	if c.Collect == nil {
+		c.Collect = func(ctx context.Context) *counters.Snapshot {
+			return counters.Collect(ctx, counters.Options{})
+		}
+	}
+}
+
+// UDPServer receives probe runs on one UDP socket, one run at a time.
+type UDPServer struct {
+	conn *net.UDPConn
+	cfg  ServerConfig
+}
+
+// maxDatagram is the receive buffer per datagram: the largest UDP payload,
+// so no datagram is ever truncated by netdrop itself.
+const maxDatagram = 65535
+
+// ListenUDP opens the receiving socket in the current network namespace.
+func ListenUDP(addr string, cfg ServerConfig) (*UDPServer, error) {
+	cfg.defaults()
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("probe server: %w", err)
+	}
+	c, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("probe server: %w", err)
+	}
+	if err := enableRxqOvfl(c); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("probe server: enable SO_RXQ_OVFL: %w", err)
+	}
+	if cfg.RcvBuf > 0 {
+		if err := setRcvbuf(c, cfg.RcvBuf); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("probe server: set receive buffer: %w", err)
+		}
+	}
+	return &UDPServer{conn: c, cfg: cfg}, nil
+}
+
+// Addr is the address the server listens on.
+func (s *UDPServer) Addr() *net.UDPAddr { return s.conn.LocalAddr().(*net.UDPAddr) }
+
+// Close closes the socket.
+func (s *UDPServer) Close() error { return s.conn.Close() }
+
+// run is the state of one probe run on the server.
+type run struct {
+	acc       *Account
+	start     time.Time
+	before    *counters.Snapshot
+	drops0    uint64
+	ovfl0     uint32
+	ovflLast  uint32
+	haveOvfl  bool
+	marks     []mark
+	finSent   uint64
+	finAt     time.Time
+	finAddr   *net.UDPAddr
+	hasFin    bool
+	report    []byte // encoded Report frame once finished
+	ivl       Interval
+	ivlAt     time.Time
+	ivlOvfl   uint32
+	prevCount TrackerCounts
+	prevCorr  uint64
+	prevInv   uint64
+}
+
+// mark remembers NextExp at a moment, so that a reorder window later every
+// frame below it is final.
+type mark struct {
+	at   time.Time
+	next uint64
+}
+
+// Serve receives until ctx ends (or after the first run with Once).
+func (s *UDPServer) Serve(ctx context.Context) error {
+	cfg := s.cfg
+	b := newBatch(cfg.Batch, maxDatagram, true)
+	mc, err := newMmsgConn(s.conn, b)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	var r *run
+	const tick = 50 * time.Millisecond
+	nextTick := time.Now().Add(tick)
+	s.conn.SetReadDeadline(nextTick)
+	for {
+		n, err := mc.recv(cfg.Batch)
+		now := time.Now()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("probe server: receive: %w", err)
+		}
+		wall, mono := now.UnixNano(), monoNs(now)
+		for i := range n {
+			d := b.bufs[i][:b.msgLen(i)]
+			if r == nil || r.report != nil {
+				// Between runs: only a Hello (or a Fin asking again for the
+				// last report) matters; data starts a run without a Hello,
+				// for applications that embed frame without the handshake.
+				h, _, derr := frame.Decode(d)
+				if derr != nil {
+					continue
+				}
+				switch {
+				case h.Type == frame.Hello:
+					r = s.startRun(ctx, now, h.Sender)
+					s.reply(frame.HelloAck, h.Sender, nil, b.addr(i))
+					continue
+				case h.Type == frame.Fin && r != nil && h.Sender == r.acc.Sender:
+					s.conn.WriteToUDP(r.report, b.addr(i))
+					continue
+				case h.Type == frame.Data && (r == nil || h.Sender != r.acc.Sender):
+					r = s.startRun(ctx, now, h.Sender)
+				default:
+					continue
+				}
+			}
+			if b.truncated(i) {
+				r.acc.Datagrams++
+				r.acc.Invalid++
+				continue
+			}
+			if v, ok := rxqOvfl(b.oob(i)); ok {
+				r.ovflLast, r.haveOvfl = v, true
+			}
+			h, ctl := r.acc.Datagram(d, wall, mono)
+			if !ctl {
+				continue
+			}
+			switch h.Type {
+			case frame.Hello:
+				if h.Sender != r.acc.Sender {
+					r = s.startRun(ctx, now, h.Sender)
+				}
+				s.reply(frame.HelloAck, h.Sender, nil, b.addr(i))
+			case frame.Fin:
+				if h.Sender == r.acc.Sender && !r.hasFin {
+					r.finSent, r.finAt, r.finAddr, r.hasFin = h.Seq, now, b.addr(i), true
+				}
+			}
+		}
+		if r != nil && r.report == nil && cfg.ReaderDelay > 0 && n > 0 {
+			time.Sleep(cfg.ReaderDelay)
+		}
+		if now.Before(nextTick) {
+			continue
+		}
+		nextTick = now.Add(tick)
+		s.conn.SetReadDeadline(nextTick)
+		if r == nil || r.report != nil {
+			continue
+		}
+		s.tick(r, now)
+		if r.hasFin && now.Sub(r.finAt) >= cfg.ReorderWindow {
+			rep := s.finish(ctx, r, now)
+			if cfg.OnReport != nil {
+				cfg.OnReport(rep)
+			}
+			if cfg.Once {
+				return nil
+			}
+		}
+	}
+}
+
+func (s *UDPServer) startRun(ctx context.Context, now time.Time, sender uint32) *run {
+	r := &run{acc: NewAccount(s.cfg.Window, s.cfg.Clock), start: now, ivlAt: now}
+	r.acc.Lock(sender)
+	r.before = s.cfg.Collect(ctx)
+	if d, err := socketDrops(s.conn); err == nil {
+		r.drops0 = d
+	}
+	r.ovfl0 = uint32(r.drops0)
+	r.ovflLast = r.ovfl0
+	r.ivlOvfl = r.ovfl0
+	return r
+}
+
+func (s *UDPServer) reply(t frame.Type, sender uint32, payload []byte, to *net.UDPAddr) {
+	if to == nil {
+		return
+	}
+	buf := frame.Append(nil, &frame.Header{Type: t, Sender: sender}, payload)
+	s.conn.WriteToUDP(buf, to)
+}
+
+// tick finalises frames older than the reorder window and emits the
+// per-interval line when one is due.
+func (s *UDPServer) tick(r *run, now time.Time) {
+	r.marks = append(r.marks, mark{now, r.acc.Tracker.Next()})
+	k := 0
+	for k < len(r.marks) && now.Sub(r.marks[k].at) >= s.cfg.ReorderWindow {
+		k++
+	}
+	if k > 0 {
+		r.acc.Tracker.Finalize(r.marks[k-1].next)
+		r.marks = append(r.marks[:0], r.marks[k:]...)
+	}
+	if now.Sub(r.ivlAt) < s.cfg.Interval {
+		return
+	}
+	c := r.acc.Tracker.Counts
+	dt := now.Sub(r.ivlAt)
+	iv := Interval{
+		Elapsed:     now.Sub(r.start),
+		Received:    c.Received - r.prevCount.Received,
+		Lost:        c.Lost - r.prevCount.Lost,
+		InFlight:    r.acc.Tracker.Pending(),
+		Reordered:   c.Reordered - r.prevCount.Reordered,
+		Duplicates:  c.Duplicates - r.prevCount.Duplicates,
+		Corrupted:   r.acc.Corrupted - r.prevCorr,
+		Invalid:     r.acc.Invalid - r.prevInv,
+		SocketDrops: uint64(r.ovflLast - r.ivlOvfl),
+		JitterNs:    r.acc.Jitter,
+	}
+	iv.RecvRate = float64(iv.Received) / dt.Seconds()
+	if h := &r.acc.IntervalLatency; h.Count() > 0 {
+		iv.LatencyP50 = time.Duration(h.Quantile(0.5))
+		iv.LatencyP99 = time.Duration(h.Quantile(0.99))
+		iv.LatencyMax = time.Duration(h.Max())
+		h.Reset()
+	}
+	r.prevCount, r.prevCorr, r.prevInv, r.ivlOvfl, r.ivlAt = c, r.acc.Corrupted, r.acc.Invalid, r.ovflLast, now
+	if s.cfg.OnInterval != nil {
+		s.cfg.OnInterval(iv)
+	}
+}
+
+// finish closes the run: everything pending is final, the counters are read
+// again and the loss attributed; the report is sent to the client.
+func (s *UDPServer) finish(ctx context.Context, r *run, now time.Time) Report {
+	acc := r.acc
+	acc.Tracker.Finish(r.finSent)
+	after := s.cfg.Collect(ctx)
+	drops := uint64(r.ovflLast - r.ovfl0)
+	if d, err := socketDrops(s.conn); err == nil && d >= r.drops0 {
+		drops = d - r.drops0
+	}
+	rep := buildReport("udp", acc, r.finSent, drops, r.start, r.finAt, r.before, after)
+	payload, _ := json.Marshal(rep)
+	r.report = frame.Append(nil, &frame.Header{Type: frame.Report, Sender: acc.Sender}, payload)
+	if r.finAddr != nil {
+		s.conn.WriteToUDP(r.report, r.finAddr)
+	}
+	return rep
+}
+
+func buildReport(proto string, acc *Account, sent, drops uint64, start, end time.Time, before, after *counters.Snapshot) Report {
+	c := acc.Tracker.Counts
+	rep := Report{
+		Proto:           proto,
+		Clock:           acc.Clock.String(),
+		Sender:          acc.Sender,
+		Sent:            sent,
+		TrackerCounts:   c,
+		InFlight:        acc.Tracker.Pending(),
+		LossPercent:     lossPercent(c.Lost, c.Received),
+		Datagrams:       acc.Datagrams,
+		Corrupted:       acc.Corrupted,
+		Invalid:         acc.Invalid,
+		Foreign:         acc.Foreign,
+		Control:         acc.Control,
+		SocketDrops:     drops,
+		NegativeLatency: acc.NegativeLatency,
+		JitterNs:        acc.Jitter,
+		Duration:        end.Sub(start),
+	}
+	if d := rep.Duration.Seconds(); d > 0 {
+		rep.RecvRate = float64(c.Received) / d
+	}
+	if acc.Clock != ClockNone && acc.Latency.Count() > 0 {
+		l := acc.Latency.Summary()
+		rep.Latency = &l
+	}
+	if acc.IPDV.Count() > 0 {
+		l := acc.IPDV.Summary()
+		rep.IPDV = &l
+	}
+	var delta *counters.Snapshot
+	if before != nil && after != nil {
+		delta = counters.Delta(before, after)
+	}
+	rep.Attribution = Attribute(c.Lost, drops, delta, proto == "udp")
+	return rep
+}
