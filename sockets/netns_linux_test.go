@@ -43,6 +43,18 @@ func newNetns(t testing.TB) string {
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	run(t, "ip", "-n", name, "link", "set", "lo", "up")
 	run(t, "ip", "-n", name, "addr", "add", "fd00::1/128", "dev", "lo", "nodad")
+	// The kernel adds the local route of an IPv6 address from a work
+	// queue, even without DAD: wait for it before anyone connects.
+	for deadline := time.Now().Add(3 * time.Second); ; {
+		out, _ := exec.Command("ip", "-n", name, "-6", "route", "show", "table", "local").Output()
+		if strings.Contains(string(out), "fd00::1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("netns %s: no local route for fd00::1 after 3s:\n%s", name, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return name
 }
 
