@@ -230,7 +230,6 @@ func TestSummarizeMatchesSS(t *testing.T) {
 	}
 }
 
-
 func TestSummarizeFilters(t *testing.T) {
 	sc := buildScenario(t)
 	t.Run("state", func(t *testing.T) {
