@@ -133,6 +133,13 @@ func parsePerCPUStat(r io.Reader) (perCPUStat, error) {
 			if values == len(fields) {
 				return lineError(n, "values before the header line")
 			}
+			seen := map[string]bool{}
+			for _, f := range fields {
+				if seen[f] {
+					return lineError(n, "column %q named twice", f)
+				}
+				seen[f] = true
+			}
 			t.Names = fields
 			return nil
 		}
@@ -179,4 +186,36 @@ func (t perCPUStat) sums(levels ...string) map[string]uint64 {
 		}
 	}
 	return out
+}
+
+// statCounters turns a per-CPU table into counters named prefix:column,
+// summed over CPUs except the level columns.
+func statCounters(source, prefix string, t perCPUStat, hostWide bool, levels ...string) []Counter {
+	if len(t.Rows) == 0 {
+		return nil
+	}
+	sums := t.sums(levels...)
+	out := make([]Counter, 0, len(t.Names))
+	for _, name := range t.Names {
+		field := prefix + ":" + name
+		out = append(out, Counter{
+			Source: source, Field: field, Value: sums[name],
+			Stage: stageOf(field), Gauge: isGauge(field), HostWide: hostWide,
+		})
+	}
+	return out
+}
+
+// parseUintFile reads a file holding one decimal number, as most sysctls do.
+func parseUintFile(r io.Reader) (uint64, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 64))
+	if err != nil {
+		return 0, err
+	}
+	s := strings.TrimSpace(string(b))
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, lineError(1, "%q is not a number", s)
+	}
+	return v, nil
 }

@@ -1,0 +1,77 @@
+package counters
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+)
+
+// The neighbour tables' statistics. The kernel creates these files only in
+// the initial network namespace (neigh_table_init registers them under
+// init_net's /proc/net/stat): the tables are shared by all namespaces, so
+// the values are host-wide and absent when read from inside another
+// namespace.
+const (
+	srcARPCache   = "/proc/net/stat/arp_cache"
+	srcNDiscCache = "/proc/net/stat/ndisc_cache"
+)
+
+func init() { register(NeighSource{}) }
+
+// NeighSource reads /proc/net/stat/arp_cache and ndisc_cache, summed over
+// CPUs, as "arp_cache:table_fulls", "ndisc_cache:unresolved_discards" ….
+type NeighSource struct{}
+
+// Name implements Source.
+func (NeighSource) Name() string { return srcARPCache }
+
+// Collect implements Source.
+func (NeighSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
+	tables := []struct{ src, file, prefix string }{
+		{srcARPCache, "arp_cache", "arp_cache"},
+		{srcNDiscCache, "ndisc_cache", "ndisc_cache"},
+	}
+	type miss struct {
+		src string
+		err error
+	}
+	var missing []miss
+	for _, t := range tables {
+		err := collectCounters(fsys, s, t.src, fsys.NetPath("stat", t.file), func(r io.Reader) ([]Counter, error) {
+			return parseNeighStat(t.prefix, r)
+		})
+		switch {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist):
+			missing = append(missing, miss{t.src, err})
+		default:
+			s.Fail(t.src, err)
+		}
+	}
+	if len(missing) == len(tables) {
+		s.Unavailable = append(s.Unavailable, Unavailable{
+			Source: srcARPCache,
+			Reason: "neighbour table statistics are host-wide and only visible from the initial network namespace (read them without --netns)",
+		})
+		return nil
+	}
+	// One table missing: ndisc_cache when IPv6 is disabled.
+	for _, m := range missing {
+		s.Fail(m.src, m.err)
+	}
+	return nil
+}
+
+// parseNeighStat reads a neighbour table's statistics by its header line
+// (net/core/neighbour.c, neigh_stat_seq_show). entries is the table's size
+// printed on every CPU's line and is taken once; the other columns are
+// per-CPU event counts and are summed.
+func parseNeighStat(prefix string, r io.Reader) ([]Counter, error) {
+	t, err := parsePerCPUStat(r)
+	src := srcARPCache
+	if prefix == "ndisc_cache" {
+		src = srcNDiscCache
+	}
+	return statCounters(src, prefix, t, true, "entries"), err
+}

@@ -1,0 +1,160 @@
+package counters
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// srcSoftnet is /proc/net/softnet_stat: one line per online CPU of 32-bit
+// hex counters of the receive softirq. It is host-wide: every namespace sees
+// the same file.
+const srcSoftnet = "/proc/net/softnet_stat"
+
+func init() { register(SoftnetSource{}) }
+
+// SoftnetSource reads /proc/net/softnet_stat. Counters are per CPU (Object
+// "cpu3"): processed, dropped, time_squeeze, received_rps, flow_limit_count,
+// and the queue lengths backlog_len, input_qlen, process_qlen as gauges, as
+// far as the kernel's layout has them.
+type SoftnetSource struct{}
+
+// Name implements Source.
+func (SoftnetSource) Name() string { return srcSoftnet }
+
+// Collect implements Source.
+func (SoftnetSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
+	var cpus int
+	err := collectCounters(fs, s, srcSoftnet, fs.NetPath("softnet_stat"), func(r io.Reader) ([]Counter, error) {
+		rows, err := parseSoftnet(r)
+		cpus = len(rows)
+		return softnetCounters(rows), err
+	})
+	setCPUs(s, cpus)
+	return err
+}
+
+// softnetCPU is one line of softnet_stat.
+type softnetCPU struct {
+	// CPU is column 13 when the layout has it, else the line's index,
+	// which is wrong after an offline CPU (the kernel skips those lines).
+	CPU            int
+	Columns        int
+	Processed      uint64
+	Dropped        uint64
+	TimeSqueeze    uint64
+	CPUCollision   uint64
+	ReceivedRPS    uint64
+	FlowLimitCount uint64
+	BacklogLen     uint64
+	InputQlen      uint64
+	ProcessQlen    uint64
+}
+
+// parseSoftnet reads softnet_stat. The layout grew over time
+// (net/core/net-procfs.c, softnet_seq_show):
+//
+//	 9 columns, 2.6.23: processed, dropped, time_squeeze, five zeros, cpu_collision
+//	10 columns, 2.6.35: + received_rps
+//	11 columns, 3.11:   + flow_limit_count
+//	13 columns, 5.10 (7d58e6555870): column 9 always 0, + backlog_len, + CPU index
+//	15 columns, 6.4 (59da2d7b0e99):  + input_qlen, + process_qlen
+//
+// The columns are read by position, so a later kernel that appends columns
+// still gives the known ones. Every line must have the first line's width;
+// a line that does not, or that holds a value that is not hex, is reported
+// and skipped.
+func parseSoftnet(r io.Reader) ([]softnetCPU, error) {
+	var out []softnetCPU
+	width := 0
+	index := 0
+	err := scanLines(r, func(n int, line string) error {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			return nil
+		}
+		row := index
+		index++
+		if len(fields) < 9 {
+			return lineError(n, "%d columns, want at least 9", len(fields))
+		}
+		if width == 0 {
+			width = len(fields)
+		}
+		if len(fields) != width {
+			return lineError(n, "%d columns where the first line has %d", len(fields), width)
+		}
+		v := make([]uint64, len(fields))
+		for i, f := range fields {
+			x, err := strconv.ParseUint(f, 16, 32)
+			if err != nil {
+				return lineError(n, "column %d: %q is not a 32-bit hex value", i+1, f)
+			}
+			v[i] = x
+		}
+		c := softnetCPU{CPU: row, Columns: len(v), Processed: v[0], Dropped: v[1], TimeSqueeze: v[2]}
+		if len(v) < 13 {
+			c.CPUCollision = v[8]
+		}
+		if len(v) >= 10 {
+			c.ReceivedRPS = v[9]
+		}
+		if len(v) >= 11 {
+			c.FlowLimitCount = v[10]
+		}
+		if len(v) >= 12 {
+			c.BacklogLen = v[11]
+		}
+		if len(v) >= 13 {
+			c.CPU = int(v[12])
+		}
+		if len(v) >= 14 {
+			c.InputQlen = v[13]
+		}
+		if len(v) >= 15 {
+			c.ProcessQlen = v[14]
+		}
+		out = append(out, c)
+		return nil
+	})
+	return out, err
+}
+
+// softnetCounters turns the lines into counters, only the fields the layout
+// has, so an old kernel does not show zeros it never counted.
+func softnetCounters(rows []softnetCPU) []Counter {
+	var out []Counter
+	for _, r := range rows {
+		obj := fmt.Sprintf("cpu%d", r.CPU)
+		add := func(field string, v uint64) {
+			out = append(out, Counter{
+				Source: srcSoftnet, Object: obj, Field: field, Value: v,
+				Stage: stageOf(field), Gauge: isGauge(field), HostWide: true, Bits: 32,
+			})
+		}
+		add("processed", r.Processed)
+		add("dropped", r.Dropped)
+		add("time_squeeze", r.TimeSqueeze)
+		if r.Columns < 13 {
+			add("cpu_collision", r.CPUCollision)
+		}
+		if r.Columns >= 10 {
+			add("received_rps", r.ReceivedRPS)
+		}
+		if r.Columns >= 11 {
+			add("flow_limit_count", r.FlowLimitCount)
+		}
+		if r.Columns >= 12 {
+			add("backlog_len", r.BacklogLen)
+		}
+		if r.Columns >= 14 {
+			add("input_qlen", r.InputQlen)
+		}
+		if r.Columns >= 15 {
+			add("process_qlen", r.ProcessQlen)
+		}
+	}
+	return out
+}
