@@ -15,6 +15,7 @@ import (
 
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
 
@@ -127,6 +128,9 @@ type Options struct {
 	Netns string
 	// Once reports totals since boot instead of a delta.
 	Once bool
+	// NoSockets skips the sock_diag view (which names the sockets and
+	// processes responsible) to save its cost on hosts with many sockets.
+	NoSockets bool
 	// FS overrides where kernel files are read (tests).
 	FS counters.FS
 	// Progress, if set, is called when the first snapshot is taken, so
@@ -157,7 +161,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if opts.Once {
 		zero := &counters.Snapshot{}
-		r := Analyze(zero, a, 0)
+		r := AnalyzeWith(zero, a, 0, extra(ctx, opts, a))
 		r.Once = true
 		return r, nil
 	}
@@ -175,13 +179,44 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Analyze(a, b, b.Time.Sub(a.Time)), nil
+	return AnalyzeWith(a, b, b.Time.Sub(a.Time), extra(ctx, opts, b)), nil
+}
+
+// extra reads the evidence beyond counters that opts asks for. What cannot
+// be read is recorded in the snapshot's unavailable list.
+func extra(ctx context.Context, opts Options, s *counters.Snapshot) Extra {
+	var x Extra
+	if !opts.NoSockets {
+		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Owners: true, Top: 5})
+		if err != nil {
+			s.Fail("sock_diag", err)
+		} else {
+			x.Sockets = sum
+			for _, u := range sum.Unavailable {
+				s.Unavailable = append(s.Unavailable, counters.Unavailable{Source: "sock_diag", Reason: u})
+			}
+		}
+	}
+	return x
+}
+
+// Extra is evidence beyond counters that sharpens the findings.
+type Extra struct {
+	// Sockets is the sock_diag view at the end of the interval: it names
+	// the destinations, listeners and sockets responsible.
+	Sockets *sockets.Summary
 }
 
 // Analyze compares two snapshots taken interval apart. With a zero
 // interval (since boot), rates are left at zero.
 func Analyze(a, b *counters.Snapshot, interval time.Duration) *Report {
+	return AnalyzeWith(a, b, interval, Extra{})
+}
+
+// AnalyzeWith is Analyze with evidence beyond counters.
+func AnalyzeWith(a, b *counters.Snapshot, interval time.Duration, x Extra) *Report {
 	in := newInput(a, b, interval)
+	in.sockets = x.Sockets
 	r := &Report{
 		IntervalS:   interval.Seconds(),
 		Netns:       b.Netns,
@@ -193,6 +228,7 @@ func Analyze(a, b *counters.Snapshot, interval time.Duration) *Report {
 	for _, rule := range rules {
 		r.Findings = append(r.Findings, rule(in)...)
 	}
+	r.Findings = ruleSockets(in, r.Findings)
 	for i := range r.Findings {
 		r.Findings[i].Rate = in.rate(r.Findings[i].Drops)
 		r.Findings[i].Changes = changesOf(r.Findings[i].Fix)

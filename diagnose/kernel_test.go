@@ -13,6 +13,7 @@ import (
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/internal/testnet"
+	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
 
@@ -29,6 +30,8 @@ type kernelCase struct {
 	traffic func(t *testing.T, p *testnet.Pair)
 	// reference reads the reference tool's absolute count.
 	reference func(t *testing.T, p *testnet.Pair) uint64
+	// title, when set, must appear in the top finding's title.
+	title string
 }
 
 func inB(p *testnet.Pair) string { return p.B }
@@ -90,6 +93,20 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 			},
 		},
 		{
+			name:  "TCP accept queue overflow (nstat TcpExtListenOverflows)",
+			stage: stage.TCPListen,
+			where: inB,
+			setup: func(t *testing.T, p *testnet.Pair) {
+				testnet.ListenTCPBacklog(t, p.B, udpTo(p, 9105), 1)
+			},
+			traffic: func(t *testing.T, p *testnet.Pair) { testnet.ConnectMany(t, p.A, udpTo(p, 9105), 40, 400*time.Millisecond) },
+			reference: func(t *testing.T, p *testnet.Pair) uint64 {
+				return testnet.Nstat(t, p.B, "TcpExtListenOverflows")
+			},
+			// The finding names the listener.
+			title: ":9105",
+		},
+		{
 			name:  "tbf qdisc overflow (tc -s qdisc)",
 			stage: stage.Qdisc,
 			where: inA,
@@ -134,7 +151,11 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref := tc.reference(t, p) - ref0
-			r := diagnose.Analyze(a, b, b.Time.Sub(a.Time))
+			sum, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, Owners: true, Top: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := diagnose.AnalyzeWith(a, b, b.Time.Sub(a.Time), diagnose.Extra{Sockets: sum})
 			if ref == 0 {
 				t.Fatalf("the fault made no drops by the reference tool's count; the test is broken")
 			}
@@ -147,6 +168,9 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 			}
 			if diff := math.Abs(float64(top.Drops) - float64(ref)); diff > 0.05*float64(ref) {
 				t.Errorf("drops = %d, reference tool counted %d (more than 5%% apart)", top.Drops, ref)
+			}
+			if tc.title != "" && !strings.Contains(top.Title, tc.title) {
+				t.Errorf("title %q does not name %q", top.Title, tc.title)
 			}
 			t.Logf("%s: netdrop %d, reference %d; %s", tc.stage, top.Drops, ref, top.Title)
 		})

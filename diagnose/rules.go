@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
 
@@ -18,6 +19,9 @@ type input struct {
 	before, after, delta *counters.Snapshot
 	interval             time.Duration
 	used                 map[counters.Key]bool
+	// sockets is the sock_diag view taken with the second snapshot, nil
+	// when it was not read.
+	sockets *sockets.Summary
 }
 
 func newInput(a, b *counters.Snapshot, interval time.Duration) *input {

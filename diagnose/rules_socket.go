@@ -266,7 +266,8 @@ func rulePorts(in *input) []Finding {
 	}
 	tw, ok := in.gauge(field("TCP:tw"))
 	lo, hi, rok := in.portRange()
-	if ok && rok && tw > 0 {
+	// With the socket view, per-destination shares replace this bound.
+	if ok && rok && tw > 0 && in.sockets == nil {
 		size := uint64(hi - lo + 1)
 		share := float64(tw) / float64(size)
 		if share >= 0.5 {

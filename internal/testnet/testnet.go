@@ -10,13 +10,16 @@ package testnet
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/netdrop/netdrop/internal/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Pair is two namespaces, A and B, joined by veth: A's end is "a0" with
@@ -150,4 +153,66 @@ func RequireTool(t testing.TB, name string) {
 	if _, err := exec.LookPath(name); err != nil {
 		t.Skipf("needs %s as the reference tool (apt-get install %s)", name, name)
 	}
+}
+
+// ListenTCPBacklog opens a TCP listener on addr inside ns with the given
+// listen() backlog, and never accepts: its accept queue fills and stays
+// full. (net.Listen always asks for net.core.somaxconn.)
+func ListenTCPBacklog(t testing.TB, ns, addr string, backlog int) {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd int
+	err = netns.Do(ns, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+			return err
+		}
+		return unix.Listen(fd, backlog)
+	})
+	if err != nil {
+		t.Fatalf("listen tcp %s in %s: %v", addr, ns, err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+}
+
+// ConnectMany starts n non-blocking TCP connects from ns to addr at once,
+// leaves them timeout to complete (or to have their SYNs dropped), then
+// closes them all.
+func ConnectMany(t testing.TB, ns, addr string, n int, timeout time.Duration) {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	err = netns.Do(ns, func() error {
+		for i := 0; i < n; i++ {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, fd)
+			err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+			if err != nil && err != unix.EINPROGRESS {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("connect to %s from %s: %v", addr, ns, err)
+	}
+	time.Sleep(timeout)
 }
