@@ -115,14 +115,17 @@ func RunUDP(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (Report, e
 // exchange sends a control frame every retry until the answer of type want
 // for this sender comes back, and returns its payload.
 func exchange(ctx context.Context, conn *net.UDPConn, t frame.Type, sender uint32, seq uint64, want frame.Type, retry, timeout time.Duration) ([]byte, error) {
-	req := frame.Append(nil, &frame.Header{Type: t, Sender: sender, Seq: seq}, nil)
 	buf := make([]byte, maxDatagram)
 	deadline := time.Now().Add(timeout)
 	defer conn.SetReadDeadline(time.Time{})
-	for time.Now().Before(deadline) {
+	// Flags carry the attempt number, so the receiver knows how many
+	// earlier copies never reached it: those are socket drops of control
+	// frames, not of data, and must not be attributed to data loss.
+	for attempt := uint16(1); time.Now().Before(deadline); attempt = min(attempt+1, 0xffff) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		req := frame.Append(nil, &frame.Header{Type: t, Flags: attempt, Sender: sender, Seq: seq}, nil)
 		if _, err := conn.Write(req); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, err
 		}

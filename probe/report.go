@@ -26,7 +26,11 @@ type Report struct {
 	Control   uint64 `json:"control"`
 	// SocketDrops is how many datagrams the probe socket dropped during the
 	// run because its receive queue was full.
-	SocketDrops     uint64        `json:"socket_drops"`
+	SocketDrops uint64 `json:"socket_drops"`
+	// ControlMissed counts the sender's Fin copies that never reached the
+	// receiver (it numbers its attempts): on one host, socket drops that
+	// were not data frames.
+	ControlMissed   uint64        `json:"control_missed"`
 	NegativeLatency uint64        `json:"negative_latency,omitempty"`
 	Latency         *Summary      `json:"latency,omitempty"`
 	IPDV            *Summary      `json:"ipdv,omitempty"`

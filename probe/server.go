@@ -69,6 +69,10 @@ type UDPServer struct {
 	cfg  ServerConfig
 }
 
+// idleTakeover is how long a run must be silent before a Hello of another
+// sender may replace it.
+const idleTakeover = 2 * time.Second
+
 // maxDatagram is the receive buffer per datagram: the largest UDP payload,
 // so no datagram is ever truncated by netdrop itself.
 const maxDatagram = 65535
@@ -117,6 +121,8 @@ type run struct {
 	finAt     time.Time
 	finAddr   *net.UDPAddr
 	hasFin    bool
+	finMissed uint64 // Fin attempts sent before the first that arrived
+	lastData  time.Time
 	report    []byte // encoded Report frame once finished
 	ivl       Interval
 	ivlAt     time.Time
@@ -192,17 +198,27 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 			}
 			h, ctl := r.acc.Datagram(d, wall, mono)
 			if !ctl {
+				r.lastData = now
 				continue
 			}
 			switch h.Type {
 			case frame.Hello:
 				if h.Sender != r.acc.Sender {
+					// Another sender takes over only from a run that has
+					// gone quiet (its client died): a stray or forged Hello
+					// must not reset a run in progress.
+					if now.Sub(r.lastData) < idleTakeover {
+						continue
+					}
 					r = s.startRun(ctx, now, h.Sender)
 				}
 				s.reply(frame.HelloAck, h.Sender, nil, b.addr(i))
 			case frame.Fin:
 				if h.Sender == r.acc.Sender && !r.hasFin {
 					r.finSent, r.finAt, r.finAddr, r.hasFin = h.Seq, now, b.addr(i), true
+					if h.Flags > 1 {
+						r.finMissed = uint64(h.Flags - 1)
+					}
 				}
 			}
 		}
@@ -231,7 +247,7 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 }
 
 func (s *UDPServer) startRun(ctx context.Context, now time.Time, sender uint32) *run {
-	r := &run{acc: NewAccount(s.cfg.Window, s.cfg.Clock), start: now, ivlAt: now}
+	r := &run{acc: NewAccount(s.cfg.Window, s.cfg.Clock), start: now, ivlAt: now, lastData: now}
 	r.acc.Lock(sender)
 	r.before = s.cfg.Collect(ctx)
 	if d, err := socketDrops(s.conn); err == nil {
@@ -303,7 +319,7 @@ func (s *UDPServer) finish(ctx context.Context, r *run, now time.Time) Report {
 	if d, err := socketDrops(s.conn); err == nil && d >= r.drops0 {
 		drops = d - r.drops0
 	}
-	rep := buildReport("udp", acc, r.finSent, drops, r.start, r.finAt, r.before, after)
+	rep := buildReport("udp", acc, r.finSent, drops, r.finMissed, r.start, r.finAt, r.before, after)
 	payload, _ := json.Marshal(rep)
 	r.report = frame.Append(nil, &frame.Header{Type: frame.Report, Sender: acc.Sender}, payload)
 	if r.finAddr != nil {
@@ -312,7 +328,7 @@ func (s *UDPServer) finish(ctx context.Context, r *run, now time.Time) Report {
 	return rep
 }
 
-func buildReport(proto string, acc *Account, sent, drops uint64, start, end time.Time, before, after *counters.Snapshot) Report {
+func buildReport(proto string, acc *Account, sent, drops, controlMissed uint64, start, end time.Time, before, after *counters.Snapshot) Report {
 	c := acc.Tracker.Counts
 	rep := Report{
 		Proto:           proto,
@@ -328,6 +344,7 @@ func buildReport(proto string, acc *Account, sent, drops uint64, start, end time
 		Foreign:         acc.Foreign,
 		Control:         acc.Control,
 		SocketDrops:     drops,
+		ControlMissed:   controlMissed,
 		NegativeLatency: acc.NegativeLatency,
 		JitterNs:        acc.Jitter,
 		Duration:        end.Sub(start),
@@ -347,6 +364,9 @@ func buildReport(proto string, acc *Account, sent, drops uint64, start, end time
 	if before != nil && after != nil {
 		delta = counters.Delta(before, after)
 	}
-	rep.Attribution = Attribute(c.Lost, drops, delta, proto == "udp")
+	// Fin copies that never arrived were, on this host, dropped by the same
+	// socket; they are not data frames, so they do not explain data loss.
+	dataDrops := drops - min(drops, controlMissed)
+	rep.Attribution = Attribute(c.Lost, dataDrops, delta, proto == "udp")
 	return rep
 }
