@@ -99,7 +99,7 @@ func parseLinkMessage(m []byte) (linkInfo, error) {
 		return linkInfo{}, fmt.Errorf("%w: rtm_newlink: %d bytes, shorter than ifinfomsg", ErrFileParse, len(m))
 	}
 	hdr := nl.DeserializeIfInfomsg(m)
-	attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
+	attrs, err := parseRtAttrs(m[unix.SizeofIfInfomsg:])
 	if err != nil {
 		return linkInfo{}, fmt.Errorf("%w: rtm_newlink attributes: %w", ErrFileParse, err)
 	}
@@ -111,7 +111,7 @@ func parseLinkMessage(m []byte) (linkInfo, error) {
 		return int(binary.NativeEndian.Uint32(b))
 	}
 	for _, a := range attrs {
-		switch a.Attr.Type {
+		switch a.Type {
 		case unix.IFLA_IFNAME:
 			l.Name = cString(a.Value)
 		case unix.IFLA_ADDRESS:
@@ -127,12 +127,12 @@ func parseLinkMessage(m []byte) (linkInfo, error) {
 		case unix.IFLA_STATS64:
 			l.Stats64 = a.Value
 		case unix.IFLA_LINKINFO:
-			nested, err := nl.ParseRouteAttr(a.Value)
+			nested, err := parseRtAttrs(a.Value)
 			if err != nil {
 				continue // kind is informational; a bad nest loses only it
 			}
 			for _, n := range nested {
-				if n.Attr.Type == unix.IFLA_INFO_KIND {
+				if n.Type == unix.IFLA_INFO_KIND {
 					l.Kind = cString(n.Value)
 				}
 			}
@@ -142,6 +142,36 @@ func parseLinkMessage(m []byte) (linkInfo, error) {
 		return linkInfo{}, fmt.Errorf("%w: rtm_newlink for ifindex %d has no IFLA_IFNAME", ErrFileParse, l.Index)
 	}
 	return l, nil
+}
+
+// rtAttr is one netlink route attribute (struct rtattr and its payload).
+type rtAttr struct {
+	Type  uint16
+	Value []byte
+}
+
+// parseRtAttrs splits a run of struct rtattr. It checks every length
+// against the buffer, because nl.ParseRouteAttr panics on an attribute
+// whose rta_len is shorter than its own header.
+func parseRtAttrs(b []byte) ([]rtAttr, error) {
+	var out []rtAttr
+	for len(b) >= unix.SizeofRtAttr {
+		l := int(binary.NativeEndian.Uint16(b))
+		if l < unix.SizeofRtAttr || l > len(b) {
+			return nil, fmt.Errorf("attribute length %d outside 4..%d", l, len(b))
+		}
+		// The type's top bits are NLA_F_NESTED and NLA_F_NET_BYTEORDER.
+		out = append(out, rtAttr{Type: binary.NativeEndian.Uint16(b[2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER), Value: b[unix.SizeofRtAttr:l]})
+		adv := (l + unix.NLA_ALIGNTO - 1) &^ (unix.NLA_ALIGNTO - 1)
+		if adv > len(b) {
+			adv = len(b)
+		}
+		b = b[adv:]
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%d trailing bytes after the last attribute", len(b))
+	}
+	return out, nil
 }
 
 // cString trims a netlink string attribute at its first NUL.

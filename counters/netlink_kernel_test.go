@@ -1,0 +1,526 @@
+package counters
+
+// Kernel integration tests for the netlink, ioctl and nftables sources. Each
+// test builds its own pair of network namespaces joined by a veth, makes drops
+// happen there with traffic that never leaves them, and compares netdrop's
+// numbers with the reference tool's (tc, nft, iptables, ip, ethtool) on the
+// same state.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/netdrop/netdrop/internal/netns"
+)
+
+// ktSeq numbers the namespaces of this process.
+var ktSeq atomic.Int32
+
+// ktNeed skips the test unless it runs as root with the named tools.
+func ktNeed(t *testing.T, tools ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces")
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s as the reference tool: %v", tool, err)
+		}
+	}
+}
+
+// ktRun runs a command and fails the test with its output if it fails.
+func ktRun(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// ktPair is two namespaces, A (10.201.0.1 on vA) and B (10.201.0.2 on vB),
+// joined by a veth with fixed MAC addresses and permanent neighbour entries,
+// so that no ARP exchange mixes with the test's traffic.
+type ktPair struct {
+	A, B   string
+	IPB    string
+	MACA   string
+	MACB   string
+	VA, VB string
+}
+
+func ktNewPair(t *testing.T) ktPair {
+	t.Helper()
+	n := ktSeq.Add(1)
+	p := ktPair{
+		A:    fmt.Sprintf("ndtest-ctrnl-%d-%da", os.Getpid(), n),
+		B:    fmt.Sprintf("ndtest-ctrnl-%d-%db", os.Getpid(), n),
+		IPB:  "10.201.0.2",
+		MACA: "02:00:00:00:01:01",
+		MACB: "02:00:00:00:01:02",
+		VA:   "vA", VB: "vB",
+	}
+	for _, ns := range []string{p.A, p.B} {
+		ktRun(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
+			}
+		})
+	}
+	ktRun(t, "ip", "-n", p.A, "link", "add", p.VA, "address", p.MACA, "type", "veth",
+		"peer", "name", p.VB, "address", p.MACB, "netns", p.B)
+	ktRun(t, "ip", "-n", p.A, "addr", "add", "10.201.0.1/24", "dev", p.VA)
+	ktRun(t, "ip", "-n", p.B, "addr", "add", p.IPB+"/24", "dev", p.VB)
+	for _, ns := range []string{p.A, p.B} {
+		ktRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	ktRun(t, "ip", "-n", p.A, "link", "set", p.VA, "up")
+	ktRun(t, "ip", "-n", p.B, "link", "set", p.VB, "up")
+	ktRun(t, "ip", "-n", p.A, "neigh", "replace", p.IPB, "lladdr", p.MACB, "dev", p.VA, "nud", "permanent")
+	ktRun(t, "ip", "-n", p.B, "neigh", "replace", "10.201.0.1", "lladdr", p.MACA, "dev", p.VB, "nud", "permanent")
+	return p
+}
+
+// ktSendUDP sends n datagrams of size bytes from namespace ns to dst:port.
+// The socket is made inside ns; send errors (ENOBUFS from a full qdisc,
+// ECONNREFUSED after a REJECT) are expected and ignored. Bounded by n and
+// by a 5 s deadline.
+func ktSendUDP(t *testing.T, ns, dst string, port, n, size int) {
+	t.Helper()
+	err := netns.Do(ns, func() error {
+		c, err := net.ListenPacket("udp4", "0.0.0.0:0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := c.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			return err
+		}
+		to := &net.UDPAddr{IP: net.ParseIP(dst), Port: port}
+		buf := make([]byte, size)
+		for i := 0; i < n; i++ {
+			if _, err := c.WriteTo(buf, to); err != nil && os.IsTimeout(err) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("send in %s: %v", ns, err)
+	}
+}
+
+// ktCollect reads one source inside namespace ns, as `netdrop --netns` does.
+func ktCollect(t *testing.T, ns string, src Source) *Snapshot {
+	t.Helper()
+	var s *Snapshot
+	if err := netns.Do(ns, func() error {
+		s = Collect(context.Background(), Options{Netns: ns, Sources: []Source{src}})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Unavailable) > 0 {
+		t.Errorf("%s in %s: unavailable %+v", src.Name(), ns, s.Unavailable)
+	}
+	return s
+}
+
+// ktValue returns a counter's value or fails.
+func ktValue(t *testing.T, s *Snapshot, source, object, field string) uint64 {
+	t.Helper()
+	v, ok := s.Value(source, object, field)
+	if !ok {
+		var have []string
+		for _, c := range s.Counters {
+			have = append(have, c.Source+"|"+c.Name())
+		}
+		t.Fatalf("no counter %s|%s %s; have %v", source, object, field, have)
+	}
+	return v
+}
+
+// ktWait polls until cond holds or 3 s pass: softirq processing of the
+// sent packets may trail the send loop slightly.
+func ktWait(cond func() bool) {
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestQdiscDropsMatchTC(t *testing.T) {
+	ktNeed(t, "tc")
+	p := ktNewPair(t)
+	// A token bucket of 1 Mbit/s with a 3000-byte queue: a burst of 200
+	// datagrams of 1000 bytes overflows it at once.
+	ktRun(t, "tc", "-n", p.A, "qdisc", "add", "dev", p.VA, "root", "handle", "1:", "tbf",
+		"rate", "1mbit", "burst", "2k", "limit", "3000")
+
+	tcDrops := func() uint64 {
+		t.Helper()
+		var qs []struct {
+			Kind   string `json:"kind"`
+			Handle string `json:"handle"`
+			Drops  uint64 `json:"drops"`
+		}
+		out := ktRun(t, "tc", "-n", p.A, "-s", "-j", "qdisc", "show", "dev", p.VA)
+		if err := json.Unmarshal([]byte(out), &qs); err != nil {
+			t.Fatalf("tc -j: %v\n%s", err, out)
+		}
+		for _, q := range qs {
+			if q.Kind == "tbf" && q.Handle == "1:" {
+				return q.Drops
+			}
+		}
+		t.Fatalf("tc shows no tbf 1: on %s:\n%s", p.VA, out)
+		return 0
+	}
+	obj := p.VA + " tbf 1:"
+	before := ktCollect(t, p.A, qdiscSource{})
+	tcBefore := tcDrops()
+
+	ktSendUDP(t, p.A, p.IPB, 9000, 200, 1000)
+
+	after := ktCollect(t, p.A, qdiscSource{})
+	tcAfter := tcDrops()
+	if abs := ktValue(t, after, QdiscSource, obj, "drops"); abs != tcAfter {
+		t.Errorf("qdisc drops = %d, tc -s qdisc shows %d", abs, tcAfter)
+	}
+	d := Delta(before, after)
+	got := ktValue(t, d, QdiscSource, obj, "drops")
+	if want := tcAfter - tcBefore; got != want {
+		t.Errorf("qdisc drops delta = %d, tc -s qdisc shows %d", got, want)
+	}
+	if got == 0 {
+		t.Errorf("a 200-datagram burst into a 3000-byte tbf dropped nothing")
+	}
+	// The gauges are there too, and are levels, not deltas.
+	c, _ := d.Get(Key{QdiscSource, obj, "backlog"})
+	if !c.Gauge {
+		t.Errorf("backlog is not a gauge: %+v", c)
+	}
+	t.Logf("tbf drops: netdrop %d, tc %d", got, tcAfter-tcBefore)
+}
+
+func TestNftablesDropRuleMatchesNft(t *testing.T) {
+	ktNeed(t, "nft")
+	p := ktNewPair(t)
+	nft := func(args ...string) string {
+		return ktRun(t, "ip", append([]string{"netns", "exec", p.B, "nft"}, args...)...)
+	}
+	nft("add", "table", "inet", "ndt")
+	nft("add", "chain", "inet", "ndt", "input", "{ type filter hook input priority 0; policy accept; }")
+	nft("add", "rule", "inet", "ndt", "input", "udp", "dport", "9999", "counter", "drop")
+
+	nftCount := func() (handle int, packets uint64) {
+		t.Helper()
+		var doc struct {
+			Nftables []struct {
+				Rule *struct {
+					Handle int `json:"handle"`
+					Expr   []struct {
+						Counter *struct {
+							Packets uint64 `json:"packets"`
+						} `json:"counter"`
+					} `json:"expr"`
+				} `json:"rule"`
+			} `json:"nftables"`
+		}
+		out := nft("-j", "list", "chain", "inet", "ndt", "input")
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("nft -j: %v\n%s", err, out)
+		}
+		for _, x := range doc.Nftables {
+			if x.Rule == nil {
+				continue
+			}
+			for _, e := range x.Rule.Expr {
+				if e.Counter != nil {
+					return x.Rule.Handle, e.Counter.Packets
+				}
+			}
+		}
+		t.Fatalf("nft shows no counter rule:\n%s", out)
+		return 0, 0
+	}
+	handle, nftBefore := nftCount()
+	obj := fmt.Sprintf("inet ndt input handle %d", handle)
+	before := ktCollect(t, p.B, nftablesSource{})
+
+	const n = 37
+	ktSendUDP(t, p.A, p.IPB, 9999, n, 64)
+
+	var d, after *Snapshot
+	ktWait(func() bool {
+		after = ktCollect(t, p.B, nftablesSource{})
+		d = Delta(before, after)
+		v, _ := d.Value(NftablesSource, obj, "packets")
+		return v >= n
+	})
+	_, nftAfter := nftCount()
+	if abs := ktValue(t, after, NftablesSource, obj, "packets"); abs != nftAfter {
+		t.Errorf("drop rule packets = %d, nft shows %d", abs, nftAfter)
+	}
+	got := ktValue(t, d, NftablesSource, obj, "packets")
+	if got != n {
+		t.Errorf("drop rule packets delta = %d, want %d sent", got, n)
+	}
+	if want := nftAfter - nftBefore; got != want {
+		t.Errorf("drop rule packets delta = %d, nft shows %d", got, want)
+	}
+}
+
+func TestIptablesNftRejectAndPolicyMatchIptables(t *testing.T) {
+	ktNeed(t, "iptables")
+	if out, _ := exec.Command("iptables", "-V").CombinedOutput(); !strings.Contains(string(out), "nf_tables") {
+		t.Skipf("iptables is not the nf_tables variant (%s); its rules are not nftables rules", strings.TrimSpace(string(out)))
+	}
+	p := ktNewPair(t)
+	ipt := func(args ...string) string {
+		return ktRun(t, "ip", append([]string{"netns", "exec", p.B, "iptables"}, args...)...)
+	}
+	ipt("-A", "INPUT", "-p", "udp", "--dport", "9998", "-j", "REJECT")
+	ipt("-P", "INPUT", "DROP")
+
+	// iptables -nvxL INPUT: "Chain INPUT (policy DROP 13 packets, 572 bytes)"
+	// and one line per rule starting with its exact packet count.
+	policyRe := regexp.MustCompile(`Chain INPUT \(policy DROP (\d+) packets`)
+	rejectRe := regexp.MustCompile(`(?m)^\s*(\d+)\s+\d+\s+REJECT\s`)
+	counts := func() (policy, reject uint64) {
+		t.Helper()
+		out := ipt("-nvxL", "INPUT")
+		m, r := policyRe.FindStringSubmatch(out), rejectRe.FindStringSubmatch(out)
+		if m == nil || r == nil {
+			t.Fatalf("cannot read iptables -nvxL INPUT:\n%s", out)
+		}
+		policy, _ = strconv.ParseUint(m[1], 10, 64)
+		reject, _ = strconv.ParseUint(r[1], 10, 64)
+		return policy, reject
+	}
+	findRule := func(s *Snapshot) string {
+		t.Helper()
+		for _, c := range s.Counters {
+			if c.Source == NftablesSource && strings.HasPrefix(c.Object, "ip filter INPUT handle ") {
+				return c.Object
+			}
+		}
+		t.Fatalf("no REJECT rule counter in ip filter INPUT: %+v", s.Counters)
+		return ""
+	}
+	policyObj := "ip filter INPUT policy drop"
+
+	polBefore, rejBefore := counts()
+	before := ktCollect(t, p.B, nftablesSource{})
+	ruleObj := findRule(before)
+
+	const nReject, nPolicy = 11, 13
+	ktSendUDP(t, p.A, p.IPB, 9998, nReject, 64)
+	ktSendUDP(t, p.A, p.IPB, 9997, nPolicy, 64)
+
+	var d, after *Snapshot
+	ktWait(func() bool {
+		after = ktCollect(t, p.B, nftablesSource{})
+		d = Delta(before, after)
+		a, _ := d.Value(NftablesSource, ruleObj, "packets")
+		b, _ := d.Value(NftablesSource, policyObj, "packets")
+		return a >= nReject && b >= nPolicy
+	})
+	polAfter, rejAfter := counts()
+	if a, b := ktValue(t, after, NftablesSource, ruleObj, "packets"), ktValue(t, after, NftablesSource, policyObj, "packets"); a != rejAfter || b != polAfter {
+		t.Errorf("REJECT rule = %d, policy = %d; iptables shows %d, %d", a, b, rejAfter, polAfter)
+	}
+
+	if got := ktValue(t, d, NftablesSource, ruleObj, "packets"); got != nReject || got != rejAfter-rejBefore {
+		t.Errorf("REJECT rule delta = %d, sent %d, iptables shows %d", got, nReject, rejAfter-rejBefore)
+	}
+	if got := ktValue(t, d, NftablesSource, policyObj, "packets"); got != nPolicy || got != polAfter-polBefore {
+		t.Errorf("policy drop delta = %d, sent %d, iptables shows %d", got, nPolicy, polAfter-polBefore)
+	}
+}
+
+// ipLinkStats reads `ip -s -s -j link show dev` in namespace ns.
+func ipLinkStats(t *testing.T, ns, dev string) (rx, tx map[string]uint64) {
+	t.Helper()
+	var links []struct {
+		Stats64 struct {
+			RX map[string]uint64 `json:"rx"`
+			TX map[string]uint64 `json:"tx"`
+		} `json:"stats64"`
+	}
+	out := ktRun(t, "ip", "-n", ns, "-s", "-s", "-j", "link", "show", "dev", dev)
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -s -j link: %v\n%s", err, out)
+	}
+	return links[0].Stats64.RX, links[0].Stats64.TX
+}
+
+func TestLinkStatsMatchIP(t *testing.T) {
+	ktNeed(t)
+	p := ktNewPair(t)
+	const n = 23
+
+	// Frames for another host's MAC: vB receives them and ip_rcv_core
+	// drops them as PACKET_OTHERHOST (rx_otherhost_dropped, 6.0+).
+	ktRun(t, "ip", "-n", p.A, "neigh", "replace", p.IPB, "lladdr", "02:00:00:00:99:99", "dev", p.VA, "nud", "permanent")
+	beforeB := ktCollect(t, p.B, linkSource{})
+	ktSendUDP(t, p.A, p.IPB, 9000, n, 64)
+	var d *Snapshot
+	ktWait(func() bool {
+		d = Delta(beforeB, ktCollect(t, p.B, linkSource{}))
+		v, _ := d.Value(LinkStatsSource, p.VB, "rx_otherhost_dropped")
+		return v >= n
+	})
+	if v, ok := d.Value(LinkStatsSource, p.VB, "rx_otherhost_dropped"); !ok {
+		t.Logf("kernel sends no rx_otherhost_dropped (before 6.0)")
+	} else if v != n {
+		t.Errorf("rx_otherhost_dropped delta = %d, want %d", v, n)
+	}
+
+	// With the peer down, veth_xmit cannot forward: the sender counts
+	// tx_dropped and the peer rx_dropped (drivers/net/veth.c).
+	ktRun(t, "ip", "-n", p.A, "neigh", "replace", p.IPB, "lladdr", p.MACB, "dev", p.VA, "nud", "permanent")
+	ktRun(t, "ip", "-n", p.B, "link", "set", p.VB, "down")
+	beforeA := ktCollect(t, p.A, linkSource{})
+	ktSendUDP(t, p.A, p.IPB, 9000, n, 64)
+	afterA := ktCollect(t, p.A, linkSource{})
+	if v := ktValue(t, Delta(beforeA, afterA), LinkStatsSource, p.VA, "tx_dropped"); v != n {
+		t.Errorf("%s tx_dropped delta = %d, want %d", p.VA, v, n)
+	}
+
+	// Every value against ip -s -s -j link on the now quiet pair.
+	names := map[string][2]string{ // ours -> ip's (direction, key)
+		"rx_packets": {"rx", "packets"}, "rx_dropped": {"rx", "dropped"}, "rx_errors": {"rx", "errors"},
+		"rx_over_errors": {"rx", "over_errors"}, "rx_crc_errors": {"rx", "crc_errors"},
+		"rx_frame_errors": {"rx", "frame_errors"}, "rx_fifo_errors": {"rx", "fifo_errors"},
+		"rx_missed_errors": {"rx", "missed_errors"}, "rx_length_errors": {"rx", "length_errors"},
+		"rx_otherhost_dropped": {"rx", "otherhost"}, "rx_nohandler": {"rx", "nohandler"},
+		"tx_packets": {"tx", "packets"}, "tx_dropped": {"tx", "dropped"}, "tx_errors": {"tx", "errors"},
+		"tx_aborted_errors": {"tx", "aborted_errors"}, "tx_carrier_errors": {"tx", "carrier_errors"},
+		"tx_fifo_errors": {"tx", "fifo_errors"},
+	}
+	for _, side := range []struct{ ns, dev string }{{p.A, p.VA}, {p.B, p.VB}} {
+		s := ktCollect(t, side.ns, linkSource{})
+		rx, tx := ipLinkStats(t, side.ns, side.dev)
+		compared := 0
+		for ours, ip := range names {
+			m := rx
+			if ip[0] == "tx" {
+				m = tx
+			}
+			want, ok := m[ip[1]]
+			if !ok {
+				continue // iproute2 omits zero nohandler/otherhost
+			}
+			compared++
+			if got := ktValue(t, s, LinkStatsSource, side.dev, ours); got != want {
+				t.Errorf("%s %s = %d, ip -s link shows %d", side.dev, ours, got, want)
+			}
+		}
+		if compared < 10 {
+			t.Errorf("%s: compared only %d values with ip -s link", side.dev, compared)
+		}
+	}
+	// vB's rx_dropped holds the n frames vA could not hand over.
+	rx, _ := ipLinkStats(t, p.B, p.VB)
+	if rx["dropped"] != n {
+		t.Errorf("%s rx_dropped per ip = %d, want %d", p.VB, rx["dropped"], n)
+	}
+}
+
+func TestEthtoolMatchesEthtool(t *testing.T) {
+	ktNeed(t, "ethtool")
+	p := ktNewPair(t)
+	s := ktCollect(t, p.A, ethtoolSource{})
+	out := ktRun(t, "ip", "netns", "exec", p.A, "ethtool", "-S", p.VA)
+	lineRe := regexp.MustCompile(`(?m)^\s+(\S+): (\d+)$`)
+	compared := 0
+	for _, m := range lineRe.FindAllStringSubmatch(out, -1) {
+		if !ethtoolSelected(m[1]) {
+			continue
+		}
+		want, _ := strconv.ParseUint(m[2], 10, 64)
+		if got := ktValue(t, s, EthtoolStatsSource, p.VA, m[1]); got != want {
+			t.Errorf("%s %s = %d, ethtool -S shows %d", p.VA, m[1], got, want)
+		}
+		compared++
+	}
+	if compared == 0 {
+		t.Errorf("no drop statistics of veth compared; ethtool -S:\n%s", out)
+	}
+	// veth has no ring and no device: it must not pose as a NIC.
+	for _, n := range s.NICs {
+		if n.Name == p.VA {
+			t.Errorf("veth got a NIC entry: %+v", n)
+		}
+	}
+}
+
+// TestNICLayoutMatchesEthtool reads the host's own NICs, read-only, and
+// compares ring sizes and channels with ethtool -g and -l.
+func TestNICLayoutMatchesEthtool(t *testing.T) {
+	ktNeed(t, "ethtool")
+	var s *Snapshot
+	if err := netns.Do("", func() error {
+		s = Collect(context.Background(), Options{Sources: []Source{nicSource{}, ethtoolSource{}}})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	num := func(out, section, key string) uint32 {
+		i := strings.Index(out, section)
+		if i < 0 {
+			return 0
+		}
+		m := regexp.MustCompile(`(?m)^` + key + `:\s+(\d+)`).FindStringSubmatch(out[i:])
+		if m == nil {
+			return 0
+		}
+		v, _ := strconv.ParseUint(m[1], 10, 32)
+		return uint32(v)
+	}
+	withRing := 0
+	for _, n := range s.NICs {
+		g, err := exec.Command("ethtool", "-g", n.Name).CombinedOutput()
+		if err != nil {
+			if n.RxRing != 0 {
+				t.Errorf("%s: ethtool -g fails (%v) but netdrop has ring %d", n.Name, err, n.RxRing)
+			}
+			continue
+		}
+		withRing++
+		gs := string(g)
+		if want := num(gs, "Current hardware settings", "RX"); n.RxRing != want {
+			t.Errorf("%s rx ring = %d, ethtool -g shows %d", n.Name, n.RxRing, want)
+		}
+		if want := num(gs, "Pre-set maximums", "RX"); n.RxRingMax != want {
+			t.Errorf("%s rx ring max = %d, ethtool -g shows %d", n.Name, n.RxRingMax, want)
+		}
+		if want := num(gs, "Current hardware settings", "TX"); n.TxRing != want {
+			t.Errorf("%s tx ring = %d, ethtool -g shows %d", n.Name, n.TxRing, want)
+		}
+		if l, err := exec.Command("ethtool", "-l", n.Name).CombinedOutput(); err == nil {
+			if want := num(string(l), "Current hardware settings", "Combined"); n.CombinedChannels != want {
+				t.Errorf("%s combined channels = %d, ethtool -l shows %d", n.Name, n.CombinedChannels, want)
+			}
+		}
+		if n.RxQueues == 0 || n.TxQueues == 0 || n.Driver == "" {
+			t.Errorf("%s: sysfs layout missing: %+v", n.Name, n)
+		}
+	}
+	if withRing == 0 {
+		t.Skip("this host has no NIC with an ethtool ring to compare")
+	}
+}
