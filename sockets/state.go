@@ -110,3 +110,19 @@ func ParseStates(list string) (StateSet, error) {
 	}
 	return set, nil
 }
+
+// UnmarshalText reads a state name back from JSON.
+func (s *State) UnmarshalText(b []byte) error {
+	for st, n := range stateNames {
+		if n == string(b) {
+			*s = st
+			return nil
+		}
+	}
+	var n uint8
+	if _, err := fmt.Sscanf(string(b), "STATE-%d", &n); err == nil {
+		*s = State(n)
+		return nil
+	}
+	return fmt.Errorf("unknown socket state %q", b)
+}

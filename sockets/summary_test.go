@@ -358,3 +358,48 @@ func FuzzParsePortRange(f *testing.F) {
 		}
 	})
 }
+
+func TestNewDrops(t *testing.T) {
+	l := netip.MustParseAddrPort("0.0.0.0:80")
+	u := netip.MustParseAddrPort("[fd00::1]:53")
+	before := &Summary{
+		Listeners: []Listener{{Family: "ipv4", Local: l, Drops: 10, Cookie: 1}},
+		Pressure:  []PressuredSocket{{Family: "ipv6", Protocol: "udp", State: Close, Local: u, Drops: 4294967290, Cookie: 2}},
+	}
+	after := &Summary{
+		Listeners: []Listener{{Family: "ipv4", Local: l, Drops: 10, Cookie: 1}}, // no new drops
+		Pressure: []PressuredSocket{
+			{Family: "ipv6", Protocol: "udp", State: Close, Local: u, Drops: 4, Cookie: 2, RmemAlloc: 9, Rcvbuf: 9}, // wrapped
+			{Family: "ipv4", Protocol: "tcp", State: Established, Local: l, Drops: 3, Cookie: 3},                    // new socket
+		},
+	}
+	want := []Dropped{
+		{Family: "ipv6", Protocol: "udp", State: Close, Local: u, Drops: 10, TotalDrops: 4, RmemAlloc: 9, Rcvbuf: 9},
+		{Family: "ipv4", Protocol: "tcp", State: Established, Local: l, Drops: 3, TotalDrops: 3},
+	}
+	if diff := cmp.Diff(want, NewDrops(before, after), apCmp); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	after.Listeners[0].Drops = 15
+	got := NewDrops(nil, after)
+	if len(got) != 3 || !got[0].Listener || got[0].Drops != 15 {
+		t.Errorf("since boot: %+v", got)
+	}
+}
+
+func TestStateJSON(t *testing.T) {
+	for st := State(1); st <= 14; st++ {
+		b, err := st.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back State
+		if err := back.UnmarshalText(b); err != nil || back != st {
+			t.Errorf("state %d: %q read back as %d, %v", st, b, back, err)
+		}
+	}
+	var s State
+	if err := s.UnmarshalText([]byte("NOPE")); err == nil {
+		t.Error("want an error for an unknown state")
+	}
+}
