@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/netdrop/netdrop/lab"
+	"github.com/netdrop/netdrop/report"
+	"github.com/netdrop/netdrop/stage"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newLabCmd) }
+
+func newLabCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Break packet delivery on purpose in network namespaces and watch netdrop find it",
+		Long: `lab builds small networks of network namespaces joined by veth pairs, injects
+one known fault (a DROP rule, a tiny buffer, a full table, a slow reader),
+drives bounded traffic through it, runs netdrop's diagnosis inside the
+namespace where the loss happens, and checks that the top finding names the
+stage the fault breaks.
+
+It needs root. It touches nothing outside its own namespaces except the few
+host-wide settings a scenario needs (net.core.netdev_max_backlog,
+net.netfilter.nf_conntrack_max), which are journalled under /run/netdrop-lab
+and restored afterwards, or by the next run if this one is killed.`,
+	}
+	cmd.AddCommand(newLabListCmd(e), newLabRunCmd(e), newLabCleanCmd(e))
+	return cmd
+}
+
+func newLabListCmd(e *env) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the scenarios, the stage each breaks, and its story",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			type item struct {
+				Name  string   `json:"name"`
+				Stage stage.ID `json:"stage"`
+				Story string   `json:"story"`
+			}
+			var items []item
+			for _, s := range lab.List() {
+				items = append(items, item{s.Name, s.Stage, s.Story})
+			}
+			if asJSON {
+				return writeJSON(e.stdout, items)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SCENARIO\tSTAGE\tSTORY")
+			for _, it := range items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", it.Name, it.Stage, it.Story)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+func newLabRunCmd(e *env) *cobra.Command {
+	var (
+		asJSON bool
+		keep   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run NAME...|all",
+		Short: "Run scenarios: build, break, diagnose, compare, tear down",
+		Long: `run runs each named scenario (or all of them): it builds the namespaces,
+injects the fault, drives traffic, diagnoses inside the right namespace and
+prints the diagnosis as 'netdrop diagnose' would, then PASS or FAIL with the
+expected and the found stage.
+
+Exit code: 0 every scenario passed, 1 one failed, 2 the lab could not run.`,
+		Example: `  netdrop lab run udp-rcvbuf        # one scenario, with its diagnosis
+  netdrop lab run all --json        # every scenario, one JSON array
+  netdrop lab run qdisc-drop --keep # leave the namespaces up to explore`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			list, err := lab.Select(args)
+			if err != nil {
+				return err
+			}
+			opts := lab.Options{Keep: keep, Log: func(msg string) { fmt.Fprintln(e.stderr, msg) }}
+			each := func(r lab.Result) {
+				if !asJSON {
+					printLabResult(e.stdout, r)
+				}
+			}
+			results, runErr := lab.Run(cmd.Context(), list, opts, each)
+			if asJSON && results != nil {
+				if err := writeJSON(e.stdout, results); err != nil {
+					return err
+				}
+			}
+			if !asJSON && len(results) > 0 {
+				printLabSummary(e.stdout, results, keep)
+			}
+			if runErr != nil {
+				return runErr
+			}
+			for _, r := range results {
+				if !r.Pass {
+					return exitError{ExitFindings}
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&asJSON, "json", false, "print one JSON array of results")
+	f.BoolVar(&keep, "keep", false, "leave the namespaces up for exploration (host-wide settings are still restored)")
+	return cmd
+}
+
+func newLabCleanCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "clean",
+		Short: "Remove lab namespaces left by --keep or a killed run, and restore saved settings",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			left, err := lab.Clean()
+			if left.Empty() && err == nil {
+				fmt.Fprintln(e.stdout, "nothing to clean")
+				return nil
+			}
+			for _, ns := range left.Namespaces {
+				fmt.Fprintf(e.stdout, "removed namespace %s\n", ns)
+			}
+			for _, l := range left.Links {
+				fmt.Fprintf(e.stdout, "removed link %s\n", l)
+			}
+			for _, s := range left.Sysctls {
+				fmt.Fprintf(e.stdout, "restored %s = %s\n", s.Name, s.Value)
+			}
+			return err
+		},
+	}
+}
+
+// printLabResult shows one scenario as a user would see netdrop diagnose it,
+// then the verdict.
+func printLabResult(w io.Writer, r lab.Result) {
+	fmt.Fprintf(w, "=== %s (expects %s)\n\n", r.Scenario, r.Expected)
+	if r.Report != nil {
+		_ = report.Diagnosis(w, r.Report)
+		fmt.Fprintln(w)
+	}
+	verdict := "PASS"
+	if !r.Pass {
+		verdict = "FAIL"
+	}
+	found := string(r.Found)
+	if found == "" {
+		found = "no finding"
+	}
+	fmt.Fprintf(w, "%s %s: expected %s, found %s (%d drops, %.1fs)\n", verdict, r.Scenario, r.Expected, found, r.Drops, r.DurationS)
+	if r.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", r.Error)
+	}
+	fmt.Fprintln(w)
+}
+
+func printLabSummary(w io.Writer, results []lab.Result, keep bool) {
+	passed := 0
+	var total float64
+	for _, r := range results {
+		if r.Pass {
+			passed++
+		}
+		total += r.DurationS
+	}
+	fmt.Fprintf(w, "%d/%d scenarios passed in %.1fs\n", passed, len(results), total)
+	if !keep {
+		return
+	}
+	var kept []string
+	for _, r := range results {
+		kept = append(kept, r.Kept...)
+	}
+	if len(kept) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nKept namespaces: %s\n", strings.Join(kept, " "))
+	fmt.Fprintf(w, "Enter one:        ip netns exec %s bash\n", kept[len(kept)-1])
+	fmt.Fprintf(w, "Diagnose it:      netdrop diagnose --netns %s\n", kept[len(kept)-1])
+	fmt.Fprintln(w, "Remove them all:  netdrop lab clean   (the next lab run also removes them)")
+}

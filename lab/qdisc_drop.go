@@ -1,0 +1,79 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/netdrop/netdrop/stage"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// qdisc-drop: a shaper on the sender's interface with a queue far too short
+// for the rate the application sends at.
+func init() {
+	const (
+		port  = 5009
+		rate  = 125000 // bytes per second: 1 Mbit/s
+		burst = 4000   // bytes the bucket holds
+		limit = 4000   // bytes the queue holds
+	)
+	register(Scenario{
+		Name:       "qdisc-drop",
+		Stage:      stage.Qdisc,
+		Story:      "a tbf qdisc (1 Mbit/s, 4000-byte queue) on the sender's veth, and a UDP sender going flat out",
+		DiagnoseOn: Sender,
+		Inject: func(ctx context.Context, e *Env) (Traffic, error) {
+			idx, err := e.Sender.LinkIndex()
+			if err != nil {
+				return nil, err
+			}
+			h, err := e.Sender.Netlink()
+			if err != nil {
+				return nil, err
+			}
+			defer h.Close()
+			q := &netlink.Tbf{
+				QdiscAttrs: netlink.QdiscAttrs{
+					LinkIndex: idx,
+					Handle:    netlink.MakeHandle(1, 0),
+					Parent:    netlink.HANDLE_ROOT,
+				},
+				Rate:   rate,
+				Limit:  limit,
+				Buffer: netlink.Xmittime(rate, burst),
+			}
+			if err := h.QdiscReplace(q); err != nil {
+				return nil, fmt.Errorf("tbf qdisc on %s in %s: %w", e.Sender.Link, e.Sender.NS, err)
+			}
+			e.Defer(func() error {
+				h, err := e.Sender.Netlink()
+				if err != nil {
+					return err
+				}
+				defer h.Close()
+				if err := h.QdiscDel(q); err != nil {
+					return fmt.Errorf("delete tbf qdisc in %s: %w", e.Sender.NS, err)
+				}
+				return nil
+			})
+			dst := netip.AddrPortFrom(e.Receiver.Addr, port)
+			if _, err := e.socket(e.Receiver, unix.SOCK_DGRAM, bindTo(dst)); err != nil {
+				return nil, err
+			}
+			src, err := e.socket(e.Sender, unix.SOCK_DGRAM)
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context) error {
+				r, err := floodUDP(ctx, src, dst, 1000, 3000, 2*time.Second)
+				if err == nil && r.Sent+r.Errors == 0 {
+					err = fmt.Errorf("no datagram was sent")
+				}
+				return err
+			}, nil
+		},
+	})
+}

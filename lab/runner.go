@@ -1,0 +1,181 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/stage"
+)
+
+// ScenarioTimeout bounds one scenario from setup to the second snapshot;
+// teardown runs after it regardless.
+const ScenarioTimeout = 15 * time.Second
+
+// lockWait is how long a run waits for another lab run to finish.
+const lockWait = 30 * time.Second
+
+// Result is the outcome of one scenario. Its JSON form is the contract of
+// `netdrop lab run --json`.
+type Result struct {
+	Scenario string   `json:"scenario"`
+	Expected stage.ID `json:"expected_stage"`
+	// Found is the stage of the top finding, "" when there was none.
+	Found     stage.ID `json:"found_stage"`
+	Pass      bool     `json:"pass"`
+	Drops     uint64   `json:"drops"`
+	DurationS float64  `json:"duration_s"`
+	// Error says why the scenario could not run to its diagnosis, or what
+	// went wrong tearing it down.
+	Error string `json:"error,omitempty"`
+
+	// Report is the diagnosis as netdrop produced it.
+	Report *diagnose.Report `json:"-"`
+	// Kept names the namespaces left up with Options.Keep.
+	Kept []string `json:"-"`
+}
+
+// Options configures Run.
+type Options struct {
+	// Keep leaves each scenario's namespaces up for exploration; global
+	// settings are restored all the same.
+	Keep bool
+	// Log, if set, receives progress lines meant for people (stale
+	// leftovers removed, a scenario starting).
+	Log func(msg string)
+	// Inspect, if set, is called after the diagnosis and before teardown,
+	// with the fault still in place. Tests use it to read the kernel's own
+	// counters through the reference tools.
+	Inspect func(s Scenario, e *Env, r *Result)
+}
+
+func (o Options) log(format string, args ...any) {
+	if o.Log != nil {
+		o.Log(fmt.Sprintf(format, args...))
+	}
+}
+
+// ErrNotRoot says the lab cannot build namespaces without privileges.
+var ErrNotRoot = errors.New("netdrop lab creates network namespaces and needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
+
+// Run runs the scenarios one after another and calls each with every result
+// as soon as it is known. It first removes whatever a killed earlier run
+// left. An error means the lab itself could not run (no privilege, lock
+// held, context ended); a scenario that failed is a Result with Pass false.
+func Run(ctx context.Context, list []Scenario, opts Options, each func(Result)) ([]Result, error) {
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	lk, err := acquireLock(lockWait)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.release()
+	left, err := cleanLocked()
+	if err != nil {
+		return nil, fmt.Errorf("remove leftovers of an earlier lab run: %w", err)
+	}
+	if !left.Empty() {
+		opts.log("removed leftovers of an earlier lab run: namespaces %v, links %v, sysctls restored %v",
+			left.Namespaces, left.Links, left.Sysctls)
+	}
+	var out []Result
+	for _, s := range list {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		opts.log("running %s …", s.Name)
+		r := runOne(ctx, s, opts)
+		out = append(out, r)
+		if each != nil {
+			each(r)
+		}
+	}
+	return out, ctx.Err()
+}
+
+// runOne builds, breaks, measures, diagnoses and tears down one scenario.
+// Teardown runs on every path out, including a panic in the scenario.
+func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
+	start := time.Now()
+	res = Result{Scenario: s.Name, Expected: s.Stage}
+	ctx, cancel := context.WithTimeout(parent, ScenarioTimeout)
+	defer cancel()
+
+	env, err := build(s.Name)
+	if err != nil {
+		res.Error = fmt.Sprintf("build network: %v", err)
+		res.DurationS = time.Since(start).Seconds()
+		return res
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			res.Pass = false
+			res.Error = joinErr(res.Error, fmt.Sprintf("panic: %v\n%s", p, debug.Stack()))
+		}
+		var terr error
+		if opts.Keep {
+			terr = env.release()
+			res.Kept = []string{env.Sender.NS, env.Receiver.NS}
+		} else {
+			terr = env.teardown()
+		}
+		if terr != nil {
+			res.Pass = false
+			res.Error = joinErr(res.Error, fmt.Sprintf("teardown: %v", terr))
+		}
+		res.DurationS = time.Since(start).Seconds()
+	}()
+
+	traffic, err := s.Inject(ctx, env)
+	if err != nil {
+		res.Error = fmt.Sprintf("inject fault: %v", err)
+		return res
+	}
+	ns := env.Node(s.DiagnoseOn).NS
+	a, err := diagnose.Snapshot(ctx, ns, counters.FS{})
+	if err != nil {
+		res.Error = fmt.Sprintf("first snapshot: %v", err)
+		return res
+	}
+	if err := traffic(ctx); err != nil {
+		res.Error = fmt.Sprintf("traffic: %v", err)
+		return res
+	}
+	b, err := diagnose.Snapshot(ctx, ns, counters.FS{})
+	// Host-wide settings go back the moment the second snapshot has read
+	// them (the diagnosis computes its fixes from the faulty values), not
+	// at teardown: other work on the host shares them.
+	if rerr := env.RestoreGlobals(); rerr != nil {
+		res.Error = fmt.Sprintf("restore host-wide settings: %v", rerr)
+		return res
+	}
+	if err != nil {
+		res.Error = fmt.Sprintf("second snapshot: %v", err)
+		return res
+	}
+	rep := diagnose.Analyze(a, b, b.Time.Sub(a.Time))
+	res.Report = rep
+	if len(rep.Findings) > 0 {
+		top := rep.Findings[0]
+		res.Found = top.Stage
+		res.Drops = top.Drops
+	}
+	res.Pass = res.Found == s.Stage
+	if opts.Inspect != nil {
+		opts.Inspect(s, env, &res)
+	}
+	return res
+}
+
+func joinErr(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}

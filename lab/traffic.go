@@ -1,0 +1,198 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Traffic generators are plain sockets opened inside a namespace on a locked
+// thread (a socket belongs to the namespace it was created in, whatever
+// thread uses it later) and driven with blocking system calls in loops that
+// are bounded in count and in time.
+
+// ctxCheckEvery is how many packets a loop sends between looks at its
+// context and clock: often enough to stop within milliseconds, rarely enough
+// to cost nothing.
+const ctxCheckEvery = 64
+
+func sockaddr(ap netip.AddrPort) *unix.SockaddrInet4 {
+	return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+}
+
+// socket opens a socket of the given type inside n's namespace, registers it
+// for closing at teardown, and applies opts before returning it.
+func (e *Env) socket(n *Node, typ int, opts ...func(fd int) error) (int, error) {
+	fd := -1
+	err := n.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return -1, fmt.Errorf("socket in %s: %w", n.NS, err)
+	}
+	e.CloseFd(fd)
+	for _, o := range opts {
+		if err := o(fd); err != nil {
+			return -1, fmt.Errorf("socket in %s: %w", n.NS, err)
+		}
+	}
+	return fd, nil
+}
+
+// bindTo binds a socket to ap.
+func bindTo(ap netip.AddrPort) func(int) error {
+	return func(fd int) error {
+		if err := unix.Bind(fd, sockaddr(ap)); err != nil {
+			return fmt.Errorf("bind %s: %w", ap, err)
+		}
+		return nil
+	}
+}
+
+// intOpt sets an integer socket option.
+func intOpt(level, opt, v int, what string) func(int) error {
+	return func(fd int) error {
+		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
+			return fmt.Errorf("set %s=%d: %w", what, v, err)
+		}
+		return nil
+	}
+}
+
+// rcvTimeout bounds every blocking receive on the socket, so a reader never
+// outlives its scenario.
+func rcvTimeout(d time.Duration) func(int) error {
+	return func(fd int) error {
+		tv := unix.NsecToTimeval(d.Nanoseconds())
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	}
+}
+
+// sndTimeout bounds every blocking send and connect on the socket.
+func sndTimeout(d time.Duration) func(int) error {
+	return func(fd int) error {
+		tv := unix.NsecToTimeval(d.Nanoseconds())
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	}
+}
+
+// sendResult counts what a sending loop did.
+type sendResult struct {
+	Sent   int // accepted by the kernel
+	Errors int // refused with an error the scenario expects (ENOBUFS…)
+}
+
+// floodUDP sends up to count datagrams of size bytes from fd to dst, for at
+// most budget, stopping early when ctx ends. Datagrams the kernel refuses
+// with ENOBUFS, EAGAIN or ECONNREFUSED are counted, not fatal: they are the
+// faults some scenarios provoke.
+func floodUDP(ctx context.Context, fd int, dst netip.AddrPort, size, count int, budget time.Duration) (sendResult, error) {
+	var r sendResult
+	buf := make([]byte, size)
+	sa := sockaddr(dst)
+	deadline := time.Now().Add(budget)
+	for i := 0; i < count; i++ {
+		if i%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return r, err
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+		}
+		// Vary the first bytes so no layer can treat datagrams as copies.
+		buf[0], buf[1] = byte(i), byte(i>>8)
+		err := unix.Sendto(fd, buf, 0, sa)
+		switch {
+		case err == nil:
+			r.Sent++
+		case errors.Is(err, unix.ENOBUFS), errors.Is(err, unix.EAGAIN), errors.Is(err, unix.ECONNREFUSED):
+			r.Errors++
+		case errors.Is(err, unix.EINTR):
+		default:
+			return r, fmt.Errorf("send to %s: %w", dst, err)
+		}
+	}
+	return r, nil
+}
+
+// drain reads datagrams from fd, waiting pause after each, until ctx ends or
+// max datagrams were read. A socket receive timeout set on fd bounds each
+// wait. It returns how many it read.
+func drain(ctx context.Context, fd int, pause time.Duration, max int) int {
+	buf := make([]byte, 65536)
+	n := 0
+	for n < max && ctx.Err() == nil {
+		_, _, err := unix.Recvfrom(fd, buf, 0)
+		if err == nil {
+			n++
+			if pause > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
+			}
+			continue
+		}
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			return n
+		}
+	}
+	return n
+}
+
+// pinToCPU runs fn on a thread bound to one CPU. The thread's affinity is
+// changed, so it is never unlocked: the runtime retires it when fn returns.
+func pinToCPU(cpu int, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				errc <- fmt.Errorf("panic on pinned thread: %v", p)
+			}
+		}()
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			errc <- fmt.Errorf("pin to cpu %d: %w", cpu, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// goSafe runs fn in a goroutine and delivers its error, turning a panic into
+// an error so that teardown still runs in the goroutine that owns the lab.
+func goSafe(fn func() error) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				errc <- fmt.Errorf("panic: %v", p)
+			}
+		}()
+		errc <- fn()
+	}()
+	return errc
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
