@@ -313,3 +313,50 @@ func TestSummarizeFilters(t *testing.T) {
 		}
 	})
 }
+
+// TestPortShareInNamespace narrows the ephemeral range inside a namespace
+// to 20 ports and fills 19 of them toward one destination and 11 toward
+// another with client-side TIME_WAIT: the namespace's own sysctls must be
+// read (not the host's) and the thresholds applied, and the per-destination
+// counts must equal ss's.
+func TestPortShareInNamespace(t *testing.T) {
+	needRoot(t)
+	ns := newNetns(t)
+	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40019")
+	// Without reuse every connect takes a fresh port; the namespace's
+	// value must show in the result.
+	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=0")
+	srv := startServer(t, ns, "tcp4", "0.0.0.0:8080")
+	clientCloses(t, ns, "tcp4", "127.0.0.1:8080", srv, 19)
+	clientCloses(t, ns, "tcp4", "127.0.0.2:8080", srv, 11)
+
+	sum, err := Summarize(context.Background(), Options{Netns: ns, Top: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Settings{PortLow: 40000, PortHigh: 40019, TwReuse: 0, Timestamps: 1}); sum.Settings != want {
+		t.Errorf("settings %+v, want the namespace's %+v", sum.Settings, want)
+	}
+	ref := takeSS(t, ns)
+	if diff := cmp.Diff(ref.twClient, summaryView(sum).twClient); diff != "" {
+		t.Errorf("client TIME_WAIT per destination (-ss +netdrop):\n%s", diff)
+	}
+	type row struct {
+		Remote   string
+		TimeWait int
+		Share    float64
+		Severity string
+		TwReuse  TwReuse
+	}
+	var got []row
+	for _, d := range sum.Destinations {
+		got = append(got, row{d.Remote.String(), d.TimeWait, d.Share, d.Severity, d.TwReuse})
+	}
+	want := []row{
+		{"127.0.0.1:8080", 19, 0.95, "critical", TwReuseWouldHelp},
+		{"127.0.0.2:8080", 11, 0.55, "warning", TwReuseWouldHelp},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("destinations (-want +got):\n%s", diff)
+	}
+}
