@@ -478,27 +478,29 @@ func TestBinaryCleanup(t *testing.T) {
 		assertClean(t, before)
 	})
 
+	t.Run("ctrl-c", func(t *testing.T) {
+		cmd := exec.Command(bin, "lab", "run", "softirq-backlog", "tcp-listen-overflow")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitJournal(t, cmd)
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); code != 2 {
+			t.Errorf("exit code after Ctrl-C = %d (%v), want 2", code, err)
+		}
+		// The interrupted run cleans up by itself; no later run helps.
+		assertClean(t, before)
+	})
+
 	t.Run("sigkill then fresh run", func(t *testing.T) {
 		cmd := exec.Command(bin, "lab", "run", "softirq-backlog")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Kill the run once it has journalled a host-wide setting, that is
-		// in the middle of the scenario with namespaces up and the global
-		// setting changed or about to be.
-		journal := filepath.Join(StateDir, journalFile)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if _, err := os.Stat(journal); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatal("the lab never journalled a host-wide setting")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitJournal(t, cmd)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -506,7 +508,7 @@ func TestBinaryCleanup(t *testing.T) {
 		if out := run(t, "ip", "netns", "list"); !strings.Contains(out, Prefix) {
 			t.Fatalf("the killed run left no namespace: the kill came too late to prove anything\n%s", out)
 		}
-		if _, err := os.Stat(journal); err != nil {
+		if _, err := os.Stat(filepath.Join(StateDir, journalFile)); err != nil {
 			t.Fatalf("the killed run left no journal: %v", err)
 		}
 
@@ -521,4 +523,51 @@ func TestBinaryCleanup(t *testing.T) {
 		}
 		assertClean(t, before)
 	})
+}
+
+// waitJournal waits until the lab run cmd has journalled a host-wide
+// setting: the middle of a scenario, with namespaces up and the setting
+// changed or about to be.
+func waitJournal(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	journal := filepath.Join(StateDir, journalFile)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(journal); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("the lab never journalled a host-wide setting")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPanicCleansUp runs a scenario that panics halfway through injecting
+// its fault: the run reports the panic as the scenario's error and still
+// removes the namespaces and restores the host-wide setting it changed.
+func TestPanicCleansUp(t *testing.T) {
+	needRoot(t, "ip", "nft")
+	before := readGlobals(t)
+	t.Cleanup(func() { _, _ = Clean() })
+	boom := Scenario{
+		Name:  "test-panic",
+		Stage: stage.NoSocket,
+		Inject: func(ctx context.Context, e *Env) (Traffic, error) {
+			if err := e.SetGlobal("net.core.netdev_max_backlog", "7"); err != nil {
+				return nil, err
+			}
+			panic("scenario bug")
+		},
+	}
+	results, err := Run(context.Background(), []Scenario{boom}, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Pass || !strings.Contains(results[0].Error, "panic: scenario bug") {
+		t.Fatalf("results = %+v, want one failed result carrying the panic", results)
+	}
+	assertClean(t, before)
 }

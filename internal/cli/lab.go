@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -101,6 +103,9 @@ Exit code: 0 every scenario passed, 1 one failed, 2 the lab could not run.`,
 			}
 			if !asJSON && len(results) > 0 {
 				printLabSummary(e.stdout, results, keep)
+			}
+			if errors.Is(runErr, context.Canceled) {
+				return fmt.Errorf("interrupted: the lab removed its namespaces and restored the settings it changed")
 			}
 			if runErr != nil {
 				return runErr
