@@ -62,6 +62,12 @@ type Scenario struct {
 	Story string
 	// DiagnoseOn says in which namespace the diagnosis runs.
 	DiagnoseOn Side
+	// HostWide says the stage's evidence is host-wide (softnet_stat counts
+	// every namespace's backlog drops). For other scenarios the verdict
+	// skips findings marked host-wide: they describe the rest of the host,
+	// which the lab neither controls nor breaks, and a busy host must not
+	// fail a scenario about one namespace.
+	HostWide bool
 	// Inject puts the fault in place on a freshly built Env (rules, sysctls,
 	// sockets, qdiscs) and returns the traffic that makes packets hit it.
 	// Whatever it opens or changes it registers with Env so teardown undoes

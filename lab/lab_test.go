@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/stage"
 )
 
@@ -29,11 +30,6 @@ var pendingDiagnose = map[string]string{
 	// while diagnose's ruleConntrack matches Field "drop", so the 2000
 	// drops conntrack -S shows are not counted.
 	"conntrack-full": "ruleConntrack does not match the nf_conntrack:drop field",
-	// The fault happens (ss shows all 32 ports of the range in TIME_WAIT
-	// and connect fails with EADDRNOTAVAIL), but rulePorts needs
-	// net.ipv4.ip_local_port_range in the snapshot's sysctls, which no
-	// committed counter source reads yet.
-	"time-wait-ports": "no committed source reads net.ipv4.ip_local_port_range",
 }
 
 // globalSysctls are the host-wide settings scenarios change; every test
@@ -570,4 +566,31 @@ func TestPanicCleansUp(t *testing.T) {
 		t.Fatalf("results = %+v, want one failed result carrying the panic", results)
 	}
 	assertClean(t, before)
+}
+
+func TestTopFinding(t *testing.T) {
+	r := &diagnose.Report{Findings: []diagnose.Finding{
+		{Stage: stage.Softirq, Severity: diagnose.Critical, Drops: 50, HostWide: true},
+		{Stage: stage.Conntrack, Severity: diagnose.Warning},
+	}}
+	tests := []struct {
+		name     string
+		r        *diagnose.Report
+		hostWide bool
+		want     stage.ID
+		wantOK   bool
+	}{
+		{"namespace scenario skips host-wide", r, false, stage.Conntrack, true},
+		{"host-wide scenario takes the first", r, true, stage.Softirq, true},
+		{"nothing", &diagnose.Report{}, false, "", false},
+		{"only host-wide", &diagnose.Report{Findings: r.Findings[:1]}, false, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, ok := topFinding(tt.r, tt.hostWide)
+			if f.Stage != tt.want || ok != tt.wantOK {
+				t.Errorf("topFinding = %q, %v; want %q, %v", f.Stage, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
 }

@@ -161,8 +161,7 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 	}
 	rep := diagnose.Analyze(a, b, b.Time.Sub(a.Time))
 	res.Report = rep
-	if len(rep.Findings) > 0 {
-		top := rep.Findings[0]
+	if top, ok := topFinding(rep, s.HostWide); ok {
 		res.Found = top.Stage
 		res.Drops = top.Drops
 	}
@@ -171,6 +170,19 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 		opts.Inspect(s, env, &res)
 	}
 	return res
+}
+
+// topFinding is the finding the verdict is about: the first of the ranked
+// findings, skipping host-wide ones unless the scenario's stage is itself
+// host-wide.
+func topFinding(r *diagnose.Report, hostWide bool) (diagnose.Finding, bool) {
+	for _, f := range r.Findings {
+		if f.HostWide && !hostWide {
+			continue
+		}
+		return f, true
+	}
+	return diagnose.Finding{}, false
 }
 
 func joinErr(a, b string) string {

@@ -34,6 +34,7 @@ func init() {
 		Stage:      stage.Softirq,
 		Story:      "netdev_max_backlog lowered to 1 and a UDP flood over the veth steered by RPS to another CPU",
 		DiagnoseOn: Receiver,
+		HostWide:   true,
 		Inject: func(ctx context.Context, e *Env) (Traffic, error) {
 			from, to, err := twoCPUs()
 			if err != nil {
