@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * droptrace.c: count packet drops at the skb:kfree_skb tracepoint, in the
+ * kernel, keyed by (reason, location, netns, ifindex, protocol[, l4 protocol]
+ * [, stack id]), so that user space reads a few hundred map entries per
+ * interval instead of one event per dropped packet. Optionally it also counts
+ * 5-tuples per row (--flows) and streams every drop through a ring buffer
+ * (--events), counting what the ring could not take.
+ *
+ * Two entry points share one body: a tp_btf program (BTF-typed arguments,
+ * stable order skb, location, reason, rx_sk since 5.17) and a classic
+ * tracepoint program that reads the record at offsets user space parsed from
+ * tracefs events/skb/kfree_skb/format, for kernels without BTF.
+ */
+#include "droptrace.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ICMPV6 58
+
+/*
+ * Load-time configuration. User space sets these before loading; the
+ * verifier sees them as constants, so disabled features cost nothing.
+ */
+volatile const __u32 cfg_netns;       /* netns inode to keep, 0 = all */
+volatile const __u8 cfg_l4proto;      /* IPPROTO_* to keep, 0 = all */
+volatile const __u16 cfg_port;        /* source or destination port, 0 = all */
+volatile const __u8 cfg_host_family;  /* 4 or 6 when cfg_host is set, else 0 */
+volatile const __u8 cfg_host[16];     /* source or destination address */
+volatile const __u8 cfg_reason_set;   /* 1 when cfg_reason filters */
+volatile const __u32 cfg_reason;      /* drop reason value to keep */
+volatile const __u8 cfg_stacks;       /* aggregate by kernel stack id */
+volatile const __u8 cfg_flows;        /* count 5-tuples per row */
+volatile const __u8 cfg_events;       /* stream every drop to the ring */
+/* Classic tracepoint record offsets; -1 when the field does not exist. */
+volatile const __s32 cfg_off_skbaddr = 8;
+volatile const __s32 cfg_off_location = 16;
+volatile const __s32 cfg_off_protocol = -1;
+volatile const __s32 cfg_off_reason = -1;
+
+struct drop_key {
+	__u64 location;  /* return address inside the freeing function */
+	__u32 reason;    /* enum skb_drop_reason, subsystem in the high 16 bits */
+	__u32 netns;     /* inode of the network namespace */
+	__u32 ifindex;   /* device the skb was on, else the input device */
+	__s32 stack_id;  /* kernel stack id, -1 without --stacks, <-1 error */
+	__u16 protocol;  /* ethertype, host order */
+	__u8 l4proto;    /* IPPROTO_*, 0 when headers were not parsed */
+	__u8 pad[5];
+};
+
+struct flow {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;     /* host order; ICMP type for ICMP */
+	__u16 dport;     /* host order; ICMP code for ICMP */
+	__u8 family;     /* 4 or 6, 0 when the headers could not be read */
+	__u8 l4proto;
+	__u8 pad[2];
+};
+
+struct flow_key {
+	struct drop_key drop;
+	struct flow flow;
+};
+
+struct event {
+	__u64 ts_ns;
+	struct drop_key key;
+	struct flow flow;
+	__u32 cpu;
+	__u32 pad;
+};
+
+/* Indexes into the stats array. */
+enum {
+	STAT_EVENTS_LOST = 0,   /* ring buffer full */
+	STAT_DROPS_OVERFLOW,    /* aggregation map full: count not attributed */
+	STAT_FLOWS_OVERFLOW,    /* flow map full */
+	STAT_STACK_ERRORS,      /* bpf_get_stackid failed (row kept, id < -1) */
+	STAT_MAX,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct drop_key);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, __u64);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 4096);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 127 * sizeof(__u64));
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* Emit BTF for the types user space decodes (bpf2go -type). */
+const struct event *unused_event __attribute__((unused));
+const struct flow_key *unused_flow_key __attribute__((unused));
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+/*
+ * Count one hit for key in a hash map. The insert uses BPF_NOEXIST so that
+ * two CPUs inserting the same key at once do not overwrite each other's
+ * first count: the loser finds the winner's entry and adds to it.
+ */
+static __always_inline int count(void *map, const void *key)
+{
+	__u64 one = 1, *v;
+
+	v = bpf_map_lookup_elem(map, key);
+	if (!v) {
+		if (bpf_map_update_elem(map, key, &one, BPF_NOEXIST) == 0)
+			return 0;
+		v = bpf_map_lookup_elem(map, key);
+		if (!v)
+			return -1;
+	}
+	__sync_fetch_and_add(v, 1);
+	return 0;
+}
+
+struct iphdr_min {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+struct ipv6hdr_min {
+	__be32 ver_tc_flow;
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/*
+ * Read the IP and transport headers from skb->head + network_header. The
+ * skb may be anywhere on the path, so every read is a probe read and any
+ * failure leaves the flow empty rather than guessing.
+ */
+static __always_inline void parse_flow(struct sk_buff *skb, __u16 protocol, struct flow *f)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	unsigned char *l4;
+	__u8 first;
+
+	if (!head || nh == (__u16)~0U)
+		return;
+	if (bpf_probe_read_kernel(&first, 1, head + nh))
+		return;
+	/* Locally built packets can be freed before skb->protocol is set. */
+	if (protocol == 0)
+		protocol = (first >> 4) == 4 ? ETH_P_IP : (first >> 4) == 6 ? ETH_P_IPV6 : 0;
+
+	if (protocol == ETH_P_IP) {
+		struct iphdr_min iph;
+		if (bpf_probe_read_kernel(&iph, sizeof(iph), head + nh))
+			return;
+		if ((iph.ver_ihl >> 4) != 4)
+			return;
+		f->family = 4;
+		f->l4proto = iph.protocol;
+		__builtin_memcpy(f->saddr, &iph.saddr, 4);
+		__builtin_memcpy(f->daddr, &iph.daddr, 4);
+		/* Later fragments carry no transport header. */
+		if (iph.frag_off & bpf_htons(0x1fff))
+			return;
+		l4 = head + nh + (iph.ver_ihl & 0xf) * 4;
+	} else if (protocol == ETH_P_IPV6) {
+		struct ipv6hdr_min ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return;
+		if ((ip6.ver_tc_flow & bpf_htonl(0xf0000000)) != bpf_htonl(0x60000000))
+			return;
+		f->family = 6;
+		f->l4proto = ip6.nexthdr;
+		__builtin_memcpy(f->saddr, ip6.saddr, 16);
+		__builtin_memcpy(f->daddr, ip6.daddr, 16);
+		l4 = head + nh + sizeof(ip6);
+	} else {
+		return;
+	}
+
+	switch (f->l4proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP: {
+		__be16 ports[2];
+		if (bpf_probe_read_kernel(ports, sizeof(ports), l4) == 0) {
+			f->sport = bpf_ntohs(ports[0]);
+			f->dport = bpf_ntohs(ports[1]);
+		}
+		break;
+	}
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6: {
+		__u8 tc[2];
+		if (bpf_probe_read_kernel(tc, sizeof(tc), l4) == 0) {
+			f->sport = tc[0];
+			f->dport = tc[1];
+		}
+		break;
+	}
+	}
+}
+
+static __always_inline int host_match(const __u8 *addr)
+{
+	int n = cfg_host_family == 4 ? 4 : 16;
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (i < n && addr[i] != cfg_host[i])
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location,
+				  __u32 reason, __u16 protocol)
+{
+	struct drop_key key = {};
+	struct flow flow = {};
+	struct net_device *dev;
+	int need_flow;
+
+	if (cfg_reason_set && reason != cfg_reason)
+		return 0;
+
+	dev = BPF_CORE_READ(skb, dev);
+	if (dev) {
+		key.ifindex = BPF_CORE_READ(dev, ifindex);
+		if (bpf_core_field_exists(dev->nd_net.net))
+			key.netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	}
+	if (!key.netns) {
+		struct sock *sk = BPF_CORE_READ(skb, sk);
+		if (sk && bpf_core_field_exists(sk->__sk_common.skc_net.net))
+			key.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	}
+	if (cfg_netns && key.netns != cfg_netns)
+		return 0;
+	if (!key.ifindex)
+		key.ifindex = BPF_CORE_READ(skb, skb_iif);
+
+	key.location = location;
+	key.reason = reason;
+	key.protocol = protocol;
+	key.stack_id = -1;
+
+	need_flow = cfg_flows || cfg_events || cfg_l4proto || cfg_port || cfg_host_family;
+	if (need_flow) {
+		parse_flow(skb, protocol, &flow);
+		/* "icmp" (1) selects ICMPv6 as well. */
+		if (cfg_l4proto && flow.l4proto != cfg_l4proto &&
+		    !(cfg_l4proto == IPPROTO_ICMP && flow.l4proto == IPPROTO_ICMPV6))
+			return 0;
+		if (cfg_port && flow.sport != cfg_port && flow.dport != cfg_port)
+			return 0;
+		if (cfg_port && flow.l4proto != IPPROTO_TCP && flow.l4proto != IPPROTO_UDP)
+			return 0;
+		if (cfg_host_family) {
+			if (flow.family != cfg_host_family)
+				return 0;
+			if (!host_match(flow.saddr) && !host_match(flow.daddr))
+				return 0;
+		}
+		key.l4proto = flow.l4proto;
+		if (protocol == 0)
+			key.protocol = flow.family == 4 ? ETH_P_IP : flow.family == 6 ? ETH_P_IPV6 : 0;
+	}
+
+	if (cfg_stacks) {
+		long id = bpf_get_stackid(ctx, &stacks, 0);
+		if (id < 0) {
+			stat_inc(STAT_STACK_ERRORS);
+			/* Keep the count in a row of its own: stack id -1 - errno. */
+			key.stack_id = (__s32)(-1 + id);
+		} else {
+			key.stack_id = (__s32)id;
+		}
+	}
+
+	if (count(&drops, &key))
+		stat_inc(STAT_DROPS_OVERFLOW);
+
+	if (cfg_flows && flow.family) {
+		struct flow_key fk = {};
+		fk.drop = key;
+		fk.flow = flow;
+		if (count(&flows, &fk))
+			stat_inc(STAT_FLOWS_OVERFLOW);
+	}
+
+	if (cfg_events) {
+		struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e) {
+			stat_inc(STAT_EVENTS_LOST);
+			return 0;
+		}
+		e->ts_ns = bpf_ktime_get_ns();
+		e->key = key;
+		e->flow = flow;
+		e->cpu = bpf_get_smp_processor_id();
+		e->pad = 0;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return 0;
+}
+
+/* Kernels with BTF, 5.17 and later: (skb, location, reason[, rx_sk]). */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, unsigned int reason)
+{
+	return handle(ctx, skb, (__u64)location, reason, bpf_ntohs(BPF_CORE_READ(skb, protocol)));
+}
+
+/* Kernels with BTF before 5.17: (skb, location), no reason argument. */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(kfree_skb_btf_noreason, struct sk_buff *skb, void *location)
+{
+	return handle(ctx, skb, (__u64)location, 0, bpf_ntohs(BPF_CORE_READ(skb, protocol)));
+}
+
+/*
+ * Kernels without BTF: the classic tracepoint record, read at the offsets
+ * user space parsed from the format file.
+ */
+SEC("tracepoint/skb/kfree_skb")
+int kfree_skb_tp(void *ctx)
+{
+	__u64 skbaddr = 0, location = 0;
+	__u32 reason = 0;
+	__u16 protocol = 0;
+
+	bpf_probe_read_kernel(&skbaddr, sizeof(skbaddr), ctx + cfg_off_skbaddr);
+	bpf_probe_read_kernel(&location, sizeof(location), ctx + cfg_off_location);
+	if (cfg_off_protocol >= 0)
+		bpf_probe_read_kernel(&protocol, sizeof(protocol), ctx + cfg_off_protocol);
+	if (cfg_off_reason >= 0)
+		bpf_probe_read_kernel(&reason, sizeof(reason), ctx + cfg_off_reason);
+	if (!skbaddr)
+		return 0;
+	return handle(ctx, (struct sk_buff *)skbaddr, location, reason, protocol);
+}
