@@ -79,7 +79,7 @@ func init() {
 				if filled == 0 {
 					return fmt.Errorf("no TCP connection could be established to fill the table")
 				}
-				r, err := floodUDP(ctx, src, udpDst, 100, 2000, 2*time.Second)
+				r, err := floodUDP(ctx, src, udpDst, flood{Size: 100, Count: 2000, Spread: 400 * time.Millisecond, Budget: 2 * time.Second})
 				if err == nil && r.Sent == 0 {
 					err = fmt.Errorf("no datagram was sent")
 				}

@@ -33,7 +33,7 @@ func init() {
 				return nil, err
 			}
 			return func(ctx context.Context) error {
-				r, err := floodUDP(ctx, src, dst, 200, 2000, 2*time.Second)
+				r, err := floodUDP(ctx, src, dst, flood{Size: 200, Count: 2000, Spread: 400 * time.Millisecond, Budget: 2 * time.Second})
 				if err == nil && r.Sent == 0 {
 					err = fmt.Errorf("no datagram was sent")
 				}

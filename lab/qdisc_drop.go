@@ -68,7 +68,7 @@ func init() {
 				return nil, err
 			}
 			return func(ctx context.Context) error {
-				r, err := floodUDP(ctx, src, dst, 1000, 3000, 2*time.Second)
+				r, err := floodUDP(ctx, src, dst, flood{Size: 1000, Count: 3000, Spread: 400 * time.Millisecond, Budget: 2 * time.Second})
 				if err == nil && r.Sent+r.Errors == 0 {
 					err = fmt.Errorf("no datagram was sent")
 				}

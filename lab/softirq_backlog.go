@@ -65,7 +65,7 @@ func init() {
 				var r sendResult
 				err := pinToCPU(from, func() error {
 					var err error
-					r, err = floodUDP(ctx, src, dst, 64, count, budget)
+					r, err = floodUDP(ctx, src, dst, flood{Size: 64, Count: count, Budget: budget})
 					return err
 				})
 				if err == nil && r.Sent == 0 {

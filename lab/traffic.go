@@ -89,22 +89,43 @@ type sendResult struct {
 	Errors int // refused with an error the scenario expects (ENOBUFS…)
 }
 
-// floodUDP sends up to count datagrams of size bytes from fd to dst, for at
-// most budget, stopping early when ctx ends. Datagrams the kernel refuses
-// with ENOBUFS, EAGAIN or ECONNREFUSED are counted, not fatal: they are the
-// faults some scenarios provoke.
-func floodUDP(ctx context.Context, fd int, dst netip.AddrPort, size, count int, budget time.Duration) (sendResult, error) {
+// flood describes a burst of datagrams.
+type flood struct {
+	Size  int // payload bytes
+	Count int // datagrams at most
+	// Spread paces the datagrams evenly over this long; zero sends them as
+	// fast as the kernel takes them.
+	Spread time.Duration
+	// Budget bounds the whole burst in time.
+	Budget time.Duration
+}
+
+// floodUDP sends f.Count datagrams from fd to dst, within f.Budget, stopping
+// early when ctx ends. Datagrams the kernel refuses with ENOBUFS, EAGAIN or
+// ECONNREFUSED are counted, not fatal: they are the faults some scenarios
+// provoke.
+func floodUDP(ctx context.Context, fd int, dst netip.AddrPort, f flood) (sendResult, error) {
 	var r sendResult
-	buf := make([]byte, size)
+	buf := make([]byte, f.Size)
 	sa := sockaddr(dst)
-	deadline := time.Now().Add(budget)
-	for i := 0; i < count; i++ {
+	start := time.Now()
+	deadline := start.Add(f.Budget)
+	for i := 0; i < f.Count; i++ {
 		if i%ctxCheckEvery == 0 {
 			if err := ctx.Err(); err != nil {
 				return r, err
 			}
-			if time.Now().After(deadline) {
+			now := time.Now()
+			if now.After(deadline) {
 				break
+			}
+			if f.Spread > 0 {
+				due := start.Add(time.Duration(int64(f.Spread) * int64(i) / int64(f.Count)))
+				if wait := due.Sub(now); wait > 0 {
+					if err := sleepCtx(ctx, min(wait, deadline.Sub(now))); err != nil {
+						return r, err
+					}
+				}
 			}
 		}
 		// Vary the first bytes so no layer can treat datagrams as copies.

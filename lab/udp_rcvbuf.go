@@ -36,7 +36,7 @@ func init() {
 				rctx, stop := context.WithCancel(ctx)
 				defer stop()
 				reader := goSafe(func() error { drain(rctx, rcv, 20*time.Millisecond, 100); return nil })
-				r, err := floodUDP(ctx, src, dst, 512, 3000, 2*time.Second)
+				r, err := floodUDP(ctx, src, dst, flood{Size: 512, Count: 3000, Budget: 2 * time.Second})
 				// Let the slow reader take a few more so the story holds:
 				// it reads, just too slowly.
 				_ = sleepCtx(ctx, 200*time.Millisecond)
