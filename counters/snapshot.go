@@ -111,9 +111,9 @@ type NIC struct {
 	TxRing    uint32 `json:"tx_ring,omitempty"`
 	TxRingMax uint32 `json:"tx_ring_max,omitempty"`
 	// Interrupt coalescing as ethtool -c reports it.
-	RxUsecs         uint32 `json:"rx_usecs,omitempty"`
-	AdaptiveRx      bool   `json:"adaptive_rx,omitempty"`
-	TxQueueLen      int    `json:"tx_queue_len,omitempty"`
+	RxUsecs    uint32 `json:"rx_usecs,omitempty"`
+	AdaptiveRx bool   `json:"adaptive_rx,omitempty"`
+	TxQueueLen int    `json:"tx_queue_len,omitempty"`
 	// IRQs of the interface's queues with their affinity (CPU list as in
 	// /proc/irq/N/smp_affinity_list).
 	IRQs []IRQ `json:"irqs,omitempty"`

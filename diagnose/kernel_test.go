@@ -99,7 +99,9 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 			setup: func(t *testing.T, p *testnet.Pair) {
 				testnet.ListenTCPBacklog(t, p.B, udpTo(p, 9105), 1)
 			},
-			traffic: func(t *testing.T, p *testnet.Pair) { testnet.ConnectMany(t, p.A, udpTo(p, 9105), 40, 400*time.Millisecond) },
+			traffic: func(t *testing.T, p *testnet.Pair) {
+				testnet.ConnectMany(t, p.A, udpTo(p, 9105), 40, 400*time.Millisecond)
+			},
 			reference: func(t *testing.T, p *testnet.Pair) uint64 {
 				return testnet.Nstat(t, p.B, "TcpExtListenOverflows")
 			},
