@@ -33,6 +33,19 @@ import (
 // connections are spread over 20 destination addresses (127.0.0.1-20, all
 // on lo inside the namespace) and the ephemeral range is widened inside the
 // namespace only.
+//
+// Figures on this project's VM (2 cores, kernel 6.18), 5 runs each, the
+// same state read back to back (the two counts agree):
+//
+//	TIME_WAIT  netdrop sockets          ss -tan state time-wait | wc -l
+//	 20,000     36 ms, 11.2 MB peak RSS   85 ms,  4.2 MB
+//	100,000     87 ms, 13.6 MB peak RSS  306 ms,  7.2 MB
+//
+// netdrop's RSS is 8.8 MB on an empty namespace (a Go binary's floor); the
+// dump adds a few MB whatever the number of sockets, since one 32 KiB reply
+// is decoded at a time and folded into per-destination counters. The
+// in-process Summarize of 100k TIME_WAIT takes 84 ms with 5.4k allocations
+// (one per reply datagram, not per socket).
 
 const scaleDests = 20
 

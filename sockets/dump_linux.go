@@ -25,7 +25,11 @@ type Conn struct {
 // network namespace of the thread that creates it, so Dial must run inside the
 // namespace to be read (Summarize does this through internal/netns).
 func Dial() (*Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
+	// A fixed 32 KiB receive buffer, as ss uses: the kernel sizes each
+	// dump datagram to the largest buffer the reader has offered
+	// (netlink_dump, max_recvmsg_len), so a peek-sized read would get
+	// one page of sockets per round trip instead of eight.
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{MessageBufferSize: 32 << 10})
 	if err != nil {
 		return nil, fmt.Errorf("sock_diag: %w", mapErrno(err))
 	}
