@@ -34,6 +34,8 @@ type Result struct {
 	// went wrong tearing it down.
 	Error string `json:"error,omitempty"`
 
+	// Story is the scenario's one-line story, for text output.
+	Story string `json:"-"`
 	// Report is the diagnosis as netdrop produced it.
 	Report *diagnose.Report `json:"-"`
 	// Kept names the namespaces left up with Options.Keep.
@@ -103,7 +105,7 @@ func Run(ctx context.Context, list []Scenario, opts Options, each func(Result)) 
 // Teardown runs on every path out, including a panic in the scenario.
 func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 	start := time.Now()
-	res = Result{Scenario: s.Name, Expected: s.Stage}
+	res = Result{Scenario: s.Name, Expected: s.Stage, Story: s.Story}
 	ctx, cancel := context.WithTimeout(parent, ScenarioTimeout)
 	defer cancel()
 

@@ -152,7 +152,7 @@ func newLabCleanCmd(e *env) *cobra.Command {
 // printLabResult shows one scenario as a user would see netdrop diagnose it,
 // then the verdict.
 func printLabResult(w io.Writer, r lab.Result) {
-	fmt.Fprintf(w, "=== %s (expects %s)\n\n", r.Scenario, r.Expected)
+	fmt.Fprintf(w, "=== %s: %s (expects %s)\n\n", r.Scenario, r.Story, r.Expected)
 	if r.Report != nil {
 		_ = report.Diagnosis(w, r.Report)
 		fmt.Fprintln(w)
