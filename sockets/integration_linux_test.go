@@ -167,6 +167,9 @@ func TestSummarizeMatchesSS(t *testing.T) {
 	if got := sum.TimeWait; got.Server != sc.serverTW4 || got.Client != sc.clientTW4+sc.clientTW6 {
 		t.Errorf("time-wait sides = %+v, arranged server %d client %d", got, sc.serverTW4, sc.clientTW4+sc.clientTW6)
 	}
+	if got := sumCounts(sum)["ipv4/tcp/SYN-RECV"]; got != sc.synRecv {
+		t.Errorf("SYN-RECV request sockets: %d, arranged %d", got, sc.synRecv)
+	}
 	var q *Listener
 	for i := range sum.Listeners {
 		if sum.Listeners[i].Local.Port() == scnQueuePrt {

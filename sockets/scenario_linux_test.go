@@ -3,6 +3,7 @@ package sockets
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ type scenario struct {
 	serverTW4            int // server-side TIME_WAIT on the v4 listening port
 	udpSent              int // datagrams sent to each UDP sink
 	backlog, connects    int // the never-accepting listener
+	synRecv              int // half-open handshakes
 }
 
 const (
@@ -28,6 +30,8 @@ const (
 	scnQueuePrt = 9090
 	scnUDP4Port = 5353
 	scnUDP6Port = 5354
+	// scnSynRecvPort's listener never sees the final ACK of a handshake.
+	scnSynRecvPort = 9191
 )
 
 // buildScenario needs root; it fills a new namespace and waits until the
@@ -73,6 +77,22 @@ func buildScenario(t testing.TB) *scenario {
 		closeFD(t, fd)
 		return unix.Connect(fd, sa)
 	})
+	// A handshake left half done: nft drops the client's final ACK to
+	// port 9191, so the server holds a request socket (reported as
+	// SYN-RECV) while the client thinks it is established.
+	if _, err := exec.LookPath("nft"); err == nil {
+		run(t, "ip", "netns", "exec", ns, "nft", "add table inet ndtest; "+
+			"add chain inet ndtest in { type filter hook input priority 0; }; "+
+			"add rule inet ndtest in tcp dport 9191 tcp flags & (syn | ack) == ack drop")
+		in(t, ns, func() error {
+			rawListen(t, "127.0.0.1", scnSynRecvPort, 16)
+			rawConnect(t, "127.0.0.1", scnSynRecvPort)
+			return nil
+		})
+		sc.synRecv = 1
+	} else {
+		t.Logf("nft not installed: the scenario has no SYN-RECV socket")
+	}
 	// Let the handshakes of the queued listener settle.
 	time.Sleep(200 * time.Millisecond)
 	return sc
