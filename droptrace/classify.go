@@ -115,6 +115,7 @@ var noiseReasons = map[string]bool{
 var noiseFuncs = []string{
 	"skb_queue_purge", "__skb_queue_purge", "skb_rbtree_purge",
 	"unix_", "netlink_", "inet_sock_destruct", "sk_common_release",
+	"udp_destruct_common", "udp_destruct_sock", "__sk_destruct",
 	"ip6_mc_input", "ip_mc_output", "ip_mr_input", "packet_rcv", "tpacket_rcv",
 }
 

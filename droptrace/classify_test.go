@@ -44,6 +44,7 @@ func TestClassify(t *testing.T) {
 		{"NOT_SPECIFIED", "ip6_mc_input", Class{Noise: true}},
 		{"NOT_SPECIFIED", "skb_queue_purge_reason", Class{Noise: true}},
 		{"NOT_SPECIFIED", "unix_release_sock", Class{Noise: true}},
+		{"NOT_SPECIFIED", "udp_destruct_common", Class{Noise: true}},
 		{"QUEUE_PURGE", "skb_queue_purge_reason", Class{Noise: true}},
 		{"SOCKET_CLOSE", "tcp_close", Class{Noise: true}},
 		{"CONSUMED", "anything", Class{Noise: true}},

@@ -62,6 +62,7 @@ const (
 	droptraceMapStats                = "stats"
 	droptraceProgKfreeSkbBtf         = "kfree_skb_btf"
 	droptraceProgKfreeSkbBtfNoreason = "kfree_skb_btf_noreason"
+	droptraceProgKfreeSkbBtfRxsk     = "kfree_skb_btf_rxsk"
 	droptraceProgKfreeSkbTp          = "kfree_skb_tp"
 	droptraceVarCfgEvents            = "cfg_events"
 	droptraceVarCfgFlows             = "cfg_flows"
@@ -72,6 +73,7 @@ const (
 	droptraceVarCfgOffLocation       = "cfg_off_location"
 	droptraceVarCfgOffProtocol       = "cfg_off_protocol"
 	droptraceVarCfgOffReason         = "cfg_off_reason"
+	droptraceVarCfgOffRxSk           = "cfg_off_rx_sk"
 	droptraceVarCfgOffSkbaddr        = "cfg_off_skbaddr"
 	droptraceVarCfgPort              = "cfg_port"
 	droptraceVarCfgReason            = "cfg_reason"
@@ -125,6 +127,7 @@ type droptraceSpecs struct {
 type droptraceProgramSpecs struct {
 	KfreeSkbBtf         *ebpf.ProgramSpec `ebpf:"kfree_skb_btf"`
 	KfreeSkbBtfNoreason *ebpf.ProgramSpec `ebpf:"kfree_skb_btf_noreason"`
+	KfreeSkbBtfRxsk     *ebpf.ProgramSpec `ebpf:"kfree_skb_btf_rxsk"`
 	KfreeSkbTp          *ebpf.ProgramSpec `ebpf:"kfree_skb_tp"`
 }
 
@@ -152,6 +155,7 @@ type droptraceVariableSpecs struct {
 	CfgOffLocation *ebpf.VariableSpec `ebpf:"cfg_off_location"`
 	CfgOffProtocol *ebpf.VariableSpec `ebpf:"cfg_off_protocol"`
 	CfgOffReason   *ebpf.VariableSpec `ebpf:"cfg_off_reason"`
+	CfgOffRxSk     *ebpf.VariableSpec `ebpf:"cfg_off_rx_sk"`
 	CfgOffSkbaddr  *ebpf.VariableSpec `ebpf:"cfg_off_skbaddr"`
 	CfgPort        *ebpf.VariableSpec `ebpf:"cfg_port"`
 	CfgReason      *ebpf.VariableSpec `ebpf:"cfg_reason"`
@@ -211,6 +215,7 @@ type droptraceVariables struct {
 	CfgOffLocation *ebpf.Variable `ebpf:"cfg_off_location"`
 	CfgOffProtocol *ebpf.Variable `ebpf:"cfg_off_protocol"`
 	CfgOffReason   *ebpf.Variable `ebpf:"cfg_off_reason"`
+	CfgOffRxSk     *ebpf.Variable `ebpf:"cfg_off_rx_sk"`
 	CfgOffSkbaddr  *ebpf.Variable `ebpf:"cfg_off_skbaddr"`
 	CfgPort        *ebpf.Variable `ebpf:"cfg_port"`
 	CfgReason      *ebpf.Variable `ebpf:"cfg_reason"`
@@ -226,6 +231,7 @@ type droptraceVariables struct {
 type droptracePrograms struct {
 	KfreeSkbBtf         *ebpf.Program `ebpf:"kfree_skb_btf"`
 	KfreeSkbBtfNoreason *ebpf.Program `ebpf:"kfree_skb_btf_noreason"`
+	KfreeSkbBtfRxsk     *ebpf.Program `ebpf:"kfree_skb_btf_rxsk"`
 	KfreeSkbTp          *ebpf.Program `ebpf:"kfree_skb_tp"`
 }
 
@@ -233,6 +239,7 @@ func (p *droptracePrograms) Close() error {
 	return _DroptraceClose(
 		p.KfreeSkbBtf,
 		p.KfreeSkbBtfNoreason,
+		p.KfreeSkbBtfRxsk,
 		p.KfreeSkbTp,
 	)
 }

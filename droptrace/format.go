@@ -123,13 +123,14 @@ func parseFormatField(s string) (FormatField, error) {
 }
 
 // Layout is where the classic kfree_skb record keeps what the tracer reads.
-// Protocol and Reason are -1 on kernels whose record lacks them (reason came
-// in 5.17).
+// Protocol, Reason and RxSk are -1 on kernels whose record lacks them
+// (reason came in 5.17, rx_sk in 6.11).
 type Layout struct {
 	Skbaddr  int
 	Location int
 	Protocol int
 	Reason   int
+	RxSk     int
 }
 
 // maxRecord bounds offsets: a tracepoint record is at most a page.
@@ -141,7 +142,7 @@ const maxRecord = 4096
 // put protocol before location. Reading the offsets from the format file
 // covers all of them without a kernel version check.
 func KfreeSkbLayout(f Format) (Layout, error) {
-	l := Layout{Protocol: -1, Reason: -1}
+	l := Layout{Protocol: -1, Reason: -1, RxSk: -1}
 	want := func(name string, size int) (int, error) {
 		fd, ok := f.Field(name)
 		if !ok {
@@ -164,6 +165,11 @@ func KfreeSkbLayout(f Format) (Layout, error) {
 	}
 	if _, ok := f.Field("protocol"); ok {
 		if l.Protocol, err = want("protocol", 2); err != nil {
+			return Layout{}, err
+		}
+	}
+	if _, ok := f.Field("rx_sk"); ok {
+		if l.RxSk, err = want("rx_sk", 8); err != nil {
 			return Layout{}, err
 		}
 	}

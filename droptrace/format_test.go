@@ -32,10 +32,10 @@ func TestKfreeSkbLayout(t *testing.T) {
 		file string
 		want Layout
 	}{
-		{"linux-3.x-protocol-first.format", Layout{Skbaddr: 8, Protocol: 16, Location: 24, Reason: -1}},
-		{"linux-5.15.format", Layout{Skbaddr: 8, Location: 16, Protocol: 24, Reason: -1}},
-		{"linux-5.17.format", Layout{Skbaddr: 8, Location: 16, Protocol: 24, Reason: 28}},
-		{"linux-6.18.format", Layout{Skbaddr: 8, Location: 16, Protocol: 32, Reason: 36}},
+		{"linux-3.x-protocol-first.format", Layout{Skbaddr: 8, Protocol: 16, Location: 24, Reason: -1, RxSk: -1}},
+		{"linux-5.15.format", Layout{Skbaddr: 8, Location: 16, Protocol: 24, Reason: -1, RxSk: -1}},
+		{"linux-5.17.format", Layout{Skbaddr: 8, Location: 16, Protocol: 24, Reason: 28, RxSk: -1}},
+		{"linux-6.18.format", Layout{Skbaddr: 8, Location: 16, Protocol: 32, Reason: 36, RxSk: 24}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -160,11 +160,16 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 	var progName string
 	switch mode {
 	case "tp_btf":
-		progName = "kfree_skb_btf"
-		if n, ok := kfreeSkbBTFArgs(kspec); !ok {
+		n, ok := kfreeSkbBTFArgs(kspec)
+		switch {
+		case !ok:
 			return nil, fmt.Errorf("%w: kernel BTF has no btf_trace_kfree_skb", ErrNotSupported)
-		} else if n < 3 {
-			progName = "kfree_skb_btf_noreason" // before 5.17
+		case n >= 4:
+			progName = "kfree_skb_btf_rxsk" // 6.11+
+		case n == 3:
+			progName = "kfree_skb_btf" // 5.17+
+		default:
+			progName = "kfree_skb_btf_noreason"
 		}
 	case "tracepoint":
 		progName = "kfree_skb_tp"
@@ -177,6 +182,7 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 			"cfg_off_location": int32(lay.Location),
 			"cfg_off_protocol": int32(lay.Protocol),
 			"cfg_off_reason":   int32(lay.Reason),
+			"cfg_off_rx_sk":    int32(lay.RxSk),
 		}); err != nil {
 			return nil, err
 		}
@@ -750,7 +756,10 @@ func (n *ifnames) lookup(ns, idx uint32) string {
 		}
 		return ifc.Name, nil
 	}
-	if ns == n.self || ns == 0 {
+	if ns == 0 {
+		return "" // namespace unknown: the index means nothing
+	}
+	if ns == n.self {
 		s, _ := byIndex()
 		return s
 	}

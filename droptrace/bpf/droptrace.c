@@ -46,6 +46,7 @@ volatile const __s32 cfg_off_skbaddr = 8;
 volatile const __s32 cfg_off_location = 16;
 volatile const __s32 cfg_off_protocol = -1;
 volatile const __s32 cfg_off_reason = -1;
+volatile const __s32 cfg_off_rx_sk = -1;
 
 struct drop_key {
 	__u64 location;  /* return address inside the freeing function */
@@ -259,8 +260,20 @@ static __always_inline int host_match(const __u8 *addr)
 	return 1;
 }
 
+static __always_inline __u32 sock_netns(struct sock *sk)
+{
+	if (!sk || !bpf_core_field_exists(sk->__sk_common.skc_net.net))
+		return 0;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/*
+ * rx_sk (6.11+) is the socket that received the packet; it may be NULL. It
+ * names the namespace when the skb no longer carries a device, as on the
+ * TCP receive path.
+ */
 static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location,
-				  __u32 reason, __u16 protocol)
+				  __u32 reason, __u16 protocol, struct sock *rx_sk)
 {
 	struct drop_key key = {};
 	struct flow flow = {};
@@ -270,20 +283,26 @@ static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location
 	if (cfg_reason_set && reason != cfg_reason)
 		return 0;
 
+	/*
+	 * The device's namespace first. skb->dev shares its storage with
+	 * other uses once a packet sits in a socket queue (UDP keeps
+	 * dev_scratch there), so a device whose namespace cannot be read is
+	 * not trusted for the ifindex either.
+	 */
 	dev = BPF_CORE_READ(skb, dev);
-	if (dev) {
-		key.ifindex = BPF_CORE_READ(dev, ifindex);
-		if (bpf_core_field_exists(dev->nd_net.net))
-			key.netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	if (dev && bpf_core_field_exists(dev->nd_net.net)) {
+		key.netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		if (key.netns)
+			key.ifindex = BPF_CORE_READ(dev, ifindex);
 	}
-	if (!key.netns) {
-		struct sock *sk = BPF_CORE_READ(skb, sk);
-		if (sk && bpf_core_field_exists(sk->__sk_common.skc_net.net))
-			key.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	}
+	if (!key.netns)
+		key.netns = sock_netns(rx_sk);
+	if (!key.netns)
+		key.netns = sock_netns(BPF_CORE_READ(skb, sk));
 	if (cfg_netns && key.netns != cfg_netns)
 		return 0;
-	if (!key.ifindex)
+	/* Without a device, the input interface, when the namespace is known. */
+	if (!key.ifindex && key.netns)
 		key.ifindex = BPF_CORE_READ(skb, skb_iif);
 
 	key.location = location;
@@ -351,18 +370,29 @@ static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location
 	return 0;
 }
 
-/* Kernels with BTF, 5.17 and later: (skb, location, reason[, rx_sk]). */
+/*
+ * Kernels with BTF. The raw tracepoint's arguments only ever grew at the
+ * end: (skb, location) before 5.17, + reason, + rx_sk since 6.11. Reading an
+ * argument the kernel does not pass fails verification, so there is one
+ * program per shape and user space loads the one the kernel's BTF names.
+ */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(kfree_skb_btf_rxsk, struct sk_buff *skb, void *location, unsigned int reason,
+	     struct sock *rx_sk)
+{
+	return handle(ctx, skb, (__u64)location, reason, bpf_ntohs(BPF_CORE_READ(skb, protocol)), rx_sk);
+}
+
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, unsigned int reason)
 {
-	return handle(ctx, skb, (__u64)location, reason, bpf_ntohs(BPF_CORE_READ(skb, protocol)));
+	return handle(ctx, skb, (__u64)location, reason, bpf_ntohs(BPF_CORE_READ(skb, protocol)), 0);
 }
 
-/* Kernels with BTF before 5.17: (skb, location), no reason argument. */
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb_btf_noreason, struct sk_buff *skb, void *location)
 {
-	return handle(ctx, skb, (__u64)location, 0, bpf_ntohs(BPF_CORE_READ(skb, protocol)));
+	return handle(ctx, skb, (__u64)location, 0, bpf_ntohs(BPF_CORE_READ(skb, protocol)), 0);
 }
 
 /*
@@ -372,7 +402,7 @@ int BPF_PROG(kfree_skb_btf_noreason, struct sk_buff *skb, void *location)
 SEC("tracepoint/skb/kfree_skb")
 int kfree_skb_tp(void *ctx)
 {
-	__u64 skbaddr = 0, location = 0;
+	__u64 skbaddr = 0, location = 0, rx_sk = 0;
 	__u32 reason = 0;
 	__u16 protocol = 0;
 
@@ -382,7 +412,9 @@ int kfree_skb_tp(void *ctx)
 		bpf_probe_read_kernel(&protocol, sizeof(protocol), ctx + cfg_off_protocol);
 	if (cfg_off_reason >= 0)
 		bpf_probe_read_kernel(&reason, sizeof(reason), ctx + cfg_off_reason);
+	if (cfg_off_rx_sk >= 0)
+		bpf_probe_read_kernel(&rx_sk, sizeof(rx_sk), ctx + cfg_off_rx_sk);
 	if (!skbaddr)
 		return 0;
-	return handle(ctx, (struct sk_buff *)skbaddr, location, reason, protocol);
+	return handle(ctx, (struct sk_buff *)skbaddr, location, reason, protocol, (struct sock *)rx_sk);
 }

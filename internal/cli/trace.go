@@ -232,8 +232,12 @@ func writeTraceTable(w io.Writer, kind string, span time.Duration, s droptrace.S
 	return nil
 }
 
+// writeRows prints rows as an aligned table; each row's flows and stack
+// follow it as indented lines that do not take part in the alignment, so a
+// long stack frame does not widen every column.
 func writeRows(w io.Writer, rows []droptrace.Row, tf traceFlags) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var table strings.Builder
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  DROPS\tREASON\tLOCATION\tSTAGE\tNETNS\tIFACE\tPROTO")
 	for _, r := range rows {
 		st := string(r.Stage)
@@ -243,27 +247,32 @@ func writeRows(w io.Writer, rows []droptrace.Row, tf traceFlags) {
 		if r.AltStage != "" {
 			st += "|" + string(r.AltStage)
 		}
-		reason := r.Reason
-		if reason == "" {
-			reason = "-"
-		}
 		proto := r.Protocol
 		if r.L4 != "" {
 			proto += "/" + r.L4
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Count, reason, r.Location, st, r.Netns, ifLabel(r), dash(proto))
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Count, dash(r.Reason), r.Location, st, r.Netns, ifLabel(r), dash(proto))
+	}
+	tw.Flush()
+	lines := strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n")
+	fmt.Fprintln(w, lines[0])
+	for i, r := range rows {
+		fmt.Fprintln(w, strings.TrimRight(lines[i+1], " "))
 		if tf.opts.Flows {
 			for _, f := range r.Flows {
-				fmt.Fprintf(tw, "  \t  %d\t%s %s -> %s %s\t\t\t\t\n", f.Count, f.Proto, f.Src, f.Dst, f.ICMP)
+				fmt.Fprintf(w, "        %8d  %s %s -> %s", f.Count, f.Proto, f.Src, f.Dst)
+				if f.ICMP != "" {
+					fmt.Fprintf(w, " %s", f.ICMP)
+				}
+				fmt.Fprintln(w)
 			}
 		}
 		if tf.opts.Stacks {
 			for _, fr := range r.Stack {
-				fmt.Fprintf(tw, "  \t  \t  %s\t\t\t\t\n", fr)
+				fmt.Fprintf(w, "                  %s\n", fr)
 			}
 		}
 	}
-	tw.Flush()
 }
 
 func writeTraceEvent(w io.Writer, ev droptrace.Event, asJSON bool) error {
