@@ -5,11 +5,14 @@ package shmring
 import (
 	"context"
 	"encoding/binary"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Benchmarks carry the speed targets (no test asserts a time). Run:
@@ -35,7 +38,7 @@ func peerRings(b *testing.B, role string, spin time.Duration) (*Producer, *Consu
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { p.Close() })
-	startPeer(b, role, "SHMRING_A="+a, "SHMRING_B="+back, "SHMRING_CAP="+itoa(capacity), "SHMRING_SPIN="+strconv.FormatInt(int64(spin), 10))
+	startPeer(b, role, "SHMRING_CPU=1", "SHMRING_A="+a, "SHMRING_B="+back, "SHMRING_CAP="+itoa(capacity), "SHMRING_SPIN="+strconv.FormatInt(int64(spin), 10))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := openWait(ctx, back, Options{Spin: spin})
@@ -109,6 +112,7 @@ func BenchmarkStream(b *testing.B) {
 				var p *Producer
 				var c *Consumer
 				if where == "process" {
+					pinMain(b)
 					p, c = peerRings(b, "sink", 0)
 				} else {
 					p, c = inProcessRings(b, "sink")
@@ -137,6 +141,25 @@ func BenchmarkStream(b *testing.B) {
 			})
 		}
 	}
+}
+
+// pinMain pins the benchmark goroutine's thread to CPU 0 (the process
+// peers take CPU 1) until the benchmark ends.
+func pinMain(b *testing.B) {
+	b.Helper()
+	if runtime.NumCPU() < 2 {
+		return
+	}
+	runtime.LockOSThread()
+	var old unix.CPUSet
+	unix.SchedGetaffinity(0, &old)
+	if err := pinCPU(0); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	})
 }
 
 func pingPong(b *testing.B, p *Producer, c *Consumer, size int) {
@@ -170,6 +193,7 @@ func BenchmarkPingPong(b *testing.B) {
 				var p *Producer
 				var c *Consumer
 				if where == "process" {
+					pinMain(b)
 					p, c = peerRings(b, "echo", 0)
 				} else {
 					p, c = inProcessRings(b, "echo")
@@ -184,6 +208,7 @@ func BenchmarkPingPong(b *testing.B) {
 // the futex at once instead of spinning: its one-way latency is the cost of
 // a futex sleep + wake between processes.
 func BenchmarkWakeup(b *testing.B) {
+	pinMain(b)
 	p, c := peerRings(b, "echo", -1)
 	pingPong(b, p, c, 64)
 }

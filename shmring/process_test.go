@@ -11,12 +11,24 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// pinCPU pins the calling thread (locked to its goroutine) to cpu. The
+// benchmarks pin the two ends apart: two spinning threads that the
+// scheduler puts on one CPU wait for each other's time slice.
+func pinCPU(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	return unix.SchedSetaffinity(0, &set)
+}
 
 // The test binary re-executes itself as the peer process: TestMain checks
 // this variable and, when set, runs the peer role instead of the tests.
@@ -49,6 +61,12 @@ func runPeer(role string) error {
 	defer cancel()
 	spin := time.Duration(envInt("SHMRING_SPIN"))
 	capacity := envInt("SHMRING_CAP")
+	if cpu := os.Getenv("SHMRING_CPU"); cpu != "" {
+		runtime.LockOSThread()
+		if err := pinCPU(envInt("SHMRING_CPU")); err != nil {
+			return err
+		}
+	}
 	switch role {
 	case "produce":
 		p, err := CreateOrReplace(os.Getenv("SHMRING_A"), Options{Capacity: capacity, Spin: spin})

@@ -351,7 +351,11 @@ func (p *Producer) Send(ctx context.Context, msg []byte) error {
 		if err = p.TrySend(msg); err == nil || !errors.Is(err, ErrFull) {
 			return err
 		}
-		if i&63 != 63 || time.Now().Before(deadline) {
+		if i&63 != 63 {
+			continue
+		}
+		if time.Now().Before(deadline) {
+			spinYield(i)
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -541,7 +545,11 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
 		if n, err = c.TryRecv(buf); err != ErrEmpty {
 			return n, err
 		}
-		if i&63 != 63 || time.Now().Before(deadline) {
+		if i&63 != 63 {
+			continue
+		}
+		if time.Now().Before(deadline) {
+			spinYield(i)
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -597,6 +605,17 @@ func (c *Consumer) Reattach(ctx context.Context) error {
 
 // Close unmaps the segment.
 func (c *Consumer) Close() error { return c.seg.close() }
+
+// spinYield gives the CPU away now and then while spinning: when the peer's
+// thread shares this CPU (two spinning processes on a busy host), a pure
+// spin would hold the CPU for the whole Spin period before the peer could
+// run; sched_yield lets it run at once. The first 1024 polls do not yield,
+// so a peer on another CPU is answered without a system call.
+func spinYield(i int) {
+	if i >= 1024 {
+		unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+	}
+}
 
 // futexWait sleeps while *addr == val, at most d. FUTEX_WAIT without
 // FUTEX_PRIVATE_FLAG: the word is in MAP_SHARED memory and the waker is
