@@ -195,11 +195,14 @@ type linkStat struct {
 // linkStats lists the fields by their position in struct rtnl_link_stats64.
 // Names are the kernel's (and sysfs's). Stages follow DESIGN.md:
 //   - rx_dropped counts packets the stack dropped after the driver handed
-//     them over (backlog full, no handler before 4.6, inactive bond slave,
-//     veth peer ring); drivers also add their own early drops. The netdev
-//     core is the common place, so it maps to softirq.
-//   - rx_nohandler (no protocol handler, 4.6) is counted in
-//     __netif_receive_skb_core, the softirq receive path.
+//     them over: no protocol handler for the EtherType
+//     (__netif_receive_skb_core), per-CPU backlog full
+//     (enqueue_to_backlog), a veth peer that could not take the frame;
+//     drivers also add their own early drops. The netdev core is the
+//     common place, so it maps to softirq.
+//   - rx_nohandler (4.6) is the same "no handler" drop on devices that
+//     deliver only exact matches (inactive bonding and team slaves), also
+//     in __netif_receive_skb_core.
 //   - rx_otherhost_dropped (6.0) is counted by ip_rcv_core and
 //     ip6_rcv_core for frames addressed to another host's MAC.
 var linkStats = []linkStat{

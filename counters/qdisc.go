@@ -65,12 +65,23 @@ func qdiscCounters(names map[int]string, qs []netlink.Qdisc) []Counter {
 		}
 		obj := qdiscObject(ifname, q.Type(), a.Handle, a.Parent)
 		st := a.Statistics.Queue
+		// Only the top of each tree is evidence for the qdisc stage:
+		// a classful parent (htb, prio, drr, …) adds every drop of its
+		// children to its own count (on enqueue, and through
+		// qdisc_tree_reduce_backlog for drops on dequeue), and mq/mqprio
+		// report the sum of their per-queue children. Children are kept
+		// as context so the user can see which leaf dropped, without a
+		// drop being counted twice.
+		stg := stage.ID("")
+		if a.Parent == netlink.HANDLE_ROOT || a.Parent == netlink.HANDLE_INGRESS {
+			stg = stage.Qdisc
+		}
 		out = append(out,
-			Counter{Source: QdiscSource, Object: obj, Field: "drops", Value: uint64(st.Drops), Stage: stage.Qdisc, Bits: 32},
-			Counter{Source: QdiscSource, Object: obj, Field: "overlimits", Value: uint64(st.Overlimits), Stage: stage.Qdisc, Bits: 32},
-			Counter{Source: QdiscSource, Object: obj, Field: "requeues", Value: uint64(st.Requeues), Stage: stage.Qdisc, Bits: 32},
-			Counter{Source: QdiscSource, Object: obj, Field: "backlog", Value: uint64(st.Backlog), Stage: stage.Qdisc, Gauge: true},
-			Counter{Source: QdiscSource, Object: obj, Field: "qlen", Value: uint64(st.Qlen), Stage: stage.Qdisc, Gauge: true},
+			Counter{Source: QdiscSource, Object: obj, Field: "drops", Value: uint64(st.Drops), Stage: stg, Bits: 32},
+			Counter{Source: QdiscSource, Object: obj, Field: "overlimits", Value: uint64(st.Overlimits), Stage: stg, Bits: 32},
+			Counter{Source: QdiscSource, Object: obj, Field: "requeues", Value: uint64(st.Requeues), Stage: stg, Bits: 32},
+			Counter{Source: QdiscSource, Object: obj, Field: "backlog", Value: uint64(st.Backlog), Stage: stg, Gauge: true},
+			Counter{Source: QdiscSource, Object: obj, Field: "qlen", Value: uint64(st.Qlen), Stage: stg, Gauge: true},
 		)
 	}
 	return out

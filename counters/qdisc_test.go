@@ -42,14 +42,23 @@ func TestQdiscCounters(t *testing.T) {
 		LinkIndex: 9, Handle: 0x20000, Parent: netlink.HANDLE_ROOT,
 		Statistics: &netlink.QdiscStatistics{Queue: &netlink.GnetStatsQueue{Drops: 5}},
 	}}
-	got := qdiscCounters(map[int]string{4: "veth0"}, []netlink.Qdisc{tbf, noStats, generic})
-	q := func(obj, field string, v uint64, gauge bool) Counter {
-		c := Counter{Source: QdiscSource, Object: obj, Field: field, Value: v, Stage: stage.Qdisc, Gauge: gauge}
-		if !gauge {
-			c.Bits = 32
+	// A leaf under the tbf: its drops are also in the tbf's, so it is
+	// context, not evidence.
+	leaf := &netlink.GenericQdisc{QdiscType: "pfifo", QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: 4, Handle: 0x100000, Parent: 0x10001,
+		Statistics: &netlink.QdiscStatistics{Queue: &netlink.GnetStatsQueue{Drops: 11}},
+	}}
+	got := qdiscCounters(map[int]string{4: "veth0"}, []netlink.Qdisc{tbf, noStats, generic, leaf})
+	mk := func(st stage.ID) func(obj, field string, v uint64, gauge bool) Counter {
+		return func(obj, field string, v uint64, gauge bool) Counter {
+			c := Counter{Source: QdiscSource, Object: obj, Field: field, Value: v, Stage: st, Gauge: gauge}
+			if !gauge {
+				c.Bits = 32
+			}
+			return c
 		}
-		return c
 	}
+	q, child := mk(stage.Qdisc), mk("")
 	want := []Counter{
 		q("veth0 tbf 1:", "drops", 4294967295, false),
 		q("veth0 tbf 1:", "overlimits", 77, false),
@@ -62,6 +71,11 @@ func TestQdiscCounters(t *testing.T) {
 		q("ifindex9 cake 2:", "requeues", 0, false),
 		q("ifindex9 cake 2:", "backlog", 0, true),
 		q("ifindex9 cake 2:", "qlen", 0, true),
+		child("veth0 pfifo 10:", "drops", 11, false),
+		child("veth0 pfifo 10:", "overlimits", 0, false),
+		child("veth0 pfifo 10:", "requeues", 0, false),
+		child("veth0 pfifo 10:", "backlog", 0, true),
+		child("veth0 pfifo 10:", "qlen", 0, true),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("qdiscCounters (-want +got):\n%s", diff)
