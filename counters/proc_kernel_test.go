@@ -1,0 +1,327 @@
+package counters
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/internal/testnet"
+)
+
+// procSources are the /proc readers of this package, for the kernel test
+// and the benchmark.
+func procSources() []Source {
+	return []Source{
+		SNMPSource{}, SoftnetSource{}, ConntrackSource{}, NeighSource{}, SockstatSource{},
+		InterruptsSource{}, CPUStatSource{}, SysctlSource{}, UDPSource{},
+	}
+}
+
+func TestProcSourcesRegistered(t *testing.T) {
+	names := map[string]bool{}
+	for _, s := range DefaultSources() {
+		names[s.Name()] = true
+	}
+	for _, s := range procSources() {
+		if !names[s.Name()] {
+			t.Errorf("%s is not registered", s.Name())
+		}
+	}
+}
+
+// pkCollect reads the /proc sources inside namespace ns, as diagnose does.
+func pkCollect(t *testing.T, ns string) *Snapshot {
+	t.Helper()
+	var s *Snapshot
+	if err := netns.Do(ns, func() error {
+		s = Collect(context.Background(), Options{Netns: ns, Sources: procSources()})
+		return nil
+	}); err != nil {
+		t.Fatalf("collect in %s: %v", ns, err)
+	}
+	return s
+}
+
+// pkNstat returns every counter `nstat -saz` prints inside ns (absolute
+// values, history untouched).
+func pkNstat(t *testing.T, ns string) map[string]uint64 {
+	t.Helper()
+	out := testnet.In(t, ns, "nstat", "-saz")
+	m := map[string]uint64{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		v, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			t.Fatalf("nstat line %q: %v", line, err)
+		}
+		m[f[0]] = v
+	}
+	if len(m) < 50 {
+		t.Fatalf("nstat printed only %d counters:\n%s", len(m), out)
+	}
+	return m
+}
+
+// nstatName is a counter's name as nstat prints it: group and field joined.
+func nstatName(field string) string { return strings.Replace(field, ":", "", 1) }
+
+// TestProcAgainstKernel makes known events happen inside a fresh namespace
+// and checks netdrop's numbers against the kernel's reference tools: every
+// counter nstat prints, the exact NoPorts and receive-buffer drops caused,
+// and the per-socket drop count ss -m shows.
+func TestProcAgainstKernel(t *testing.T) {
+	testnet.RequireTool(t, "nstat")
+	testnet.RequireTool(t, "ss")
+	p := testnet.NewPair(t, "cproc")
+	const port = 9931
+	// Resolve the neighbour first so no datagram waits in (or falls out
+	// of) the ARP queue: one datagram, then wait until it arrived.
+	testnet.SendUDP(t, p.A, fmt.Sprintf("%s:%d", p.AddrB, port+2), 1, 8)
+	deadline := time.Now().Add(3 * time.Second)
+	for testnet.Nstat(t, p.B, "UdpNoPorts") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first datagram never reached the peer namespace")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	recv := testnet.ListenUDP(t, p.B, fmt.Sprintf("%s:%d", p.AddrB, port))
+	if err := recv.SetReadBuffer(1); err != nil { // the kernel raises it to its minimum
+		t.Fatal(err)
+	}
+
+	a := pkCollect(t, p.B)
+
+	const noPorts, flood = 37, 300
+	if n := pkSendTo(t, p.A, fmt.Sprintf("%s:%d", p.AddrB, port+1), noPorts); n != noPorts {
+		t.Fatalf("sent %d of %d datagrams to the closed port", n, noPorts)
+	}
+	if n := testnet.SendUDP(t, p.A, fmt.Sprintf("%s:%d", p.AddrB, port), flood, 512); n != flood {
+		t.Fatalf("sent %d of %d datagrams to the small socket", n, flood)
+	}
+
+	b := pkCollect(t, p.B)
+	ref := pkNstat(t, p.B)
+	c := pkCollect(t, p.B)
+	d := Delta(a, b)
+
+	// Exact deltas from the events made above.
+	val := func(s *Snapshot, src, obj, field string) uint64 {
+		t.Helper()
+		v, ok := s.Value(src, obj, field)
+		if !ok {
+			t.Fatalf("%s %s %s not read; unavailable: %v", src, obj, field, s.Unavailable)
+		}
+		return v
+	}
+	if got := val(d, srcSNMP, "", "Udp:NoPorts"); got != noPorts {
+		t.Errorf("Udp:NoPorts delta = %d, want %d", got, noPorts)
+	}
+	rcvbuf := val(d, srcSNMP, "", "Udp:RcvbufErrors")
+	// Udp:InDatagrams counts on read: drain what the socket queued.
+	queued := 0
+	buf := make([]byte, 2048)
+	for range flood {
+		recv.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, _, err := recv.ReadFrom(buf); err != nil {
+			break
+		}
+		queued++
+	}
+	if rcvbuf == 0 || rcvbuf+uint64(queued) != flood {
+		t.Errorf("RcvbufErrors %d + %d queued, want drops and a sum of %d", rcvbuf, queued, flood)
+	}
+	if got := val(d, srcSNMP, "", "Udp:InErrors"); got != rcvbuf {
+		t.Errorf("Udp:InErrors delta = %d, want RcvbufErrors %d", got, rcvbuf)
+	}
+
+	// The per-socket counter names the socket and matches ss -m.
+	local := recv.LocalAddr().(*net.UDPAddr)
+	obj := fmt.Sprintf("udp %s:%d inode", local.IP, local.Port)
+	var sock Counter
+	for _, x := range d.Counters {
+		if x.Source == srcUDP && strings.HasPrefix(x.Object, obj) {
+			sock = x
+		}
+	}
+	if sock.Value != rcvbuf {
+		t.Errorf("per-socket drops %+v, want %d for %s", sock, rcvbuf, obj)
+	}
+	ss := testnet.In(t, p.B, "ss", "-uanm", "src", fmt.Sprintf("%s:%d", local.IP, local.Port))
+	m := regexp.MustCompile(`,d(\d+)\)`).FindStringSubmatch(ss)
+	if m == nil {
+		t.Fatalf("no drop count in ss -m output:\n%s", ss)
+	}
+	if want, _ := strconv.ParseUint(m[1], 10, 64); sock.Value != want {
+		t.Errorf("per-socket drops %d, ss -m says d%d", sock.Value, want)
+	}
+
+	// Every counter nstat prints is read, with nstat's value. Counters
+	// that move on their own (IPv6 MLD reports) must lie between the
+	// reads taken before and after nstat.
+	ours := map[string][2]uint64{}
+	for _, x := range b.Counters {
+		if x.Source == srcSNMP || x.Source == srcNetstat || x.Source == srcSNMP6 {
+			after, _ := c.Value(x.Source, x.Object, x.Field)
+			ours[nstatName(x.Field)] = [2]uint64{x.Value, after}
+		}
+	}
+	checked := 0
+	for name, want := range ref {
+		got, ok := ours[name]
+		if !ok {
+			t.Errorf("nstat prints %s, netdrop did not read it", name)
+			continue
+		}
+		if want < got[0] || want > got[1] {
+			t.Errorf("%s: nstat %d, netdrop %d then %d", name, want, got[0], got[1])
+		}
+		checked++
+	}
+	t.Logf("%d nstat counters matched; Udp NoPorts +%d, RcvbufErrors +%d", checked, noPorts, rcvbuf)
+
+	// Host-wide readers: neighbour statistics are not visible here; the
+	// per-CPU files agree on the number of online CPUs.
+	if !hasReason(b, srcARPCache, "initial network namespace") {
+		t.Errorf("inside a namespace the neighbour statistics must be reported as host-wide: %v", b.Unavailable)
+	}
+	online, err := exec.Command("getconf", "_NPROCESSORS_ONLN").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(online))); b.CPUs != n {
+		t.Errorf("CPUs = %d, getconf says %d online", b.CPUs, n)
+	}
+	for _, src := range []string{srcSoftnet, srcInterrupts, srcSoftirqs, srcStat} {
+		if !hasSource(b, src) {
+			t.Errorf("no counters from %s: %v", src, b.Unavailable)
+		}
+	}
+	if _, ok := b.Sysctls["net.core.rmem_max"]; !ok {
+		t.Errorf("sysctls not read: %v", b.Sysctls)
+	}
+	for _, u := range b.Unavailable {
+		if u.Source != srcARPCache && u.Source != srcNDiscCache {
+			t.Errorf("unexpected unavailable source %s: %s", u.Source, u.Reason)
+		}
+	}
+}
+
+// TestConntrackAgainstKernel compares the conntrack gauges read inside a
+// namespace with what the conntrack tool counts there, after making a few
+// tracked flows.
+func TestConntrackAgainstKernel(t *testing.T) {
+	testnet.RequireTool(t, "conntrack")
+	testnet.RequireTool(t, "nft")
+	p := testnet.NewPair(t, "cproc")
+	// A ct expression makes conntrack track this namespace's traffic.
+	testnet.In(t, p.B, "nft", "add table inet ndtest; add chain inet ndtest in { type filter hook input priority 0; }; add rule inet ndtest in ct state new counter")
+	const flows = 5
+	for i := range flows {
+		testnet.SendUDP(t, p.A, fmt.Sprintf("%s:%d", p.AddrB, 9800+i), 1, 16)
+	}
+	s := pkCollect(t, p.B)
+	count, ok := s.Value(srcConntrackCount, "", "nf_conntrack_count")
+	if !ok {
+		t.Skipf("conntrack not available: %v", s.Unavailable)
+	}
+	out := testnet.In(t, p.B, "conntrack", "-C")
+	want, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		t.Fatalf("conntrack -C: %q", out)
+	}
+	if count != want || count < flows {
+		t.Errorf("nf_conntrack_count %d, conntrack -C %d, want at least %d flows", count, want, flows)
+	}
+	if entries, _ := s.Value(srcConntrackStat, "", "nf_conntrack:entries"); entries != count {
+		t.Errorf("nf_conntrack:entries %d, nf_conntrack_count %d: entries must be taken once, not summed", entries, count)
+	}
+}
+
+// pkSendTo sends n datagrams from an unconnected socket in ns, so the ICMP
+// port unreachable answers do not fail the next send as they would on a
+// connected socket.
+func pkSendTo(t *testing.T, ns, dst string, n int) int {
+	t.Helper()
+	sent := 0
+	err := netns.Do(ns, func() error {
+		to, err := net.ResolveUDPAddr("udp4", dst)
+		if err != nil {
+			return err
+		}
+		c, err := net.ListenUDP("udp4", nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for range n {
+			if _, err := c.WriteTo(make([]byte, 32), to); err == nil {
+				sent++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("send to %s from %s: %v", dst, ns, err)
+	}
+	return sent
+}
+
+func hasReason(s *Snapshot, source, part string) bool {
+	for _, u := range s.Unavailable {
+		if u.Source == source && strings.Contains(u.Reason, part) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasSource(s *Snapshot, source string) bool {
+	for _, c := range s.Counters {
+		if c.Source == source {
+			return true
+		}
+	}
+	return false
+}
+
+// BenchmarkCollectProc reads every /proc source of this package once per
+// iteration from the running kernel: the cost of the /proc part of a
+// snapshot.
+func BenchmarkCollectProc(b *testing.B) {
+	srcs := procSources()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		s := Collect(ctx, Options{Sources: srcs})
+		if len(s.Counters) == 0 {
+			b.Fatal("nothing read")
+		}
+	}
+}
+
+// BenchmarkProcSource times each /proc source alone.
+func BenchmarkProcSource(b *testing.B) {
+	ctx := context.Background()
+	fs := DefaultFS()
+	for _, src := range procSources() {
+		b.Run(strings.TrimPrefix(src.Name(), "/proc/"), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s := &Snapshot{Sysctls: map[string]string{}}
+				if err := src.Collect(ctx, fs, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
