@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -402,4 +404,21 @@ func TestStateJSON(t *testing.T) {
 	if err := s.UnmarshalText([]byte("NOPE")); err == nil {
 		t.Error("want an error for an unknown state")
 	}
+}
+
+func FuzzSocketInode(f *testing.F) {
+	for _, s := range []string{"socket:[12345]", "socket:[]", "pipe:[1]", "socket:[4294967296]", "/dev/null"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok := socketInode(s)
+		if !ok {
+			return
+		}
+		mid := strings.TrimSuffix(strings.TrimPrefix(s, "socket:["), "]")
+		v, err := strconv.ParseUint(mid, 10, 32)
+		if !strings.HasPrefix(s, "socket:[") || !strings.HasSuffix(s, "]") || err != nil || uint32(v) != n {
+			t.Fatalf("accepted %q as inode %d", s, n)
+		}
+	})
 }
