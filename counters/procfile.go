@@ -37,7 +37,7 @@ func scanLines(r io.Reader, fn func(n int, line string) error) error {
 	sc := bufio.NewScanner(r)
 	// /proc/interrupts lines grow with the CPU count (11 bytes per CPU):
 	// allow very wide machines.
-	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	sc.Buffer(make([]byte, 0, 4096), 4*1024*1024)
 	var errs []error
 	n := 0
 	for sc.Scan() {
