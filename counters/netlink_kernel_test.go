@@ -764,3 +764,47 @@ func TestQdiscObjectsMatchTC(t *testing.T) {
 		}
 	}
 }
+
+// TestNftablesUncountedDropRule checks that a drop rule without a counter,
+// and a policy drop on a chain without counters (as nft creates them), are
+// reported as blind spots rather than silently missing.
+func TestNftablesUncountedDropRule(t *testing.T) {
+	ktNeed(t, "nft")
+	p := ktNewPair(t)
+	nft := func(args ...string) string {
+		return ktRun(t, "ip", append([]string{"netns", "exec", p.B, "nft"}, args...)...)
+	}
+	nft("add", "table", "ip", "ndb")
+	nft("add", "chain", "ip", "ndb", "input", "{ type filter hook input priority 0; policy drop; }")
+	nft("add", "rule", "ip", "ndb", "input", "udp", "dport", "9990", "drop")
+	out := nft("-a", "list", "chain", "ip", "ndb", "input")
+	m := regexp.MustCompile(`drop # handle (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no handle in nft -a output:\n%s", out)
+	}
+
+	var s *Snapshot
+	if err := netns.Do(p.B, func() error {
+		s = Collect(context.Background(), Options{Sources: []Source{nftablesSource{}}})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		NftablesSource + " ip ndb input":             "(handle " + m[1] + ")",
+		NftablesSource + " ip ndb input policy drop": "keeps no counters",
+	}
+	for _, u := range s.Unavailable {
+		if frag, ok := want[u.Source]; ok && strings.Contains(u.Reason, frag) {
+			delete(want, u.Source)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("missing blind-spot entries %v; got %+v", want, s.Unavailable)
+	}
+	for _, c := range s.Counters {
+		if strings.HasPrefix(c.Object, "ip ndb input") {
+			t.Errorf("counter for an uncounted rule or policy: %+v", c)
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -81,9 +82,25 @@ func (nftablesSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 			s.Fail(NftablesSource+" "+ch.object(), err)
 			continue
 		}
-		s.Add(nftRuleCounters(ch, rules)...)
+		cs, blind := nftRuleCounters(ch, rules)
+		s.Add(cs...)
+		if len(blind) > 0 {
+			s.Unavailable = append(s.Unavailable, Unavailable{
+				Source: NftablesSource + " " + ch.object(),
+				Reason: fmt.Sprintf("drop or reject rules without a counter (handle %s): what they drop is not counted; add \"counter\" before the verdict", joinUints(blind)),
+			})
+		}
 	}
 	return nil
+}
+
+// joinUints prints rule handles as "2, 5".
+func joinUints(v []uint64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatUint(x, 10)
+	}
+	return strings.Join(s, ", ")
 }
 
 // nftPermission reports a refused request. google/nftables formats some
@@ -228,10 +245,11 @@ func nftPolicyCounters(chains []nftChain) (out []Counter, missing []string) {
 }
 
 // nftRuleCounters returns the packet counter of every rule in a chain that
-// ends in drop or reject and counts. iptables-nft expresses -j DROP as a drop
-// verdict and -j REJECT as the x_tables target "REJECT".
-func nftRuleCounters(ch nftChain, rules []*nftables.Rule) []Counter {
-	var out []Counter
+// ends in drop or reject and counts, and the handles of drop or reject rules
+// that keep no counter (their drops are invisible to counters). iptables-nft
+// expresses -j DROP as a drop verdict and -j REJECT as a reject expression or,
+// in older versions, the x_tables target "REJECT".
+func nftRuleCounters(ch nftChain, rules []*nftables.Rule) (out []Counter, uncounted []uint64) {
 	for _, r := range rules {
 		var counter *expr.Counter
 		drops := false
@@ -249,7 +267,11 @@ func nftRuleCounters(ch nftChain, rules []*nftables.Rule) []Counter {
 				drops = drops || e.Name == "REJECT" || e.Name == "DROP"
 			}
 		}
-		if !drops || counter == nil {
+		if !drops {
+			continue
+		}
+		if counter == nil {
+			uncounted = append(uncounted, r.Handle)
 			continue
 		}
 		out = append(out, Counter{
@@ -260,7 +282,7 @@ func nftRuleCounters(ch nftChain, rules []*nftables.Rule) []Counter {
 			Stage:  stage.Netfilter,
 		})
 	}
-	return out
+	return out, uncounted
 }
 
 // legacyXtables reports x_tables (iptables-legacy) tables that hold rules

@@ -144,7 +144,10 @@ func TestNftRuleCounters(t *testing.T) {
 		// jump to another chain is not a drop
 		rule(7, &expr.Counter{Packets: 1}, &expr.Verdict{Kind: expr.VerdictJump, Chain: "x"}),
 	}
-	got := nftRuleCounters(ch, rules)
+	got, uncounted := nftRuleCounters(ch, rules)
+	if diff := cmp.Diff([]uint64{4}, uncounted); diff != "" {
+		t.Errorf("uncounted drop rules (-want +got):\n%s", diff)
+	}
 	c := func(h string, v uint64) Counter {
 		return Counter{Source: NftablesSource, Object: "inet t input handle " + h, Field: "packets", Value: v, Stage: stage.Netfilter}
 	}
