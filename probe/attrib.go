@@ -42,50 +42,75 @@ const SocketDropsSource = "SO_MEMINFO / SO_RXQ_OVFL of the probe socket"
 // tcpOnly are stages a UDP probe's frames never meet.
 var tcpOnly = map[stage.ID]bool{stage.TCPListen: true, stage.TCP: true, stage.Ports: true}
 
-// Attribute gives each lost frame to at most one stage, walking the path in
-// packet order. The probe socket's own drop counter comes first and is exact:
-// the kernel counted those drops on this socket and no other. Each other
-// stage gets at most the largest of its counters' deltas (counters of one
-// stage often nest, Udp:InErrors includes Udp:RcvbufErrors, so summing them
-// would count a drop twice) and never more than is still unexplained, since a
-// host counter also counts other traffic. What is left is unaccounted.
+// Attribute gives each lost frame to at most one stage. The probe socket's
+// own drop counter comes first and is exact: the kernel counted those drops
+// on this socket and no other. Then the stages in packet order, first with
+// counters of the receiver's namespace (its links, rules, SNMP counters) and
+// only then with host-wide ones (softnet_stat, NIC), because on a busy host
+// a host-wide counter also moves with everyone else's traffic and would
+// otherwise claim frames a namespace counter explains exactly. Each stage
+// gets at most the largest of its counters' deltas (counters of one stage
+// often nest, Udp:InErrors includes Udp:RcvbufErrors, so summing them would
+// count a drop twice) and never more than is still unexplained. What is
+// left is unaccounted.
 //
 // delta may be nil (no counters could be read); then only the socket's own
 // drops are attributed.
-func Attribute(lost, socketDrops uint64, delta *counters.Snapshot, udp bool) Attribution {
+//
+// framesPerDrop is 1 unless the socket uses UDP_GRO: then one drop may be a
+// coalesced buffer of up to that many frames, and the socket's share is an
+// upper bound, no longer exact.
+func Attribute(lost, socketDrops, framesPerDrop uint64, delta *counters.Snapshot, udp bool) Attribution {
 	a := Attribution{Lost: lost}
 	left := lost
+	type key struct {
+		id       stage.ID
+		hostWide bool
+	}
 	byStage := map[stage.ID][]Evidence{}
-	maxDelta := map[stage.ID]uint64{}
+	maxDelta := map[key]uint64{}
 	if delta != nil {
 		for _, c := range delta.Counters {
 			if c.Stage == "" || c.Gauge || c.Value == 0 {
 				continue
 			}
 			byStage[c.Stage] = append(byStage[c.Stage], Evidence{Source: c.Source, Object: c.Object, Field: c.Field, Delta: c.Value})
-			maxDelta[c.Stage] = max(maxDelta[c.Stage], c.Value)
+			k := key{c.Stage, c.HostWide}
+			maxDelta[k] = max(maxDelta[k], c.Value)
 		}
 	}
 	for _, ev := range byStage {
-		sort.Slice(ev, func(i, j int) bool { return ev[i].Delta > ev[j].Delta })
+		sort.SliceStable(ev, func(i, j int) bool { return ev[i].Delta > ev[j].Delta })
 	}
 	// The socket stage first: exact.
-	if socketDrops > 0 || len(byStage[stage.SocketRcvbuf]) > 0 {
-		n := min(socketDrops, left)
+	framesPerDrop = max(framesPerDrop, 1)
+	if n := min(socketDrops*framesPerDrop, left); n > 0 {
 		left -= n
 		ev := append([]Evidence{{Source: SocketDropsSource, Field: "sk_drops", Delta: socketDrops}}, byStage[stage.SocketRcvbuf]...)
-		if n > 0 {
-			a.Stages = append(a.Stages, StageLoss{Stage: stage.SocketRcvbuf, Frames: n, Exact: true, Evidence: ev})
+		a.Stages = append(a.Stages, StageLoss{Stage: stage.SocketRcvbuf, Frames: n, Exact: framesPerDrop == 1, Evidence: ev})
+	}
+	frames := map[stage.ID]uint64{}
+	for _, hostWide := range []bool{false, true} {
+		for _, info := range stage.All() {
+			id := info.ID
+			d := maxDelta[key{id, hostWide}]
+			if id == stage.SocketRcvbuf || (udp && tcpOnly[id]) || left == 0 {
+				continue
+			}
+			// A stage's namespace counter and host counter may count the
+			// same drops: the host pass only adds what exceeds the first.
+			if hostWide {
+				d -= min(d, frames[id])
+			}
+			n := min(d, left)
+			left -= n
+			frames[id] += n
 		}
 	}
 	for _, info := range stage.All() {
-		id := info.ID
-		if id == stage.SocketRcvbuf || (udp && tcpOnly[id]) || maxDelta[id] == 0 || left == 0 {
-			continue
+		if n := frames[info.ID]; n > 0 {
+			a.Stages = append(a.Stages, StageLoss{Stage: info.ID, Frames: n, Evidence: byStage[info.ID]})
 		}
-		n := min(maxDelta[id], left)
-		left -= n
-		a.Stages = append(a.Stages, StageLoss{Stage: id, Frames: n, Evidence: byStage[id]})
 	}
 	a.Unaccounted = left
 	return a

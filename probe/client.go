@@ -26,8 +26,13 @@ type ClientConfig struct {
 	// least one must be set.
 	Duration time.Duration
 	Count    uint64
-	// Batch is how many datagrams one sendmmsg carries (default 64).
+	// Batch is how many datagrams one sendmmsg carries (default 64, or
+	// 512 with GSO).
 	Batch int
+	// GSO sends up to 64 datagrams per sendmmsg entry with UDP_SEGMENT
+	// (Linux 4.18): the stack is traversed once per 64 frames instead of once
+	// per frame. The datagrams on the wire are the same.
+	GSO bool
 	// SndBuf sets the socket send buffer (0: leave).
 	SndBuf int
 	// Interval and OnInterval report the sender's progress.
@@ -55,6 +60,9 @@ func (c *ClientConfig) defaults() error {
 	}
 	if c.Batch <= 0 {
 		c.Batch = 64
+		if c.GSO {
+			c.Batch = 8 * maxGSOSegments
+		}
 	}
 	if c.Interval <= 0 {
 		c.Interval = time.Second
@@ -159,13 +167,25 @@ func Send(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (SendStats, 
 		return SendStats{}, err
 	}
 	bsz := cfg.Batch
-	b := newBatch(bsz, cfg.Size, false)
+	segs := 1
+	if cfg.GSO {
+		segs = min(maxGSOSegments, bsz)
+	}
+	msgs := (bsz + segs - 1) / segs
+	b := newBatch(msgs, segs*cfg.Size, false)
+	if cfg.GSO {
+		b.setGSO(cfg.Size)
+	}
+	// slot returns frame i of the batch: segment i%segs of message i/segs.
+	slot := func(i int) []byte {
+		o := (i % segs) * cfg.Size
+		return b.bufs[i/segs][o : o+cfg.Size]
+	}
 	payload := make([]byte, cfg.Size-frame.HeaderLen)
 	for i := range bsz {
-		if _, err := frame.Encode(b.bufs[i], &frame.Header{Type: frame.Data, Sender: cfg.Sender}, payload); err != nil {
+		if _, err := frame.Encode(slot(i), &frame.Header{Type: frame.Data, Sender: cfg.Sender}, payload); err != nil {
 			return SendStats{}, err
 		}
-		b.setSendLen(i, cfg.Size)
 	}
 	mc, err := newMmsgConn(conn, b)
 	if err != nil {
@@ -221,10 +241,14 @@ func Send(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (SendStats, 
 		n = int(min(uint64(n), limit-seq))
 		wall, mono := now.UnixNano(), monoNs(now)
 		for i := range n {
-			frame.Stamp(b.bufs[i][:cfg.Size], seq+uint64(i), wall, mono)
+			frame.Stamp(slot(i), seq+uint64(i), wall, mono)
 		}
-		for off := 0; off < n; {
-			k, err := mc.send(off, n-off)
+		nm := (n + segs - 1) / segs
+		for m := range nm {
+			b.setSendLen(m, min(segs, n-m*segs)*cfg.Size)
+		}
+		for off := 0; off < nm; {
+			k, err := mc.send(off, nm-off)
 			if err != nil {
 				// A refused port (ICMP from an earlier datagram) or a full
 				// device queue: the datagram was not sent; try it again, so

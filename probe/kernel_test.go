@@ -156,40 +156,62 @@ func checkInvariants(t *testing.T, rep Report) {
 	}
 }
 
-// TestRcvbufLossIsExact: a small receive buffer and a slow reader are the
-// only cause of loss; the probe's loss must equal the kernel's count of
-// datagrams the socket dropped (Udp RcvbufErrors, read with nstat, the whole
-// namespace being this probe's), minus Fin copies that never arrived.
+// TestRcvbufLossIsExact: a small receive buffer and a slow reader make the
+// socket drop; the probe's socket drops must equal the kernel's count (Udp
+// RcvbufErrors read with nstat, the whole namespace being this probe's), and
+// every lost frame must be explained. On a loaded host the loopback backlog
+// (netdev_max_backlog) may also overflow; those drops are counted by the
+// kernel as lo rx_dropped (ip -s link) and must be attributed too, so the
+// check is exact either way:
+//
+//	lost data frames + lost Fin copies = socket drops + lo rx_dropped
 func TestRcvbufLossIsExact(t *testing.T) {
 	ns := newNS(t)
 	srv, reports := startServer(t, ns, ServerConfig{RcvBuf: 4096, ReaderDelay: 300 * time.Microsecond, Batch: 8})
 	conn := dialIn(t, ns, srv.Addr().String())
-	before := nstat(t, ns, "UdpRcvbufErrors")
+	before, loBefore := nstat(t, ns, "UdpRcvbufErrors"), loRxDropped(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rep, err := RunUDP(ctx, conn, ClientConfig{Rate: 100000, Duration: 700 * time.Millisecond})
+	rep, err := RunUDP(ctx, conn, ClientConfig{Rate: 50000, Duration: 700 * time.Millisecond, Batch: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-reports
-	after := nstat(t, ns, "UdpRcvbufErrors")
+	kernel, backlog := nstat(t, ns, "UdpRcvbufErrors")-before, loRxDropped(t, ns)-loBefore
 	checkInvariants(t, rep)
-	kernel := after - before
-	t.Logf("sent %d received %d lost %d socket drops %d (fin copies missed %d), nstat UdpRcvbufErrors +%d",
-		rep.Sent, rep.Received, rep.Lost, rep.SocketDrops, rep.ControlMissed, kernel)
+	t.Logf("sent %d received %d lost %d socket drops %d (fin copies missed %d), nstat UdpRcvbufErrors +%d, lo rx_dropped +%d",
+		rep.Sent, rep.Received, rep.Lost, rep.SocketDrops, rep.ControlMissed, kernel, backlog)
+	t.Logf("attribution %+v", rep.Attribution)
 	if rep.Lost == 0 {
 		t.Fatal("no loss: the small buffer did not overflow, the test proves nothing")
 	}
 	if rep.SocketDrops != kernel {
 		t.Errorf("socket drops %d, nstat UdpRcvbufErrors delta %d", rep.SocketDrops, kernel)
 	}
-	if rep.Lost != rep.SocketDrops-rep.ControlMissed {
-		t.Errorf("lost %d != socket drops %d - missed fin copies %d", rep.Lost, rep.SocketDrops, rep.ControlMissed)
+	if rep.Lost+rep.ControlMissed != rep.SocketDrops+backlog {
+		t.Errorf("lost %d + missed fin copies %d != socket drops %d + lo rx_dropped %d", rep.Lost, rep.ControlMissed, rep.SocketDrops, backlog)
 	}
 	a := rep.Attribution
-	if len(a.Stages) == 0 || a.Stages[0].Stage != stage.SocketRcvbuf || a.Stages[0].Frames != rep.Lost || a.Unaccounted != 0 {
-		t.Errorf("attribution %+v, want all %d to socket-rcvbuf", a, rep.Lost)
+	if len(a.Stages) == 0 || a.Stages[0].Stage != stage.SocketRcvbuf || a.Stages[0].Frames+backlog < rep.Lost || a.Unaccounted != 0 {
+		t.Errorf("attribution %+v, want socket-rcvbuf first with all but the %d backlog drops, none unaccounted", a, backlog)
 	}
+}
+
+// loRxDropped is the RX dropped counter of lo in ns as ip -s link shows it.
+func loRxDropped(t *testing.T, ns string) uint64 {
+	t.Helper()
+	out := sh(t, "ip", "-n", ns, "-s", "-j", "link", "show", "lo")
+	var links []struct {
+		Stats64 struct {
+			Rx struct {
+				Dropped uint64 `json:"dropped"`
+			} `json:"rx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -s -j link: %v\n%s", err, out)
+	}
+	return links[0].Stats64.Rx.Dropped
 }
 
 // TestNetfilterLoss: an nftables rule drops 1% of the data frames at random
@@ -216,21 +238,24 @@ func TestNetfilterLoss(t *testing.T) {
 		t.Fatalf("nft: %v\n%s", err, out)
 	}
 	conn := dialIn(t, ns, srv.Addr().String())
+	loBefore := loRxDropped(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rep, err := RunUDP(ctx, conn, ClientConfig{Rate: 60000, Duration: time.Second})
+	rep, err := RunUDP(ctx, conn, ClientConfig{Rate: 60000, Duration: time.Second, Batch: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-reports
 	checkInvariants(t, rep)
-	nftDrops := nftCounter(t, ns)
-	t.Logf("sent %d lost %d (%.3f%%), nft counter %d, socket drops %d, attribution %+v", rep.Sent, rep.Lost, rep.LossPercent, nftDrops, rep.SocketDrops, rep.Attribution)
-	if rep.Lost != nftDrops {
-		t.Errorf("lost %d, nft rule counter %d", rep.Lost, nftDrops)
+	nftDrops, backlog := nftCounter(t, ns), loRxDropped(t, ns)-loBefore
+	t.Logf("sent %d lost %d (%.3f%%), nft counter %d, socket drops %d, lo rx_dropped %d, attribution %+v", rep.Sent, rep.Lost, rep.LossPercent, nftDrops, rep.SocketDrops, backlog, rep.Attribution)
+	// A loaded host may also overflow the loopback backlog (lo rx_dropped);
+	// those frames never reach netfilter. Anything else is a probe error.
+	if rep.Lost != nftDrops+backlog {
+		t.Errorf("lost %d, nft rule counter %d + lo rx_dropped %d", rep.Lost, nftDrops, backlog)
 	}
-	if rep.LossPercent < 0.6 || rep.LossPercent > 1.4 {
-		t.Errorf("loss %.3f%%, want about 1%%", rep.LossPercent)
+	if p := 100 * float64(nftDrops) / float64(rep.Sent); p < 0.6 || p > 1.4 {
+		t.Errorf("netfilter loss %.3f%%, want about 1%%", p)
 	}
 	if rep.SocketDrops != 0 {
 		t.Errorf("socket drops %d: the run was meant to lose only at netfilter", rep.SocketDrops)
@@ -241,7 +266,7 @@ func TestNetfilterLoss(t *testing.T) {
 			nf = s.Frames
 		}
 	}
-	if nf != rep.Lost || rep.Attribution.Unaccounted != 0 {
+	if nf != nftDrops || rep.Attribution.Unaccounted != 0 {
 		t.Errorf("netfilter attributed %d of %d, unaccounted %d", nf, rep.Lost, rep.Attribution.Unaccounted)
 	}
 }

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
@@ -24,7 +25,8 @@ func TestLocalMaxQuick(t *testing.T) {
 		t.Skip()
 	}
 	ctx := context.Background()
-	rep, err := RunLocal(ctx, "", ServerConfig{RcvBuf: 32 << 20}, ClientConfig{Size: 64, Duration: 2 * time.Second})
+	gso := os.Getenv("NETDROP_GSO") != ""
+	rep, err := RunLocal(ctx, "", ServerConfig{RcvBuf: 32 << 20, GRO: gso}, ClientConfig{Size: 64, Duration: 2 * time.Second, GSO: gso})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -211,19 +211,59 @@ func setSndbuf(c *net.UDPConn, n int) error {
 	return setsockoptInt(c, unix.SOL_SOCKET, unix.SO_SNDBUF, n)
 }
 
-// rxqOvfl returns the SO_RXQ_OVFL drop counter carried by one datagram's
-// control data, and whether it was present. It does not allocate.
-func rxqOvfl(oob []byte) (uint32, bool) {
+// maxGSOSegments is the kernel's UDP_MAX_SEGMENTS (include/linux/udp.h):
+// 64 since 4.18; 6.x raised it to 128, 64 works everywhere.
+const maxGSOSegments = 64
+
+// setGSO attaches a UDP_SEGMENT control message to every slot of a send
+// batch: each sendmmsg entry then carries up to maxGSOSegments datagrams of
+// size bytes that the kernel splits (on loopback, only at the receiving
+// socket), so one traversal of the stack carries many frames.
+func (b *mmsgBatch) setGSO(size int) {
+	space := unix.CmsgSpace(2)
+	for i := range b.hdrs {
+		oob := make([]byte, space)
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		h.Level = unix.SOL_UDP
+		h.Type = unix.UDP_SEGMENT
+		h.SetLen(unix.CmsgLen(2))
+		binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(size))
+		b.oobs[i] = oob
+		b.hdrs[i].Hdr.Control = &oob[0]
+		b.hdrs[i].Hdr.SetControllen(space)
+	}
+}
+
+// enableGRO asks the kernel to hand coalesced UDP datagrams to recvmsg as one
+// buffer with their segment size in a UDP_GRO control message (since 5.0).
+func enableGRO(c *net.UDPConn) error {
+	return setsockoptInt(c, unix.SOL_UDP, unix.UDP_GRO, 1)
+}
+
+// cmsgInfo is what the receiver wants from one datagram's control data.
+type cmsgInfo struct {
+	ovfl     uint32
+	haveOvfl bool
+	gsoSize  int
+}
+
+// parseCmsgs reads SO_RXQ_OVFL and UDP_GRO from control data without
+// allocating.
+func parseCmsgs(oob []byte) cmsgInfo {
+	var ci cmsgInfo
 	const hdr = int(unsafe.Sizeof(unix.Cmsghdr{}))
 	for len(oob) >= hdr {
 		l := int(binary.NativeEndian.Uint64(oob[0:8]))
 		level := int32(binary.NativeEndian.Uint32(oob[8:12]))
 		typ := int32(binary.NativeEndian.Uint32(oob[12:16]))
 		if l < hdr || l > len(oob) {
-			return 0, false
+			break
 		}
-		if level == unix.SOL_SOCKET && typ == unix.SO_RXQ_OVFL && l >= hdr+4 {
-			return binary.NativeEndian.Uint32(oob[hdr : hdr+4]), true
+		switch {
+		case level == unix.SOL_SOCKET && typ == unix.SO_RXQ_OVFL && l >= hdr+4:
+			ci.ovfl, ci.haveOvfl = binary.NativeEndian.Uint32(oob[hdr:hdr+4]), true
+		case level == unix.SOL_UDP && typ == unix.UDP_GRO && l >= hdr+4:
+			ci.gsoSize = int(binary.NativeEndian.Uint32(oob[hdr : hdr+4]))
 		}
 		next := (l + 7) &^ 7
 		if next > len(oob) {
@@ -231,7 +271,14 @@ func rxqOvfl(oob []byte) (uint32, bool) {
 		}
 		oob = oob[next:]
 	}
-	return 0, false
+	return ci
+}
+
+// rxqOvfl returns the SO_RXQ_OVFL drop counter carried by one datagram's
+// control data, and whether it was present. It does not allocate.
+func rxqOvfl(oob []byte) (uint32, bool) {
+	ci := parseCmsgs(oob)
+	return ci.ovfl, ci.haveOvfl
 }
 
 // socketDrops reads the socket's drop counter, sk_drops, with SO_MEMINFO

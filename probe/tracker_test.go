@@ -217,12 +217,12 @@ func TestAttribute(t *testing.T) {
 	delta := &counters.Snapshot{Counters: []counters.Counter{
 		{Source: "/proc/net/snmp", Field: "Udp:RcvbufErrors", Value: 50, Stage: stage.SocketRcvbuf},
 		{Source: "nftables", Object: "inet t in handle 3", Field: "packets", Value: 30, Stage: stage.Netfilter},
-		{Source: "/proc/net/softnet_stat", Object: "cpu0", Field: "dropped", Value: 5, Stage: stage.Softirq},
-		{Source: "/proc/net/softnet_stat", Object: "cpu1", Field: "dropped", Value: 2, Stage: stage.Softirq},
+		{Source: "/proc/net/softnet_stat", Object: "cpu0", Field: "dropped", Value: 5, Stage: stage.Softirq, HostWide: true},
+		{Source: "/proc/net/softnet_stat", Object: "cpu1", Field: "dropped", Value: 2, Stage: stage.Softirq, HostWide: true},
 		{Source: "/proc/net/netstat", Field: "TcpExt:ListenDrops", Value: 9, Stage: stage.TCPListen},
 		{Source: "/proc/net/snmp", Field: "Udp:InDatagrams", Value: 1000},
 	}}
-	got := Attribute(100, 40, delta, true)
+	got := Attribute(100, 40, 1, delta, true)
 	want := Attribution{Lost: 100, Unaccounted: 25, Stages: []StageLoss{
 		{Stage: stage.SocketRcvbuf, Frames: 40, Exact: true, Evidence: []Evidence{
 			{Source: SocketDropsSource, Field: "sk_drops", Delta: 40},
@@ -239,12 +239,19 @@ func TestAttribute(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	// Host counters never attribute more than was lost.
-	got = Attribute(3, 0, delta, true)
-	if got.Unaccounted != 0 || len(got.Stages) != 1 || got.Stages[0].Frames != 3 {
+	// Counters never attribute more than was lost, and a namespace
+	// counter (the nft rule) is preferred to a host-wide one (softnet_stat,
+	// which also counts other traffic) although it comes later on the path.
+	got = Attribute(3, 0, 1, delta, true)
+	if got.Unaccounted != 0 || len(got.Stages) != 1 || got.Stages[0].Frames != 3 || got.Stages[0].Stage != stage.Netfilter {
 		t.Errorf("capped attribution = %+v", got)
 	}
-	if got := Attribute(0, 0, nil, true); got.Unaccounted != 0 || len(got.Stages) != 0 {
+	if got := Attribute(0, 0, 1, nil, true); got.Unaccounted != 0 || len(got.Stages) != 0 {
 		t.Errorf("no loss = %+v", got)
+	}
+	// With UDP_GRO a drop may be a whole coalesced buffer: an upper bound.
+	got = Attribute(640, 10, 64, nil, true)
+	if got.Unaccounted != 0 || len(got.Stages) != 1 || got.Stages[0].Frames != 640 || got.Stages[0].Exact {
+		t.Errorf("gro attribution = %+v", got)
 	}
 }

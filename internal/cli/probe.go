@@ -28,6 +28,8 @@ type probeFlags struct {
 	readerDelay time.Duration
 	reorder     time.Duration
 	clockSynced bool
+	gso         bool
+	gro         bool
 	once        bool
 	asJSON      bool
 }
@@ -58,6 +60,7 @@ func addServerFlags(cmd *cobra.Command, f *probeFlags) {
 	fl.IntVar(&f.rcvbuf, "rcvbuf", 0, "receive buffer of the probe socket in bytes (0: system default)")
 	fl.DurationVar(&f.readerDelay, "reader-delay", 0, "sleep after every batch read: make the receiver slow on purpose")
 	fl.DurationVar(&f.reorder, "reorder-window", 200*time.Millisecond, "how long a missing frame may still arrive before it counts as lost")
+	fl.BoolVar(&f.gro, "gro", false, "receive coalesced datagrams with UDP_GRO (faster; socket drops then count buffers, not frames)")
 }
 
 func addClientFlags(cmd *cobra.Command, f *probeFlags) {
@@ -66,7 +69,8 @@ func addClientFlags(cmd *cobra.Command, f *probeFlags) {
 	fl.IntVar(&f.size, "size", 64, "UDP payload bytes per datagram, frame header included (like iperf3 -l)")
 	fl.DurationVarP(&f.duration, "duration", "d", 5*time.Second, "how long to send")
 	fl.Uint64Var(&f.count, "count", 0, "stop after this many frames (0: no limit)")
-	fl.IntVar(&f.batch, "batch", 64, "datagrams per sendmmsg call")
+	fl.IntVar(&f.batch, "batch", 0, "datagrams per sendmmsg call (default 64, 512 with --gso)")
+	fl.BoolVar(&f.gso, "gso", false, "send 64 datagrams per buffer with UDP GSO (UDP_SEGMENT)")
 	fl.IntVar(&f.sndbuf, "sndbuf", 0, "send buffer of the probe socket in bytes (0: system default)")
 }
 
@@ -87,6 +91,7 @@ func (f *probeFlags) serverConfig(e *env) probe.ServerConfig {
 		ReorderWindow: f.reorder,
 		ReaderDelay:   f.readerDelay,
 		RcvBuf:        f.rcvbuf,
+		GRO:           f.gro,
 	}
 	if f.clockSynced {
 		cfg.Clock = probe.ClockWall
@@ -98,7 +103,7 @@ func (f *probeFlags) serverConfig(e *env) probe.ServerConfig {
 }
 
 func (f *probeFlags) clientConfig(e *env, progress bool) (probe.ClientConfig, error) {
-	cfg := probe.ClientConfig{Size: f.size, Duration: f.duration, Count: f.count, Batch: f.batch, SndBuf: f.sndbuf}
+	cfg := probe.ClientConfig{Size: f.size, Duration: f.duration, Count: f.count, Batch: f.batch, SndBuf: f.sndbuf, GSO: f.gso}
 	if f.rate != "max" {
 		r, err := strconv.ParseFloat(f.rate, 64)
 		if err != nil || r <= 0 {
