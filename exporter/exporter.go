@@ -1,0 +1,201 @@
+// Package exporter serves netdrop's evidence as Prometheus metrics: every
+// kernel counter with the stage of the packet path it is evidence for, the
+// drops per stage as diagnose attributes them between two scrapes, the
+// current findings, conntrack use, and a bounded socket view (TIME_WAIT per
+// destination, listen queue fill).
+//
+// It is built like node_exporter: one small collector per kind of evidence,
+// each reporting its own success and duration, so a source that cannot be
+// read costs its own metrics and a self-metric, never the scrape. Label
+// cardinality is bounded: per-destination and per-listener series are cut to
+// the top N, and every other label comes from a fixed vocabulary (stages,
+// severities, kernel counter names).
+//
+// It does not decide what a drop means (diagnose does) and reads the kernel
+// only through counters/ and sockets/.
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/sockets"
+)
+
+// DefaultListen is the exporter's address: loopback, so that exposing the
+// host's drop evidence to the network is a decision someone takes.
+// 9469 is unassigned in the Prometheus default port allocations list at the
+// time of writing.
+const DefaultListen = "127.0.0.1:9469"
+
+// DefaultTop bounds the per-destination and per-listener series.
+const DefaultTop = 10
+
+// namespace prefixes every metric name.
+const namespace = "netdrop"
+
+// Options configures an Exporter.
+type Options struct {
+	// Netns names the network namespace to watch (internal/netns
+	// spelling); "" is the exporter's own.
+	Netns string
+	// FS is where kernel files are read; zero reads the running kernel.
+	FS counters.FS
+	// Sources replaces the counter sources (tests); nil reads them all.
+	Sources []counters.Source
+	// Top is how many destinations and listeners get their own series;
+	// 0 means DefaultTop.
+	Top int
+	// NoSockets turns the socket collector off (it walks every socket of
+	// the namespace on each scrape).
+	NoSockets bool
+	// Summarize replaces the socket reader (tests).
+	Summarize func(ctx context.Context, opts sockets.Options) (*sockets.Summary, error)
+	// Now replaces the clock that stamps snapshots (tests).
+	Now func() time.Time
+	// Logger receives debug lines for sources that are missing.
+	Logger *slog.Logger
+	// Timeout bounds one scrape; 0 means 10 s.
+	Timeout time.Duration
+}
+
+// collector is one kind of evidence. Update sends its metrics for the scrape
+// in s and returns an error only when it could send nothing useful.
+type collector interface {
+	name() string
+	describe(ch chan<- *prometheus.Desc)
+	update(ctx context.Context, s *scrape, ch chan<- prometheus.Metric) error
+}
+
+// scrape is what one Collect shares between collectors: the counter
+// snapshot is read once and analysed once per scrape.
+type scrape struct {
+	snap   *counters.Snapshot
+	report *diagnose.Report
+}
+
+// Exporter is a prometheus.Collector over netdrop's evidence.
+type Exporter struct {
+	opts       Options
+	collectors []collector
+
+	// mu serialises scrapes: the stage collector keeps the previous
+	// snapshot, and two concurrent scrapes must not interleave on it.
+	mu sync.Mutex
+
+	success, duration *prometheus.Desc
+}
+
+// New returns an Exporter; register it with a prometheus.Registry.
+func New(opts Options) *Exporter {
+	if opts.Top == 0 {
+		opts.Top = DefaultTop
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Summarize == nil {
+		opts.Summarize = sockets.Summarize
+	}
+	e := &Exporter{
+		opts: opts,
+		success: prometheus.NewDesc(namespace+"_scrape_collector_success",
+			"Whether a netdrop collector succeeded (1) or failed (0) in this scrape.", []string{"collector"}, nil),
+		duration: prometheus.NewDesc(namespace+"_scrape_collector_duration_seconds",
+			"How long a netdrop collector took in this scrape.", []string{"collector"}, nil),
+	}
+	e.collectors = []collector{
+		newCountersCollector(e),
+		newStagesCollector(),
+		newFindingsCollector(),
+		newConntrackCollector(e),
+	}
+	if !opts.NoSockets {
+		e.collectors = append(e.collectors, newSocketsCollector(e))
+	}
+	return e
+}
+
+// Describe implements prometheus.Collector.
+func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
+	ch <- e.success
+	ch <- e.duration
+	for _, c := range e.collectors {
+		c.describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector: it runs every collector in order
+// (counters first: the stage and finding collectors analyse its snapshot).
+func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), e.opts.Timeout)
+	defer cancel()
+	s := &scrape{}
+	for _, c := range e.collectors {
+		start := time.Now()
+		err := c.update(ctx, s, ch)
+		d := time.Since(start).Seconds()
+		ok := 1.0
+		if err != nil {
+			ok = 0
+			e.opts.Logger.Debug("collector failed", "collector", c.name(), "err", err)
+		}
+		ch <- prometheus.MustNewConstMetric(e.duration, prometheus.GaugeValue, d, c.name())
+		ch <- prometheus.MustNewConstMetric(e.success, prometheus.GaugeValue, ok, c.name())
+	}
+}
+
+// inNetns runs fn inside the watched namespace.
+func (e *Exporter) inNetns(fn func() error) error { return netns.Do(e.opts.Netns, fn) }
+
+// Handler returns the HTTP handler: /metrics, and a landing page at /.
+func Handler(reg *prometheus.Registry, opts Options) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Timeout:             opts.Timeout + 5*time.Second,
+	}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		ns := opts.Netns
+		if ns == "" {
+			ns = "the exporter's own"
+		}
+		fmt.Fprintf(w, "<html><head><title>netdrop exporter</title></head><body><h1>netdrop exporter</h1><p>Packet drops per stage of the packet path, network namespace %s.</p><p><a href=\"/metrics\">Metrics</a></p></body></html>\n", html.EscapeString(ns))
+	})
+	return mux
+}
+
+// NewRegistry returns a registry holding an Exporter for opts.
+func NewRegistry(opts Options) (*prometheus.Registry, *Exporter, error) {
+	reg := prometheus.NewRegistry()
+	e := New(opts)
+	if err := reg.Register(e); err != nil {
+		return nil, nil, fmt.Errorf("register exporter: %w", err)
+	}
+	return reg, e, nil
+}

@@ -1,0 +1,398 @@
+package exporter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/sockets"
+	"github.com/netdrop/netdrop/stage"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/metrics.golden")
+
+// fixtureSummary is a socket view recorded with sockets.Summarize in a test
+// namespace: a listener with backlog 4 holding 5 unaccepted connections,
+// and 25 TIME_WAIT plus 3 established client sockets toward one server.
+func fixtureSummary(t testing.TB) func(context.Context, sockets.Options) (*sockets.Summary, error) {
+	t.Helper()
+	b, err := os.ReadFile("testdata/sockets-summary.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(_ context.Context, opts sockets.Options) (*sockets.Summary, error) {
+		var s sockets.Summary
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, err
+		}
+		return &s, nil
+	}
+}
+
+// fakeClock advances 10 s per snapshot, so rates in the golden file are
+// deterministic.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time {
+	c.t = c.t.Add(10 * time.Second)
+	return c.t
+}
+
+// scrapeText serves the registry over HTTP, as Prometheus reads it.
+func scrapeText(t testing.TB, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s\n%s", resp.Status, b)
+	}
+	return string(b)
+}
+
+var durationLine = regexp.MustCompile(`(?m)^(netdrop_scrape_collector_duration_seconds\{[^}]*\}) \S+$`)
+
+// normalize replaces the only values that depend on the machine running the
+// test: how long each collector took.
+func normalize(s string) string { return durationLine.ReplaceAllString(s, "$1 <duration>") }
+
+// fixtureExporter scrapes the "before" tree, then serves the "later" tree:
+// the second scrape is the one a dashboard would see, with drops attributed.
+func fixtureScrapes(t testing.TB) (first, second string) {
+	t.Helper()
+	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)}
+	opts := Options{
+		FS:        counters.NewFS("testdata/before"),
+		Sources:   []counters.Source{counters.SNMPSource{}},
+		Summarize: fixtureSummary(t),
+		Now:       clock.now,
+		Top:       5,
+	}
+	reg, e, err := NewRegistry(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(reg, opts)
+	first = scrapeText(t, h)
+	e.opts.FS = counters.NewFS("testdata/later")
+	second = scrapeText(t, h)
+	return first, second
+}
+
+func TestGoldenMetrics(t *testing.T) {
+	_, second := fixtureScrapes(t)
+	got := normalize(second)
+	golden := filepath.Join("testdata", "metrics.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./exporter -run TestGoldenMetrics -update)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("/metrics differs from %s (-want +got); if the change is intended, rerun with -update:\n%s", golden, diff)
+	}
+}
+
+// sample returns the value of one series in an exposition, or fails.
+func sample(t testing.TB, text, series string) string {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			return strings.TrimPrefix(line, series+" ")
+		}
+	}
+	t.Fatalf("no series %s in\n%s", series, text)
+	return ""
+}
+
+// TestFixtureValues checks the meaning of the golden file independently of
+// it: the fixtures' "later" tree has 500 more Udp RcvbufErrors and 30 more
+// ListenOverflows/ListenDrops than "before", 10 s apart.
+func TestFixtureValues(t *testing.T) {
+	first, second := fixtureScrapes(t)
+	tests := []struct{ text, series, want string }{
+		{first, `netdrop_stage_drops_total{stage="socket-rcvbuf"}`, "0"},
+		{second, `netdrop_stage_drops_total{stage="socket-rcvbuf"}`, "500"},
+		{second, `netdrop_stage_drop_rate{stage="socket-rcvbuf"}`, "50"},
+		{second, `netdrop_stage_drops_total{stage="tcp-listen"}`, "30"},
+		{second, `netdrop_stage_drops_total{stage="nic"}`, "0"},
+		{second, `netdrop_stage_interval_seconds`, "10"},
+		{second, `netdrop_findings{severity="critical",stage="socket-rcvbuf"}`, "1"},
+		{second, `netdrop_findings_worst_severity`, "3"},
+		{second, `netdrop_kernel_events_total{field="Udp:RcvbufErrors",object="",scope="netns",source="/proc/net/snmp",stage="socket-rcvbuf"}`, "698"},
+		{second, `netdrop_conntrack_entries`, "1200"},
+		{second, `netdrop_conntrack_entries_limit`, "262144"},
+		{second, `netdrop_tcp_listen_queue{listen="10.231.1.2:8080"}`, "5"},
+		{second, `netdrop_tcp_listen_backlog{listen="10.231.1.2:8080"}`, "4"},
+		{second, `netdrop_tcp_listen_queue_fill_ratio{listen="10.231.1.2:8080"}`, "1.25"},
+		{second, `netdrop_tcp_destination_time_wait_sockets{destination="10.231.1.1:7070"}`, "25"},
+		{second, `netdrop_tcp_time_wait_sockets{side="client"}`, "25"},
+		{second, `netdrop_scrape_collector_success{collector="sockets"}`, "1"},
+	}
+	for _, tt := range tests {
+		if got := sample(t, tt.text, tt.series); got != tt.want {
+			t.Errorf("%s = %s, want %s", tt.series, got, tt.want)
+		}
+	}
+	if strings.Contains(first, "netdrop_findings{") {
+		t.Errorf("the first scrape has no interval and must not claim findings either way")
+	}
+}
+
+func requirePromtool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("needs promtool (Debian package prometheus: apt-get install prometheus)")
+	}
+	return p
+}
+
+func TestPromtoolCheckMetrics(t *testing.T) {
+	promtool := requirePromtool(t)
+	_, second := fixtureScrapes(t)
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(second)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestPromtoolRules(t *testing.T) {
+	promtool := requirePromtool(t)
+	for _, args := range [][]string{
+		{"check", "rules", "netdrop-rules.yml"},
+		{"test", "rules", "netdrop-rules.test.yml"},
+	} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = filepath.Join("..", "deploy", "prometheus")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// metricNames lists the metric names an exposition holds.
+func metricNames(text string) map[string]bool {
+	out := map[string]bool{}
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "# TYPE ") {
+			out[strings.Fields(line)[2]] = true
+		}
+	}
+	return out
+}
+
+var metricRef = regexp.MustCompile(`\bnetdrop_[a-z0-9_]+`)
+
+// TestDeployReferencesExist keeps the dashboard and the rules in step with
+// the exporter: every netdrop_ metric they query must be one it serves, and
+// every stage label they name must be a stage.
+func TestDeployReferencesExist(t *testing.T) {
+	_, second := fixtureScrapes(t)
+	names := metricNames(second)
+	files := []string{"../deploy/grafana/netdrop-dashboard.json", "../deploy/prometheus/netdrop-rules.yml"}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range metricRef.FindAllString(string(b), -1) {
+			if !names[m] {
+				t.Errorf("%s queries %s, which the exporter does not serve", f, m)
+			}
+		}
+		for _, m := range regexp.MustCompile(`stage\\?="([a-z-]+)\\?"`).FindAllStringSubmatch(string(b), -1) {
+			if !stage.Valid(stage.ID(m[1])) {
+				t.Errorf("%s names unknown stage %q", f, m[1])
+			}
+		}
+	}
+	// The dashboard shows every stage of the packet path, in path order.
+	var dash struct {
+		Panels []struct {
+			Type    string `json:"type"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	b, _ := os.ReadFile(files[0])
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard is not JSON: %v", err)
+	}
+	var got []string
+	for _, p := range dash.Panels {
+		if p.Type != "stat" {
+			continue
+		}
+		m := regexp.MustCompile(`stage="([a-z-]+)"`).FindStringSubmatch(p.Targets[0].Expr)
+		got = append(got, m[1])
+	}
+	var want []string
+	for _, s := range stage.All() {
+		want = append(want, string(s.ID))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dashboard stat panels, in path order (-want +got):\n%s", diff)
+	}
+}
+
+func TestDaemonSet(t *testing.T) {
+	b, err := os.ReadFile("../deploy/kubernetes/netdrop-daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, want := range []string{"kind: DaemonSet", "hostNetwork: true", "readOnlyRootFilesystem: true", `add: ["NET_ADMIN"]`, `drop: ["ALL"]`, "- exporter", "--listen=$(POD_IP):9469", "allowPrivilegeEscalation: false"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("daemonset lacks %q", want)
+		}
+	}
+	if strings.Contains(s, "privileged: true") {
+		t.Error("daemonset must not run privileged")
+	}
+}
+
+// TestCollectorFailureIsContained: a collector that fails costs its own
+// metrics and reports success 0; the scrape and the other collectors go on.
+func TestCollectorFailureIsContained(t *testing.T) {
+	opts := Options{
+		FS:      counters.NewFS("testdata/before"),
+		Sources: []counters.Source{counters.SNMPSource{}},
+		Summarize: func(context.Context, sockets.Options) (*sockets.Summary, error) {
+			return nil, errors.New("sock_diag: permission denied")
+		},
+	}
+	reg, _, err := NewRegistry(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := scrapeText(t, Handler(reg, opts))
+	want := map[string]string{"counters": "1", "stages": "1", "findings": "1", "conntrack": "1", "sockets": "0"}
+	for c, v := range want {
+		if got := sample(t, text, fmt.Sprintf(`netdrop_scrape_collector_success{collector="%s"}`, c)); got != v {
+			t.Errorf("collector %s success = %s, want %s", c, got, v)
+		}
+	}
+	if strings.Contains(text, "netdrop_tcp_listen") {
+		t.Error("a failed socket collector must not export socket series")
+	}
+
+	// A missing counter tree fails the counters collector and, with it,
+	// the stage attribution; conntrack files missing is no failure.
+	opts.FS = counters.NewFS(t.TempDir())
+	reg, _, _ = NewRegistry(opts)
+	text = scrapeText(t, Handler(reg, opts))
+	for c, v := range map[string]string{"counters": "0", "stages": "1", "conntrack": "1"} {
+		if got := sample(t, text, fmt.Sprintf(`netdrop_scrape_collector_success{collector="%s"}`, c)); got != v {
+			t.Errorf("empty tree: collector %s success = %s, want %s", c, got, v)
+		}
+	}
+	if got := sample(t, text, `netdrop_source_unavailable{source="/proc/net/snmp"}`); got != "1" {
+		t.Errorf("unavailable source = %s, want 1", got)
+	}
+}
+
+// TestCardinalityBounded: hundreds of destinations and listeners, some
+// sharing an address (SO_REUSEPORT), give at most Top series each, no
+// duplicate series, and totals that show the cut.
+func TestCardinalityBounded(t *testing.T) {
+	sum := &sockets.Summary{DestinationsTotal: 300, ListenersTotal: 400}
+	for i := 0; i < 300; i++ {
+		sum.Destinations = append(sum.Destinations, sockets.Destination{
+			Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(i / 256), byte(i)}), 443), TimeWait: i,
+		})
+	}
+	for i := 0; i < 400; i++ {
+		sum.Listeners = append(sum.Listeners, sockets.Listener{
+			Local: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(8000+i/2)), Queued: 1, Backlog: 10, Fill: 0.1, Drops: 1,
+		})
+	}
+	opts := Options{
+		FS:        counters.NewFS("testdata/before"),
+		Sources:   []counters.Source{counters.SNMPSource{}},
+		Summarize: func(context.Context, sockets.Options) (*sockets.Summary, error) { return sum, nil },
+		Top:       7,
+	}
+	reg, _, _ := NewRegistry(opts)
+	text := scrapeText(t, Handler(reg, opts))
+	count := func(prefix string) int { return strings.Count(text, "\n"+prefix+"{") }
+	for _, m := range []string{"netdrop_tcp_destination_time_wait_sockets", "netdrop_tcp_destination_port_use_ratio", "netdrop_tcp_listen_queue", "netdrop_tcp_listen_drops_total"} {
+		if n := count(m); n != 7 {
+			t.Errorf("%s: %d series, want 7", m, n)
+		}
+	}
+	// Two listeners share each port: queues add up.
+	if got := sample(t, text, `netdrop_tcp_listen_queue{listen="127.0.0.1:8000"}`); got != "2" {
+		t.Errorf("shared listener queue = %s, want 2", got)
+	}
+	if got := sample(t, text, "netdrop_tcp_listeners"); got != "400" {
+		t.Errorf("listeners total = %s, want 400", got)
+	}
+	var lines []string
+	for _, l := range strings.Split(text, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			lines = append(lines, l[:strings.LastIndex(l, " ")])
+		}
+	}
+	sort.Strings(lines)
+	for i := 1; i < len(lines); i++ {
+		if lines[i] == lines[i-1] {
+			t.Errorf("duplicate series %s", lines[i])
+		}
+	}
+}
+
+func TestLandingPage(t *testing.T) {
+	opts := Options{Netns: "<web>", FS: counters.NewFS("testdata/before"), Sources: []counters.Source{counters.SNMPSource{}}, NoSockets: true}
+	reg, _, _ := NewRegistry(opts)
+	srv := httptest.NewServer(Handler(reg, opts))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(b, []byte(`href="/metrics"`)) || bytes.Contains(b, []byte("<web>")) {
+		t.Errorf("landing page:\n%s", b)
+	}
+	resp, _ = http.Get(srv.URL + "/nope")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /nope: %s, want 404", resp.Status)
+	}
+}
