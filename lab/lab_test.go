@@ -2,8 +2,10 @@ package lab
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,6 +101,9 @@ func TestCatalog(t *testing.T) {
 		"qdisc-drop":          stage.Qdisc,
 		"softirq-backlog":     stage.Softirq,
 		"time-wait-ports":     stage.Ports,
+		"rp-filter":           stage.IP,
+		"udp-sndbuf":          stage.TxSocket,
+		"tcp-bad-checksum":    stage.TCP,
 	}
 	got := map[string]stage.ID{}
 	prev := -1
@@ -356,6 +361,20 @@ var references = map[string]reference{
 		}
 		return links[0].Stats64.Rx.Dropped, false
 	},
+	"rp-filter": func(t *testing.T, e *Env) (uint64, bool) {
+		return nstat(t, e.Receiver.NS, "TcpExtIPReversePathFilter"), true
+	},
+	"udp-sndbuf": func(t *testing.T, e *Env) (uint64, bool) {
+		// The shaper must only have queued: the loss is the socket's.
+		out := inNS(t, e.Sender.NS, "tc", "-s", "qdisc", "show", "dev", e.Sender.Link)
+		if d := firstUint(t, regexp.MustCompile(`dropped (\d+)`), out); d != 0 {
+			t.Errorf("udp-sndbuf: the qdisc dropped %d packets; the scenario means the socket to refuse them", d)
+		}
+		return nstat(t, e.Sender.NS, "UdpSndbufErrors"), true
+	},
+	"tcp-bad-checksum": func(t *testing.T, e *Env) (uint64, bool) {
+		return nstat(t, e.Receiver.NS, "TcpInCsumErrors"), true
+	},
 	"time-wait-ports": func(t *testing.T, e *Env) (uint64, bool) {
 		out := inNS(t, e.Sender.NS, "ss", "-Htan", "state", "time-wait")
 		n := uint64(strings.Count(strings.TrimSpace(out), "\n") + 1)
@@ -592,5 +611,24 @@ func TestTopFinding(t *testing.T) {
 				t.Errorf("topFinding = %q, %v; want %q, %v", f.Stage, ok, tt.want, tt.wantOK)
 			}
 		})
+	}
+}
+
+// TestTCPChecksum checks that corruptSYN's checksum is wrong, and wrong by
+// exactly one bit: restoring the bit makes the segment verify (the ones'
+// complement sum over a segment with a correct checksum is zero, RFC 1071).
+// The kernel test (tcp-bad-checksum counting Tcp InCsumErrors for every
+// segment) checks the same against the kernel's own verification.
+func TestTCPChecksum(t *testing.T) {
+	src, dst := [4]byte{10, 231, 0, 1}, [4]byte{10, 231, 0, 2}
+	p := corruptSYN(netip.AddrFrom4(src), netip.AddrPortFrom(netip.AddrFrom4(dst), 5011), 20000, 0)
+	seg := p[20:]
+	got := binary.BigEndian.Uint16(seg[16:])
+	if tcpChecksum(src, dst, seg) == 0 {
+		t.Fatalf("corruptSYN produced a valid checksum %#04x", got)
+	}
+	binary.BigEndian.PutUint16(seg[16:], got^0x0001)
+	if v := tcpChecksum(src, dst, seg); v != 0 {
+		t.Errorf("with the bit restored the checksum does not verify: %#04x", v)
 	}
 }
