@@ -149,7 +149,24 @@ func Snapshot(ctx context.Context, spec string, fs counters.FS) (*counters.Snaps
 		snap = counters.Collect(ctx, counters.Options{FS: fs, Netns: label})
 		return nil
 	})
-	return snap, err
+	if err != nil || spec == "" {
+		return snap, err
+	}
+	// Global settings (net.core.netdev_max_backlog, nf_conntrack_max, …)
+	// exist only in the initial namespace's /proc/sys: read them from here
+	// so the fixes can still show their current values.
+	if fs == (counters.FS{}) {
+		fs = counters.DefaultFS()
+	}
+	host := &counters.Snapshot{Sysctls: map[string]string{}}
+	if err := (counters.SysctlSource{}).Collect(ctx, fs, host); err == nil {
+		for k, v := range host.Sysctls {
+			if _, ok := snap.Sysctls[k]; !ok {
+				snap.Sysctls[k] = v
+			}
+		}
+	}
+	return snap, nil
 }
 
 // Run takes two snapshots opts.Interval apart (or one with opts.Once) and
@@ -229,6 +246,12 @@ func AnalyzeWith(a, b *counters.Snapshot, interval time.Duration, x Extra) *Repo
 		r.Findings = append(r.Findings, rule(in)...)
 	}
 	r.Findings = ruleSockets(in, r.Findings)
+	if b.Netns == "" || b.Netns == "current" {
+		// Diagnosing the host itself: nothing is foreign to it.
+		for i := range r.Findings {
+			r.Findings[i].HostWide = false
+		}
+	}
 	for i := range r.Findings {
 		r.Findings[i].Rate = in.rate(r.Findings[i].Drops)
 		r.Findings[i].Changes = changesOf(r.Findings[i].Fix)
@@ -241,12 +264,18 @@ func AnalyzeWith(a, b *counters.Snapshot, interval time.Duration, x Extra) *Repo
 	return r
 }
 
-// rank sorts findings by severity, then drops, then packet-path order.
+// rank sorts findings by severity, then the namespace's own findings before
+// host-wide ones (when a namespace is diagnosed, the user asked about it;
+// host-wide counters such as softnet_stat also move for every other
+// namespace), then drops, then packet-path order.
 func rank(fs []Finding) {
 	sort.SliceStable(fs, func(i, j int) bool {
 		a, b := fs[i], fs[j]
 		if a.Severity != b.Severity {
 			return a.Severity > b.Severity
+		}
+		if a.HostWide != b.HostWide {
+			return !a.HostWide
 		}
 		if a.Drops != b.Drops {
 			return a.Drops > b.Drops

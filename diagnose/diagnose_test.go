@@ -173,6 +173,24 @@ func TestRankingSeverityThenDrops(t *testing.T) {
 	}
 }
 
+func TestNamespaceFindingsBeforeHostWide(t *testing.T) {
+	softnet := counters.Counter{Source: "/proc/net/softnet_stat", Object: "cpu0", Field: "dropped", Stage: stage.Softirq, HostWide: true}
+	noports := ctr("/proc/net/snmp", "", "Udp:NoPorts", 0, stage.NoSocket)
+	a := snap(sys, softnet, noports)
+	softnet.Value, noports.Value = 5000, 2000
+	b := snap(sys, softnet, noports)
+	for _, tt := range []struct {
+		netns string
+		want  stage.ID
+	}{{"web", stage.NoSocket}, {"current", stage.Softirq}} {
+		a.Netns, b.Netns = tt.netns, tt.netns
+		r := Analyze(a, b, time.Second)
+		if len(r.Findings) != 2 || r.Findings[0].Stage != tt.want {
+			t.Errorf("netns %q: findings %+v, want %s first", tt.netns, r.Findings, tt.want)
+		}
+	}
+}
+
 func TestOnceDowngradesHistory(t *testing.T) {
 	b := snap(sys, ctr("/proc/net/snmp", "", "Udp:RcvbufErrors", 4000, stage.SocketRcvbuf))
 	r := Analyze(&counters.Snapshot{}, b, 0)
