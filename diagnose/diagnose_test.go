@@ -249,3 +249,30 @@ func TestJSONShape(t *testing.T) {
 		}
 	}
 }
+
+func TestSoftirqConcentratedOnOneCPU(t *testing.T) {
+	mk := func(cpu0, cpu1, soft0, tot0 uint64) *counters.Snapshot {
+		s := snap(sys,
+			counters.Counter{Source: "/proc/softirqs", Object: "cpu0", Field: "NET_RX", Value: cpu0, HostWide: true},
+			counters.Counter{Source: "/proc/softirqs", Object: "cpu1", Field: "NET_RX", Value: cpu1, HostWide: true},
+			counters.Counter{Source: "/proc/stat", Object: "cpu0", Field: "softirq", Value: soft0, HostWide: true},
+			counters.Counter{Source: "/proc/stat", Object: "cpu0", Field: "total", Value: tot0, HostWide: true},
+		)
+		s.NICs = []counters.NIC{{Name: "eth0", RxQueues: 1, RPSCPUs: []string{"0"}, IRQs: []counters.IRQ{{Number: 25, Name: "virtio0-input.0", Affinity: "0"}}}}
+		return s
+	}
+	r := Analyze(mk(0, 0, 0, 0), mk(90000, 100, 400, 500), 5*time.Second)
+	var titles []string
+	for _, f := range r.Findings {
+		titles = append(titles, f.Title)
+		if f.Stage != stage.Softirq || f.Severity != Warning {
+			t.Errorf("finding %+v, want a softirq warning", f)
+		}
+	}
+	if len(r.Findings) != 2 {
+		t.Fatalf("findings: %q, want NET_RX concentration and softirq time", titles)
+	}
+	if !contains(r.Findings[0].Fix, "echo 3 > /sys/class/net/eth0/queues/rx-0/rps_cpus (now 0)   # RPS: spread this queue over all CPUs") {
+		t.Errorf("fix = %q", r.Findings[0].Fix)
+	}
+}

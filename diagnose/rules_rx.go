@@ -3,6 +3,7 @@ package diagnose
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/netdrop/netdrop/counters"
@@ -251,6 +252,9 @@ func ruleSoftirqBalance(in *input) []Finding {
 	soft := in.moved(from("/proc/stat", "softirq"))
 	totals := perObject(in.moved(from("/proc/stat", "total")))
 	for _, c := range soft {
+		if c.Object == "cpu" {
+			continue // the all-CPU line: an average hides the hot CPU
+		}
 		t := totals[c.Object]
 		if len(t) == 0 || t[0].Value == 0 {
 			continue
@@ -273,7 +277,8 @@ func ruleSoftirqBalance(in *input) []Finding {
 		var cs []counters.Counter
 		for _, irq := range n.IRQs {
 			cs = append(cs, in.moved(func(c counters.Counter) bool {
-				return strings.HasSuffix(c.Source, "interrupts") && strings.HasPrefix(c.Object, fmt.Sprintf("%d", irq.Number)) && strings.HasPrefix(c.Field, "cpu")
+				n := strconv.Itoa(irq.Number)
+				return strings.HasSuffix(c.Source, "interrupts") && (c.Object == n || strings.HasPrefix(c.Object, n+" ")) && strings.HasPrefix(c.Field, "cpu")
 			})...)
 		}
 		byCPU := map[string]uint64{}
