@@ -182,6 +182,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r.Once = true
 		return r, nil
 	}
+	var before *sockets.Summary
+	if !opts.NoSockets {
+		// Every socket, no owners: only the drop counts matter here.
+		before, _ = sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Top: -1})
+	}
 	if opts.Progress != nil {
 		opts.Progress(fmt.Sprintf("sampling for %s…", opts.Interval))
 	}
@@ -196,7 +201,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	return AnalyzeWith(a, b, b.Time.Sub(a.Time), extra(ctx, opts, b)), nil
+	x := extra(ctx, opts, b)
+	if x.Sockets != nil {
+		x.SocketsBefore = before
+	}
+	return AnalyzeWith(a, b, b.Time.Sub(a.Time), x), nil
 }
 
 // extra reads the evidence beyond counters that opts asks for. What cannot
@@ -204,7 +213,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 func extra(ctx context.Context, opts Options, s *counters.Snapshot) Extra {
 	var x Extra
 	if !opts.NoSockets {
-		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Owners: true, Top: 5})
+		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Owners: true, Top: -1})
 		if err != nil {
 			s.Fail("sock_diag", err)
 		} else {
@@ -222,6 +231,10 @@ type Extra struct {
 	// Sockets is the sock_diag view at the end of the interval: it names
 	// the destinations, listeners and sockets responsible.
 	Sockets *sockets.Summary
+	// SocketsBefore is the view at the first snapshot, taken with Top -1
+	// so every socket's drop count is known; it lets findings name the
+	// sockets that dropped in the interval rather than ever.
+	SocketsBefore *sockets.Summary
 }
 
 // Analyze compares two snapshots taken interval apart. With a zero
@@ -234,6 +247,7 @@ func Analyze(a, b *counters.Snapshot, interval time.Duration) *Report {
 func AnalyzeWith(a, b *counters.Snapshot, interval time.Duration, x Extra) *Report {
 	in := newInput(a, b, interval)
 	in.sockets = x.Sockets
+	in.socketsBefore = x.SocketsBefore
 	r := &Report{
 		IntervalS:   interval.Seconds(),
 		Netns:       b.Netns,

@@ -146,6 +146,10 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			before, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, Top: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
 			tc.traffic(t, p)
 			time.Sleep(50 * time.Millisecond) // let the receiver's softirq finish
 			b, err := diagnose.Snapshot(ctx, ns, counters.FS{})
@@ -153,11 +157,11 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref := tc.reference(t, p) - ref0
-			sum, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, Owners: true, Top: 5})
+			sum, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, Owners: true, Top: -1})
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := diagnose.AnalyzeWith(a, b, b.Time.Sub(a.Time), diagnose.Extra{Sockets: sum})
+			r := diagnose.AnalyzeWith(a, b, b.Time.Sub(a.Time), diagnose.Extra{Sockets: sum, SocketsBefore: before})
 			if ref == 0 {
 				t.Fatalf("the fault made no drops by the reference tool's count; the test is broken")
 			}

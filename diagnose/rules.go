@@ -22,6 +22,10 @@ type input struct {
 	// sockets is the sock_diag view taken with the second snapshot, nil
 	// when it was not read.
 	sockets *sockets.Summary
+	// socketsBefore is the view at the first snapshot; with it, sockets
+	// are named by the drops they made in the interval (dropped).
+	socketsBefore *sockets.Summary
+	dropped       []sockets.Dropped
 }
 
 func newInput(a, b *counters.Snapshot, interval time.Duration) *input {

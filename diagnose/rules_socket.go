@@ -38,7 +38,9 @@ func ruleSocketRcvbuf(in *input) []Finding {
 			},
 			Advice: "a bigger buffer only absorbs bursts; if the reader is too slow on average, read faster: recvmmsg batches, more reader threads on SO_REUSEPORT sockets, less work per datagram on the reading thread",
 		}
-		if names := socketNames(perSock); names != "" {
+		// sock_diag names the sockets with their processes when it was
+		// read; /proc/net/udp's inode is the fallback.
+		if names := socketNames(perSock); names != "" && in.sockets == nil {
 			f.Title += " (" + names + ")"
 		}
 		out = append(out, f)

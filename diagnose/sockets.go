@@ -76,36 +76,77 @@ func socketPorts(in *input) []Finding {
 	return out
 }
 
+// culprit is one socket named as responsible, with the drops it made in
+// the interval when both socket views were read, or since it was created.
+type culprit struct {
+	name     string // "10.0.0.2:53 (named(812))"
+	evidence Evidence
+	full     bool // accept queue or receive buffer at its limit now
+}
+
+// listenCulprits are the listeners that dropped in the interval (or ever,
+// without a first view) or whose accept queue is full now.
+func listenCulprits(in *input) []culprit {
+	var out []culprit
+	interval := map[uint64]uint32{}
+	for _, d := range in.dropped {
+		if d.Listener {
+			interval[cookieOf(in, d)] = d.Drops
+		}
+	}
+	for _, l := range in.sockets.Listeners {
+		drops := l.Drops
+		what := "drops since creation"
+		if in.socketsBefore != nil {
+			drops, what = interval[l.Cookie], "drops in the interval"
+		}
+		if !l.Full && drops == 0 {
+			continue
+		}
+		name := l.Local.String() + owners(l.Processes)
+		out = append(out, culprit{
+			name:     name,
+			full:     l.Full,
+			evidence: Evidence{Source: sockDiag, Counter: fmt.Sprintf("listener %s accept queue %d/%d, %s", name, l.Queued, l.Backlog, what), Delta: uint64(drops)},
+		})
+	}
+	return out
+}
+
+// cookieOf finds the cookie of a dropped listener in the second view (the
+// Dropped record does not carry it).
+func cookieOf(in *input, d sockets.Dropped) uint64 {
+	for _, l := range in.sockets.Listeners {
+		if l.Local == d.Local && l.Drops == d.TotalDrops {
+			return l.Cookie
+		}
+	}
+	return 0
+}
+
 // decorateListen names the listeners whose accept queue is full or that
 // dropped, in the tcp-listen finding; a full queue with no counter moving
 // yet is a near-drop of its own.
 func decorateListen(in *input, fs []Finding) []Finding {
-	var hot []sockets.Listener
-	for _, l := range in.sockets.Listeners {
-		if l.Full || l.Drops > 0 {
-			hot = append(hot, l)
-		}
-	}
+	hot := listenCulprits(in)
 	if len(hot) == 0 {
 		return fs
 	}
 	var ev []Evidence
 	var names []string
-	for _, l := range hot {
-		ev = append(ev, Evidence{Source: sockDiag, Counter: fmt.Sprintf("listener %s accept queue %d/%d, drops since creation%s", l.Local, l.Queued, l.Backlog, owners(l.Processes)), Value: uint64(l.Drops)})
-		names = append(names, l.Local.String()+owners(l.Processes))
+	full := 0
+	for _, c := range hot {
+		ev = append(ev, c.evidence)
+		names = append(names, c.name)
+		if c.full {
+			full++
+		}
 	}
 	for i := range fs {
 		if fs[i].Stage == stage.TCPListen {
 			fs[i].Evidence = append(fs[i].Evidence, ev...)
 			fs[i].Title += ": " + strings.Join(names, ", ")
 			return fs
-		}
-	}
-	full := 0
-	for _, l := range hot {
-		if l.Full {
-			full++
 		}
 	}
 	if full == 0 {
@@ -122,61 +163,90 @@ func decorateListen(in *input, fs []Finding) []Finding {
 	})
 }
 
-// decorateRcvbuf names the sockets that dropped or are near their buffer in
-// the socket-rcvbuf findings.
-func decorateRcvbuf(in *input, fs []Finding) []Finding {
-	ps := in.sockets.Pressure
-	if len(ps) == 0 {
-		return fs
-	}
-	var udp, tcp []Evidence
-	var udpNames, tcpNames []string
-	for _, p := range ps {
-		e := Evidence{Source: sockDiag, Counter: fmt.Sprintf("%s %s rcvbuf %d, queued %d, drops since creation%s", p.Protocol, p.Local, p.Rcvbuf, p.RmemAlloc, owners(p.Processes)), Value: uint64(p.Drops)}
-		name := p.Local.String() + owners(p.Processes)
-		if p.Protocol == "udp" {
-			udp, udpNames = append(udp, e), append(udpNames, name)
+// rcvbufCulprits are the sockets (not listeners) that dropped in the
+// interval, or, without a first view, that have dropped or are near their
+// buffer now.
+func rcvbufCulprits(in *input) (udp, tcp []culprit) {
+	add := func(proto string, c culprit) {
+		if proto == "udp" {
+			udp = append(udp, c)
 		} else {
-			tcp, tcpNames = append(tcp, e), append(tcpNames, name)
+			tcp = append(tcp, c)
 		}
+	}
+	if in.socketsBefore != nil {
+		for _, d := range in.dropped {
+			if d.Listener {
+				continue
+			}
+			name := d.Local.String() + owners(d.Processes)
+			add(d.Protocol, culprit{name: name, full: d.Rcvbuf > 0 && float64(d.RmemAlloc) >= sockets.DefaultNearFull*float64(d.Rcvbuf),
+				evidence: Evidence{Source: sockDiag, Counter: fmt.Sprintf("%s %s rcvbuf %d, queued %d, drops in the interval", d.Protocol, name, d.Rcvbuf, d.RmemAlloc), Delta: uint64(d.Drops)}})
+		}
+	}
+	for _, p := range in.sockets.Pressure {
+		if in.socketsBefore != nil && p.Fill < sockets.DefaultNearFull {
+			continue // already named above if it dropped in the interval
+		}
+		name := p.Local.String() + owners(p.Processes)
+		add(p.Protocol, culprit{name: name, full: p.Fill >= sockets.DefaultNearFull,
+			evidence: Evidence{Source: sockDiag, Counter: fmt.Sprintf("%s %s rcvbuf %d, queued %d, drops since creation", p.Protocol, name, p.Rcvbuf, p.RmemAlloc), Value: uint64(p.Drops)}})
+	}
+	return udp, tcp
+}
+
+// decorateRcvbuf names the sockets that dropped or are near their buffer in
+// the socket-rcvbuf findings; with no counter finding, sockets near full
+// are a near-drop of their own.
+func decorateRcvbuf(in *input, fs []Finding) []Finding {
+	udp, tcp := rcvbufCulprits(in)
+	if len(udp)+len(tcp) == 0 {
+		return fs
 	}
 	found := false
 	for i := range fs {
 		if fs[i].Stage != stage.SocketRcvbuf {
 			continue
 		}
+		var cs []culprit
 		switch {
-		case strings.HasPrefix(fs[i].Title, "UDP receive") && len(udp) > 0:
-			fs[i].Evidence = append(fs[i].Evidence, udp...)
-			fs[i].Title += ": " + strings.Join(udpNames, ", ")
-			found = true
-		case strings.HasPrefix(fs[i].Title, "TCP receive") && len(tcp) > 0:
-			fs[i].Evidence = append(fs[i].Evidence, tcp...)
-			fs[i].Title += ": " + strings.Join(tcpNames, ", ")
-			found = true
+		case strings.HasPrefix(fs[i].Title, "UDP receive"):
+			cs = udp
+		case strings.HasPrefix(fs[i].Title, "TCP receive"):
+			cs = tcp
 		}
+		if len(cs) == 0 {
+			continue
+		}
+		found = true
+		var names []string
+		for _, c := range cs {
+			fs[i].Evidence = append(fs[i].Evidence, c.evidence)
+			if len(names) < 3 {
+				names = append(names, c.name)
+			}
+		}
+		fs[i].Title += ": " + strings.Join(names, ", ")
 	}
-	if found {
+	if found || in.once() {
 		return fs
 	}
-	// No counter moved in the interval: sockets whose queue is near full
-	// are a near-drop. Sockets with only old drops are history.
-	var near []Evidence
+	var ev []Evidence
 	var names []string
-	for _, p := range ps {
-		if p.Fill >= sockets.DefaultNearFull {
-			near = append(near, Evidence{Source: sockDiag, Counter: fmt.Sprintf("%s %s queued %d of rcvbuf %d%s", p.Protocol, p.Local, p.RmemAlloc, p.Rcvbuf, owners(p.Processes)), Value: uint64(p.RmemAlloc)})
-			names = append(names, p.Local.String()+owners(p.Processes))
+	for _, c := range append(udp, tcp...) {
+		if c.full {
+			ev = append(ev, c.evidence)
+			names = append(names, c.name)
 		}
 	}
-	if len(near) == 0 || in.once() {
+	if len(ev) == 0 {
 		return fs
 	}
 	return append(fs, Finding{
 		Stage:    stage.SocketRcvbuf,
 		Severity: Warning,
 		Title:    "receive queues near their buffer: " + strings.Join(names, ", "),
-		Evidence: near,
+		Evidence: ev,
 		Cause:    "the application is not keeping up with these sockets: the next burst will be dropped",
 		Fix:      []string{"setsockopt(SO_RCVBUF) larger in the application, up to net.core.rmem_max (now " + orUnknown(in.sysctl("net.core.rmem_max")) + ")"},
 		Advice:   "read faster: batch with recvmmsg, more reader threads (SO_REUSEPORT)",
@@ -187,6 +257,9 @@ func decorateRcvbuf(in *input, fs []Finding) []Finding {
 func ruleSockets(in *input, fs []Finding) []Finding {
 	if in.sockets == nil {
 		return fs
+	}
+	if in.socketsBefore != nil {
+		in.dropped = sockets.NewDrops(in.socketsBefore, in.sockets)
 	}
 	fs = decorateListen(in, fs)
 	fs = decorateRcvbuf(in, fs)
