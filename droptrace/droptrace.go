@@ -50,7 +50,9 @@ type Options struct {
 	Host netip.Addr
 	// Reason keeps one drop reason, by name (NETFILTER_DROP) or value.
 	Reason string
-	// Stacks aggregates by kernel stack as well, and symbolizes them.
+	// Stacks samples kernel stacks per row: the first 8 drops of each row
+	// on each CPU, then one in 128, because walking a stack costs more than
+	// everything else the tracer does. Row counts stay exact.
 	Stacks bool
 	// Flows counts 5-tuples per row; Snapshot returns the top FlowsPerRow.
 	Flows       bool
@@ -85,8 +87,7 @@ type Row struct {
 	Ifname     string   `json:"ifname,omitempty"`
 	Protocol   string   `json:"protocol,omitempty"`
 	L4         string   `json:"l4,omitempty"`
-	StackID    int32    `json:"stack_id,omitempty"`
-	Stack      []string `json:"stack,omitempty"`
+	Stacks     []Stack  `json:"stacks,omitempty"`
 	Flows      []Flow   `json:"flows,omitempty"`
 
 	key rowKey
@@ -101,6 +102,14 @@ type rowKey struct {
 	stackID  int32
 	protocol uint16
 	l4proto  uint8
+}
+
+// Stack is one kernel stack seen in a row, innermost frame first, with the
+// number of times it was sampled.
+type Stack struct {
+	ID      int32    `json:"id"`
+	Samples uint64   `json:"samples"`
+	Frames  []string `json:"frames"`
 }
 
 // Flow is one 5-tuple seen in a row. For ICMP the ports are the type and
@@ -169,6 +178,7 @@ func Delta(prev, cur Snapshot) Snapshot {
 			}
 			r.Count -= p.Count
 			r.Flows = deltaFlows(p.Flows, r.Flows)
+			r.Stacks = deltaStacks(p.Stacks, r.Stacks)
 			out = append(out, r)
 		}
 		sortRows(out)
@@ -182,6 +192,31 @@ func Delta(prev, cur Snapshot) Snapshot {
 	d.FlowOverflow = cur.FlowOverflow - min(prev.FlowOverflow, cur.FlowOverflow)
 	d.StackErrors = cur.StackErrors - min(prev.StackErrors, cur.StackErrors)
 	return d
+}
+
+func deltaStacks(prev, cur []Stack) []Stack {
+	old := map[int32]uint64{}
+	for _, s := range prev {
+		old[s.ID] = s.Samples
+	}
+	var out []Stack
+	for _, s := range cur {
+		if n := old[s.ID]; n < s.Samples {
+			s.Samples -= n
+			out = append(out, s)
+		}
+	}
+	sortStacks(out)
+	return out
+}
+
+func sortStacks(s []Stack) {
+	sort.SliceStable(s, func(i, j int) bool {
+		if s[i].Samples != s[j].Samples {
+			return s[i].Samples > s[j].Samples
+		}
+		return s[i].ID < s[j].ID
+	})
 }
 
 func deltaFlows(prev, cur []Flow) []Flow {

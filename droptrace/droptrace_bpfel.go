@@ -58,6 +58,7 @@ const (
 	droptraceMapDrops                = "drops"
 	droptraceMapEvents               = "events"
 	droptraceMapFlows                = "flows"
+	droptraceMapStackSamples         = "stack_samples"
 	droptraceMapStacks               = "stacks"
 	droptraceMapStats                = "stats"
 	droptraceProgKfreeSkbBtf         = "kfree_skb_btf"
@@ -78,6 +79,8 @@ const (
 	droptraceVarCfgPort              = "cfg_port"
 	droptraceVarCfgReason            = "cfg_reason"
 	droptraceVarCfgReasonSet         = "cfg_reason_set"
+	droptraceVarCfgStackEvery        = "cfg_stack_every"
+	droptraceVarCfgStackFirst        = "cfg_stack_first"
 	droptraceVarCfgStacks            = "cfg_stacks"
 	droptraceVarUnusedEvent          = "unused_event"
 	droptraceVarUnusedFlowKey        = "unused_flow_key"
@@ -135,11 +138,12 @@ type droptraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type droptraceMapSpecs struct {
-	Drops  *ebpf.MapSpec `ebpf:"drops"`
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Flows  *ebpf.MapSpec `ebpf:"flows"`
-	Stacks *ebpf.MapSpec `ebpf:"stacks"`
-	Stats  *ebpf.MapSpec `ebpf:"stats"`
+	Drops        *ebpf.MapSpec `ebpf:"drops"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	StackSamples *ebpf.MapSpec `ebpf:"stack_samples"`
+	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // droptraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -160,6 +164,8 @@ type droptraceVariableSpecs struct {
 	CfgPort        *ebpf.VariableSpec `ebpf:"cfg_port"`
 	CfgReason      *ebpf.VariableSpec `ebpf:"cfg_reason"`
 	CfgReasonSet   *ebpf.VariableSpec `ebpf:"cfg_reason_set"`
+	CfgStackEvery  *ebpf.VariableSpec `ebpf:"cfg_stack_every"`
+	CfgStackFirst  *ebpf.VariableSpec `ebpf:"cfg_stack_first"`
 	CfgStacks      *ebpf.VariableSpec `ebpf:"cfg_stacks"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedFlowKey  *ebpf.VariableSpec `ebpf:"unused_flow_key"`
@@ -185,11 +191,12 @@ func (o *droptraceObjects) Close() error {
 //
 // It can be passed to loadDroptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type droptraceMaps struct {
-	Drops  *ebpf.Map `ebpf:"drops"`
-	Events *ebpf.Map `ebpf:"events"`
-	Flows  *ebpf.Map `ebpf:"flows"`
-	Stacks *ebpf.Map `ebpf:"stacks"`
-	Stats  *ebpf.Map `ebpf:"stats"`
+	Drops        *ebpf.Map `ebpf:"drops"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Flows        *ebpf.Map `ebpf:"flows"`
+	StackSamples *ebpf.Map `ebpf:"stack_samples"`
+	Stacks       *ebpf.Map `ebpf:"stacks"`
+	Stats        *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *droptraceMaps) Close() error {
@@ -197,6 +204,7 @@ func (m *droptraceMaps) Close() error {
 		m.Drops,
 		m.Events,
 		m.Flows,
+		m.StackSamples,
 		m.Stacks,
 		m.Stats,
 	)
@@ -220,6 +228,8 @@ type droptraceVariables struct {
 	CfgPort        *ebpf.Variable `ebpf:"cfg_port"`
 	CfgReason      *ebpf.Variable `ebpf:"cfg_reason"`
 	CfgReasonSet   *ebpf.Variable `ebpf:"cfg_reason_set"`
+	CfgStackEvery  *ebpf.Variable `ebpf:"cfg_stack_every"`
+	CfgStackFirst  *ebpf.Variable `ebpf:"cfg_stack_first"`
 	CfgStacks      *ebpf.Variable `ebpf:"cfg_stacks"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 	UnusedFlowKey  *ebpf.Variable `ebpf:"unused_flow_key"`

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -154,7 +155,7 @@ func TestNetfilterDropMatchesRuleCounter(t *testing.T) {
 			testnet.In(t, p.B, "nft", "add", "chain", "inet", "ndtrace", "in", "{ type filter hook input priority 0 ; }")
 			testnet.In(t, p.B, "nft", "add", "rule", "inet", "ndtrace", "in", "udp", "dport", "7777", "counter", "drop")
 
-			tr := startTracer(t, Options{Attach: mode, Netns: p.B, Flows: true})
+			tr := startTracer(t, Options{Attach: mode, Netns: p.B, Flows: true, Stacks: true})
 			before := nftCounter(t, p.B)
 			dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte(p.AddrB.To4())), 7777)
 			sent := flood(t, p.A, dst, 200000, 5*time.Second)
@@ -186,6 +187,17 @@ func TestNetfilterDropMatchesRuleCounter(t *testing.T) {
 				}
 				if len(r.Flows) == 0 || !strings.HasSuffix(r.Flows[0].Dst, ":7777") || !strings.HasPrefix(r.Flows[0].Src, p.AddrA.String()+":") {
 					t.Errorf("row at %s: top flow %+v, want %s:* -> %s", r.Location, r.Flows, p.AddrA, dst)
+				}
+				var samples uint64
+				for _, st := range r.Stacks {
+					samples += st.Samples
+					if !slices.ContainsFunc(st.Frames, func(f string) bool { return strings.HasPrefix(f, r.Function+"+") }) {
+						t.Errorf("row at %s: stack %v does not contain %s", r.Location, st.Frames, r.Function)
+					}
+				}
+				// Sampling: the first 8 per CPU, then one in 128.
+				if samples == 0 || samples > r.Count || samples < min(r.Count, 8) {
+					t.Errorf("row at %s: %d stack samples for %d drops", r.Location, samples, r.Count)
 				}
 				var fsum uint64
 				for _, f := range r.Flows {

@@ -51,16 +51,17 @@ type Tracer struct {
 
 // objects are the kernel objects of one tracer.
 type objects struct {
-	Prog   *ebpf.Program `ebpf:"kfree_skb"`
-	Drops  *ebpf.Map     `ebpf:"drops"`
-	Flows  *ebpf.Map     `ebpf:"flows"`
-	Stacks *ebpf.Map     `ebpf:"stacks"`
-	Events *ebpf.Map     `ebpf:"events"`
-	Stats  *ebpf.Map     `ebpf:"stats"`
+	Prog    *ebpf.Program `ebpf:"kfree_skb"`
+	Drops   *ebpf.Map     `ebpf:"drops"`
+	Flows   *ebpf.Map     `ebpf:"flows"`
+	Stacks  *ebpf.Map     `ebpf:"stacks"`
+	Samples *ebpf.Map     `ebpf:"stack_samples"`
+	Events  *ebpf.Map     `ebpf:"events"`
+	Stats   *ebpf.Map     `ebpf:"stats"`
 }
 
 func (o *objects) maps() []*ebpf.Map {
-	return []*ebpf.Map{o.Drops, o.Flows, o.Stacks, o.Events, o.Stats}
+	return []*ebpf.Map{o.Drops, o.Flows, o.Stacks, o.Samples, o.Events, o.Stats}
 }
 
 func (o *objects) close() {
@@ -236,6 +237,7 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 	// Features that are off get the smallest maps the kernel accepts.
 	if !opts.Stacks {
 		spec.Maps["stacks"].MaxEntries = 1
+		spec.Maps["stack_samples"].MaxEntries = 1
 	}
 	if !opts.Flows {
 		spec.Maps["flows"].MaxEntries = 1
@@ -384,7 +386,28 @@ func (t *Tracer) Snapshot() (Snapshot, error) {
 		}
 	}
 
+	if t.opts.Stacks {
+		var (
+			sk droptraceDropKey
+			n  uint64
+		)
+		sit := t.objs.Samples.Iterate()
+		for sit.Next(&sk, &n) {
+			id := sk.StackId
+			sk.StackId = -1
+			r := rows[keyOf(sk)]
+			if r == nil {
+				continue
+			}
+			r.Stacks = append(r.Stacks, Stack{ID: id, Samples: n, Frames: t.stack(id)})
+		}
+		if err := sit.Err(); err != nil {
+			return Snapshot{}, fmt.Errorf("reading stack samples: %w", err)
+		}
+	}
+
 	for _, r := range rows {
+		sortStacks(r.Stacks)
 		if len(r.Flows) > 0 {
 			sort.SliceStable(r.Flows, func(i, j int) bool {
 				if r.Flows[i].Count != r.Flows[j].Count {
@@ -463,10 +486,6 @@ func (t *Tracer) row(k droptraceDropKey) Row {
 	r.Stage, r.AltStage, r.Noise = c.Stage, c.Alt, c.Noise
 	if k.Ifindex != 0 {
 		r.Ifname = t.names.name(k.Netns, k.Ifindex)
-	}
-	if t.opts.Stacks {
-		r.StackID = k.StackId
-		r.Stack = t.stack(k.StackId)
 	}
 	return r
 }

@@ -38,7 +38,15 @@ volatile const __u8 cfg_host_family;  /* 4 or 6 when cfg_host is set, else 0 */
 volatile const __u8 cfg_host[16];     /* source or destination address */
 volatile const __u8 cfg_reason_set;   /* 1 when cfg_reason filters */
 volatile const __u32 cfg_reason;      /* drop reason value to keep */
-volatile const __u8 cfg_stacks;       /* aggregate by kernel stack id */
+volatile const __u8 cfg_stacks;       /* sample kernel stacks per row */
+/*
+ * Walking a kernel stack costs microseconds, more than everything else here
+ * together, so stacks are sampled: the first cfg_stack_first drops of each
+ * row on each CPU, then one in cfg_stack_every (a power of two). Row counts
+ * stay exact; stacks carry sample counts.
+ */
+volatile const __u32 cfg_stack_first = 8;
+volatile const __u32 cfg_stack_every = 128;
 volatile const __u8 cfg_flows;        /* count 5-tuples per row */
 volatile const __u8 cfg_events;       /* stream every drop to the ring */
 /* Classic tracepoint record offsets; -1 when the field does not exist. */
@@ -53,7 +61,7 @@ struct drop_key {
 	__u32 reason;    /* enum skb_drop_reason, subsystem in the high 16 bits */
 	__u32 netns;     /* inode of the network namespace */
 	__u32 ifindex;   /* device the skb was on, else the input device */
-	__s32 stack_id;  /* kernel stack id, -1 without --stacks, <-1 error */
+	__s32 stack_id;  /* -1 in drops; the sampled stack's id in stack_samples */
 	__u16 protocol;  /* ethertype, host order */
 	__u8 l4proto;    /* IPPROTO_*, 0 when headers were not parsed */
 	__u8 pad[5];
@@ -87,7 +95,7 @@ enum {
 	STAT_EVENTS_LOST = 0,   /* ring buffer full */
 	STAT_DROPS_OVERFLOW,    /* aggregation map full: count not attributed */
 	STAT_FLOWS_OVERFLOW,    /* flow map full */
-	STAT_STACK_ERRORS,      /* bpf_get_stackid failed (row kept, id < -1) */
+	STAT_STACK_ERRORS,      /* a sampled stack could not be stored */
 	STAT_MAX,
 };
 
@@ -104,6 +112,14 @@ struct {
 	__type(key, struct flow_key);
 	__type(value, __u64);
 } flows SEC(".maps");
+
+/* Sampled stacks: drop_key with stack_id set -> samples. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct drop_key);
+	__type(value, __u64);
+} stack_samples SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -140,10 +156,11 @@ static __always_inline void stat_inc(__u32 idx)
  * two CPUs inserting the same key at once do not overwrite each other's
  * first count: the loser finds the winner's entry and adds to it.
  */
-static __always_inline int count(void *map, const void *key)
+static __always_inline int count(void *map, const void *key, __u64 *old)
 {
 	__u64 one = 1, *v;
 
+	*old = 0;
 	v = bpf_map_lookup_elem(map, key);
 	if (!v) {
 		if (bpf_map_update_elem(map, key, &one, BPF_NOEXIST) == 0)
@@ -152,7 +169,7 @@ static __always_inline int count(void *map, const void *key)
 		if (!v)
 			return -1;
 	}
-	__sync_fetch_and_add(v, 1);
+	*old = __sync_fetch_and_add(v, 1);
 	return 0;
 }
 
@@ -278,6 +295,7 @@ static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location
 	struct drop_key key = {};
 	struct flow flow = {};
 	struct net_device *dev;
+	__u64 seen;
 	int need_flow;
 
 	if (cfg_reason_set && reason != cfg_reason)
@@ -332,25 +350,28 @@ static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location
 			key.protocol = flow.family == 4 ? ETH_P_IP : flow.family == 6 ? ETH_P_IPV6 : 0;
 	}
 
-	if (cfg_stacks) {
+	if (count(&drops, &key, &seen))
+		stat_inc(STAT_DROPS_OVERFLOW);
+
+	if (cfg_stacks && (seen < cfg_stack_first || (seen & (cfg_stack_every - 1)) == 0)) {
 		long id = bpf_get_stackid(ctx, &stacks, 0);
 		if (id < 0) {
 			stat_inc(STAT_STACK_ERRORS);
-			/* Keep the count in a row of its own: stack id -1 - errno. */
-			key.stack_id = (__s32)(-1 + id);
 		} else {
-			key.stack_id = (__s32)id;
+			struct drop_key sk = key;
+			__u64 ignored;
+			sk.stack_id = (__s32)id;
+			if (count(&stack_samples, &sk, &ignored))
+				stat_inc(STAT_STACK_ERRORS);
 		}
 	}
 
-	if (count(&drops, &key))
-		stat_inc(STAT_DROPS_OVERFLOW);
-
 	if (cfg_flows && flow.family) {
 		struct flow_key fk = {};
+		__u64 ignored;
 		fk.drop = key;
 		fk.flow = flow;
-		if (count(&flows, &fk))
+		if (count(&flows, &fk, &ignored))
 			stat_inc(STAT_FLOWS_OVERFLOW);
 	}
 

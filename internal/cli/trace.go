@@ -44,7 +44,8 @@ means, and a summary at the end.
 Frees that are not loss (queue purges when a socket closes, multicast that is
 not for this host) are shown apart as noise and not counted as drops.
 
---stacks adds the kernel stack of each row, --flows the top 5-tuples, and
+--stacks adds the kernel stacks of each row (sampled: the first drops of a
+row, then one in 128, with their sample counts), --flows the top 5-tuples, and
 --events streams one line per drop; events the ring buffer could not take are
 counted and reported, never lost silently.
 
@@ -67,7 +68,7 @@ exits, however it exits, the kernel removes the program.`,
 	f.Uint16Var(&tf.opts.Port, "port", 0, "count only TCP/UDP drops from or to this port")
 	f.StringVar(&tf.host, "host", "", "count only drops from or to this IPv4/IPv6 address")
 	f.StringVar(&tf.opts.Reason, "reason", "", "count only this drop reason (e.g. NETFILTER_DROP)")
-	f.BoolVar(&tf.opts.Stacks, "stacks", false, "aggregate by kernel stack too and print each row's stack")
+	f.BoolVar(&tf.opts.Stacks, "stacks", false, "sample kernel stacks and print the most frequent of each row")
 	f.BoolVar(&tf.opts.Flows, "flows", false, "print the top 5-tuples of each row")
 	f.IntVar(&tf.opts.FlowsPerRow, "top-flows", 5, "how many flows per row --flows prints")
 	f.BoolVar(&tf.opts.Events, "events", false, "print one line per drop (through a ring buffer; losses are counted)")
@@ -232,6 +233,9 @@ func writeTraceTable(w io.Writer, kind string, span time.Duration, s droptrace.S
 	return nil
 }
 
+// maxTextStacks bounds the stacks printed per row in text output.
+const maxTextStacks = 3
+
 // writeRows prints rows as an aligned table; each row's flows and stack
 // follow it as indented lines that do not take part in the alignment, so a
 // long stack frame does not widen every column.
@@ -268,8 +272,15 @@ func writeRows(w io.Writer, rows []droptrace.Row, tf traceFlags) {
 			}
 		}
 		if tf.opts.Stacks {
-			for _, fr := range r.Stack {
-				fmt.Fprintf(w, "                  %s\n", fr)
+			for i, st := range r.Stacks {
+				if i == maxTextStacks {
+					fmt.Fprintf(w, "        (%d more stacks; --json lists all)\n", len(r.Stacks)-i)
+					break
+				}
+				fmt.Fprintf(w, "        stack, %d samples:\n", st.Samples)
+				for _, fr := range st.Frames {
+					fmt.Fprintf(w, "          %s\n", fr)
+				}
 			}
 		}
 	}
