@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 
 	ndnetns "github.com/netdrop/netdrop/internal/netns"
@@ -108,12 +107,24 @@ type Env struct {
 	globals []savedSysctl // global settings changed, in order
 }
 
-// Node returns the node on side s.
+// Node returns the node on side s, nil for Host.
 func (e *Env) Node(s Side) *Node {
-	if s == Sender {
+	switch s {
+	case Sender:
 		return e.Sender
+	case Host:
+		return nil
 	}
 	return e.Receiver
+}
+
+// diagnoseNS is the namespace spec the diagnosis of side s reads: a lab
+// namespace's name, or "" for the lab's own namespace.
+func (e *Env) diagnoseNS(s Side) string {
+	if n := e.Node(s); n != nil {
+		return n.NS
+	}
+	return ""
 }
 
 // Defer registers fn to undo part of the fault at teardown, before the
@@ -361,24 +372,18 @@ func createNamedNS(name string) (netns.NsHandle, error) {
 		return -1, fmt.Errorf("create namespace %s: %w", name, err)
 	}
 	f.Close()
-	// unshare changes the namespace of the calling thread. It runs on a
-	// thread of its own that is never unlocked, so the Go runtime retires
-	// the thread instead of handing it, in the new namespace, to other
-	// goroutines.
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	// unshare changes the namespace of the calling thread, so it runs on a
+	// thread that is retired afterwards.
+	err = onThrowawayThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("create namespace %s: unshare: %w", name, err)
-			return
+			return fmt.Errorf("create namespace %s: unshare: %w", name, err)
 		}
 		if err := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("create namespace %s: bind mount: %w", name, err)
-			return
+			return fmt.Errorf("create namespace %s: bind mount: %w", name, err)
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		os.Remove(path)
 		return -1, err
 	}

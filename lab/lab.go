@@ -38,11 +38,19 @@ const (
 	Receiver Side = iota
 	// Sender is the namespace traffic comes from (qdisc, ports).
 	Sender
+	// Host is the namespace the lab runs in. Only faults whose evidence
+	// exists nowhere else are diagnosed there: the neighbour tables'
+	// statistics are kept for all namespaces together and shown only in
+	// the initial one.
+	Host
 )
 
 func (s Side) String() string {
-	if s == Sender {
+	switch s {
+	case Sender:
 		return "sender"
+	case Host:
+		return "host"
 	}
 	return "receiver"
 }

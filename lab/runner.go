@@ -139,7 +139,7 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 		res.Error = fmt.Sprintf("inject fault: %v", err)
 		return res
 	}
-	ns := env.Node(s.DiagnoseOn).NS
+	ns := env.diagnoseNS(s.DiagnoseOn)
 	a, err := diagnose.Snapshot(ctx, ns, counters.FS{})
 	if err != nil {
 		res.Error = fmt.Sprintf("first snapshot: %v", err)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,36 +19,31 @@ import (
 // private mount namespace (with the extra sysfs mount) goes with it, so
 // nothing is ever mounted on the host.
 func (n *Node) WriteSysfs(rel, value string) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		errc <- func() error {
-			f, err := os.Open(n.path())
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				return fmt.Errorf("enter %s: %w", n.NS, err)
-			}
-			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-				return fmt.Errorf("unshare mount namespace: %w", err)
-			}
-			// Stop mount events from propagating back to the host.
-			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
-				return fmt.Errorf("make mounts private: %w", err)
-			}
-			if err := unix.Mount("sysfs", "/sys", "sysfs", 0, ""); err != nil {
-				return fmt.Errorf("mount sysfs for %s: %w", n.NS, err)
-			}
-			p := filepath.Join("/sys", rel)
-			if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
-				return fmt.Errorf("write %s in %s: %w", p, n.NS, err)
-			}
-			return nil
-		}()
-	}()
-	return <-errc
+	return onThrowawayThread(func() error {
+		f, err := os.Open(n.path())
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("enter %s: %w", n.NS, err)
+		}
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			return fmt.Errorf("unshare mount namespace: %w", err)
+		}
+		// Stop mount events from propagating back to the host.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+			return fmt.Errorf("make mounts private: %w", err)
+		}
+		if err := unix.Mount("sysfs", "/sys", "sysfs", 0, ""); err != nil {
+			return fmt.Errorf("mount sysfs for %s: %w", n.NS, err)
+		}
+		p := filepath.Join("/sys", rel)
+		if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+			return fmt.Errorf("write %s in %s: %w", p, n.NS, err)
+		}
+		return nil
+	})
 }
 
 // path is the file that pins the node's namespace.

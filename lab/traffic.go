@@ -169,23 +169,43 @@ func drain(ctx context.Context, fd int, pause time.Duration, max int) int {
 	return n
 }
 
-// pinToCPU runs fn on a thread bound to one CPU. The thread's affinity is
-// changed, so it is never unlocked: the runtime retires it when fn returns.
+// pinToCPU runs fn on a thread bound to one CPU.
 func pinToCPU(cpu int, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				errc <- fmt.Errorf("panic on pinned thread: %v", p)
-			}
-		}()
-		runtime.LockOSThread()
+	return onThrowawayThread(func() error {
 		var set unix.CPUSet
 		set.Set(cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			errc <- fmt.Errorf("pin to cpu %d: %w", cpu, err)
+			return fmt.Errorf("pin to cpu %d: %w", cpu, err)
+		}
+		return fn()
+	})
+}
+
+// onThrowawayThread runs fn on a locked OS thread that is never handed back
+// to the Go scheduler: fn may change what cannot be changed back cleanly
+// (CPU affinity, namespaces entered with unshare), and the runtime retires
+// the thread when fn returns.
+//
+// The process's main thread is never used. The runtime cannot retire it; it
+// would park it for good, and a parked main thread left in a lab namespace
+// keeps that namespace alive and makes /proc/net (which follows the main
+// thread) show the wrong namespace for the rest of the process.
+func onThrowawayThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// While this goroutine holds the main thread, the nested
+			// call's goroutine cannot be scheduled onto it.
+			errc <- onThrowawayThread(fn)
+			runtime.UnlockOSThread()
 			return
 		}
+		defer func() {
+			if p := recover(); p != nil {
+				errc <- fmt.Errorf("panic: %v", p)
+			}
+		}()
 		errc <- fn()
 	}()
 	return <-errc
