@@ -102,9 +102,23 @@
 // writes into the old segment's pages: a consumer still mapping them keeps
 // reading whole records that the dead producer had published, and a record
 // the producer was writing when it died is invisible because tail was not
-// advanced. Each segment has a random 64-bit generation; the producer
-// refreshes a heartbeat every Options.Heartbeat and sets a closed flag on
-// Close. A consumer that finds the ring empty and the heartbeat older than
-// Options.StaleAfter returns ErrProducerDead; Reattach then waits for a
-// segment at the path with another generation and a live heartbeat.
+// advanced. Each segment has a random 64-bit generation. The producer holds
+// an exclusive flock(2) on the segment for its whole life; the kernel drops
+// it when the process dies, however it dies, so a consumer that finds the
+// ring empty and the lock free knows the producer is gone (ErrProducerDead)
+// — and one whose producer is merely stopped or starved of CPU, with a late
+// heartbeat, knows it is not. The producer also refreshes a heartbeat every
+// Options.Heartbeat, which decides alone where flock does not work (a
+// consumer without /proc to reopen a passed memfd), after
+// Options.StaleAfter. Close sets a closed flag: the consumer reads what is
+// left, then gets io.EOF. Reattach waits for a segment at the path with
+// another generation and a live producer, and switches to it.
+//
+// # Trust
+//
+// Both processes must trust each other: they share writable memory. The
+// consumer bounds-checks every record length and index against the ring
+// (ErrCorrupt), so a confused producer cannot make it read outside the
+// ring, but a peer that truncates the file under the mapping makes the
+// other take SIGBUS. Put segments in a directory only the two may write.
 package shmring

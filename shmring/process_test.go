@@ -324,3 +324,47 @@ func TestProducerKilled(t *testing.T) {
 		t.Fatalf("restarted producer: %v", err)
 	}
 }
+
+// TestProducerStopped stops the producer with SIGSTOP for several times
+// StaleAfter: its heartbeat goes stale, but it holds the segment's lock,
+// so the consumer must wait rather than declare it dead, and after SIGCONT
+// the stream completes in order.
+func TestProducerStopped(t *testing.T) {
+	const capacity, count = 64 << 10, 20000
+	path := segPath(t, "stop")
+	opts := Options{StaleAfter: 50 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := startPeer(t, "produce", "SHMRING_A="+path, "SHMRING_CAP="+itoa(capacity), "SHMRING_COUNT="+itoa(count))
+	c, err := openWait(ctx, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	max := c.MaxMessage()
+	size := func(s uint64) int { return sizeFor(s, max) }
+	got, err := validateN(ctx, c, 0, 5000, size, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped, cancelStopped := context.WithTimeout(ctx, 300*time.Millisecond)
+	more, err := validateN(stopped, c, got, 0, size, nil)
+	cancelStopped()
+	cmd.Process.Signal(syscall.SIGCONT)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("while the producer was stopped: got %v, want to keep waiting", err)
+	}
+	if !c.ProducerAlive() {
+		t.Error("ProducerAlive = false for a stopped producer")
+	}
+	got += more
+	if err := validate(ctx, c, got, count-got, size); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("producer: %v", err)
+	}
+}

@@ -53,7 +53,7 @@ var (
 	ErrNotSegment   = errors.New("shmring: not a shmring segment")
 	ErrCorrupt      = errors.New("shmring: segment corrupt")
 	ErrClosed       = io.EOF
-	ErrProducerDead = errors.New("shmring: producer died (heartbeat stale)")
+	ErrProducerDead = errors.New("shmring: producer died")
 	ErrCapacity     = errors.New("shmring: capacity must be a power of two between 4 KiB and 2 GiB")
 )
 
@@ -252,6 +252,14 @@ func newProducer(f *os.File, opts Options) (*Producer, error) {
 		return nil, err
 	}
 	seg.setCapacity(uint64(opts.Capacity))
+	// The producer holds an exclusive flock on the segment for its whole
+	// life; the kernel drops it when the process dies, however it dies,
+	// which is how a consumer tells a dead producer from a starved one.
+	// Where flock is not supported the heartbeat alone decides.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil && err != unix.ENOLCK && err != unix.EINVAL && err != unix.EOPNOTSUPP {
+		seg.close()
+		return nil, fmt.Errorf("lock segment: %w", err)
+	}
 	h := seg.h
 	var g [8]byte
 	for binary.LittleEndian.Uint64(g[:]) == 0 {
@@ -302,6 +310,18 @@ func (p *Producer) MaxMessage() int { return p.seg.max }
 // TrySend copies msg into the ring and publishes it, or returns an error
 // wrapping ErrFull or ErrTooLarge without blocking.
 func (p *Producer) TrySend(msg []byte) error {
+	err := p.trySend(msg)
+	if err == ErrFull {
+		s := p.seg
+		return fmt.Errorf("%w: %d of %d bytes free, a %d-byte message needs up to %d", ErrFull,
+			s.cap-(p.tail-p.cachedHead), s.cap, len(msg), 2*recordSize(len(msg)))
+	}
+	return err
+}
+
+// trySend is TrySend returning the bare ErrFull, so that spinning in Send
+// does not allocate an error per poll.
+func (p *Producer) trySend(msg []byte) error {
 	s := p.seg
 	n := len(msg)
 	if n > s.max {
@@ -317,7 +337,7 @@ func (p *Producer) TrySend(msg []byte) error {
 	if s.cap-(p.tail-p.cachedHead) < need {
 		p.cachedHead = atomic.LoadUint64(&s.h.head)
 		if s.cap-(p.tail-p.cachedHead) < need {
-			return fmt.Errorf("%w: %d bytes free, %d needed", ErrFull, s.cap-(p.tail-p.cachedHead), need)
+			return ErrFull
 		}
 	}
 	tail := p.tail
@@ -341,14 +361,14 @@ func (p *Producer) TrySend(msg []byte) error {
 // Send is TrySend that waits for room: it spins for Options.Spin, then
 // sleeps on the segment's futex until the consumer frees space or ctx ends.
 func (p *Producer) Send(ctx context.Context, msg []byte) error {
-	err := p.TrySend(msg)
-	if err == nil || !errors.Is(err, ErrFull) {
+	err := p.trySend(msg)
+	if err != ErrFull {
 		return err
 	}
 	h := p.seg.h
 	deadline := time.Now().Add(p.opts.Spin)
 	for i := 0; ; i++ {
-		if err = p.TrySend(msg); err == nil || !errors.Is(err, ErrFull) {
+		if err = p.trySend(msg); err != ErrFull {
 			return err
 		}
 		if i&63 != 63 {
@@ -363,7 +383,7 @@ func (p *Producer) Send(ctx context.Context, msg []byte) error {
 		}
 		seq := atomic.LoadUint32(&h.spaceSeq)
 		atomic.StoreUint32(&h.prodWaiting, 1)
-		if err = p.TrySend(msg); err == nil || !errors.Is(err, ErrFull) {
+		if err = p.trySend(msg); err != ErrFull {
 			atomic.StoreUint32(&h.prodWaiting, 0)
 			return err
 		}
@@ -393,10 +413,12 @@ func (p *Producer) Close() error {
 type Consumer struct {
 	seg        *segment
 	opts       Options
-	head       uint64
+	head       uint64 // next byte to read
+	published  uint64 // head as last stored in the segment
 	cachedTail uint64
 	path       string
 	generation uint64
+	probe      bool // the segment's flock tells whether the producer lives
 }
 
 // Open maps the segment at path for reading. It fails with ErrNotSegment or
@@ -420,6 +442,15 @@ func Open(path string, opts Options) (*Consumer, error) {
 // the producer. The consumer owns f from now on.
 func OpenFile(f *os.File, opts Options) (*Consumer, error) {
 	opts = opts.withDefaults()
+	// Probe the producer's lock through an open file description of our
+	// own: one shared with the producer (an inherited or passed fd) would
+	// hold the producer's lock itself. Reopening through /proc gives a new
+	// one; without /proc the heartbeat alone decides.
+	probe := false
+	if nf, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_RDWR, 0); err == nil {
+		f.Close()
+		f, probe = nf, true
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -449,9 +480,9 @@ func OpenFile(f *os.File, opts Options) (*Consumer, error) {
 		return nil, fmt.Errorf("%w: %s header size %d, capacity %d, file size %d", ErrCorrupt, f.Name(), hsize, capacity, fi.Size())
 	}
 	seg.setCapacity(h.capacity)
-	c := &Consumer{seg: seg, opts: opts, generation: h.generation}
+	c := &Consumer{seg: seg, opts: opts, generation: h.generation, probe: probe}
 	c.head = atomic.LoadUint64(&h.head)
-	c.cachedTail = c.head
+	c.published, c.cachedTail = c.head, c.head
 	return c, nil
 }
 
@@ -461,20 +492,36 @@ func (c *Consumer) Generation() uint64 { return c.generation }
 // MaxMessage returns the largest message this ring carries.
 func (c *Consumer) MaxMessage() int { return c.seg.max }
 
-// ProducerAlive reports whether the producer has neither closed the segment
-// nor let its heartbeat go stale.
+// ProducerAlive reports whether the producer has not closed the segment
+// and has not died.
 func (c *Consumer) ProducerAlive() bool {
-	h := c.seg.h
-	if atomic.LoadUint32(&h.closed) != 0 {
+	if atomic.LoadUint32(&c.seg.h.closed) != 0 {
 		return false
 	}
-	return !c.stale()
+	return c.producerDead() == nil
 }
 
-func (c *Consumer) stale() bool {
+// producerDead returns why the producer is known dead, or nil. The flock
+// the producer holds is exact: free means the process is gone, even if its
+// heartbeat is fresh, and held means it lives, even if it is starved of CPU
+// and its heartbeat is late. The heartbeat decides only where flock does
+// not work.
+func (c *Consumer) producerDead() error {
+	if c.probe {
+		fd := int(c.seg.f.Fd())
+		switch err := unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB); err {
+		case nil:
+			unix.Flock(fd, unix.LOCK_UN)
+			return fmt.Errorf("%w: generation %x, its lock on the segment was released", ErrProducerDead, c.generation)
+		case unix.EWOULDBLOCK:
+			return nil
+		}
+	}
 	hb := atomic.LoadUint64(&c.seg.h.heartbeat)
-	now := monoNow()
-	return now > hb && time.Duration(now-hb) > c.opts.StaleAfter
+	if now := monoNow(); now > hb && time.Duration(now-hb) > c.opts.StaleAfter {
+		return fmt.Errorf("%w: generation %x, no heartbeat for %s", ErrProducerDead, c.generation, time.Duration(now-hb).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // TryRecv copies the next message into buf and returns its length. It
@@ -487,6 +534,9 @@ func (c *Consumer) TryRecv(buf []byte) (int, error) {
 	if c.head == c.cachedTail {
 		c.cachedTail = atomic.LoadUint64(&s.h.tail)
 		if c.head == c.cachedTail {
+			if c.published != c.head {
+				c.publish()
+			}
 			return 0, c.emptyErr()
 		}
 	}
@@ -510,12 +560,27 @@ func (c *Consumer) TryRecv(buf []byte) (int, error) {
 	copy(buf, s.data[pos+lenSize:pos+lenSize+uint64(n)])
 	head += recordSize(int(n))
 	c.head = head
-	atomic.StoreUint64(&s.h.head, head)
-	if atomic.LoadUint32(&s.h.prodWaiting) != 0 && atomic.CompareAndSwapUint32(&s.h.prodWaiting, 1, 0) {
-		atomic.AddUint32(&s.h.spaceSeq, 1)
-		futexWake(&s.h.spaceSeq)
+	if head == c.cachedTail || head-c.published >= s.cap/4 {
+		c.publish()
 	}
 	return int(n), nil
+}
+
+// publish stores head in the segment, freeing the space read so far, and
+// wakes the producer if it sleeps. The consumer publishes when it has read
+// everything it knew to be there, or a quarter of the ring: a consumer that
+// keeps up publishes after every message (latency), one that has fallen
+// behind publishes once per many messages and so catches up faster (one
+// locked store per batch), and a consumer that has read all that was
+// published has always given all the space back.
+func (c *Consumer) publish() {
+	h := c.seg.h
+	c.published = c.head
+	atomic.StoreUint64(&h.head, c.head)
+	if atomic.LoadUint32(&h.prodWaiting) != 0 && atomic.CompareAndSwapUint32(&h.prodWaiting, 1, 0) {
+		atomic.AddUint32(&h.spaceSeq, 1)
+		futexWake(&h.spaceSeq)
+	}
 }
 
 func (c *Consumer) emptyErr() error {
@@ -541,6 +606,7 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
 	}
 	h := c.seg.h
 	deadline := time.Now().Add(c.opts.Spin)
+	timedOut := false
 	for i := 0; ; i++ {
 		if n, err = c.TryRecv(buf); err != ErrEmpty {
 			return n, err
@@ -555,14 +621,18 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if c.stale() {
-			// Everything published before the death is whole and has been
-			// read (the ring is empty); a record being written at the time
-			// was never published.
-			if n, err = c.TryRecv(buf); err != ErrEmpty {
-				return n, err
+		// Liveness is checked after a sleep that timed out, not before
+		// every sleep: a wake-up should not pay for a flock system call.
+		if timedOut {
+			if dead := c.producerDead(); dead != nil {
+				// Everything published before the death is whole and has
+				// been read (the ring is empty); a record being written at
+				// the time was never published.
+				if n, err = c.TryRecv(buf); err != ErrEmpty {
+					return n, err
+				}
+				return 0, dead
 			}
-			return 0, fmt.Errorf("%w: generation %x, no heartbeat for over %s", ErrProducerDead, c.generation, c.opts.StaleAfter)
 		}
 		seq := atomic.LoadUint32(&h.dataSeq)
 		atomic.StoreUint32(&h.consWaiting, 1)
@@ -570,7 +640,7 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
 			atomic.StoreUint32(&h.consWaiting, 0)
 			return n, err
 		}
-		futexWait(&h.dataSeq, seq, 20*time.Millisecond)
+		timedOut = futexWait(&h.dataSeq, seq, 20*time.Millisecond)
 	}
 }
 
@@ -617,12 +687,13 @@ func spinYield(i int) {
 	}
 }
 
-// futexWait sleeps while *addr == val, at most d. FUTEX_WAIT without
-// FUTEX_PRIVATE_FLAG: the word is in MAP_SHARED memory and the waker is
-// another process.
-func futexWait(addr *uint32, val uint32, d time.Duration) {
+// futexWait sleeps while *addr == val, at most d, and reports whether it
+// timed out. FUTEX_WAIT without FUTEX_PRIVATE_FLAG: the word is in
+// MAP_SHARED memory and the waker is another process.
+func futexWait(addr *uint32, val uint32, d time.Duration) bool {
 	ts := unix.NsecToTimespec(int64(d))
-	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitOp, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
+	_, _, errno := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitOp, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
+	return errno == unix.ETIMEDOUT
 }
 
 // futexWake wakes the one waiter sleeping on addr, if any.
