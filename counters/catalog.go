@@ -23,7 +23,7 @@ type FieldInfo struct {
 }
 
 // Describe returns the stage and the one-line meaning of a counter field as
-// the readers name it ("Udp:RcvbufErrors", "dropped", "nf_conntrack:drop"),
+// the readers name it ("Udp:RcvbufErrors", "dropped", "insert_failed"),
 // and whether the field is known. `netdrop counters` shows the meaning next
 // to each value.
 func Describe(field string) (stage.ID, string, bool) {
@@ -43,11 +43,37 @@ func LookupField(field string) (FieldInfo, bool) {
 	return FieldInfo{}, false
 }
 
+// LookupCounter returns what the catalog knows about a field read from a
+// given source: the precise entry when the field's name is shared by
+// several sources ("entries", "drops"), else the field's entry.
+func LookupCounter(source, field string) (FieldInfo, bool) {
+	if fi, ok := bySource[source][field]; ok {
+		return fi, true
+	}
+	return LookupField(field)
+}
+
 // stageOf is the stage a reader stamps on a counter it reads.
-func stageOf(field string) stage.ID { return catalog[field].Stage }
+func stageOf(source, field string) stage.ID {
+	fi, _ := LookupCounter(source, field)
+	return fi.Stage
+}
 
 // isGauge reports whether the catalog marks field as a level.
-func isGauge(field string) bool { return catalog[field].Gauge }
+func isGauge(source, field string) bool {
+	fi, _ := LookupCounter(source, field)
+	return fi.Gauge
+}
+
+// bySource holds the entries for field names that mean different things in
+// different sources.
+var bySource = map[string]map[string]FieldInfo{
+	srcConntrackStat: {"entries": {Stage: stage.Conntrack, Gauge: true, Meaning: "connections tracked now (the table's size, not summed over CPUs)"}},
+	srcARPCache:      {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "ARP neighbour entries now (compared with net.ipv4.neigh.default.gc_thresh3)"}},
+	srcNDiscCache:    {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "NDP neighbour entries now (compared with net.ipv6.neigh.default.gc_thresh3)"}},
+	srcUDP:           {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
+	srcUDP6:          {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
+}
 
 // catalog holds every field the /proc readers know, keyed by Field. Stages
 // follow DESIGN.md's stage table and reference/counters.md; the inclusion
@@ -210,27 +236,26 @@ var catalog = func() map[string]FieldInfo {
 		"process_qlen":     {Stage: stage.Softirq, Gauge: true, Meaning: "packets in this CPU's process_queue now"},
 
 		// /proc/net/stat/nf_conntrack summed over CPUs, and the sysctls (conntrack.go)
-		"nf_conntrack:entries":        {Stage: stage.Conntrack, Gauge: true, Meaning: "connections tracked now"},
-		"nf_conntrack:searched":       {Meaning: "hash table lookups (kernels before 5.9)"},
-		"nf_conntrack:clashres":       {Meaning: "insert clashes resolved without a drop (parallel UDP packets of one flow)"},
-		"nf_conntrack:found":          {Meaning: "lookups that found an entry"},
-		"nf_conntrack:new":            {Meaning: "entries added (always 0 on recent kernels)"},
-		"nf_conntrack:invalid":        {Stage: stage.Conntrack, Meaning: "packets conntrack could not track (invalid state); rules matching ctstate INVALID drop them"},
-		"nf_conntrack:ignore":         {Meaning: "packets already tracked or untracked (always 0 on recent kernels)"},
-		"nf_conntrack:delete":         {Meaning: "entries deleted (always 0 on recent kernels)"},
-		"nf_conntrack:delete_list":    {Meaning: "entries put on the dying list (kernels before 5.14)"},
-		"nf_conntrack:chainlength":    {Stage: stage.Conntrack, Meaning: "inserts refused because a hash chain grew too long: raise nf_conntrack_buckets"},
-		"nf_conntrack:insert":         {Meaning: "entries inserted"},
-		"nf_conntrack:insert_failed":  {Stage: stage.Conntrack, Meaning: "packets dropped because their entry clashed at confirm time (e.g. the SNAT port race of parallel UDP)"},
-		"nf_conntrack:drop":           {Stage: stage.Conntrack, Meaning: "packets dropped because the table was full and no entry could be evicted"},
-		"nf_conntrack:early_drop":     {Stage: stage.Conntrack, Meaning: "entries evicted to make room in a full table"},
-		"nf_conntrack:icmp_error":     {Meaning: "ICMP errors that matched no tracked connection"},
-		"nf_conntrack:expect_new":     {Meaning: "expectations added"},
-		"nf_conntrack:expect_create":  {Meaning: "expectations created"},
-		"nf_conntrack:expect_delete":  {Meaning: "expectations deleted"},
-		"nf_conntrack:search_restart": {Meaning: "lookups restarted because the table changed under them"},
-		"nf_conntrack_count":          {Stage: stage.Conntrack, Gauge: true, Meaning: "connections tracked in this namespace now (near-drop when close to nf_conntrack_max)"},
-		"nf_conntrack_max":            {Stage: stage.Conntrack, Gauge: true, Meaning: "size limit of the conntrack table (one global value)"},
+		"searched":           {Meaning: "hash table lookups (kernels before 5.9)"},
+		"clashres":           {Meaning: "insert clashes resolved without a drop (parallel UDP packets of one flow)"},
+		"found":              {Meaning: "lookups that found an entry"},
+		"new":                {Meaning: "entries added (always 0 on recent kernels)"},
+		"invalid":            {Stage: stage.Conntrack, Meaning: "packets conntrack could not track (invalid state); rules matching ctstate INVALID drop them"},
+		"ignore":             {Meaning: "packets already tracked or untracked (always 0 on recent kernels)"},
+		"delete":             {Meaning: "entries deleted (always 0 on recent kernels)"},
+		"delete_list":        {Meaning: "entries put on the dying list (kernels before 5.14)"},
+		"chainlength":        {Stage: stage.Conntrack, Meaning: "inserts refused because a hash chain grew too long: raise nf_conntrack_buckets"},
+		"insert":             {Meaning: "entries inserted"},
+		"insert_failed":      {Stage: stage.Conntrack, Meaning: "packets dropped because their entry clashed at confirm time (e.g. the SNAT port race of parallel UDP)"},
+		"drop":               {Stage: stage.Conntrack, Meaning: "packets dropped because the table was full and no entry could be evicted"},
+		"early_drop":         {Stage: stage.Conntrack, Meaning: "entries evicted to make room in a full table"},
+		"icmp_error":         {Meaning: "ICMP errors that matched no tracked connection"},
+		"expect_new":         {Meaning: "expectations added"},
+		"expect_create":      {Meaning: "expectations created"},
+		"expect_delete":      {Meaning: "expectations deleted"},
+		"search_restart":     {Meaning: "lookups restarted because the table changed under them"},
+		"nf_conntrack_count": {Stage: stage.Conntrack, Gauge: true, Meaning: "connections tracked in this namespace now (near-drop when close to nf_conntrack_max)"},
+		"nf_conntrack_max":   {Stage: stage.Conntrack, Gauge: true, Meaning: "size limit of the conntrack table (one global value)"},
 
 		// /proc/net/sockstat and sockstat6, levels (sockstat.go)
 		"sockets:used":   {Gauge: true, Meaning: "sockets of all kinds in use"},
@@ -258,9 +283,6 @@ var catalog = func() map[string]FieldInfo {
 		"softirq": {Meaning: "time this CPU spent in softirqs, in USER_HZ ticks; a CPU mostly in softirq drops next"},
 		"irq":     {Meaning: "time this CPU spent in hard interrupts, in USER_HZ ticks"},
 		"total":   {Meaning: "all time of this CPU, in USER_HZ ticks (user, nice, system, idle, iowait, irq, softirq, steal)"},
-
-		// /proc/net/udp and udp6, per socket (udpsock.go)
-		"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this socket dropped: receive buffer full (SK_MEMINFO_DROPS)"},
 	}
 
 	// The UDP groups share their fields: Udp and UdpLite in snmp, Udp6 and
@@ -305,21 +327,25 @@ var catalog = func() map[string]FieldInfo {
 	c["Ip6:InTooBigErrors"] = FieldInfo{Stage: stage.IP, Meaning: "IPv6 packets too big for the outgoing link's MTU while forwarding"}
 
 	// /proc/net/stat/arp_cache and ndisc_cache, summed over CPUs (neigh.go).
-	for _, t := range []struct{ table, proto string }{{"arp_cache", "ARP"}, {"ndisc_cache", "NDP"}} {
-		p := t.table + ":"
-		c[p+"entries"] = FieldInfo{Stage: stage.Neighbor, Gauge: true, Meaning: t.proto + " neighbour entries now (compared with neigh.default.gc_thresh3)"}
-		c[p+"allocs"] = FieldInfo{Meaning: t.proto + " neighbour entries allocated"}
-		c[p+"destroys"] = FieldInfo{Meaning: t.proto + " neighbour entries destroyed"}
-		c[p+"hash_grows"] = FieldInfo{Meaning: t.proto + " neighbour hash table resizes"}
-		c[p+"lookups"] = FieldInfo{Meaning: t.proto + " neighbour lookups"}
-		c[p+"hits"] = FieldInfo{Meaning: t.proto + " neighbour lookups that found an entry"}
-		c[p+"res_failed"] = FieldInfo{Stage: stage.Neighbor, Meaning: t.proto + " resolutions that failed: no answer from the neighbour"}
-		c[p+"rcv_probes_mcast"] = FieldInfo{Meaning: t.proto + " multicast probes received"}
-		c[p+"rcv_probes_ucast"] = FieldInfo{Meaning: t.proto + " unicast probes received"}
-		c[p+"periodic_gc_runs"] = FieldInfo{Meaning: t.proto + " periodic garbage collections"}
-		c[p+"forced_gc_runs"] = FieldInfo{Stage: stage.Neighbor, Meaning: t.proto + " forced garbage collections: the table went over gc_thresh2 or gc_thresh3 (near-drop)"}
-		c[p+"unresolved_discards"] = FieldInfo{Stage: stage.Neighbor, Meaning: "packets dropped while waiting for " + t.proto + " resolution (unres_qlen_bytes queue full)"}
-		c[p+"table_fulls"] = FieldInfo{Stage: stage.Neighbor, Meaning: t.proto + " neighbour table full: no entry could be made (raise gc_thresh3)"}
+	for f, fi := range map[string]FieldInfo{
+		"allocs":              {Meaning: "neighbour entries allocated"},
+		"destroys":            {Meaning: "neighbour entries destroyed"},
+		"hash_grows":          {Meaning: "neighbour hash table resizes"},
+		"lookups":             {Meaning: "neighbour lookups"},
+		"hits":                {Meaning: "neighbour lookups that found an entry"},
+		"res_failed":          {Stage: stage.Neighbor, Meaning: "ARP / NDP resolutions that failed: no answer from the neighbour"},
+		"rcv_probes_mcast":    {Meaning: "multicast neighbour probes received"},
+		"rcv_probes_ucast":    {Meaning: "unicast neighbour probes received"},
+		"periodic_gc_runs":    {Meaning: "periodic neighbour garbage collections"},
+		"forced_gc_runs":      {Stage: stage.Neighbor, Meaning: "forced neighbour garbage collections: the table went over gc_thresh2 or gc_thresh3 (near-drop)"},
+		"unresolved_discards": {Stage: stage.Neighbor, Meaning: "packets dropped while waiting for ARP / NDP resolution (unres_qlen_bytes queue full)"},
+		"table_fulls":         {Stage: stage.Neighbor, Meaning: "neighbour table full: no entry could be made (raise gc_thresh3)"},
+	} {
+		c[f] = fi
 	}
+	// Names that several sources use: the field alone gives a general
+	// meaning; bySource gives the precise one.
+	c["entries"] = FieldInfo{Gauge: true, Meaning: "entries in the table now (conntrack or neighbour table)"}
+	c["drops"] = FieldInfo{Meaning: "packets this object dropped (a socket's receive queue, a qdisc)"}
 	return c
 }()

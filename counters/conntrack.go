@@ -20,7 +20,8 @@ const (
 func init() { register(ConntrackSource{}) }
 
 // ConntrackSource reads the conntrack statistics, summed over CPUs and
-// named "nf_conntrack:drop", "nf_conntrack:insert_failed" …, and the gauges
+// named as the kernel's header names them ("drop", "insert_failed" …, as
+// `conntrack -S` prints them too), and the gauges
 // nf_conntrack_count and nf_conntrack_max. A kernel without conntrack loaded
 // gives one unavailable line saying so, not an error per file.
 type ConntrackSource struct{}
@@ -43,7 +44,7 @@ func (ConntrackSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 			continue
 		}
 		gauges++
-		s.Add(Counter{Source: g.src, Field: g.field, Value: v, Stage: stageOf(g.field), Gauge: true})
+		s.Add(Counter{Source: g.src, Field: g.field, Value: v, Stage: stageOf(g.src, g.field), Gauge: true})
 	}
 	notLoaded := errors.Is(statErr, fs.ErrNotExist) && gauges == 0 && allNotExist(gaugeErrs)
 	switch {
@@ -92,5 +93,5 @@ func parseConntrackStat(r io.Reader) ([]Counter, error) {
 	if err == nil && len(t.Rows) == 0 {
 		err = fmt.Errorf("%w: no CPU lines", ErrFileParse)
 	}
-	return statCounters(srcConntrackStat, "nf_conntrack", t, false, "entries"), err
+	return statCounters(srcConntrackStat, t, false, "entries"), err
 }

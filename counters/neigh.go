@@ -20,7 +20,8 @@ const (
 func init() { register(NeighSource{}) }
 
 // NeighSource reads /proc/net/stat/arp_cache and ndisc_cache, summed over
-// CPUs, as "arp_cache:table_fulls", "ndisc_cache:unresolved_discards" ….
+// CPUs, with the kernel's column names: "table_fulls", "unresolved_discards",
+// "forced_gc_runs" …; the Source tells the two tables apart.
 type NeighSource struct{}
 
 // Name implements Source.
@@ -28,9 +29,9 @@ func (NeighSource) Name() string { return srcARPCache }
 
 // Collect implements Source.
 func (NeighSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
-	tables := []struct{ src, file, prefix string }{
-		{srcARPCache, "arp_cache", "arp_cache"},
-		{srcNDiscCache, "ndisc_cache", "ndisc_cache"},
+	tables := []struct{ src, file string }{
+		{srcARPCache, "arp_cache"},
+		{srcNDiscCache, "ndisc_cache"},
 	}
 	type miss struct {
 		src string
@@ -39,7 +40,7 @@ func (NeighSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 	var missing []miss
 	for _, t := range tables {
 		err := collectCounters(fsys, s, t.src, fsys.NetPath("stat", t.file), func(r io.Reader) ([]Counter, error) {
-			return parseNeighStat(t.prefix, r)
+			return parseNeighStat(t.src, r)
 		})
 		switch {
 		case err == nil:
@@ -67,11 +68,7 @@ func (NeighSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 // (net/core/neighbour.c, neigh_stat_seq_show). entries is the table's size
 // printed on every CPU's line and is taken once; the other columns are
 // per-CPU event counts and are summed.
-func parseNeighStat(prefix string, r io.Reader) ([]Counter, error) {
+func parseNeighStat(source string, r io.Reader) ([]Counter, error) {
 	t, err := parsePerCPUStat(r)
-	src := srcARPCache
-	if prefix == "ndisc_cache" {
-		src = srcNDiscCache
-	}
-	return statCounters(src, prefix, t, true, "entries"), err
+	return statCounters(source, t, true, "entries"), err
 }

@@ -33,7 +33,7 @@ func TestNeighSource(t *testing.T) {
 			}
 			got := map[string]uint64{}
 			for _, c := range s.Counters {
-				got[c.Field] = c.Value
+				got[strings.TrimPrefix(c.Source, "/proc/net/stat/")+":"+c.Field] = c.Value
 				if !c.HostWide {
 					t.Errorf("%s is not marked host-wide", c.Field)
 				}
@@ -71,7 +71,7 @@ func FuzzParseNeighStat(f *testing.F) {
 	seedFiles(f, "proc/net/stat/arp_cache")
 	seedFiles(f, "proc/net/stat/ndisc_cache")
 	f.Fuzz(func(t *testing.T, in string) {
-		cs, _ := parseNeighStat("arp_cache", strings.NewReader(in))
+		cs, _ := parseNeighStat(srcARPCache, strings.NewReader(in))
 		seen := map[string]bool{}
 		for _, c := range cs {
 			if seen[c.Field] {

@@ -188,19 +188,18 @@ func (t perCPUStat) sums(levels ...string) map[string]uint64 {
 	return out
 }
 
-// statCounters turns a per-CPU table into counters named prefix:column,
-// summed over CPUs except the level columns.
-func statCounters(source, prefix string, t perCPUStat, hostWide bool, levels ...string) []Counter {
+// statCounters turns a per-CPU table into counters named as the header
+// names the columns, summed over CPUs except the level columns.
+func statCounters(source string, t perCPUStat, hostWide bool, levels ...string) []Counter {
 	if len(t.Rows) == 0 {
 		return nil
 	}
 	sums := t.sums(levels...)
 	out := make([]Counter, 0, len(t.Names))
 	for _, name := range t.Names {
-		field := prefix + ":" + name
 		out = append(out, Counter{
-			Source: source, Field: field, Value: sums[name],
-			Stage: stageOf(field), Gauge: isGauge(field), HostWide: hostWide,
+			Source: source, Field: name, Value: sums[name],
+			Stage: stageOf(source, name), Gauge: isGauge(source, name), HostWide: hostWide,
 		})
 	}
 	return out

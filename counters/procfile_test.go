@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/netdrop/netdrop/stage"
 )
 
 // fixture returns an FS over testdata/<name>.
@@ -139,5 +141,68 @@ func TestPerCPUStatSums(t *testing.T) {
 	want := map[string]uint64{"entries": 28229, "drop": 7}
 	if diff := cmp.Diff(want, tab.sums("entries")); diff != "" {
 		t.Errorf("sums (-want +got):\n%s", diff)
+	}
+}
+
+func TestCatalog(t *testing.T) {
+	tests := []struct {
+		source, field string
+		want          FieldInfo
+	}{
+		{srcSNMP, "Udp:RcvbufErrors", FieldInfo{Stage: "socket-rcvbuf", IncludedIn: "Udp:InErrors"}},
+		{srcSNMP, "Udp:InErrors", FieldInfo{}},
+		{srcNetstat, "IpExt:InCsumErrors", FieldInfo{Stage: "ip", IncludedIn: "Ip:InHdrErrors"}},
+		{srcSNMP, "Tcp:CurrEstab", FieldInfo{Gauge: true}},
+		{srcSNMP6, "Ip6:ReasmTimeout", FieldInfo{Stage: "ip", IncludedIn: "Ip6:ReasmFails"}},
+		{srcConntrackStat, "entries", FieldInfo{Stage: "conntrack", Gauge: true}},
+		{srcARPCache, "entries", FieldInfo{Stage: "neighbor", Gauge: true}},
+		{srcConntrackStat, "insert_failed", FieldInfo{Stage: "conntrack"}},
+		{srcNDiscCache, "table_fulls", FieldInfo{Stage: "neighbor"}},
+		{srcUDP6, "drops", FieldInfo{Stage: "socket-rcvbuf"}},
+		{"netlink qdisc", "drops", FieldInfo{}},
+		{srcSoftnet, "flow_limit_count", FieldInfo{Stage: "softirq", IncludedIn: "dropped"}},
+		{srcInterrupts, "cpu12", FieldInfo{}},
+	}
+	for _, tt := range tests {
+		got, ok := LookupCounter(tt.source, tt.field)
+		if !ok || got.Meaning == "" {
+			t.Errorf("%s %s: not in the catalog", tt.source, tt.field)
+		}
+		got.Meaning = ""
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("%s %s (-want +got):\n%s", tt.source, tt.field, diff)
+		}
+	}
+	if _, _, ok := Describe("NoSuchCounter"); ok {
+		t.Error("Describe knows a field that does not exist")
+	}
+	if st, m, ok := Describe("TcpExt:ListenOverflows"); !ok || st != "tcp-listen" || !strings.Contains(m, "accept queue") {
+		t.Errorf("Describe(TcpExt:ListenOverflows) = %q, %q, %v", st, m, ok)
+	}
+}
+
+// TestCatalogConsistent checks the catalog against itself: stages exist,
+// and a counter is only included in a counter the catalog knows.
+func TestCatalogConsistent(t *testing.T) {
+	check := func(name string, fi FieldInfo) {
+		if fi.Stage != "" && !stage.Valid(fi.Stage) {
+			t.Errorf("%s: unknown stage %q", name, fi.Stage)
+		}
+		if fi.IncludedIn != "" {
+			if _, ok := catalog[fi.IncludedIn]; !ok {
+				t.Errorf("%s: included in unknown %s", name, fi.IncludedIn)
+			}
+		}
+		if fi.Meaning == "" {
+			t.Errorf("%s: no meaning", name)
+		}
+	}
+	for name, fi := range catalog {
+		check(name, fi)
+	}
+	for src, m := range bySource {
+		for name, fi := range m {
+			check(src+" "+name, fi)
+		}
 	}
 }

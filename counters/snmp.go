@@ -89,8 +89,8 @@ func snmpCounters(source string, vs []snmpValue) []Counter {
 			Source: source,
 			Field:  name,
 			Value:  v.Value,
-			Stage:  stageOf(name),
-			Gauge:  isGauge(name),
+			Stage:  stageOf(source, name),
+			Gauge:  isGauge(source, name),
 		})
 	}
 	return out

@@ -47,7 +47,7 @@ func parseSockstatFor(source string) func(io.Reader) ([]Counter, error) {
 		out := make([]Counter, 0, len(vs))
 		for _, v := range vs {
 			name := v.Name()
-			out = append(out, Counter{Source: source, Field: name, Value: v.Value, Stage: stageOf(name), Gauge: true})
+			out = append(out, Counter{Source: source, Field: name, Value: v.Value, Stage: stageOf(source, name), Gauge: true})
 		}
 		return out, err
 	}

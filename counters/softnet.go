@@ -131,7 +131,7 @@ func softnetCounters(rows []softnetCPU) []Counter {
 		add := func(field string, v uint64) {
 			out = append(out, Counter{
 				Source: srcSoftnet, Object: obj, Field: field, Value: v,
-				Stage: stageOf(field), Gauge: isGauge(field), HostWide: true, Bits: 32,
+				Stage: stageOf(srcSoftnet, field), Gauge: isGauge(srcSoftnet, field), HostWide: true, Bits: 32,
 			})
 		}
 		add("processed", r.Processed)

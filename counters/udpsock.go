@@ -10,8 +10,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-
-	"github.com/netdrop/netdrop/stage"
 )
 
 // The UDP socket tables of a network namespace. Their last column is the
@@ -98,7 +96,7 @@ func udpDropCounters(socks []UDPSocket) []Counter {
 			Object: fmt.Sprintf("%s %s inode %d", k.Proto, k.Local, k.Inode),
 			Field:  "drops",
 			Value:  k.Drops,
-			Stage:  stage.SocketRcvbuf,
+			Stage:  stageOf(src, "drops"),
 		})
 	}
 	return out
