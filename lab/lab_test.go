@@ -170,6 +170,34 @@ func TestJournal(t *testing.T) {
 	if _, err := os.Stat(j.path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("journal still exists after a complete restore: %v", err)
 	}
+
+	// A setting whose module has gone since is dropped from the journal,
+	// not retried forever; one that cannot be written stays.
+	if err := j.store([]savedSysctl{{"net.netfilter.nf_conntrack_max", "262144"}, {"net.core.netdev_max_backlog", "1000"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(file, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		// root writes read-only files; make the path unwritable instead.
+		if err := os.Remove(file); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(file, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.restore(); err == nil {
+		t.Error("restore reported success although a setting could not be written")
+	}
+	left, err := j.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]savedSysctl{{"net.core.netdev_max_backlog", "1000"}}, left); diff != "" {
+		t.Errorf("journal after a partial restore (-want +got):\n%s", diff)
+	}
 }
 
 func newJournalAt(j *journal) *journal { return &journal{path: j.path, root: j.root} }

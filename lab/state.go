@@ -197,7 +197,14 @@ func (j *journal) restore() error {
 	var left []savedSysctl
 	var errs []error
 	for _, e := range entries {
-		if err := writeSysctlAt(j.root, e.Name, e.Value); err != nil {
+		err := writeSysctlAt(j.root, e.Name, e.Value)
+		if errors.Is(err, fs.ErrNotExist) {
+			// The setting is gone with its module (nf_conntrack
+			// unloaded); it comes back at its default, nothing to
+			// restore.
+			continue
+		}
+		if err != nil {
 			left = append(left, e)
 			errs = append(errs, fmt.Errorf("restore %s=%s: %w", e.Name, e.Value, err))
 		}
