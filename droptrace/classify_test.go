@@ -109,3 +109,45 @@ func TestDelta(t *testing.T) {
 		t.Errorf("TopFlows trimmed to %d (source now %d), want 1 (source untouched 2)", len(top.Rows[0].Flows), len(d.Rows[0].Flows))
 	}
 }
+
+func TestByStage(t *testing.T) {
+	s := Snapshot{Rows: []Row{
+		{Count: 5, Reason: "VXLAN_INVALID_HDR", Location: "vxlan_rcv+0x10"},
+		{Count: 100, Reason: "NETFILTER_DROP", Location: "nft_do_chain+0x3e8", Stage: stage.Netfilter, Netns: 7, Ifname: "b0", Protocol: "ipv4", L4: "udp"},
+		{Count: 50, Reason: "NO_SOCKET", Location: "__udp4_lib_rcv+0x4bc", Stage: stage.NoSocket},
+		{Count: 30, Reason: "NETFILTER_DROP", Location: "nf_hook_slow+0x7d", Stage: stage.Netfilter, AltStage: stage.Conntrack, Ifindex: 3},
+	}}
+	got := ByStage(s)
+	var stages []stage.ID
+	var drops []uint64
+	for _, g := range got {
+		stages = append(stages, g.Stage)
+		drops = append(drops, g.Drops)
+	}
+	if diff := cmp.Diff([]stage.ID{stage.Netfilter, stage.NoSocket, ""}, stages); diff != "" {
+		t.Errorf("stages (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]uint64{130, 50, 5}, drops); diff != "" {
+		t.Errorf("drops (-want +got):\n%s", diff)
+	}
+	if got[0].Rows[0].Count != 100 {
+		t.Errorf("netfilter rows not sorted: %+v", got[0].Rows)
+	}
+	if e := got[0].Rows[0].Evidence(); e != "NETFILTER_DROP at nft_do_chain+0x3e8 (netns 7, b0, ipv4/udp)" {
+		t.Errorf("Evidence = %q", e)
+	}
+	if e := got[0].Rows[1].Evidence(); e != "NETFILTER_DROP at nf_hook_slow+0x7d (ifindex 3)" {
+		t.Errorf("Evidence = %q", e)
+	}
+}
+
+func TestDeltaStacks(t *testing.T) {
+	k := rowKey{location: 1}
+	prev := Snapshot{Rows: []Row{{Count: 10, key: k, Stacks: []Stack{{ID: 1, Samples: 8}}}}}
+	cur := Snapshot{Rows: []Row{{Count: 300, key: k, Stacks: []Stack{{ID: 1, Samples: 9}, {ID: 2, Samples: 3}}}}}
+	d := Delta(prev, cur)
+	want := []Stack{{ID: 2, Samples: 3}, {ID: 1, Samples: 1}}
+	if diff := cmp.Diff(want, d.Rows[0].Stacks); diff != "" {
+		t.Errorf("stacks (-want +got):\n%s", diff)
+	}
+}

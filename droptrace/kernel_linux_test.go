@@ -501,3 +501,56 @@ func TestNothingLeftAfterExit(t *testing.T) {
 		})
 	}
 }
+
+// TestHelperUnprivileged is not a test: TestUnprivilegedClearError runs the
+// test binary as nobody with every capability dropped.
+func TestHelperUnprivileged(t *testing.T) {
+	if os.Getenv("DROPTRACE_HELPER_UNPRIV") == "" {
+		t.Skip("helper process for TestUnprivilegedClearError")
+	}
+	_, err := Start(context.Background(), Options{})
+	if !errors.Is(err, ErrPermission) {
+		t.Fatalf("Start as uid %d: err = %v, want ErrPermission", os.Geteuid(), err)
+	}
+	if !strings.Contains(err.Error(), "CAP_BPF and CAP_PERFMON") {
+		t.Fatalf("error %q does not name the capabilities", err)
+	}
+}
+
+// TestUnprivilegedClearError checks that a user without CAP_BPF and
+// CAP_PERFMON gets the one clear line, not a verifier EPERM.
+func TestUnprivilegedClearError(t *testing.T) {
+	if os.Geteuid() != 0 {
+		// Already unprivileged: check directly.
+		_, err := Start(context.Background(), Options{})
+		if !errors.Is(err, ErrPermission) {
+			t.Fatalf("err = %v, want ErrPermission", err)
+		}
+		return
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux) to drop privileges")
+	}
+	// The go test binary lives in a directory only root can enter.
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "droptrace.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+		bin, "-test.run=^TestHelperUnprivileged$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "DROPTRACE_HELPER_UNPRIV=1")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestHelperUnprivileged") {
+		t.Fatalf("unprivileged child: %v\n%s", err, out)
+	}
+}
