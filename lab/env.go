@@ -178,8 +178,9 @@ func (e *Env) SetGlobal(name, value string) error {
 	return writeSysctlAt(e.journal.root, name, value)
 }
 
-// RestoreGlobals puts every global setting back now. Teardown calls it too;
-// scenarios call it early to keep a host-wide change as short as possible.
+// RestoreGlobals puts every global setting back now. The runner calls it
+// right after the second snapshot, to keep host-wide changes as short as
+// possible; teardown calls it again in case the run ended earlier.
 func (e *Env) RestoreGlobals() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()

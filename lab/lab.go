@@ -13,6 +13,14 @@
 // settings a scenario changes are journalled under StateDir before they are
 // changed, so that a run killed with SIGKILL is repaired by the next one.
 //
+// Adding a scenario is adding one file: a Scenario value registered in
+// init, whose Inject builds the fault on the Env (Env.socket, addInputRules,
+// Node.Sysctl, Env.SetGlobal, netlink through Node.Netlink) and returns a
+// Traffic function bounded in packets and time. Register every socket and
+// change with Env so teardown undoes it, and add the scenario's reference
+// check (the kernel's own tool that proves the fault happened) to
+// lab_test.go.
+//
 // The lab does not diagnose (diagnose/ does) and does not print (internal/cli
 // does).
 package lab
