@@ -85,29 +85,41 @@ func (a *Account) Datagram(b []byte, recvWall, recvMono int64) (frame.Header, bo
 	a.Datagrams++
 	a.Bytes += uint64(len(b))
 	h, _, err := frame.Decode(b)
-	switch {
-	case err == frame.ErrCRC:
-		a.Corrupted++
-		return h, false
-	case err != nil:
-		a.Invalid++
+	if err != nil {
+		a.Bad(err)
 		return h, false
 	}
+	return h, a.Frame(h, recvWall, recvMono)
+}
+
+// Bad counts a decode error: a CRC mismatch is a corrupted frame, anything
+// else is not a frame at all.
+func (a *Account) Bad(err error) {
+	if err == frame.ErrCRC {
+		a.Corrupted++
+	} else {
+		a.Invalid++
+	}
+}
+
+// Frame accounts one valid frame (from Decode or a stream Scanner) and
+// reports whether it is a control frame the caller must act on.
+func (a *Account) Frame(h frame.Header, recvWall, recvMono int64) bool {
 	if h.Type != frame.Data {
 		a.Control++
-		return h, true
+		return true
 	}
 	if !a.locked {
 		a.Lock(h.Sender)
 	}
 	if h.Sender != a.Sender {
 		a.Foreign++
-		return h, false
+		return false
 	}
 	switch a.Tracker.Add(h.Seq) {
 	case InOrder, Reordered:
 	default:
-		return h, false
+		return false
 	}
 	var lat int64
 	switch a.Clock {
@@ -135,5 +147,5 @@ func (a *Account) Datagram(b []byte, recvWall, recvMono int64) (frame.Header, bo
 		a.IPDV.Record(uint64(ad))
 	}
 	a.prevSend, a.prevRecv, a.havePrev = h.MonoNs, recvMono, true
-	return h, false
+	return false
 }

@@ -191,7 +191,41 @@ func Send(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (SendStats, 
 	if err != nil {
 		return SendStats{}, err
 	}
+	flush := func(n int, st *SendStats) error {
+		nm := (n + segs - 1) / segs
+		for m := range nm {
+			b.setSendLen(m, min(segs, n-m*segs)*cfg.Size)
+		}
+		consecutiveErrs := 0
+		for off := 0; off < nm; {
+			k, err := mc.send(off, nm-off)
+			if err != nil {
+				// A refused port (ICMP from an earlier datagram) or a full
+				// device queue: the datagram was not sent; try it again, so
+				// sequence numbers only ever count frames that left.
+				st.SendErrors++
+				consecutiveErrs++
+				if consecutiveErrs > 1000 {
+					return fmt.Errorf("probe client: send: %w", err)
+				}
+				if errors.Is(err, syscall.ENOBUFS) {
+					time.Sleep(100 * time.Microsecond)
+				}
+				continue
+			}
+			consecutiveErrs = 0
+			off += k
+		}
+		return nil
+	}
+	return pace(ctx, cfg, slot, flush)
+}
 
+// pace runs the token bucket: it stamps up to cfg.Batch frames in their
+// slots and hands them to flush, until the duration or count is reached or
+// ctx ends.
+func pace(ctx context.Context, cfg ClientConfig, slot func(int) []byte, flush func(n int, st *SendStats) error) (SendStats, error) {
+	bsz := cfg.Batch
 	var st SendStats
 	start := time.Now()
 	end := start.Add(cfg.Duration)
@@ -215,7 +249,6 @@ func Send(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (SendStats, 
 	nextIvl := start.Add(cfg.Interval)
 	var ivlStart SendStats
 	ivlAt := start
-	consecutiveErrs := 0
 	done := ctx.Done()
 	var seq uint64
 	for seq < limit {
@@ -243,28 +276,8 @@ func Send(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (SendStats, 
 		for i := range n {
 			frame.Stamp(slot(i), seq+uint64(i), wall, mono)
 		}
-		nm := (n + segs - 1) / segs
-		for m := range nm {
-			b.setSendLen(m, min(segs, n-m*segs)*cfg.Size)
-		}
-		for off := 0; off < nm; {
-			k, err := mc.send(off, nm-off)
-			if err != nil {
-				// A refused port (ICMP from an earlier datagram) or a full
-				// device queue: the datagram was not sent; try it again, so
-				// sequence numbers only ever count frames that left.
-				st.SendErrors++
-				consecutiveErrs++
-				if consecutiveErrs > 1000 {
-					return finishSend(st, start), fmt.Errorf("probe client: send: %w", err)
-				}
-				if errors.Is(err, syscall.ENOBUFS) {
-					time.Sleep(100 * time.Microsecond)
-				}
-				continue
-			}
-			consecutiveErrs = 0
-			off += k
+		if err := flush(n, &st); err != nil {
+			return finishSend(st, start), err
 		}
 		st.Batches++
 		seq += uint64(n)

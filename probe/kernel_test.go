@@ -428,11 +428,22 @@ func TestGarbageAtFullRate(t *testing.T) {
 	const sender = 0x5eed
 	const perKind = 4000
 	var sentInvalid, sentCorrupt, sentForeign, sentForged atomic.Uint64
+	// The flood runs inside the run: it starts once the sender has sent data
+	// (so the receiver's run exists) and the sender stops when it is over.
+	started := make(chan struct{})
+	var startOnce sync.Once
+	sendCtx, stopSend := context.WithTimeout(context.Background(), 15*time.Second)
+	defer stopSend()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		time.Sleep(150 * time.Millisecond) // inside the run
+		defer func() { time.Sleep(50 * time.Millisecond); stopSend() }()
+		select {
+		case <-started:
+		case <-sendCtx.Done():
+			return
+		}
 		r := rand.New(rand.NewPCG(3, 4))
 		good := frame.Append(nil, &frame.Header{Type: frame.Data, Sender: sender}, make([]byte, 20))
 		for i := range 6 * perKind {
@@ -467,9 +478,8 @@ func TestGarbageAtFullRate(t *testing.T) {
 			garbage.Write(d)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	rep, err := RunUDP(ctx, conn, ClientConfig{Sender: sender, Duration: 700 * time.Millisecond})
+	rep, err := RunUDP(sendCtx, conn, ClientConfig{Sender: sender, Rate: 200000, Duration: 10 * time.Second,
+		Interval: 20 * time.Millisecond, OnInterval: func(SendStats) { startOnce.Do(func() { close(started) }) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,6 +135,7 @@ type run struct {
 	hasFin    bool
 	finMissed uint64 // Fin attempts sent before the first that arrived
 	lastData  time.Time
+	hello     bool   // the run began with a Hello handshake
 	report    []byte // encoded Report frame once finished
 	ivl       Interval
 	ivlAt     time.Time
@@ -163,8 +164,8 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 	defer stop()
 
 	var r *run
-	const tick = 50 * time.Millisecond
-	nextTick := time.Now().Add(tick)
+	const tickEvery = 50 * time.Millisecond
+	nextTick := time.Now().Add(tickEvery)
 	s.conn.SetReadDeadline(nextTick)
 	for {
 		n, err := mc.recv(cfg.Batch)
@@ -208,12 +209,12 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 		if now.Before(nextTick) {
 			continue
 		}
-		nextTick = now.Add(tick)
+		nextTick = now.Add(tickEvery)
 		s.conn.SetReadDeadline(nextTick)
 		if r == nil || r.report != nil {
 			continue
 		}
-		s.tick(r, now)
+		tick(&s.cfg, r, now)
 		if r.hasFin && now.Sub(r.finAt) >= cfg.ReorderWindow {
 			rep := s.finish(ctx, r, now)
 			if cfg.OnReport != nil {
@@ -240,6 +241,7 @@ func (s *UDPServer) handle(ctx context.Context, r *run, d []byte, b *mmsgBatch, 
 		switch {
 		case h.Type == frame.Hello:
 			r = s.startRun(ctx, now, h.Sender)
+			r.hello = true
 			s.reply(frame.HelloAck, h.Sender, nil, b.addr(i))
 			return r
 		case h.Type == frame.Fin && r != nil && h.Sender == r.acc.Sender:
@@ -260,12 +262,14 @@ func (s *UDPServer) handle(ctx context.Context, r *run, d []byte, b *mmsgBatch, 
 	case frame.Hello:
 		if h.Sender != r.acc.Sender {
 			// Another sender takes over only from a run that has gone
-			// quiet (its client died): a stray or forged Hello must not
-			// reset a run in progress.
-			if now.Sub(r.lastData) < idleTakeover {
+			// quiet (its client died), or from one that frames without a
+			// handshake started: a stray or forged Hello must not reset a
+			// run in progress, and stray data must not lock a client out.
+			if r.hello && now.Sub(r.lastData) < idleTakeover {
 				return r
 			}
 			r = s.startRun(ctx, now, h.Sender)
+			r.hello = true
 		}
 		s.reply(frame.HelloAck, h.Sender, nil, b.addr(i))
 	case frame.Fin:
@@ -302,17 +306,17 @@ func (s *UDPServer) reply(t frame.Type, sender uint32, payload []byte, to *net.U
 
 // tick finalises frames older than the reorder window and emits the
 // per-interval line when one is due.
-func (s *UDPServer) tick(r *run, now time.Time) {
+func tick(cfg *ServerConfig, r *run, now time.Time) {
 	r.marks = append(r.marks, mark{now, r.acc.Tracker.Next()})
 	k := 0
-	for k < len(r.marks) && now.Sub(r.marks[k].at) >= s.cfg.ReorderWindow {
+	for k < len(r.marks) && now.Sub(r.marks[k].at) >= cfg.ReorderWindow {
 		k++
 	}
 	if k > 0 {
 		r.acc.Tracker.Finalize(r.marks[k-1].next)
 		r.marks = append(r.marks[:0], r.marks[k:]...)
 	}
-	if now.Sub(r.ivlAt) < s.cfg.Interval {
+	if now.Sub(r.ivlAt) < cfg.Interval {
 		return
 	}
 	c := r.acc.Tracker.Counts
@@ -337,8 +341,8 @@ func (s *UDPServer) tick(r *run, now time.Time) {
 		h.Reset()
 	}
 	r.prevCount, r.prevCorr, r.prevInv, r.ivlOvfl, r.ivlAt = c, r.acc.Corrupted, r.acc.Invalid, r.ovflLast, now
-	if s.cfg.OnInterval != nil {
-		s.cfg.OnInterval(iv)
+	if cfg.OnInterval != nil {
+		cfg.OnInterval(iv)
 	}
 }
 

@@ -285,7 +285,7 @@ func rxqOvfl(oob []byte) (uint32, bool) {
 // (since 4.12): the same number SO_RXQ_OVFL carries, read now rather than as
 // of the last datagram queued, so drops after the last datagram count too.
 // It is what `ss -m` shows as "d".
-func socketDrops(c *net.UDPConn) (uint64, error) {
+func socketDrops(c syscall.Conn) (uint64, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return 0, err

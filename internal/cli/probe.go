@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -75,13 +76,13 @@ func addClientFlags(cmd *cobra.Command, f *probeFlags) {
 }
 
 func addCommonFlags(cmd *cobra.Command, f *probeFlags) {
-	cmd.Flags().StringVar(&f.proto, "proto", "udp", "transport: udp")
+	cmd.Flags().StringVar(&f.proto, "proto", "udp", "transport: udp, or tcp (no loss by design: latency, corruption, resynchronisation)")
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the final report as one JSON object")
 }
 
 func (f *probeFlags) check() error {
-	if f.proto != "udp" {
-		return fmt.Errorf("--proto %q: only udp is supported by this build", f.proto)
+	if f.proto != "udp" && f.proto != "tcp" {
+		return fmt.Errorf("--proto %q: want udp or tcp", f.proto)
 	}
 	return nil
 }
@@ -141,15 +142,29 @@ func newProbeServerCmd(e *env) *cobra.Command {
 				}
 				worst = max(worst, reportCode(r))
 			}
-			srv, err := probe.ListenUDP(f.listen, cfg)
-			if err != nil {
-				return err
+			var (
+				serve func(context.Context) error
+				addr  string
+			)
+			if f.proto == "tcp" {
+				srv, err := probe.ListenTCP(f.listen, cfg)
+				if err != nil {
+					return err
+				}
+				defer srv.Close()
+				serve, addr = srv.Serve, srv.Addr().String()
+			} else {
+				srv, err := probe.ListenUDP(f.listen, cfg)
+				if err != nil {
+					return err
+				}
+				defer srv.Close()
+				serve, addr = srv.Serve, srv.Addr().String()
 			}
-			defer srv.Close()
 			if !f.asJSON {
-				fmt.Fprintf(e.stderr, "probe server listening on udp %s\n", srv.Addr())
+				fmt.Fprintf(e.stderr, "probe server listening on %s %s\n", f.proto, addr)
 			}
-			if err := srv.Serve(cmd.Context()); err != nil {
+			if err := serve(cmd.Context()); err != nil {
 				return err
 			}
 			if worst != 0 {
@@ -183,14 +198,27 @@ func newProbeClientCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := probe.DialUDP(f.to)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			rep, err := probe.RunUDP(cmd.Context(), conn, cfg)
-			if err != nil {
-				return err
+			var rep probe.Report
+			if f.proto == "tcp" {
+				conn, err := probe.DialTCP(f.to)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				rep, err = probe.RunTCP(cmd.Context(), conn, cfg)
+				if err != nil {
+					return err
+				}
+			} else {
+				conn, err := probe.DialUDP(f.to)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				rep, err = probe.RunUDP(cmd.Context(), conn, cfg)
+				if err != nil {
+					return err
+				}
 			}
 			return finishProbe(e, f, rep)
 		},
@@ -216,7 +244,11 @@ func newProbeLocalCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rep, err := probe.RunLocal(cmd.Context(), f.listen, f.serverConfig(e), ccfg)
+			run := probe.RunLocal
+			if f.proto == "tcp" {
+				run = probe.RunLocalTCP
+			}
+			rep, err := run(cmd.Context(), f.listen, f.serverConfig(e), ccfg)
 			if err != nil {
 				return err
 			}
