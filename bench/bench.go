@@ -95,6 +95,15 @@ type BreakEven struct {
 	Hi     int     `json:"between_hi"`
 }
 
+// Ratio compares shmring with TCP loopback at one size, both measured in
+// the same run: how many times lower shmring's p50 one-way latency is and
+// how many times higher its message rate.
+type Ratio struct {
+	Size       int     `json:"size_bytes"`
+	Latency    float64 `json:"latency_p50_ratio"`
+	Throughput float64 `json:"messages_per_s_ratio"`
+}
+
 // Report is the outcome of Run.
 type Report struct {
 	Kernel    string        `json:"kernel"`
@@ -103,6 +112,7 @@ type Report struct {
 	Sizes     []int         `json:"sizes"`
 	Results   []Result      `json:"results"`
 	BreakEven []BreakEven   `json:"break_even"`
+	ShmVsTCP  []Ratio       `json:"shmring_vs_tcp,omitempty"`
 	Notes     []string      `json:"notes"`
 	Elapsed   time.Duration `json:"-"`
 }
@@ -186,6 +196,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.Progress(total, total, "done")
 	}
 	r.BreakEven = breakEvens(r.Results, TCP)
+	r.ShmVsTCP = ratios(r.Results)
 	r.Elapsed = time.Since(start)
 	return r, nil
 }
@@ -265,6 +276,18 @@ func ParseSizes(s string) ([]int, error) {
 	return out, nil
 }
 
+// ApproxSize prints an interpolated size: bytes below 1K, else two
+// significant figures and a K or M suffix ("≈" is the caller's).
+func ApproxSize(n float64) string {
+	switch {
+	case n >= 1<<20:
+		return strconv.FormatFloat(n/(1<<20), 'g', 2, 64) + "M"
+	case n >= 1<<10:
+		return strconv.FormatFloat(n/(1<<10), 'g', 2, 64) + "K"
+	}
+	return strconv.Itoa(int(math.Round(n)))
+}
+
 // FormatSize prints n the way ParseSizes reads it when it is a whole
 // number of KiB or MiB.
 func FormatSize(n int) string {
@@ -336,6 +359,25 @@ func breakEvens(results []Result, base string) []BreakEven {
 				out = append(out, be)
 			}
 		}
+	}
+	return out
+}
+
+// ratios compares shmring with tcp at every size both measured.
+func ratios(results []Result) []Ratio {
+	tcp := map[int]Result{}
+	for _, r := range results {
+		if r.Transport == TCP && r.Error == "" {
+			tcp[r.Size] = r
+		}
+	}
+	var out []Ratio
+	for _, r := range results {
+		t, ok := tcp[r.Size]
+		if r.Transport != Shmring || r.Error != "" || !ok || r.P50 <= 0 || t.MsgsPerSec <= 0 {
+			continue
+		}
+		out = append(out, Ratio{Size: r.Size, Latency: t.P50 / r.P50, Throughput: r.MsgsPerSec / t.MsgsPerSec})
 	}
 	return out
 }

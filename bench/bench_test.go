@@ -209,3 +209,21 @@ func TestPlotBreakEvenMarks(t *testing.T) {
 		}
 	}
 }
+
+func TestRatiosAndApproxSize(t *testing.T) {
+	got := ratios([]Result{
+		{Transport: TCP, Size: 64, P50: 10, MsgsPerSec: 1e5},
+		{Transport: Shmring, Size: 64, P50: 0.2, MsgsPerSec: 2e7},
+		{Transport: Shmring, Size: 1024, P50: 1, MsgsPerSec: 1e6}, // no tcp at 1K
+		{Transport: TCP, Size: 4096, Error: "x"},
+		{Transport: Shmring, Size: 4096, P50: 1, MsgsPerSec: 1e6},
+	})
+	if d := cmp.Diff([]Ratio{{Size: 64, Latency: 50, Throughput: 200}}, got); d != "" {
+		t.Errorf("ratios (-want +got):\n%s", d)
+	}
+	for in, want := range map[float64]string{100: "100", 999: "999", 4096: "4K", 18820: "18K", 1.5 * (1 << 20): "1.5M"} {
+		if got := ApproxSize(in); got != want {
+			t.Errorf("ApproxSize(%v) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -186,7 +186,7 @@ func buildPlot(r *Report) plotView {
 			lp.Marks = append(lp.Marks, plotMark{xOf(lp, be.Size), yL(l), label})
 		}
 		notes = append(notes, fmt.Sprintf("%d. %s: %s overtakes %s above ≈%s (between %s and %s)",
-			i+1, be.Metric, be.Faster, be.Slower, FormatSize(int(be.Size)), FormatSize(be.Lo), FormatSize(be.Hi)))
+			i+1, be.Metric, be.Faster, be.Slower, ApproxSize(be.Size), FormatSize(be.Lo), FormatSize(be.Hi)))
 	}
 	if len(notes) == 0 {
 		notes = append(notes, "no break-even against tcp between the measured sizes")

@@ -101,7 +101,8 @@ type Options struct {
 	// 10ms.
 	Heartbeat time.Duration
 	// StaleAfter is how old a heartbeat may be before the consumer declares
-	// the producer dead; default 500ms.
+	// the producer dead, where the segment's flock cannot tell (see the
+	// package doc); default 500ms.
 	StaleAfter time.Duration
 }
 

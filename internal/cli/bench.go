@@ -161,7 +161,13 @@ func renderBench(w io.Writer, r *bench.Report, plot string) error {
 		fmt.Fprintln(w, "\nbreak-even against tcp:")
 		for _, be := range r.BreakEven {
 			fmt.Fprintf(w, "  %s: %s overtakes %s above ≈%s (between %s and %s)\n", be.Metric, be.Faster, be.Slower,
-				bench.FormatSize(int(be.Size)), bench.FormatSize(be.Lo), bench.FormatSize(be.Hi))
+				bench.ApproxSize(be.Size), bench.FormatSize(be.Lo), bench.FormatSize(be.Hi))
+		}
+	}
+	if len(r.ShmVsTCP) > 0 {
+		fmt.Fprintln(w, "\nshmring against tcp loopback, same run:")
+		for _, q := range r.ShmVsTCP {
+			fmt.Fprintf(w, "  %s: p50 one-way latency %.0fx lower, %.0fx the messages/s\n", bench.FormatSize(q.Size), q.Latency, q.Throughput)
 		}
 	}
 	if len(r.Notes) > 0 {
