@@ -123,9 +123,23 @@ func TestProcAgainstKernel(t *testing.T) {
 		}
 		return v
 	}
-	if got := val(d, srcSNMP, "", "Udp:NoPorts"); got != noPorts {
-		t.Errorf("Udp:NoPorts delta = %d, want %d", got, noPorts)
+	// Datagrams can only go missing on the way in the per-CPU backlog of
+	// veth (softnet_stat dropped, host-wide, so other traffic on the host
+	// may add to it); with no backlog drops the counts are exact.
+	var backlog uint64
+	for _, x := range d.Counters {
+		if x.Source == srcSoftnet && x.Field == "dropped" {
+			backlog += x.Value
+		}
 	}
+	exact := func(name string, got, want uint64) {
+		t.Helper()
+		if got == want || (got < want && want-got <= backlog) {
+			return
+		}
+		t.Errorf("%s = %d, want %d (backlog drops on the host in between: %d)", name, got, want, backlog)
+	}
+	exact("Udp:NoPorts delta", val(d, srcSNMP, "", "Udp:NoPorts"), noPorts)
 	rcvbuf := val(d, srcSNMP, "", "Udp:RcvbufErrors")
 	// Udp:InDatagrams counts on read: drain what the socket queued.
 	queued := 0
@@ -137,9 +151,10 @@ func TestProcAgainstKernel(t *testing.T) {
 		}
 		queued++
 	}
-	if rcvbuf == 0 || rcvbuf+uint64(queued) != flood {
-		t.Errorf("RcvbufErrors %d + %d queued, want drops and a sum of %d", rcvbuf, queued, flood)
+	if rcvbuf == 0 {
+		t.Errorf("no receive buffer drops from %d datagrams into a minimal buffer", flood)
 	}
+	exact("RcvbufErrors + datagrams queued", rcvbuf+uint64(queued), flood)
 	if got := val(d, srcSNMP, "", "Udp:InErrors"); got != rcvbuf {
 		t.Errorf("Udp:InErrors delta = %d, want RcvbufErrors %d", got, rcvbuf)
 	}
@@ -216,9 +231,10 @@ func TestProcAgainstKernel(t *testing.T) {
 	}
 }
 
-// TestConntrackAgainstKernel compares the conntrack gauges read inside a
-// namespace with what the conntrack tool counts there, after making a few
-// tracked flows.
+// TestConntrackAgainstKernel makes a few tracked flows inside a namespace
+// and compares what netdrop reads there with the conntrack tool: the table
+// size with `conntrack -C`, every per-CPU statistic, summed, with
+// `conntrack -S` (read over ctnetlink, not /proc).
 func TestConntrackAgainstKernel(t *testing.T) {
 	testnet.RequireTool(t, "conntrack")
 	testnet.RequireTool(t, "nft")
@@ -227,23 +243,110 @@ func TestConntrackAgainstKernel(t *testing.T) {
 	testnet.In(t, p.B, "nft", "add table inet ndtest; add chain inet ndtest in { type filter hook input priority 0; }; add rule inet ndtest in ct state new counter")
 	const flows = 5
 	for i := range flows {
-		testnet.SendUDP(t, p.A, fmt.Sprintf("%s:%d", p.AddrB, 9800+i), 1, 16)
+		pkSendTo(t, p.A, fmt.Sprintf("%s:%d", p.AddrB, 9800+i), 2)
 	}
-	s := pkCollect(t, p.B)
-	count, ok := s.Value(srcConntrackCount, "", "nf_conntrack_count")
-	if !ok {
-		t.Skipf("conntrack not available: %v", s.Unavailable)
+	// The first datagrams wait for ARP: poll until every flow arrived.
+	var s *Snapshot
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		s = pkCollect(t, p.B)
+		count, ok := s.Value(srcConntrackCount, "", "nf_conntrack_count")
+		if !ok {
+			t.Skipf("conntrack not available: %v", s.Unavailable)
+		}
+		if count >= flows {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nf_conntrack_count %d after 3s, want %d flows", count, flows)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
+	count, _ := s.Value(srcConntrackCount, "", "nf_conntrack_count")
 	out := testnet.In(t, p.B, "conntrack", "-C")
-	want, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
-	if err != nil {
-		t.Fatalf("conntrack -C: %q", out)
-	}
-	if count != want || count < flows {
-		t.Errorf("nf_conntrack_count %d, conntrack -C %d, want at least %d flows", count, want, flows)
+	if want, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64); err != nil || count != want {
+		t.Errorf("nf_conntrack_count %d, conntrack -C %q", count, out)
 	}
 	if entries, _ := s.Value(srcConntrackStat, "", "entries"); entries != count {
 		t.Errorf("entries %d, nf_conntrack_count %d: entries must be taken once, not summed", entries, count)
+	}
+
+	out = testnet.In(t, p.B, "conntrack", "-S")
+	// conntrack -S names some columns its own way.
+	names := map[string]string{"error": "icmp_error", "clash_resolve": "clashres", "chaintoolong": "chainlength"}
+	sums := map[string]uint64{}
+	for _, line := range strings.Split(out, "\n") {
+		for _, kv := range strings.Fields(line) {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "cpu" {
+				continue
+			}
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				t.Fatalf("conntrack -S: %q", kv)
+			}
+			if m, ok := names[k]; ok {
+				k = m
+			}
+			sums[k] += n
+		}
+	}
+	if len(sums) < 6 {
+		t.Fatalf("conntrack -S printed too little:\n%s", out)
+	}
+	for k, want := range sums {
+		got, ok := s.Value(srcConntrackStat, "", k)
+		if !ok {
+			t.Errorf("conntrack -S shows %s, netdrop did not read it", k)
+			continue
+		}
+		if got != want {
+			t.Errorf("%s: netdrop %d, conntrack -S %d", k, got, want)
+		}
+	}
+	t.Logf("%d flows tracked; conntrack -S %v", count, sums)
+}
+
+// TestNeighMatchesIPNtable compares the ARP table statistics with the
+// netlink view `ip -s ntable` prints. They are host-wide and move with other
+// traffic, so each value must lie between netdrop's reads before and after.
+func TestNeighMatchesIPNtable(t *testing.T) {
+	testnet.RequireTool(t, "ip")
+	a := &Snapshot{}
+	if err := (NeighSource{}).Collect(context.Background(), DefaultFS(), a); err != nil || !hasSource(a, srcARPCache) {
+		t.Skipf("arp_cache not readable here (a non-initial namespace?): %v %v", err, a.Unavailable)
+	}
+	out := testnet.MustRun(t, "ip", "-s", "ntable", "show", "name", "arp_cache")
+	c := &Snapshot{}
+	if err := (NeighSource{}).Collect(context.Background(), DefaultFS(), c); err != nil {
+		t.Fatal(err)
+	}
+	// The first block is the table itself; its "stats" lines follow.
+	block, _, _ := strings.Cut(out, "\n\n")
+	_, stats, ok := strings.Cut(block, "stats ")
+	if !ok {
+		t.Fatalf("no stats in ip -s ntable:\n%s", out)
+	}
+	f := strings.Fields(stats)
+	checked := 0
+	for i := 0; i+1 < len(f); i += 2 {
+		want, err := strconv.ParseUint(f[i+1], 10, 64)
+		if err != nil {
+			t.Fatalf("ip -s ntable: %s %s", f[i], f[i+1])
+		}
+		lo, ok1 := a.Value(srcARPCache, "", f[i])
+		hi, ok2 := c.Value(srcARPCache, "", f[i])
+		if !ok1 || !ok2 {
+			t.Errorf("ip -s ntable shows %s, netdrop did not read it", f[i])
+			continue
+		}
+		if want < lo || want > hi {
+			t.Errorf("%s: ip -s ntable %d, netdrop %d then %d", f[i], want, lo, hi)
+		}
+		checked++
+	}
+	if checked < 8 {
+		t.Errorf("only %d statistics compared:\n%s", checked, stats)
 	}
 }
 
