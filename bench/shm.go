@@ -21,7 +21,8 @@ import (
 const (
 	shmData  = 'D' // count it
 	shmPing  = 'P' // send it back
-	shmStart = 'S' // 1 byte: start of a stream, reset the counters
+	shmStart = 'S' // 1 byte: start of a stream, reset the counters, unpin
+	shmPin   = 'L' // 1 byte: latency phase next, pin to PeerOptions.CPU
 	shmEnd   = 'E' // 1 byte: end of a stream, reply with the counters
 )
 
@@ -30,7 +31,8 @@ type PeerOptions struct {
 	// ReportCPU says whether to report this process's CPU time; false when
 	// the peer runs inside the measuring process, which counts it already.
 	ReportCPU bool
-	// CPU pins the serving thread to this CPU; -1 leaves it free.
+	// CPU is where the serving thread is pinned during latency phases;
+	// -1 leaves it free.
 	CPU int
 }
 
@@ -42,13 +44,8 @@ type PeerOptions struct {
 func ServeShmPeer(ctx context.Context, toPeer, fromPeer string, po PeerOptions) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if po.CPU >= 0 {
-		restore, err := pinThread(po.CPU)
-		if err != nil {
-			return err
-		}
-		defer restore()
-	}
+	unpin := func() {}
+	defer func() { unpin() }()
 	ownCPU := po.ReportCPU
 	var c *shmring.Consumer
 	for {
@@ -93,7 +90,18 @@ func ServeShmPeer(ctx context.Context, toPeer, fromPeer string, po PeerOptions) 
 			if err := p.Send(ctx, buf[:n]); err != nil {
 				return err
 			}
+		case n == 1 && buf[0] == shmPin:
+			if po.CPU >= 0 {
+				unpin()
+				restore, err := pinThread(po.CPU)
+				if err != nil {
+					return err
+				}
+				unpin = restore
+			}
 		case n == 1 && buf[0] == shmStart:
+			unpin()
+			unpin = func() {}
 			msgs, bytes = 0, 0
 			if ownCPU {
 				cpu0 = cpuTime()
@@ -152,7 +160,8 @@ func newShm(opts Options) (measurer, error) {
 	to, from := filepath.Join(opts.ShmDir, tag+"-a"), filepath.Join(opts.ShmDir, tag+"-b")
 	m := &shmMeasurer{paths: []string{to, from}, done: make(chan error, 1), cpu: -1, peerCPU: -1}
 	// Two spinning ends on one CPU wait for each other's time slice; on a
-	// busy host the scheduler does put them together. Pin them apart.
+	// busy host the scheduler does put them together. Pin them apart for
+	// latency measurements.
 	if a, b, ok := twoCPUs(); ok {
 		m.cpu, m.peerCPU = a, b
 	}
@@ -206,7 +215,6 @@ func (m *shmMeasurer) stream(ctx context.Context, size int, d time.Duration, res
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer m.pin()()
 	msg := make([]byte, size)
 	msg[0] = shmData
 	if err := m.p.Send(ctx, []byte{shmStart}); err != nil {
@@ -254,7 +262,15 @@ func (m *shmMeasurer) latency(ctx context.Context, size int, d time.Duration, re
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// Pinned apart for the latency phase only: two spinning ends that the
+	// scheduler puts on one CPU wait for each other's time slice, a
+	// placement artefact of tens of µs. Streams are left to the scheduler,
+	// which batches well even on one CPU and suffers when pinned next to
+	// other busy processes.
 	defer m.pin()()
+	if err := m.p.Send(ctx, []byte{shmPin}); err != nil {
+		return err
+	}
 	msg := make([]byte, size)
 	msg[0] = shmPing
 	buf := make([]byte, size)
@@ -283,7 +299,7 @@ func (m *shmMeasurer) latency(ctx context.Context, size int, d time.Duration, re
 func (m *shmMeasurer) note() string {
 	pinned := ""
 	if m.cpu >= 0 {
-		pinned = fmt.Sprintf(", ends pinned to CPUs %d and %d", m.cpu, m.peerCPU)
+		pinned = fmt.Sprintf(", ends pinned to CPUs %d and %d for latency", m.cpu, m.peerCPU)
 	}
 	return "shmring: " + m.where + pinned + "; both ends spin up to 50µs before sleeping on a futex, so its CPU per GB includes that polling"
 }
