@@ -276,3 +276,13 @@ func TestSoftirqConcentratedOnOneCPU(t *testing.T) {
 		t.Errorf("fix = %q", r.Findings[0].Fix)
 	}
 }
+
+func TestIncludedCountersNotCountedTwice(t *testing.T) {
+	const snmp, netstat = "/proc/net/snmp", "/proc/net/netstat"
+	a := snap(sys, ctr(snmp, "", "Ip:InHdrErrors", 0, stage.IP), ctr(netstat, "", "IpExt:InCsumErrors", 0, stage.IP))
+	b := snap(sys, ctr(snmp, "", "Ip:InHdrErrors", 50, stage.IP), ctr(netstat, "", "IpExt:InCsumErrors", 30, stage.IP))
+	r := Analyze(a, b, time.Second)
+	if len(r.Findings) != 1 || r.Findings[0].Drops != 50 {
+		t.Fatalf("findings = %+v, want one ip finding with 50 drops", r.Findings)
+	}
+}

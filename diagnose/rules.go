@@ -123,6 +123,24 @@ func sum(cs []counters.Counter) uint64 {
 	return n
 }
 
+// sumDistinct adds the deltas of cs, leaving out counters whose events are
+// already counted by another counter in cs (the catalog's IncludedIn:
+// IpExt:InCsumErrors is part of Ip:InHdrErrors), so no packet counts twice.
+func sumDistinct(cs []counters.Counter) uint64 {
+	present := map[string]bool{}
+	for _, c := range cs {
+		present[c.Field] = true
+	}
+	var n uint64
+	for _, c := range cs {
+		if fi, ok := counters.LookupCounter(c.Source, c.Field); ok && fi.IncludedIn != "" && present[fi.IncludedIn] {
+			continue
+		}
+		n += c.Value
+	}
+	return n
+}
+
 // evidence turns moved counters into evidence, largest first.
 func evidence(cs ...[]counters.Counter) []Evidence {
 	var out []Evidence

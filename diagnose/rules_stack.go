@@ -42,7 +42,7 @@ func ruleIP(in *input) []Finding {
 	if len(cs) == 0 {
 		return nil
 	}
-	drops := sum(cs)
+	drops := sumDistinct(cs)
 	ev := evidence(cs)
 	top := ipCause[fieldOf(cs, ev[0].Counter)]
 	var fix []string
