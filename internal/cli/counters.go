@@ -18,6 +18,7 @@ func newCountersCmd(e *env) *cobra.Command {
 		asJSON   bool
 		nonZero  bool
 		stageArg string
+		explain  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "counters",
@@ -28,7 +29,7 @@ link statistics, driver statistics, qdiscs, firewall rules — once, and prints
 each value with where it was read and the stage of the packet path it is
 evidence for. Values are totals since boot (or since the object was created).`,
 		Example: `  netdrop counters --nonzero
-  netdrop counters --stage socket-rcvbuf
+  netdrop counters --stage socket-rcvbuf --explain
   netdrop counters --netns web --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -51,7 +52,11 @@ evidence for. Values are totals since boot (or since the object was created).`,
 				return writeJSON(e.stdout, snap)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "COUNTER\tVALUE\tSTAGE\tSOURCE")
+			header := "COUNTER\tVALUE\tSTAGE\tSOURCE"
+			if explain {
+				header += "\tMEANING"
+			}
+			fmt.Fprintln(tw, header)
 			for _, c := range snap.Counters {
 				st := string(c.Stage)
 				if st == "" {
@@ -65,7 +70,12 @@ evidence for. Values are totals since boot (or since the object was created).`,
 				if c.HostWide {
 					src += " (host-wide)"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", name, c.Value, st, src)
+				line := fmt.Sprintf("%s\t%d\t%s\t%s", name, c.Value, st, src)
+				if explain {
+					fi, _ := counters.LookupCounter(c.Source, c.Field)
+					line += "\t" + fi.Meaning
+				}
+				fmt.Fprintln(tw, line)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -84,5 +94,6 @@ evidence for. Values are totals since boot (or since the object was created).`,
 	f.BoolVar(&asJSON, "json", false, "print the snapshot as JSON")
 	f.BoolVar(&nonZero, "nonzero", false, "only counters that are not zero")
 	f.StringVar(&stageArg, "stage", "", "only counters of one stage (e.g. socket-rcvbuf)")
+	f.BoolVar(&explain, "explain", false, "add a column saying what each counter means")
 	return cmd
 }
