@@ -91,12 +91,24 @@ func socketNames(cs []counters.Counter) string {
 
 // ruleTCPMemory: TCP as a whole is short of memory (near-drop, then loss).
 func ruleTCPMemory(in *input) []Finding {
-	pressure := in.moved(field("TcpExt:TCPMemoryPressures", "TcpExt:TCPAbortOnMemory", "TcpExt:PruneCalled"))
+	var out []Finding
+	if prune := in.moved(field("TcpExt:PruneCalled")); len(prune) > 0 && !in.once() {
+		out = append(out, Finding{
+			Stage:    stage.SocketRcvbuf,
+			Severity: Warning,
+			Title:    "TCP receive queues pruned to fit their buffer",
+			Evidence: evidence(prune),
+			Cause:    "sockets went over their receive buffer and the kernel collapsed their queues to make room: a near-drop, and CPU spent copying",
+			Fix:      []string{in.raise("net.core.rmem_max", rmemTarget), "net.ipv4.tcp_rmem max (now " + orUnknown(in.sysctl("net.ipv4.tcp_rmem")) + ") caps autotuning"},
+			Advice:   "the reader falls behind the sender: read faster, or let autotuning grow the buffer (do not set SO_RCVBUF, which turns autotuning off)",
+		})
+	}
+	pressure := in.moved(field("TcpExt:TCPMemoryPressures", "TcpExt:TCPAbortOnMemory"))
 	mem, ok := in.gauge(field("TCP:mem"))
 	limits := in.sysctlFields("net.ipv4.tcp_mem")
 	high := ok && len(limits) == 3 && limits[1] > 0 && int64(mem) >= limits[1]
 	if len(pressure) == 0 && !high {
-		return nil
+		return out
 	}
 	f := Finding{
 		Stage:    stage.SocketRcvbuf,
@@ -113,7 +125,7 @@ func ruleTCPMemory(in *input) []Finding {
 	if in.once() {
 		f.Severity = Info
 	}
-	return []Finding{f}
+	return append(out, f)
 }
 
 // ruleTCPListen: listeners whose SYN or accept queue overflowed.
