@@ -1,8 +1,9 @@
 // Package exporter serves netdrop's evidence as Prometheus metrics: every
 // kernel counter with the stage of the packet path it is evidence for, the
 // drops per stage as diagnose attributes them between two scrapes, the
-// current findings, conntrack use, and a bounded socket view (TIME_WAIT per
-// destination, listen queue fill).
+// current findings, conntrack use, a bounded socket view (TIME_WAIT per
+// destination, listen queue fill) and, with a tracer, the in-kernel drop
+// aggregates by reason, location and stage.
 //
 // It is built like node_exporter: one small collector per kind of evidence,
 // each reporting its own success and duration, so a source that cannot be
@@ -12,7 +13,7 @@
 // severities, kernel counter names).
 //
 // It does not decide what a drop means (diagnose does) and reads the kernel
-// only through counters/ and sockets/.
+// only through counters/, sockets/ and droptrace/.
 package exporter
 
 import (
@@ -62,6 +63,11 @@ type Options struct {
 	NoSockets bool
 	// Summarize replaces the socket reader (tests).
 	Summarize func(ctx context.Context, opts sockets.Options) (*sockets.Summary, error)
+	// Tracer, when set, adds the in-kernel drop aggregates (a started
+	// droptrace.Tracer; the caller closes it).
+	Tracer Tracer
+	// TraceSeries bounds the trace series; 0 means DefaultTraceSeries.
+	TraceSeries int
 	// Now replaces the clock that stamps snapshots (tests).
 	Now func() time.Time
 	// Logger receives debug lines for sources that are missing.
@@ -129,6 +135,9 @@ func New(opts Options) *Exporter {
 	}
 	if !opts.NoSockets {
 		e.collectors = append(e.collectors, newSocketsCollector(e))
+	}
+	if opts.Tracer != nil {
+		e.collectors = append(e.collectors, newTraceCollector(opts.Tracer, opts.TraceSeries))
 	}
 	return e
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -223,6 +224,13 @@ var metricRef = regexp.MustCompile(`\bnetdrop_[a-z0-9_]+`)
 func TestDeployReferencesExist(t *testing.T) {
 	_, second := fixtureScrapes(t)
 	names := metricNames(second)
+	// The trace series exist only with a tracer.
+	tr := &fakeTracer{snaps: []droptrace.Snapshot{{Rows: []droptrace.Row{row("NO_SOCKET", "x+0x1", stage.NoSocket, 1)}, Noise: []droptrace.Row{row("NOT_SPECIFIED", "y+0x1", "", 1)}}}}
+	topts := traceOpts(tr, 0)
+	treg, _, _ := NewRegistry(topts)
+	for n := range metricNames(scrapeText(t, Handler(treg, topts))) {
+		names[n] = true
+	}
 	files := []string{"../deploy/grafana/netdrop-dashboard.json", "../deploy/prometheus/netdrop-rules.yml"}
 	for _, f := range files {
 		b, err := os.ReadFile(f)

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/exporter"
 	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/spf13/cobra"
@@ -38,6 +38,8 @@ func newExporterCmd(e *env) *cobra.Command {
   netdrop_conntrack_*                  conntrack table use
   netdrop_tcp_destination_*, netdrop_tcp_listen_*   TIME_WAIT per destination and
       accept queue fill, cut to the --top busiest (bounded cardinality)
+  netdrop_trace_drops_total{reason,location,stage}   with --trace, drops seen at
+      the kfree_skb tracepoint (eBPF), bounded to 200 series
   netdrop_scrape_collector_success / _duration_seconds   per collector
 
 deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
@@ -46,12 +48,6 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
   netdrop exporter --netns web --top 20`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if trace {
-				// The drop tracer has no long-running API (Start/Snapshot)
-				// in package droptrace yet; say so instead of exporting
-				// nothing under a flag that promises something.
-				return errors.New("--trace: the in-kernel drop aggregates are not available in this build (package droptrace has no tracer API yet)")
-			}
 			if opts.Top <= 0 {
 				return fmt.Errorf("--top must be positive (got %d)", opts.Top)
 			}
@@ -65,6 +61,16 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 				level = slog.LevelDebug
 			}
 			opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+			if trace {
+				// One tracer for the exporter's life, filtered in the
+				// kernel to the watched namespace.
+				tr, err := droptrace.Start(cmd.Context(), droptrace.Options{Netns: opts.Netns})
+				if err != nil {
+					return fmt.Errorf("--trace: %w", err)
+				}
+				defer tr.Close()
+				opts.Tracer = tr
+			}
 			reg, _, err := exporter.NewRegistry(opts)
 			if err != nil {
 				return err
@@ -77,7 +83,7 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 	f.StringVarP(&opts.Netns, "netns", "n", "", "network namespace to watch: NAME (/run/netns), PATH, or pid:N")
 	f.IntVar(&opts.Top, "top", exporter.DefaultTop, "destinations and listeners that get their own series")
 	f.BoolVar(&opts.NoSockets, "no-sockets", false, "skip the socket view (TIME_WAIT per destination, listen queues)")
-	f.BoolVar(&trace, "trace", false, "add the in-kernel drop aggregates by reason and location (needs package droptrace's tracer)")
+	f.BoolVar(&trace, "trace", false, "add the in-kernel drop aggregates by reason, location and stage (eBPF; needs CAP_BPF and CAP_PERFMON)")
 	f.BoolVar(&debug, "debug", false, "log missing sources and failing collectors")
 	f.StringVar(&readyFile, "ready-file", "", "write the listening address to this file once serving (for scripts and tests)")
 	return cmd
