@@ -14,7 +14,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/netdrop/netdrop/stage"
@@ -176,15 +177,14 @@ func (s *Snapshot) Value(source, object, field string) (uint64, bool) {
 
 // Sort orders counters by source, object and field so output is stable.
 func (s *Snapshot) Sort() {
-	sort.SliceStable(s.Counters, func(i, j int) bool {
-		a, b := s.Counters[i], s.Counters[j]
-		if a.Source != b.Source {
-			return a.Source < b.Source
+	slices.SortFunc(s.Counters, func(a, b Counter) int {
+		if c := strings.Compare(a.Source, b.Source); c != 0 {
+			return c
 		}
-		if a.Object != b.Object {
-			return a.Object < b.Object
+		if c := strings.Compare(a.Object, b.Object); c != 0 {
+			return c
 		}
-		return a.Field < b.Field
+		return strings.Compare(a.Field, b.Field)
 	})
 	s.index = nil
 }

@@ -48,6 +48,7 @@ evidence for. Values are totals since boot (or since the object was created).`,
 				keep = append(keep, c)
 			}
 			snap.Counters = keep
+			snap.Sort()
 			if asJSON {
 				return writeJSON(e.stdout, snap)
 			}
