@@ -79,6 +79,7 @@ func (s *TCPServer) serveConn(ctx context.Context, c *net.TCPConn) (Report, bool
 	sc := frame.NewScanner(c, 256<<10)
 	var r *run
 	var frames uint64
+	var lastTick time.Time
 	for {
 		h, _, err := sc.Next()
 		now := time.Now()
@@ -127,8 +128,9 @@ func (s *TCPServer) serveConn(ctx context.Context, c *net.TCPConn) (Report, bool
 		if cfg.ReaderDelay > 0 && frames%64 == 0 {
 			time.Sleep(cfg.ReaderDelay)
 		}
-		if frames%256 == 0 {
+		if now.Sub(lastTick) >= 50*time.Millisecond {
 			tick(cfg, r, now)
+			lastTick = now
 		}
 	}
 }

@@ -356,7 +356,7 @@ func attributionLine(a probe.Attribution) string {
 		}
 		qual := ""
 		if !s.Exact {
-			qual = "up to; host counters: "
+			qual = "up to; counters shared with other traffic: "
 		}
 		fmt.Fprintf(&b, " %s %d (%s%s),", s.Stage, s.Frames, qual, strings.Join(ev, ", "))
 	}
