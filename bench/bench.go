@@ -279,13 +279,18 @@ func ParseSizes(s string) ([]int, error) {
 // ApproxSize prints an interpolated size: bytes below 1K, else two
 // significant figures and a K or M suffix ("≈" is the caller's).
 func ApproxSize(n float64) string {
+	unit, suffix := 1.0, ""
 	switch {
 	case n >= 1<<20:
-		return strconv.FormatFloat(n/(1<<20), 'g', 2, 64) + "M"
+		unit, suffix = 1<<20, "M"
 	case n >= 1<<10:
-		return strconv.FormatFloat(n/(1<<10), 'g', 2, 64) + "K"
+		unit, suffix = 1<<10, "K"
 	}
-	return strconv.Itoa(int(math.Round(n)))
+	v := n / unit
+	if v >= 10 || suffix == "" {
+		return strconv.Itoa(int(math.Round(v))) + suffix
+	}
+	return strings.TrimSuffix(strconv.FormatFloat(v, 'f', 1, 64), ".0") + suffix
 }
 
 // FormatSize prints n the way ParseSizes reads it when it is a whole

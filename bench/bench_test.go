@@ -221,7 +221,7 @@ func TestRatiosAndApproxSize(t *testing.T) {
 	if d := cmp.Diff([]Ratio{{Size: 64, Latency: 50, Throughput: 200}}, got); d != "" {
 		t.Errorf("ratios (-want +got):\n%s", d)
 	}
-	for in, want := range map[float64]string{100: "100", 999: "999", 4096: "4K", 18820: "18K", 1.5 * (1 << 20): "1.5M"} {
+	for in, want := range map[float64]string{100: "100", 999: "999", 4096: "4K", 18820: "18K", 296000: "289K", 1.5 * (1 << 20): "1.5M"} {
 		if got := ApproxSize(in); got != want {
 			t.Errorf("ApproxSize(%v) = %q, want %q", in, got, want)
 		}

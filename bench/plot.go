@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"text/template"
 )
 
@@ -102,17 +103,25 @@ func buildPlot(r *Report) plotView {
 	}
 
 	// Throughput: linear from 0 to a round ceiling.
-	maxG, minL, maxL := 0.0, math.Inf(1), 0.0
+	minG, maxG, minL, maxL := math.Inf(1), 0.0, math.Inf(1), 0.0
 	for _, res := range r.Results {
 		if res.Error != "" {
 			continue
 		}
-		maxG = max(maxG, res.GBps)
+		if res.GBps > 0 {
+			minG, maxG = min(minG, res.GBps), max(maxG, res.GBps)
+		}
 		if res.P50 > 0 {
 			minL, maxL = min(minL, res.P50), max(maxL, res.P50)
 		}
 	}
-	gTop := niceCeil(maxG)
+	if maxG <= 0 {
+		minG, maxG = 0.01, 1
+	}
+	gBot, gTop := math.Floor(math.Log10(minG)), math.Ceil(math.Log10(maxG))
+	if gTop == gBot {
+		gTop++
+	}
 	if math.IsInf(minL, 1) {
 		minL, maxL = 1, 10
 	}
@@ -121,16 +130,18 @@ func buildPlot(r *Report) plotView {
 		lTop++
 	}
 
-	tp := plotPanel{X0: marginL, Y0: marginT, W: panelW, H: panelH, Title: "Throughput, one-way stream", YName: "GB/s", XTicks: xt}
-	lp := plotPanel{X0: marginL + panelW + gap, Y0: marginT, W: panelW, H: panelH, Title: "Latency p50, one way (round trip / 2)", YName: "µs", XTicks: xt}
-	for i := 0; i <= 5; i++ {
-		f := float64(i) / 5
-		tp.YTicks = append(tp.YTicks, plotTick{Pos: f, Label: trimFloat(gTop * f)})
+	tp := plotPanel{X0: marginL, Y0: marginT, W: panelW, H: panelH, Title: "Throughput, one-way stream", YName: "GB/s (log scale)", XTicks: xt}
+	lp := plotPanel{X0: marginL + panelW + gap, Y0: marginT, W: panelW, H: panelH, Title: "Latency p50, one way (round trip / 2)", YName: "µs (log scale)", XTicks: xt}
+	for d := gBot; d <= gTop; d++ {
+		tp.YTicks = append(tp.YTicks, plotTick{Pos: (d - gBot) / (gTop - gBot), Label: trimFloat(math.Pow(10, d))})
 	}
 	for d := lBot; d <= lTop; d++ {
 		lp.YTicks = append(lp.YTicks, plotTick{Pos: (d - lBot) / (lTop - lBot), Label: trimFloat(math.Pow(10, d))})
 	}
-	yG := func(g float64) float64 { return tp.Y0 + tp.H - g/gTop*tp.H }
+	yG := func(g float64) float64 {
+		g = max(g, math.Pow(10, gBot))
+		return tp.Y0 + tp.H - (math.Log10(g)-gBot)/(gTop-gBot)*tp.H
+	}
 	yL := func(us float64) float64 { return lp.Y0 + lp.H - (math.Log10(us)-lBot)/(lTop-lBot)*lp.H }
 
 	byName := map[string][]Result{}
@@ -179,7 +190,7 @@ func buildPlot(r *Report) plotView {
 		}
 		label := fmt.Sprintf("%d", i+1)
 		if be.Metric == "throughput" {
-			g := lo.GBps + f*(hi.GBps-lo.GBps)
+			g := math.Exp(math.Log(lo.GBps) + f*(math.Log(hi.GBps)-math.Log(lo.GBps)))
 			tp.Marks = append(tp.Marks, plotMark{xOf(tp, be.Size), yG(g), label})
 		} else if lo.P50 > 0 && hi.P50 > 0 {
 			l := math.Exp(math.Log(lo.P50) + f*(math.Log(hi.P50)-math.Log(lo.P50)))
@@ -191,7 +202,9 @@ func buildPlot(r *Report) plotView {
 	if len(notes) == 0 {
 		notes = append(notes, "no break-even against tcp between the measured sizes")
 	}
-	notes = append(notes, r.Notes...)
+	for _, n := range r.Notes {
+		notes = append(notes, wrap(n, 150)...)
+	}
 	notesY := marginT + panelH + 70
 	for i, n := range notes {
 		v.Notes = append(v.Notes, plotNote{Y: notesY + 18*float64(i), Text: n})
@@ -215,18 +228,18 @@ func pathOf(ps []plotPoint) string {
 	return b.String()
 }
 
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten.
-func niceCeil(v float64) float64 {
-	if v <= 0 {
-		return 1
-	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if v <= m*p {
-			return m * p
+// wrap splits s into lines of at most width bytes at spaces.
+func wrap(s string, width int) []string {
+	var lines []string
+	for len(s) > width {
+		cut := strings.LastIndexByte(s[:width], ' ')
+		if cut <= 0 {
+			cut = width
 		}
+		lines = append(lines, s[:cut])
+		s = "    " + strings.TrimLeft(s[cut:], " ")
 	}
-	return 10 * p
+	return append(lines, s)
 }
 
 func trimFloat(f float64) string { return fmt.Sprintf("%g", math.Round(f*1000)/1000) }

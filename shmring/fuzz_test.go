@@ -10,7 +10,7 @@ import (
 
 // FuzzSizes drives one ring with a sequence of operations decoded from the
 // input: each pair of bytes is either a send of a size (up to beyond the
-// maximum) or a receive. A slice of the messages accepted is the model: the
+// maximum) or a receive (a copy, or in place with TryPeek and Release). A slice of the messages accepted is the model: the
 // ring must return exactly those, in order, refuse only oversize messages
 // or sends into a non-empty ring, and never report empty while holding
 // messages.
@@ -24,9 +24,21 @@ func FuzzSizes(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		var model [][]byte
 		seq := uint64(0)
-		recv := func() {
+		recv := func(peek bool) {
 			t.Helper()
-			n, err := c.TryRecv(buf)
+			var n int
+			var err error
+			if !peek {
+				n, err = c.TryRecv(buf)
+			} else {
+				var msg []byte
+				msg, err = c.TryPeek()
+				n = copy(buf, msg)
+				if again, _ := c.TryPeek(); err == nil && len(again) != len(msg) {
+					t.Fatalf("second TryPeek returned %d bytes, first %d", len(again), len(msg))
+				}
+				c.Release()
+			}
 			if len(model) == 0 {
 				if err != ErrEmpty {
 					t.Fatalf("empty model: TryRecv = %d, %v", n, err)
@@ -44,7 +56,7 @@ func FuzzSizes(f *testing.F) {
 		for i := 0; i+1 < len(ops); i += 2 {
 			v := int(ops[i])<<8 | int(ops[i+1])
 			if v&0x8000 != 0 {
-				recv()
+				recv(v&0x4000 != 0)
 				continue
 			}
 			size := v & 0x0fff // 0..4095, past the 2044 maximum
@@ -67,8 +79,9 @@ func FuzzSizes(f *testing.F) {
 			}
 		}
 		for len(model) > 0 {
-			recv()
+			recv(len(model)%2 == 0)
 		}
-		recv() // must be empty now
+		recv(false) // must be empty now
+		recv(true)
 	})
 }

@@ -420,6 +420,8 @@ type Consumer struct {
 	path       string
 	generation uint64
 	probe      bool // the segment's flock tells whether the producer lives
+	peeked     bool // a message was returned by TryPeek and not released
+	peekHead   uint64
 }
 
 // Open maps the segment at path for reading. It fails with ErrNotSegment or
@@ -527,10 +529,46 @@ func (c *Consumer) producerDead() error {
 
 // TryRecv copies the next message into buf and returns its length. It
 // returns ErrEmpty itself when no message is published, io.EOF when the
-// producer closed and everything was read, ErrProducerDead when the
-// producer died and everything it published was read, and ErrShortBuffer
-// (the message stays in the ring) when buf is too small.
+// producer closed and everything was read, and ErrShortBuffer (the message
+// stays in the ring) when buf is too small. A message taken with TryPeek
+// and not yet released is returned again.
 func (c *Consumer) TryRecv(buf []byte) (int, error) {
+	msg, head, err := c.next()
+	if err != nil {
+		return 0, err
+	}
+	if len(msg) > len(buf) {
+		return len(msg), fmt.Errorf("%w: message of %d bytes, buffer of %d", ErrShortBuffer, len(msg), len(buf))
+	}
+	copy(buf, msg)
+	c.advance(head)
+	return len(msg), nil
+}
+
+// TryPeek returns the next message in place, without copying it: the slice
+// points into the shared ring and stays valid until Release, which gives
+// its space back to the producer. Errors are those of TryRecv. Peeking
+// again before Release returns the same message.
+func (c *Consumer) TryPeek() ([]byte, error) {
+	msg, head, err := c.next()
+	if err != nil {
+		return nil, err
+	}
+	c.peeked, c.peekHead = true, head
+	return msg, nil
+}
+
+// Release consumes the message returned by the last TryPeek or Peek; the
+// slice must not be used after. Without a peeked message it does nothing.
+func (c *Consumer) Release() {
+	if c.peeked {
+		c.advance(c.peekHead)
+	}
+}
+
+// next locates the next message without consuming it and returns its
+// payload in the ring and the head after it.
+func (c *Consumer) next() ([]byte, uint64, error) {
 	s := c.seg
 	if c.head == c.cachedTail {
 		c.cachedTail = atomic.LoadUint64(&s.h.tail)
@@ -538,11 +576,11 @@ func (c *Consumer) TryRecv(buf []byte) (int, error) {
 			if c.published != c.head {
 				c.publish()
 			}
-			return 0, c.emptyErr()
+			return nil, 0, c.emptyErr()
 		}
 	}
 	if c.cachedTail-c.head > s.cap {
-		return 0, fmt.Errorf("%w: tail %d is %d bytes ahead of head %d", ErrCorrupt, c.cachedTail, c.cachedTail-c.head, c.head)
+		return nil, 0, fmt.Errorf("%w: tail %d is %d bytes ahead of head %d", ErrCorrupt, c.cachedTail, c.cachedTail-c.head, c.head)
 	}
 	pos := c.head & s.mask
 	head := c.head
@@ -553,18 +591,18 @@ func (c *Consumer) TryRecv(buf []byte) (int, error) {
 		n = binary.LittleEndian.Uint32(s.data[pos:])
 	}
 	if int64(n) > int64(s.max) || head+recordSize(int(n)) > c.cachedTail {
-		return 0, fmt.Errorf("%w: record of %d bytes at %d (tail %d, maximum %d)", ErrCorrupt, n, head, c.cachedTail, s.max)
+		return nil, 0, fmt.Errorf("%w: record of %d bytes at %d (tail %d, maximum %d)", ErrCorrupt, n, head, c.cachedTail, s.max)
 	}
-	if int(n) > len(buf) {
-		return int(n), fmt.Errorf("%w: message of %d bytes, buffer of %d", ErrShortBuffer, n, len(buf))
-	}
-	copy(buf, s.data[pos+lenSize:pos+lenSize+uint64(n)])
-	head += recordSize(int(n))
+	return s.data[pos+lenSize : pos+lenSize+uint64(n) : pos+lenSize+uint64(n)], head + recordSize(int(n)), nil
+}
+
+// advance consumes up to head.
+func (c *Consumer) advance(head uint64) {
 	c.head = head
-	if head == c.cachedTail || head-c.published >= s.cap/4 {
+	c.peeked = false
+	if head == c.cachedTail || head-c.published >= c.seg.cap/4 {
 		c.publish()
 	}
-	return int(n), nil
 }
 
 // publish stores head in the segment, freeing the space read so far, and
@@ -598,19 +636,44 @@ func (c *Consumer) emptyErr() error {
 }
 
 // Recv is TryRecv that waits for a message: it spins for Options.Spin,
-// then sleeps on the segment's futex, waking at least every 20ms to check
-// the producer's heartbeat and ctx.
+// then sleeps on the segment's futex. It returns ErrProducerDead once the
+// producer has died and everything it published has been read, and
+// ctx.Err() when ctx ends first.
 func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
 	n, err := c.TryRecv(buf)
 	if err != ErrEmpty {
 		return n, err
 	}
+	err = c.wait(ctx, func() error {
+		n, err = c.TryRecv(buf)
+		return err
+	})
+	return n, err
+}
+
+// Peek is TryPeek that waits like Recv.
+func (c *Consumer) Peek(ctx context.Context) ([]byte, error) {
+	msg, err := c.TryPeek()
+	if err != ErrEmpty {
+		return msg, err
+	}
+	err = c.wait(ctx, func() error {
+		msg, err = c.TryPeek()
+		return err
+	})
+	return msg, err
+}
+
+// wait calls try until it returns something other than ErrEmpty: spinning
+// for Options.Spin, then sleeping on the futex, waking at least every 20ms
+// to check ctx and whether the producer died.
+func (c *Consumer) wait(ctx context.Context, try func() error) error {
 	h := c.seg.h
 	deadline := time.Now().Add(c.opts.Spin)
 	timedOut := false
 	for i := 0; ; i++ {
-		if n, err = c.TryRecv(buf); err != ErrEmpty {
-			return n, err
+		if err := try(); err != ErrEmpty {
+			return err
 		}
 		if i&63 != 63 {
 			continue
@@ -620,7 +683,7 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return err
 		}
 		// Liveness is checked after a sleep that timed out, not before
 		// every sleep: a wake-up should not pay for a flock system call.
@@ -629,17 +692,17 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
 				// Everything published before the death is whole and has
 				// been read (the ring is empty); a record being written at
 				// the time was never published.
-				if n, err = c.TryRecv(buf); err != ErrEmpty {
-					return n, err
+				if err := try(); err != ErrEmpty {
+					return err
 				}
-				return 0, dead
+				return dead
 			}
 		}
 		seq := atomic.LoadUint32(&h.dataSeq)
 		atomic.StoreUint32(&h.consWaiting, 1)
-		if n, err = c.TryRecv(buf); err != ErrEmpty {
+		if err := try(); err != ErrEmpty {
 			atomic.StoreUint32(&h.consWaiting, 0)
-			return n, err
+			return err
 		}
 		timedOut = futexWait(&h.dataSeq, seq, 20*time.Millisecond)
 	}

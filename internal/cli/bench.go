@@ -167,7 +167,7 @@ func renderBench(w io.Writer, r *bench.Report, plot string) error {
 	if len(r.ShmVsTCP) > 0 {
 		fmt.Fprintln(w, "\nshmring against tcp loopback, same run:")
 		for _, q := range r.ShmVsTCP {
-			fmt.Fprintf(w, "  %s: p50 one-way latency %.0fx lower, %.0fx the messages/s\n", bench.FormatSize(q.Size), q.Latency, q.Throughput)
+			fmt.Fprintf(w, "  %s: p50 one-way latency %s lower, %s the messages/s\n", bench.FormatSize(q.Size), times(q.Latency), times(q.Throughput))
 		}
 	}
 	if len(r.Notes) > 0 {
@@ -190,4 +190,12 @@ func humanRate(v float64) string {
 		return fmt.Sprintf("%.1fk", v/1e3)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// times prints a ratio: one decimal below 10, none above.
+func times(r float64) string {
+	if r < 10 {
+		return fmt.Sprintf("%.1f×", r)
+	}
+	return fmt.Sprintf("%.0f×", r)
 }
