@@ -9,6 +9,16 @@
 // transport: exactly one producer and one consumer may use a segment at a
 // time, and nothing survives a reboot.
 //
+// # Use
+//
+// The producer calls CreateOrReplace (or CreateMemfd and hands File() to
+// the peer) and Send or TrySend; the consumer calls Open (or OpenFile) and
+// Recv, TryRecv, or Peek and Release to read a message in place without a
+// copy. Errors are sentinels for errors.Is: ErrFull (TrySend on a full
+// ring), ErrTooLarge (over MaxMessage, half the capacity), ErrVersion and
+// ErrNotSegment (a file of another layout), ErrProducerDead, and io.EOF
+// after the producer's Close.
+//
 // # Segment layout
 //
 //	offset  size  written by  contents
@@ -29,8 +39,11 @@
 // also keeps a private copy of the other side's index (cachedHead in the
 // producer, cachedTail in the consumer) and reads the shared one only when
 // the cached value says the ring is full or empty, so in steady state a
-// message costs one shared store per side and no cache-line ping-pong on
-// reads.
+// message costs at most one shared store per side and no cache-line
+// ping-pong on reads. The consumer publishes head lazily: after every
+// message while it keeps up (so the producer sees space at once), but only
+// once per quarter ring while it works through a backlog, which is when
+// saving the store matters.
 //
 // A record never straddles the end of the data area: when it would, the
 // producer writes a padding marker and starts the record at offset 0. That
@@ -54,8 +67,9 @@
 // Go compiler emits an atomic store as XCHG, a locked instruction that
 // drains the store buffer (about 20 cycles), where a C++ release store would
 // be a plain MOV; an atomic load is a plain MOV. So each message pays one
-// XCHG on each side; caching the remote index keeps it at one, and the
-// benchmarks in this package show what it costs. On arm64 an atomic store is
+// XCHG on the producer side and at most one on the consumer side; caching
+// the remote index keeps it there, and BenchmarkStream shows what it costs
+// (tens of ns per 64-byte message between processes). On arm64 an atomic store is
 // STLR and a load is LDAR, which are exactly release and acquire (and, being
 // RCsc, never reordered with each other).
 //
