@@ -137,31 +137,23 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := testnet.NewPair(t, "diag")
-			tc.setup(t, p)
-			ns := tc.where(p)
-			ctx := context.Background()
-			ref0 := tc.reference(t, p)
-			a, err := diagnose.Snapshot(ctx, ns, counters.FS{})
-			if err != nil {
-				t.Fatal(err)
+			// The per-CPU input backlog is shared by the whole host: a
+			// flood elsewhere on the machine can drop this test's packets
+			// before they reach the fault. Such an attempt is repeated
+			// (at most three in all), and only when softnet_stat shows
+			// backlog drops during it.
+			var (
+				r   *diagnose.Report
+				ref uint64
+			)
+			for attempt := 1; ; attempt++ {
+				var hostDrops uint64
+				r, ref, hostDrops = measure(t, tc)
+				if ref > 0 || hostDrops == 0 || attempt == 3 {
+					break
+				}
+				t.Logf("attempt %d: %d host backlog drops took the test's packets; again", attempt, hostDrops)
 			}
-			before, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, Top: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc.traffic(t, p)
-			time.Sleep(50 * time.Millisecond) // let the receiver's softirq finish
-			b, err := diagnose.Snapshot(ctx, ns, counters.FS{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ref := tc.reference(t, p) - ref0
-			sum, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, Owners: true, Top: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := diagnose.AnalyzeWith(a, b, b.Time.Sub(a.Time), diagnose.Extra{Sockets: sum, SocketsBefore: before})
 			if ref == 0 {
 				t.Fatalf("the fault made no drops by the reference tool's count; the test is broken")
 			}
@@ -181,6 +173,44 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 			t.Logf("%s: netdrop %d, reference %d; %s", tc.stage, top.Drops, ref, top.Title)
 		})
 	}
+}
+
+// measure makes the drops of one case in a fresh namespace pair and returns
+// the diagnosis, the reference tool's count and the host's backlog drops in
+// the same interval.
+func measure(t *testing.T, tc kernelCase) (*diagnose.Report, uint64, uint64) {
+	t.Helper()
+	p := testnet.NewPair(t, "diag")
+	tc.setup(t, p)
+	ns := tc.where(p)
+	ctx := context.Background()
+	ref0 := tc.reference(t, p)
+	a, err := diagnose.Snapshot(ctx, ns, counters.FS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, Top: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.traffic(t, p)
+	time.Sleep(50 * time.Millisecond) // let the receiver's softirq finish
+	b, err := diagnose.Snapshot(ctx, ns, counters.FS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := tc.reference(t, p) - ref0
+	sum, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, Owners: true, Top: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hostDrops uint64
+	for _, c := range counters.Delta(a, b).Counters {
+		if strings.HasSuffix(c.Source, "softnet_stat") && c.Field == "dropped" {
+			hostDrops += c.Value
+		}
+	}
+	return diagnose.AnalyzeWith(a, b, b.Time.Sub(a.Time), diagnose.Extra{Sockets: sum, SocketsBefore: before}), ref, hostDrops
 }
 
 func brief(fs []diagnose.Finding) string {
