@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -54,6 +55,14 @@ func (k Kernel) where() string {
 // Read implements System.
 func (k Kernel) Read(s Setting) (string, error) {
 	var out string
+	if s.Kind == "rps_cpus" {
+		err := k.sysfs(func(sys string) error {
+			var err error
+			out, err = k.readRPS(s, sys)
+			return err
+		})
+		return out, err
+	}
 	err := netns.Do(k.Netns, func() error {
 		var err error
 		out, err = k.read(s)
@@ -64,42 +73,111 @@ func (k Kernel) Read(s Setting) (string, error) {
 
 // Check implements System.
 func (k Kernel) Check(s Setting) error {
+	if s.Kind == "rps_cpus" {
+		return k.sysfs(func(sys string) error { return k.checkRPS(s, sys) })
+	}
 	return netns.Do(k.Netns, func() error { return k.check(s) })
 }
 
 // Write implements System.
 func (k Kernel) Write(s Setting, v string) error {
+	if s.Kind == "rps_cpus" {
+		return k.sysfs(func(sys string) error {
+			if err := k.checkRPS(s, sys); err != nil {
+				return err
+			}
+			return k.writeFile(s, rpsPath(sys, s), v)
+		})
+	}
 	return netns.Do(k.Netns, func() error { return k.write(s, v) })
 }
 
-func (k Kernel) path(s Setting) (string, error) {
-	switch s.Kind {
-	case "sysctl":
-		rel, err := sysctlPath(s.Target)
-		if err != nil {
-			return "", err
-		}
-		return filepath.Join(k.proc(), "sys", rel), nil
-	case "rps_cpus":
-		if k.Netns != "" {
-			// /sys/class/net lists the interfaces of the namespace sysfs
-			// was mounted in, not the thread's: another namespace's
-			// queues are not reachable here without a new mount.
-			return "", fmt.Errorf("%w: rps_cpus of %s: sysfs shows the namespace it was mounted in; run netdrop tune inside that namespace (ip netns exec)", ErrNotSupported, k.where())
-		}
-		ifn, q, err := splitQueue(s.Target)
-		if err != nil {
-			return "", err
-		}
-		return filepath.Join(k.sys(), "class", "net", ifn, "queues", q, "rps_cpus"), nil
+// sysfs runs fn with the root of a sysfs that shows the namespace's
+// interfaces. /sys/class/net lists the interfaces of the namespace sysfs
+// was mounted in, not the thread's, so for another namespace a sysfs is
+// mounted for the occasion, as ip netns exec does: on a locked thread that
+// gets a private mount namespace, enters the network namespace and mounts
+// sysfs on a temporary directory. The thread is never unlocked, so the
+// runtime discards it with its mount namespace when fn returns.
+func (k Kernel) sysfs(fn func(sys string) error) error {
+	if k.Netns == "" {
+		return fn(k.sys())
 	}
-	return "", nil
+	path, err := netns.Path(k.Netns)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		errc <- func() error {
+			target, err := os.Open(path)
+			if err != nil {
+				return fmt.Errorf("netns %q: %w", k.Netns, err)
+			}
+			defer target.Close()
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("sysfs of %s: private mount namespace: %w", k.where(), err)
+			}
+			// Keep the mount below from propagating to the host.
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				return fmt.Errorf("sysfs of %s: make mounts private: %w", k.where(), err)
+			}
+			if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("netns %q: setns: %w", k.Netns, err)
+			}
+			dir, err := os.MkdirTemp("", "netdrop-sysfs-")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(dir)
+			if err := unix.Mount("sysfs", dir, "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+				return fmt.Errorf("sysfs of %s: mount: %w", k.where(), err)
+			}
+			defer unix.Unmount(dir, unix.MNT_DETACH)
+			return fn(dir)
+		}()
+	}()
+	return <-errc
+}
+
+func rpsPath(sys string, s Setting) string {
+	ifn, q, _ := splitQueue(s.Target)
+	return filepath.Join(sys, "class", "net", ifn, "queues", q, "rps_cpus")
+}
+
+func (k Kernel) readRPS(s Setting, sys string) (string, error) {
+	if _, _, err := splitQueue(s.Target); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(rpsPath(sys, s))
+	if err != nil {
+		return "", k.fileErr(s, "read", err)
+	}
+	return string(b), nil
+}
+
+func (k Kernel) checkRPS(s Setting, sys string) error {
+	if _, _, err := splitQueue(s.Target); err != nil {
+		return err
+	}
+	return k.checkFile(s, rpsPath(sys, s))
+}
+
+func (k Kernel) path(s Setting) (string, error) {
+	rel, err := sysctlPath(s.Target)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(k.proc(), "sys", rel), nil
 }
 
 func (k Kernel) fileErr(s Setting, op string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: no %s in %s", ErrUnknown, s, k.where())
+	case (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) && os.Geteuid() != 0:
+		return fmt.Errorf("%s: changing it needs root: %w", s, os.ErrPermission)
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM), errors.Is(err, unix.EROFS):
 		return fmt.Errorf("%w: %s cannot be written in %s (%v)", ErrReadOnly, s, k.where(), err)
 	case errors.Is(err, unix.EINVAL):
@@ -110,7 +188,7 @@ func (k Kernel) fileErr(s Setting, op string, err error) error {
 
 func (k Kernel) read(s Setting) (string, error) {
 	switch s.Kind {
-	case "sysctl", "rps_cpus":
+	case "sysctl":
 		p, err := k.path(s)
 		if err != nil {
 			return "", err
@@ -138,26 +216,12 @@ func (k Kernel) read(s Setting) (string, error) {
 
 func (k Kernel) check(s Setting) error {
 	switch s.Kind {
-	case "sysctl", "rps_cpus":
+	case "sysctl":
 		p, err := k.path(s)
 		if err != nil {
 			return err
 		}
-		st, err := os.Stat(p)
-		if err != nil {
-			return k.fileErr(s, "stat", err)
-		}
-		if st.IsDir() {
-			return fmt.Errorf("%w: %s is a directory of settings, not one", ErrUnknown, s)
-		}
-		if st.Mode().Perm()&0o200 == 0 {
-			msg := fmt.Sprintf("%s is read-only in %s", s, k.where())
-			if k.Netns != "" {
-				msg += " (a host-wide setting seen from a child namespace is read-only there: set it on the host)"
-			}
-			return fmt.Errorf("%w: %s", ErrReadOnly, msg)
-		}
-		return nil
+		return k.checkFile(s, p)
 	case "txqueuelen":
 		_, err := k.link(s)
 		return err
@@ -168,28 +232,57 @@ func (k Kernel) check(s Setting) error {
 	return fmt.Errorf("%w: kind %q", ErrUnknown, s.Kind)
 }
 
+// checkFile says whether a settings file exists and may be written.
+func (k Kernel) checkFile(s Setting, p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return k.fileErr(s, "stat", err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%w: %s is a directory of settings, not one", ErrUnknown, s)
+	}
+	if st.Mode().Perm()&0o222 == 0 {
+		msg := fmt.Sprintf("%s is read-only in %s", s, k.where())
+		if k.Netns != "" {
+			msg += " (a host-wide setting seen from a child namespace is read-only there: set it on the host)"
+		}
+		return fmt.Errorf("%w: %s", ErrReadOnly, msg)
+	}
+	// access(2) asks the kernel's own permission check (for sysctls,
+	// proc_sys_permission), so a user who may not write is told now,
+	// at plan time, rather than half-way through an apply.
+	if err := unix.Access(p, unix.W_OK); err != nil {
+		return k.fileErr(s, "write", err)
+	}
+	return nil
+}
+
+// writeFile writes v in one write(2): procfs and sysfs parse each write
+// on its own, and a value split over two writes would be two assignments.
+func (k Kernel) writeFile(s Setting, p, v string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return k.fileErr(s, "write", err)
+	}
+	_, werr := f.Write([]byte(v))
+	cerr := f.Close()
+	if werr != nil {
+		return k.fileErr(s, "write", werr)
+	}
+	if cerr != nil {
+		return k.fileErr(s, "write", cerr)
+	}
+	return nil
+}
+
 func (k Kernel) write(s Setting, v string) error {
 	switch s.Kind {
-	case "sysctl", "rps_cpus":
+	case "sysctl":
 		if err := k.check(s); err != nil {
 			return err
 		}
 		p, _ := k.path(s)
-		f, err := os.OpenFile(p, os.O_WRONLY, 0)
-		if err != nil {
-			return k.fileErr(s, "write", err)
-		}
-		// One write call: procfs parses each write(2) on its own, and a
-		// value split over two writes would be two assignments.
-		_, werr := f.Write([]byte(v))
-		cerr := f.Close()
-		if werr != nil {
-			return k.fileErr(s, "write", werr)
-		}
-		if cerr != nil {
-			return k.fileErr(s, "write", cerr)
-		}
-		return nil
+		return k.writeFile(s, p, v)
 	case "txqueuelen":
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 {

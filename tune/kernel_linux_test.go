@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -140,7 +141,8 @@ func TestKernelUnknownAndReadOnly(t *testing.T) {
 		{sysctl("net.ipv4.conf"), ErrUnknown, "a directory of settings"},
 		{Setting{Kind: "txqueuelen", Target: "nosuch0"}, ErrUnknown, "no interface nosuch0"},
 		{Setting{Kind: "ring", Target: "b0", Param: "rx"}, ErrNotSupported, "ring b0 rx"},
-		{Setting{Kind: "rps_cpus", Target: "b0 rx-0"}, ErrNotSupported, "sysfs shows the namespace"},
+		{Setting{Kind: "rps_cpus", Target: "nosuch0 rx-0"}, ErrUnknown, "no rps_cpus nosuch0 rx-0 in namespace " + p.B},
+		{Setting{Kind: "rps_cpus", Target: "b0 tx-0"}, ErrUnknown, `not "IFACE rx-N"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.s.String(), func(t *testing.T) {
@@ -172,8 +174,9 @@ func TestKernelLinkSettings(t *testing.T) {
 	sys := Kernel{Netns: p.B}
 	qlen := Setting{Kind: "txqueuelen", Target: "b0"}
 	rx := Setting{Kind: "channels", Target: "b0", Param: "rx"}
+	rps := Setting{Kind: "rps_cpus", Target: "b0 rx-0"}
 	before := map[Setting]string{}
-	for _, s := range []Setting{qlen, rx} {
+	for _, s := range []Setting{qlen, rx, rps} {
 		v, err := sys.Read(s)
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -183,7 +186,7 @@ func TestKernelLinkSettings(t *testing.T) {
 	// veth has one RX channel and allows up to the CPU count; a single
 	// CPU host cannot show a change.
 	ch := testnet.In(t, p.B, "ethtool", "-l", "b0")
-	plan := planOf(item(qlen, "4321"))
+	plan := planOf(item(qlen, "4321"), item(rps, "1"))
 	if !strings.Contains(ch, "RX:\t\t1\n") || strings.Count(ch, "RX:\t\t1\n") == 2 {
 		t.Logf("veth channels cannot change here:\n%s", ch)
 	} else {
@@ -196,7 +199,14 @@ func TestKernelLinkSettings(t *testing.T) {
 	if out := testnet.In(t, p.B, "ip", "link", "show", "b0"); !strings.Contains(out, "qlen 4321") {
 		t.Errorf("ip link show after apply:\n%s", out)
 	}
-	if len(plan.Items) == 2 {
+	rpsFile := "/sys/class/net/b0/queues/rx-0/rps_cpus"
+	if out := testnet.In(t, p.B, "cat", rpsFile); strings.Trim(out, "0,\n") != "1" {
+		t.Errorf("rps_cpus after apply (ip netns exec, its own sysfs) = %q, want CPU 0's mask", out)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), "netdrop-sysfs-") {
+		t.Errorf("the namespace's sysfs mount leaked into the test's mount namespace:\n%s", mi)
+	}
+	if len(plan.Items) == 3 {
 		if out := testnet.In(t, p.B, "ethtool", "-l", "b0"); strings.Count(out, "RX:\t\t2") != 2 {
 			t.Errorf("ethtool -l after apply rx=2:\n%s", out)
 		}
@@ -212,6 +222,9 @@ func TestKernelLinkSettings(t *testing.T) {
 		if got, _ := sys.Read(s); got != v {
 			t.Errorf("after rollback %s = %q, want %q", s, got, v)
 		}
+	}
+	if out := testnet.In(t, p.B, "cat", rpsFile); out != before[rps] {
+		t.Errorf("rps_cpus after rollback = %q, want byte-exact %q", out, before[rps])
 	}
 	if out := testnet.In(t, p.B, "ip", "link", "show", "b0"); !strings.Contains(out, "qlen "+before[qlen]) {
 		t.Errorf("ip link show after rollback, want qlen %s:\n%s", before[qlen], out)
@@ -373,4 +386,54 @@ func TestKernelPlanFromDiagnosis(t *testing.T) {
 		t.Errorf("somaxconn after rollback = %q, want %q", got, faulted)
 	}
 	_ = orig
+}
+
+// TestKernelUnprivileged runs the test binary again as nobody, without
+// capabilities: reading a sysctl works, and writing one is refused at check
+// time with a permission error that says root is needed, not "read-only".
+func TestKernelUnprivileged(t *testing.T) {
+	if os.Getenv("NETDROP_TUNE_UNPRIV") == "1" {
+		if os.Geteuid() == 0 {
+			t.Fatal("helper still runs as root")
+		}
+		sys := Kernel{}
+		if _, err := sys.Read(sysctl("net.core.somaxconn")); err != nil {
+			t.Fatalf("read as nobody: %v", err)
+		}
+		err := sys.Check(sysctl("net.core.somaxconn"))
+		if !errors.Is(err, os.ErrPermission) || errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), "needs root") {
+			t.Fatalf("check as nobody = %v, want a permission error naming root", err)
+		}
+		return
+	}
+	testnet.RequireRoot(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux) to drop privileges")
+	}
+	// The go test binary lives in a directory only root can enter.
+	dir, err := os.MkdirTemp("", "ndtest-tune-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "tune.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+		bin, "-test.run=^TestKernelUnprivileged$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "NETDROP_TUNE_UNPRIV=1")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestKernelUnprivileged") {
+		t.Fatalf("unprivileged child: %v\n%s", err, out)
+	}
 }

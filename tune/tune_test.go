@@ -333,3 +333,19 @@ func copyMap(m map[string]string) map[string]string {
 	}
 	return out
 }
+
+// FuzzSysctlPath: whatever the name, the path stays below /proc/sys.
+func FuzzSysctlPath(f *testing.F) {
+	for _, s := range []string{"net.core.somaxconn", "net/ipv4/conf/eth0.100/rp_filter", "../x", "a..b", "a/./b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		rel, err := sysctlPath(name)
+		if err != nil {
+			return
+		}
+		if clean := filepath.Clean("/proc/sys/" + rel); !strings.HasPrefix(clean, "/proc/sys/") || clean != "/proc/sys/"+rel {
+			t.Fatalf("sysctlPath(%q) = %q escapes or is not clean", name, rel)
+		}
+	})
+}
