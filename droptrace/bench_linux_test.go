@@ -83,6 +83,7 @@ func BenchmarkTraceOverhead(b *testing.B) {
 	const rounds = 5
 	const span = time.Second
 	pps := map[string][]float64{}
+	perCPU := map[string][]float64{}
 	skipped := map[string]string{}
 	for i := 0; i < b.N; i++ {
 		for r := 0; r < rounds; r++ {
@@ -96,24 +97,29 @@ func BenchmarkTraceOverhead(b *testing.B) {
 					continue
 				}
 				t0 := time.Now()
-				n := flood(b, p.A, dst, 1<<30, span)
+				n, cpu := floodCPU(b, p.A, dst, 1<<30, span)
 				el := time.Since(t0)
 				stop()
 				pps[c.name] = append(pps[c.name], float64(n)/el.Seconds())
+				if cpu > 0 {
+					perCPU[c.name] = append(perCPU[c.name], float64(n)/cpu.Seconds())
+				}
 			}
 		}
 	}
-	base := median(pps["no tracer"])
+	base, baseCPU := median(pps["no tracer"]), median(perCPU["no tracer"])
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%-38s %12s %8s\n", "configuration", "packets/s", "ratio")
+	fmt.Fprintf(&sb, "\n%-38s %12s %7s %14s %7s\n", "configuration", "packets/s", "ratio", "packets/cpu-s", "ratio")
 	for _, c := range configs {
 		if why := skipped[c.name]; why != "" {
-			fmt.Fprintf(&sb, "%-38s %12s %8s  (%s)\n", c.name, "-", "-", why)
+			fmt.Fprintf(&sb, "%-38s %12s %7s %14s %7s  (%s)\n", c.name, "-", "-", "-", "-", why)
 			continue
 		}
-		m := median(pps[c.name])
-		fmt.Fprintf(&sb, "%-38s %12.0f %8.2f\n", c.name, m, m/base)
-		b.ReportMetric(m/base, "ratio:"+strings.ReplaceAll(c.name, " ", "_"))
+		m, mc := median(pps[c.name]), median(perCPU[c.name])
+		fmt.Fprintf(&sb, "%-38s %12.0f %7.2f %14.0f %7.2f\n", c.name, m, m/base, mc, mc/baseCPU)
+		name := strings.ReplaceAll(c.name, " ", "_")
+		b.ReportMetric(m/base, "ratio:"+name)
+		b.ReportMetric(mc/baseCPU, "cpu-ratio:"+name)
 	}
 	b.Log(sb.String())
 }
@@ -207,4 +213,63 @@ func bpftraceCount(b *testing.B, _ string) (func(), error) {
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		_ = cmd.Wait()
 	}, nil
+}
+
+// BenchmarkProgramCost reports the average run time of the BPF program per
+// drop (kernel.bpf_stats_enabled, restored afterwards) for each option set,
+// under the same flood as BenchmarkTraceOverhead. It says where the
+// overhead goes: the aggregation, the flow parsing, the stack sampling.
+//
+//	go test -run '^$' -bench ProgramCost -benchtime 1x ./droptrace/
+func BenchmarkProgramCost(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root for namespaces and BPF")
+	}
+	testnet.RequireTool(b, "nft")
+	const knob = "/proc/sys/kernel/bpf_stats_enabled"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		b.Skipf("no %s: %v", knob, err)
+	}
+	if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = os.WriteFile(knob, old, 0o644) })
+
+	p := testnet.NewPair(b, "dtcost")
+	testnet.In(b, p.B, "nft", "add", "table", "inet", "ndtrace")
+	testnet.In(b, p.B, "nft", "add", "chain", "inet", "ndtrace", "in", "{ type filter hook input priority 0 ; }")
+	testnet.In(b, p.B, "nft", "add", "rule", "inet", "ndtrace", "in", "udp", "dport", "7790", "counter", "drop")
+	dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte(p.AddrB.To4())), 7790)
+	cases := []struct {
+		name string
+		opts Options
+	}{
+		{"aggregation", Options{}},
+		{"flows", Options{Flows: true}},
+		{"stacks", Options{Stacks: true}},
+		{"stacks+flows", Options{Stacks: true, Flows: true}},
+		{"classic-tracepoint", Options{Attach: "tracepoint"}},
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%-20s %10s %12s %12s\n", "options", "runs", "ns/run", "ns/packet")
+	for i := 0; i < b.N; i++ {
+		for _, c := range cases {
+			tr, err := Start(context.Background(), c.opts)
+			if err != nil {
+				fmt.Fprintf(&sb, "%-20s skipped: %v\n", c.name, err)
+				continue
+			}
+			n, cpu := floodCPU(b, p.A, dst, 300000, 3*time.Second)
+			st, err := tr.prog.Stats()
+			tr.Close()
+			if err != nil || st.RunCount == 0 {
+				b.Fatalf("%s: no program stats: %v", c.name, err)
+			}
+			per := float64(st.Runtime.Nanoseconds()) / float64(st.RunCount)
+			fmt.Fprintf(&sb, "%-20s %10d %12.0f %12.0f\n", c.name, st.RunCount, per, float64(cpu.Nanoseconds())/float64(n))
+			b.ReportMetric(per, "ns/run:"+c.name)
+		}
+	}
+	b.Log(sb.String())
 }

@@ -51,8 +51,8 @@ type Options struct {
 	// Reason keeps one drop reason, by name (NETFILTER_DROP) or value.
 	Reason string
 	// Stacks samples kernel stacks per row: the first 8 drops of each row
-	// on each CPU, then one in 128, because walking a stack costs more than
-	// everything else the tracer does. Row counts stay exact.
+	// on each CPU, then one in 1024, because walking a stack costs more
+	// than everything else the tracer does. Row counts stay exact.
 	Stacks bool
 	// Flows counts 5-tuples per row; Snapshot returns the top FlowsPerRow.
 	Flows       bool

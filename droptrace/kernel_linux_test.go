@@ -23,6 +23,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/internal/testnet"
@@ -64,8 +65,26 @@ func startTracer(t *testing.T, opts Options) *Tracer {
 // ICMP errors do not stop it. It returns how many were sent.
 func flood(t testing.TB, ns string, dst netip.AddrPort, n int, limit time.Duration) int {
 	t.Helper()
+	sent, _ := floodCPU(t, ns, dst, n, limit)
+	return sent
+}
+
+// floodCPU is flood that also returns the CPU time (user + system) of the
+// sending thread. Receive processing of a veth runs in the sender's softirq
+// context and is charged to it, so packets per CPU-second measure the
+// per-packet cost of the whole path, tracer included, even when other
+// processes compete for the CPUs.
+func floodCPU(t testing.TB, ns string, dst netip.AddrPort, n int, limit time.Duration) (int, time.Duration) {
+	t.Helper()
 	sent := 0
+	var cpu time.Duration
 	err := netns.Do(ns, func() error {
+		var r0, r1 unix.Rusage
+		_ = unix.Getrusage(unix.RUSAGE_THREAD, &r0)
+		defer func() {
+			_ = unix.Getrusage(unix.RUSAGE_THREAD, &r1)
+			cpu = time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+		}()
 		c, err := net.ListenPacket("udp4", "0.0.0.0:0")
 		if err != nil {
 			return err
@@ -95,7 +114,7 @@ func flood(t testing.TB, ns string, dst netip.AddrPort, n int, limit time.Durati
 	if err != nil {
 		t.Fatalf("flood %s from %s: %v", dst, ns, err)
 	}
-	return sent
+	return sent, cpu
 }
 
 // settle waits until the tracer's count stops moving: the receive side
@@ -195,7 +214,7 @@ func TestNetfilterDropMatchesRuleCounter(t *testing.T) {
 						t.Errorf("row at %s: stack %v does not contain %s", r.Location, st.Frames, r.Function)
 					}
 				}
-				// Sampling: the first 8 per CPU, then one in 128.
+				// Sampling: the first 8 per CPU, then one in 1024.
 				if samples == 0 || samples > r.Count || samples < min(r.Count, 8) {
 					t.Errorf("row at %s: %d stack samples for %d drops", r.Location, samples, r.Count)
 				}

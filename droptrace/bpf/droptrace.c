@@ -46,7 +46,7 @@ volatile const __u8 cfg_stacks;       /* sample kernel stacks per row */
  * stay exact; stacks carry sample counts.
  */
 volatile const __u32 cfg_stack_first = 8;
-volatile const __u32 cfg_stack_every = 128;
+volatile const __u32 cfg_stack_every = 1024;
 volatile const __u8 cfg_flows;        /* count 5-tuples per row */
 volatile const __u8 cfg_events;       /* stream every drop to the ring */
 /* Classic tracepoint record offsets; -1 when the field does not exist. */
@@ -144,6 +144,16 @@ struct {
 const struct event *unused_event __attribute__((unused));
 const struct flow_key *unused_flow_key __attribute__((unused));
 
+/*
+ * READ(direct, p, field): in tp_btf programs the arguments are BTF-typed, so
+ * the verifier allows plain loads through them (checked, fault-tolerant
+ * PROBE_MEM loads, a few cycles each); the classic tracepoint only has raw
+ * addresses and must call bpf_probe_read_kernel for every field, which costs
+ * a helper call each. direct is a compile-time constant in every caller, so
+ * each program keeps only its own branch.
+ */
+#define READ(direct, p, field) ((direct) ? (p)->field : BPF_CORE_READ(p, field))
+
 static __always_inline void stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
@@ -200,69 +210,85 @@ struct ipv6hdr_min {
  * skb may be anywhere on the path, so every read is a probe read and any
  * failure leaves the flow empty rather than guessing.
  */
-static __always_inline void parse_flow(struct sk_buff *skb, __u16 protocol, struct flow *f)
+static __always_inline void parse_flow(const int direct, struct sk_buff *skb, __u16 protocol,
+				       struct flow *f)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	unsigned char *l4;
-	__u8 first;
+	unsigned char *head = READ(direct, skb, head);
+	__u16 nh = READ(direct, skb, network_header);
+	__u8 l4[4];
+	int l4_ok = 0;
+	union {
+		struct {
+			struct iphdr_min ip;
+			__u8 l4[4];
+		} v4;
+		struct {
+			struct ipv6hdr_min ip;
+			__u8 l4[4];
+		} v6;
+	} h;
 
 	if (!head || nh == (__u16)~0U)
 		return;
-	if (bpf_probe_read_kernel(&first, 1, head + nh))
-		return;
 	/* Locally built packets can be freed before skb->protocol is set. */
-	if (protocol == 0)
-		protocol = (first >> 4) == 4 ? ETH_P_IP : (first >> 4) == 6 ? ETH_P_IPV6 : 0;
-
-	if (protocol == ETH_P_IP) {
-		struct iphdr_min iph;
-		if (bpf_probe_read_kernel(&iph, sizeof(iph), head + nh))
+	if (protocol == 0) {
+		__u8 first;
+		if (bpf_probe_read_kernel(&first, 1, head + nh))
 			return;
-		if ((iph.ver_ihl >> 4) != 4)
+		protocol = (first >> 4) == 4 ? ETH_P_IP : (first >> 4) == 6 ? ETH_P_IPV6 : 0;
+	}
+
+	/*
+	 * One read takes the IP header and the first four bytes after it
+	 * (ports, or ICMP type and code) when there are no IP options or
+	 * IPv6 extension headers, the common case; each helper call costs.
+	 */
+	if (protocol == ETH_P_IP) {
+		if (bpf_probe_read_kernel(&h.v4, sizeof(h.v4), head + nh))
+			return;
+		if ((h.v4.ip.ver_ihl >> 4) != 4)
 			return;
 		f->family = 4;
-		f->l4proto = iph.protocol;
-		__builtin_memcpy(f->saddr, &iph.saddr, 4);
-		__builtin_memcpy(f->daddr, &iph.daddr, 4);
+		f->l4proto = h.v4.ip.protocol;
+		__builtin_memcpy(f->saddr, &h.v4.ip.saddr, 4);
+		__builtin_memcpy(f->daddr, &h.v4.ip.daddr, 4);
 		/* Later fragments carry no transport header. */
-		if (iph.frag_off & bpf_htons(0x1fff))
+		if (h.v4.ip.frag_off & bpf_htons(0x1fff))
 			return;
-		l4 = head + nh + (iph.ver_ihl & 0xf) * 4;
+		if ((h.v4.ip.ver_ihl & 0xf) == 5) {
+			__builtin_memcpy(l4, h.v4.l4, 4);
+			l4_ok = 1;
+		} else {
+			l4_ok = bpf_probe_read_kernel(l4, 4, head + nh + (h.v4.ip.ver_ihl & 0xf) * 4) == 0;
+		}
 	} else if (protocol == ETH_P_IPV6) {
-		struct ipv6hdr_min ip6;
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+		if (bpf_probe_read_kernel(&h.v6, sizeof(h.v6), head + nh))
 			return;
-		if ((ip6.ver_tc_flow & bpf_htonl(0xf0000000)) != bpf_htonl(0x60000000))
+		if ((h.v6.ip.ver_tc_flow & bpf_htonl(0xf0000000)) != bpf_htonl(0x60000000))
 			return;
 		f->family = 6;
-		f->l4proto = ip6.nexthdr;
-		__builtin_memcpy(f->saddr, ip6.saddr, 16);
-		__builtin_memcpy(f->daddr, ip6.daddr, 16);
-		l4 = head + nh + sizeof(ip6);
+		f->l4proto = h.v6.ip.nexthdr;
+		__builtin_memcpy(f->saddr, h.v6.ip.saddr, 16);
+		__builtin_memcpy(f->daddr, h.v6.ip.daddr, 16);
+		__builtin_memcpy(l4, h.v6.l4, 4);
+		l4_ok = 1;
 	} else {
 		return;
 	}
+	if (!l4_ok)
+		return;
 
 	switch (f->l4proto) {
 	case IPPROTO_TCP:
-	case IPPROTO_UDP: {
-		__be16 ports[2];
-		if (bpf_probe_read_kernel(ports, sizeof(ports), l4) == 0) {
-			f->sport = bpf_ntohs(ports[0]);
-			f->dport = bpf_ntohs(ports[1]);
-		}
+	case IPPROTO_UDP:
+		f->sport = (__u16)l4[0] << 8 | l4[1];
+		f->dport = (__u16)l4[2] << 8 | l4[3];
 		break;
-	}
 	case IPPROTO_ICMP:
-	case IPPROTO_ICMPV6: {
-		__u8 tc[2];
-		if (bpf_probe_read_kernel(tc, sizeof(tc), l4) == 0) {
-			f->sport = tc[0];
-			f->dport = tc[1];
-		}
+	case IPPROTO_ICMPV6:
+		f->sport = l4[0];
+		f->dport = l4[1];
 		break;
-	}
 	}
 }
 
@@ -277,11 +303,16 @@ static __always_inline int host_match(const __u8 *addr)
 	return 1;
 }
 
-static __always_inline __u32 sock_netns(struct sock *sk)
+static __always_inline __u32 sock_netns(const int direct, struct sock *sk)
 {
+	struct net *net;
+
 	if (!sk || !bpf_core_field_exists(sk->__sk_common.skc_net.net))
 		return 0;
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	net = READ(direct, sk, __sk_common.skc_net.net);
+	if (!net)
+		return 0;
+	return READ(direct, net, ns.inum);
 }
 
 /*
@@ -289,11 +320,16 @@ static __always_inline __u32 sock_netns(struct sock *sk)
  * names the namespace when the skb no longer carries a device, as on the
  * TCP receive path.
  */
-static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location,
+static __always_inline int handle(const int direct, void *ctx, struct sk_buff *skb, __u64 location,
 				  __u32 reason, __u16 protocol, struct sock *rx_sk)
 {
-	struct drop_key key = {};
-	struct flow flow = {};
+	/*
+	 * One flow_key holds the row key and the flow, so that nothing is
+	 * copied between them: the BPF stack is 512 bytes.
+	 */
+	struct flow_key fk = {};
+	struct drop_key *key = &fk.drop;
+	struct flow *flow = &fk.flow;
 	struct net_device *dev;
 	__u64 seen;
 	int need_flow;
@@ -307,50 +343,52 @@ static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location
 	 * dev_scratch there), so a device whose namespace cannot be read is
 	 * not trusted for the ifindex either.
 	 */
-	dev = BPF_CORE_READ(skb, dev);
+	dev = READ(direct, skb, dev);
 	if (dev && bpf_core_field_exists(dev->nd_net.net)) {
-		key.netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
-		if (key.netns)
-			key.ifindex = BPF_CORE_READ(dev, ifindex);
+		struct net *net = READ(direct, dev, nd_net.net);
+		if (net)
+			key->netns = READ(direct, net, ns.inum);
+		if (key->netns)
+			key->ifindex = READ(direct, dev, ifindex);
 	}
-	if (!key.netns)
-		key.netns = sock_netns(rx_sk);
-	if (!key.netns)
-		key.netns = sock_netns(BPF_CORE_READ(skb, sk));
-	if (cfg_netns && key.netns != cfg_netns)
+	if (!key->netns)
+		key->netns = sock_netns(direct, rx_sk);
+	if (!key->netns)
+		key->netns = sock_netns(direct, READ(direct, skb, sk));
+	if (cfg_netns && key->netns != cfg_netns)
 		return 0;
 	/* Without a device, the input interface, when the namespace is known. */
-	if (!key.ifindex && key.netns)
-		key.ifindex = BPF_CORE_READ(skb, skb_iif);
+	if (!key->ifindex && key->netns)
+		key->ifindex = READ(direct, skb, skb_iif);
 
-	key.location = location;
-	key.reason = reason;
-	key.protocol = protocol;
-	key.stack_id = -1;
+	key->location = location;
+	key->reason = reason;
+	key->protocol = protocol;
+	key->stack_id = -1;
 
 	need_flow = cfg_flows || cfg_events || cfg_l4proto || cfg_port || cfg_host_family;
 	if (need_flow) {
-		parse_flow(skb, protocol, &flow);
+		parse_flow(direct, skb, protocol, flow);
 		/* "icmp" (1) selects ICMPv6 as well. */
-		if (cfg_l4proto && flow.l4proto != cfg_l4proto &&
-		    !(cfg_l4proto == IPPROTO_ICMP && flow.l4proto == IPPROTO_ICMPV6))
+		if (cfg_l4proto && flow->l4proto != cfg_l4proto &&
+		    !(cfg_l4proto == IPPROTO_ICMP && flow->l4proto == IPPROTO_ICMPV6))
 			return 0;
-		if (cfg_port && flow.sport != cfg_port && flow.dport != cfg_port)
+		if (cfg_port && flow->sport != cfg_port && flow->dport != cfg_port)
 			return 0;
-		if (cfg_port && flow.l4proto != IPPROTO_TCP && flow.l4proto != IPPROTO_UDP)
+		if (cfg_port && flow->l4proto != IPPROTO_TCP && flow->l4proto != IPPROTO_UDP)
 			return 0;
 		if (cfg_host_family) {
-			if (flow.family != cfg_host_family)
+			if (flow->family != cfg_host_family)
 				return 0;
-			if (!host_match(flow.saddr) && !host_match(flow.daddr))
+			if (!host_match(flow->saddr) && !host_match(flow->daddr))
 				return 0;
 		}
-		key.l4proto = flow.l4proto;
+		key->l4proto = flow->l4proto;
 		if (protocol == 0)
-			key.protocol = flow.family == 4 ? ETH_P_IP : flow.family == 6 ? ETH_P_IPV6 : 0;
+			key->protocol = flow->family == 4 ? ETH_P_IP : flow->family == 6 ? ETH_P_IPV6 : 0;
 	}
 
-	if (count(&drops, &key, &seen))
+	if (count(&drops, key, &seen))
 		stat_inc(STAT_DROPS_OVERFLOW);
 
 	if (cfg_stacks && (seen < cfg_stack_first || (seen & (cfg_stack_every - 1)) == 0)) {
@@ -358,19 +396,16 @@ static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location
 		if (id < 0) {
 			stat_inc(STAT_STACK_ERRORS);
 		} else {
-			struct drop_key sk = key;
 			__u64 ignored;
-			sk.stack_id = (__s32)id;
-			if (count(&stack_samples, &sk, &ignored))
+			key->stack_id = (__s32)id;
+			if (count(&stack_samples, key, &ignored))
 				stat_inc(STAT_STACK_ERRORS);
+			key->stack_id = -1;
 		}
 	}
 
-	if (cfg_flows && flow.family) {
-		struct flow_key fk = {};
+	if (cfg_flows && flow->family) {
 		__u64 ignored;
-		fk.drop = key;
-		fk.flow = flow;
 		if (count(&flows, &fk, &ignored))
 			stat_inc(STAT_FLOWS_OVERFLOW);
 	}
@@ -382,8 +417,8 @@ static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location
 			return 0;
 		}
 		e->ts_ns = bpf_ktime_get_ns();
-		e->key = key;
-		e->flow = flow;
+		e->key = *key;
+		e->flow = *flow;
 		e->cpu = bpf_get_smp_processor_id();
 		e->pad = 0;
 		bpf_ringbuf_submit(e, 0);
@@ -401,19 +436,19 @@ SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb_btf_rxsk, struct sk_buff *skb, void *location, unsigned int reason,
 	     struct sock *rx_sk)
 {
-	return handle(ctx, skb, (__u64)location, reason, bpf_ntohs(BPF_CORE_READ(skb, protocol)), rx_sk);
+	return handle(1, ctx, skb, (__u64)location, reason, bpf_ntohs(skb->protocol), rx_sk);
 }
 
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, unsigned int reason)
 {
-	return handle(ctx, skb, (__u64)location, reason, bpf_ntohs(BPF_CORE_READ(skb, protocol)), 0);
+	return handle(1, ctx, skb, (__u64)location, reason, bpf_ntohs(skb->protocol), 0);
 }
 
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb_btf_noreason, struct sk_buff *skb, void *location)
 {
-	return handle(ctx, skb, (__u64)location, 0, bpf_ntohs(BPF_CORE_READ(skb, protocol)), 0);
+	return handle(1, ctx, skb, (__u64)location, 0, bpf_ntohs(skb->protocol), 0);
 }
 
 /*
@@ -437,5 +472,5 @@ int kfree_skb_tp(void *ctx)
 		bpf_probe_read_kernel(&rx_sk, sizeof(rx_sk), ctx + cfg_off_rx_sk);
 	if (!skbaddr)
 		return 0;
-	return handle(ctx, (struct sk_buff *)skbaddr, location, reason, protocol, (struct sock *)rx_sk);
+	return handle(0, ctx, (struct sk_buff *)skbaddr, location, reason, protocol, (struct sock *)rx_sk);
 }

@@ -45,7 +45,7 @@ Frees that are not loss (queue purges when a socket closes, multicast that is
 not for this host) are shown apart as noise and not counted as drops.
 
 --stacks adds the kernel stacks of each row (sampled: the first drops of a
-row, then one in 128, with their sample counts), --flows the top 5-tuples, and
+row, then one in 1024, with their sample counts), --flows the top 5-tuples, and
 --events streams one line per drop; events the ring buffer could not take are
 counted and reported, never lost silently.
 
