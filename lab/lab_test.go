@@ -568,6 +568,57 @@ func TestBinaryCleanup(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
+	t.Run("usage", func(t *testing.T) {
+		out, err := exec.Command(bin, "lab", "list", "--json").Output()
+		if err != nil {
+			t.Fatalf("lab list --json: %v", err)
+		}
+		var items []struct {
+			Name  string   `json:"name"`
+			Stage stage.ID `json:"stage"`
+			Story string   `json:"story"`
+		}
+		if err := json.Unmarshal(out, &items); err != nil || len(items) != len(List()) {
+			t.Fatalf("lab list --json: %v, %d items, want %d\n%s", err, len(items), len(List()), out)
+		}
+		cmd := exec.Command(bin, "lab", "run", "udp-rcvbuff")
+		msg, _ := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(msg), "udp-rcvbuf") {
+			t.Errorf("unknown scenario: exit %d, output %q; want exit 2 naming the known scenarios", code, msg)
+		}
+	})
+
+	t.Run("not root", func(t *testing.T) {
+		// A copy of the binary the unprivileged user can reach (test
+		// temporary directories are private to root).
+		dir, err := os.MkdirTemp("", "ndlab-nobody-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nobodyBin := filepath.Join(dir, "netdrop")
+		if err := os.WriteFile(nobodyBin, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(nobodyBin, "lab", "run", "udp-no-socket")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		msg, err := cmd.CombinedOutput()
+		if cmd.ProcessState == nil {
+			t.Fatalf("could not start the binary as nobody: %v", err)
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(msg), "needs root") {
+			t.Errorf("as nobody: exit %d, output %q; want exit 2 saying it needs root", code, msg)
+		}
+		assertClean(t, before)
+	})
+
 	t.Run("run all", func(t *testing.T) {
 		cmd := exec.Command(bin, "lab", "run", "all", "--json")
 		out, err := cmd.Output()
