@@ -135,7 +135,13 @@ type Context struct {
 // through sys now, not taken from the diagnosis, because the fix text may
 // be seconds old or may not know the value at all.
 func Build(r *diagnose.Report, sys System, ctx Context) *Plan {
-	p := &Plan{Netns: r.Netns, Created: time.Now(), Items: []Item{}, Application: []AppNote{}, Manual: []string{}}
+	ns := r.Netns
+	if ns == "current" {
+		// diagnose labels its own namespace "current"; a plan and its
+		// rollback file name the namespace as internal/netns takes it.
+		ns = ""
+	}
+	p := &Plan{Netns: ns, Created: time.Now(), Items: []Item{}, Application: []AppNote{}, Manual: []string{}}
 	seen := map[Setting]int{}
 	for _, f := range r.Findings {
 		if f.Severity < diagnose.Warning && len(f.Changes) == 0 {
@@ -163,6 +169,12 @@ func Build(r *diagnose.Report, sys System, ctx Context) *Plan {
 			}
 			cur, err := sys.Read(set)
 			switch {
+			case f.HostWide && ns != "":
+				// The evidence is host-wide (softnet, NICs): the setting
+				// that answers it belongs to the host, not to this
+				// namespace, even where the namespace has a copy.
+				it.Current = display(cur)
+				it.Skip = "host-wide finding: tune it on the host (netdrop tune without --netns)"
 			case err != nil:
 				it.Current = "?"
 				it.Skip = err.Error()

@@ -349,3 +349,22 @@ func FuzzSysctlPath(f *testing.F) {
 		}
 	})
 }
+
+func TestBuildHostWideInNamespace(t *testing.T) {
+	sys := mem(map[string]string{"sysctl net.core.netdev_max_backlog": "1000\n", "sysctl net.core.somaxconn": "128\n"})
+	host := finding(stage.Softirq, "backlog", change("net.core.netdev_max_backlog", "10000"))
+	host.HostWide = true
+	local := finding(stage.TCPListen, "accept", change("net.core.somaxconn", "4096"))
+	r := &diagnose.Report{Netns: "web", Findings: []diagnose.Finding{host, local}}
+	p := Build(r, sys, Context{})
+	if diff := cmp.Diff(map[string]string{"sysctl net.core.netdev_max_backlog": "host-wide finding", "sysctl net.core.somaxconn": ""}, skips(p)); diff != "" {
+		t.Errorf("skips (-want +got):\n%s", diff)
+	}
+	// On the host itself (diagnose calls it "current"), both apply, and
+	// the plan names no namespace.
+	r.Netns = "current"
+	p = Build(r, sys, Context{})
+	if p.Netns != "" || len(p.Actionable()) != 2 {
+		t.Errorf("host plan: netns %q, %d actionable, want \"\" and 2", p.Netns, len(p.Actionable()))
+	}
+}

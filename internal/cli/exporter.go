@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/exporter"
 	"github.com/netdrop/netdrop/internal/netns"
@@ -75,6 +77,8 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 			if err != nil {
 				return err
 			}
+			// The exporter's own health, as every exporter reports it.
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			return serveMetrics(cmd.Context(), e, listen, readyFile, exporter.Handler(reg, opts), opts.Logger)
 		},
 	}

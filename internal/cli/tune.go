@@ -20,11 +20,10 @@ func init() { register(newTuneCmd) }
 
 // tuneOutput is the JSON shape of netdrop tune.
 type tuneOutput struct {
-	Plan     *tune.Plan   `json:"plan"`
-	Applied  *tune.Result `json:"applied,omitempty"`
-	Persist  string       `json:"persisted_to,omitempty"`
-	DryRun   bool         `json:"dry_run"`
-	Rollback string       `json:"rolled_back_from,omitempty"`
+	Plan    *tune.Plan   `json:"plan"`
+	Applied *tune.Result `json:"applied,omitempty"`
+	Persist string       `json:"persisted_to,omitempty"`
+	DryRun  bool         `json:"dry_run"`
 }
 
 func newTuneCmd(e *env) *cobra.Command {
@@ -177,7 +176,7 @@ func runRollback(e *env, path, ns string, nsGiven, asJSON bool) error {
 func renderTune(w io.Writer, out tuneOutput) error {
 	p := out.Plan
 	where := "this host"
-	if p.Netns != "" && p.Netns != "current" {
+	if p.Netns != "" {
 		where = "namespace " + p.Netns
 	}
 	if len(p.Items) == 0 {
