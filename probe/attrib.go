@@ -26,7 +26,13 @@ type StageLoss struct {
 	// namespace counter that other traffic may also have moved.
 	Exact    bool       `json:"exact"`
 	Evidence []Evidence `json:"evidence"`
+	// MoreEvidence counts counters of this stage that moved but are left
+	// out of Evidence (the largest maxEvidence are kept), so a report
+	// always fits in one datagram.
+	MoreEvidence int `json:"more_evidence,omitempty"`
 }
+
+const maxEvidence = 8
 
 // Evidence is one counter that moved during the run.
 type Evidence struct {
@@ -61,7 +67,7 @@ var tcpOnly = map[stage.ID]bool{stage.TCPListen: true, stage.TCP: true, stage.Po
 // coalesced buffer of up to that many frames, and the socket's share is an
 // upper bound, no longer exact.
 func Attribute(lost, socketDrops, framesPerDrop uint64, delta *counters.Snapshot, udp bool) Attribution {
-	a := Attribution{Lost: lost}
+	a := Attribution{Lost: lost, Stages: []StageLoss{}}
 	left := lost
 	type key struct {
 		id       stage.ID
@@ -110,6 +116,12 @@ func Attribute(lost, socketDrops, framesPerDrop uint64, delta *counters.Snapshot
 	for _, info := range stage.All() {
 		if n := frames[info.ID]; n > 0 {
 			a.Stages = append(a.Stages, StageLoss{Stage: info.ID, Frames: n, Evidence: byStage[info.ID]})
+		}
+	}
+	for i := range a.Stages {
+		if ev := a.Stages[i].Evidence; len(ev) > maxEvidence {
+			a.Stages[i].MoreEvidence = len(ev) - maxEvidence
+			a.Stages[i].Evidence = ev[:maxEvidence]
 		}
 	}
 	a.Unaccounted = left

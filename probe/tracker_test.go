@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -246,8 +247,17 @@ func TestAttribute(t *testing.T) {
 	if got.Unaccounted != 0 || len(got.Stages) != 1 || got.Stages[0].Frames != 3 || got.Stages[0].Stage != stage.Netfilter {
 		t.Errorf("capped attribution = %+v", got)
 	}
-	if got := Attribute(0, 0, 1, nil, true); got.Unaccounted != 0 || len(got.Stages) != 0 {
+	if got := Attribute(0, 0, 1, nil, true); got.Unaccounted != 0 || got.Stages == nil || len(got.Stages) != 0 {
 		t.Errorf("no loss = %+v", got)
+	}
+	// Evidence is capped so a report fits in a datagram.
+	many := &counters.Snapshot{}
+	for i := range 20 {
+		many.Add(counters.Counter{Source: "s", Object: fmt.Sprint("cpu", i), Field: "dropped", Value: uint64(i + 1), Stage: stage.Softirq, HostWide: true})
+	}
+	got = Attribute(5, 0, 1, many, true)
+	if len(got.Stages) != 1 || len(got.Stages[0].Evidence) != maxEvidence || got.Stages[0].MoreEvidence != 20-maxEvidence || got.Stages[0].Evidence[0].Delta != 20 {
+		t.Errorf("capped evidence = %+v", got)
 	}
 	// With UDP_GRO a drop may be a whole coalesced buffer: an upper bound.
 	got = Attribute(640, 10, 64, nil, true)

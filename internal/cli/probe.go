@@ -354,6 +354,9 @@ func attributionLine(a probe.Attribution) string {
 			}
 			ev = append(ev, fmt.Sprintf("%s +%d", name, x.Delta))
 		}
+		if s.MoreEvidence > 0 {
+			ev = append(ev, fmt.Sprintf("%d more counters", s.MoreEvidence))
+		}
 		qual := ""
 		if !s.Exact {
 			qual = "up to; counters shared with other traffic: "
