@@ -41,10 +41,13 @@ const (
 	ProxySplice = "proxy-splice" // TCP -> splice socket->pipe->socket -> TCP
 	ZeroCopy    = "zerocopy"     // send(MSG_ZEROCOPY) over TCP loopback
 	Shmring     = "shmring"      // package shmring
+	// ShmringFutex is shmring with spinning off: every message finds the
+	// other end asleep on the futex, so its latency is the wake-up cost.
+	ShmringFutex = "shmring-futex"
 )
 
 // Transports lists every transport Run knows, in report order.
-var Transports = []string{TCP, Unix, Sendfile, ProxyCopy, ProxySplice, ZeroCopy, Shmring}
+var Transports = []string{TCP, Unix, Sendfile, ProxyCopy, ProxySplice, ZeroCopy, Shmring, ShmringFutex}
 
 // DefaultSizes are the message sizes measured when none are given.
 var DefaultSizes = []int{64, 1 << 10, 16 << 10, 64 << 10, 1 << 20}
@@ -55,10 +58,10 @@ type Options struct {
 	Duration   time.Duration // per measurement (each transport, size and phase); default 500ms
 	Transports []string      // subset of Transports; all if empty
 	// ShmPeer returns the command of the process that serves the shmring
-	// end: ServeShmPeer(toPeer, fromPeer, PeerOptions{ReportCPU: true,
-	// CPU: cpu}). Nil serves it from a goroutine of this process, which the
-	// report then says.
-	ShmPeer func(toPeer, fromPeer string, cpu int) *exec.Cmd
+	// end: ServeShmPeer(toPeer, fromPeer, po) with po.ReportCPU set. Nil
+	// serves it from a goroutine of this process, which the report then
+	// says.
+	ShmPeer func(toPeer, fromPeer string, po PeerOptions) *exec.Cmd
 	// ShmDir is where the shmring segments go; default /dev/shm.
 	ShmDir string
 	// Progress, when set, is told before each measurement.

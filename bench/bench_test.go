@@ -23,8 +23,9 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv(peerEnv); v != "" {
 		f := strings.Split(v, ",")
 		cpu, _ := strconv.Atoi(f[2])
+		spin, _ := time.ParseDuration(f[3])
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		err := ServeShmPeer(ctx, f[0], f[1], PeerOptions{ReportCPU: true, CPU: cpu})
+		err := ServeShmPeer(ctx, f[0], f[1], PeerOptions{ReportCPU: true, CPU: cpu, Spin: spin})
 		cancel()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "shmring peer:", err)
@@ -35,10 +36,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func testPeer(toPeer, fromPeer string, cpu int) *exec.Cmd {
+func testPeer(toPeer, fromPeer string, po PeerOptions) *exec.Cmd {
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), peerEnv+"="+toPeer+","+fromPeer+","+strconv.Itoa(cpu))
+	cmd.Env = append(os.Environ(), peerEnv+"="+toPeer+","+fromPeer+","+strconv.Itoa(po.CPU)+","+po.Spin.String())
 	return cmd
 }
 
@@ -153,7 +154,7 @@ func TestRunAll(t *testing.T) {
 				t.Errorf("zerocopy %d: %d completions, copied share %v; want > 0 and 1 on loopback", res.Size, res.ZCSends, res.ZCCopied)
 			}
 		}
-		if res.Transport == Shmring && res.Note != "peer in another process" {
+		if (res.Transport == Shmring || res.Transport == ShmringFutex) && res.Note != "peer in another process" {
 			t.Errorf("shmring note %q", res.Note)
 		}
 	}

@@ -34,6 +34,8 @@ type PeerOptions struct {
 	// CPU is where the serving thread is pinned during latency phases;
 	// -1 leaves it free.
 	CPU int
+	// Spin is shmring.Options.Spin for both rings (negative: sleep at once).
+	Spin time.Duration
 }
 
 // ServeShmPeer is the other end of the shmring transport: it reads the
@@ -50,7 +52,7 @@ func ServeShmPeer(ctx context.Context, toPeer, fromPeer string, po PeerOptions) 
 	var c *shmring.Consumer
 	for {
 		var err error
-		c, err = shmring.Open(toPeer, shmring.Options{})
+		c, err = shmring.Open(toPeer, shmring.Options{Spin: po.Spin})
 		if err == nil {
 			break
 		}
@@ -65,7 +67,7 @@ func ServeShmPeer(ctx context.Context, toPeer, fromPeer string, po PeerOptions) 
 	}
 	defer c.Close()
 	capacity := 1 << bits.Len(uint(2*c.MaxMessage()+3)) // same size as the ring in
-	p, err := shmring.CreateOrReplace(fromPeer, shmring.Options{Capacity: capacity})
+	p, err := shmring.CreateOrReplace(fromPeer, shmring.Options{Capacity: capacity, Spin: po.Spin})
 	if err != nil {
 		return err
 	}
@@ -148,6 +150,7 @@ type shmMeasurer struct {
 	ownPeer bool
 	cpu     int // this end's CPU, -1 unpinned
 	peerCPU int
+	spin    time.Duration
 }
 
 // pin pins the calling (locked) thread to m.cpu, if set.
@@ -162,7 +165,7 @@ func (m *shmMeasurer) pin() func() {
 	return restore
 }
 
-func newShm(opts Options) (measurer, error) {
+func newShm(opts Options, spin time.Duration) (measurer, error) {
 	maxSize := 0
 	for _, s := range opts.Sizes {
 		maxSize = max(maxSize, s)
@@ -176,12 +179,14 @@ func newShm(opts Options) (measurer, error) {
 	m := &shmMeasurer{paths: []string{to, from}, done: make(chan error, 1), cpu: -1, peerCPU: -1}
 	// Two spinning ends on one CPU wait for each other's time slice; on a
 	// busy host the scheduler does put them together. Pin them apart for
-	// latency measurements.
-	if a, b, ok := twoCPUs(); ok {
+	// latency measurements. Ends that never spin are left free, like the
+	// socket transports.
+	if a, b, ok := twoCPUs(); ok && spin >= 0 {
 		m.cpu, m.peerCPU = a, b
 	}
 	var err error
-	m.p, err = shmring.CreateOrReplace(to, shmring.Options{Capacity: capacity})
+	m.spin = spin
+	m.p, err = shmring.CreateOrReplace(to, shmring.Options{Capacity: capacity, Spin: spin})
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +194,7 @@ func newShm(opts Options) (measurer, error) {
 	m.cancel = cancel
 	if opts.ShmPeer != nil {
 		m.where = "peer in another process"
-		m.cmd = opts.ShmPeer(to, from, m.peerCPU)
+		m.cmd = opts.ShmPeer(to, from, PeerOptions{ReportCPU: true, CPU: m.peerCPU, Spin: spin})
 		m.cmd.Stderr = os.Stderr
 		if err := m.cmd.Start(); err != nil {
 			m.close()
@@ -199,11 +204,11 @@ func newShm(opts Options) (measurer, error) {
 	} else {
 		m.where = "peer in a goroutine of this process"
 		m.ownPeer = true
-		go func() { m.done <- ServeShmPeer(ctx, to, from, PeerOptions{CPU: m.peerCPU}) }()
+		go func() { m.done <- ServeShmPeer(ctx, to, from, PeerOptions{CPU: m.peerCPU, Spin: spin}) }()
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		m.c, err = shmring.Open(from, shmring.Options{})
+		m.c, err = shmring.Open(from, shmring.Options{Spin: spin})
 		if err == nil {
 			break
 		}
@@ -317,8 +322,13 @@ func (m *shmMeasurer) note() string {
 	if m.cpu >= 0 {
 		pinned = fmt.Sprintf(", ends pinned to CPUs %d and %d for latency", m.cpu, m.peerCPU)
 	}
+	if m.spin < 0 {
+		return "shmring-futex: spinning off, both ends sleep on the shared futex for every message, " +
+			"so its one-way latency is the cost of a futex wake-up between processes" + pinned
+	}
 	return "shmring: " + m.where + pinned + "; a stream copies each message into the ring and out into the reader's buffer " +
-		"(as read(2) does); ping-pong reads the echo in place (Peek), so a hop costs one copy; both ends spin up to 50µs before sleeping on a futex, so its CPU per GB includes that polling"
+		"(as read(2) does); ping-pong reads the echo in place (Peek), so a hop costs one copy; both ends spin up to 50µs " +
+		"before sleeping on a futex, so its CPU per GB includes that polling"
 }
 
 func (m *shmMeasurer) close() {

@@ -405,7 +405,9 @@ func newMeasurer(name string, opts Options) (measurer, error) {
 	case ZeroCopy:
 		return newZeroCopy()
 	case Shmring:
-		return newShm(opts)
+		return newShm(opts, 0)
+	case ShmringFutex:
+		return newShm(opts, -1)
 	}
 	return nil, fmt.Errorf("unknown transport %q", name)
 }

@@ -48,6 +48,7 @@ func newBenchTransportCmd(e *env) *cobra.Command {
   proxy-splice  TCP -> splice socket->pipe->socket -> TCP
   zerocopy      send(MSG_ZEROCOPY) over TCP loopback, with completions read
   shmring       the shared-memory ring of package shmring, peer in another process
+  shmring-futex the same with spinning off: its latency is the futex wake-up cost
 
 For each it reports throughput (GB/s and messages/s over a one-way stream),
 ping-pong latency one way (round trip / 2, p50 and p99), and CPU seconds per
@@ -101,28 +102,30 @@ Each measurement runs for --duration: the whole run takes about
 }
 
 // shmPeerCommand runs this same binary as the shmring peer process.
-func shmPeerCommand(toPeer, fromPeer string, cpu int) *exec.Cmd {
+func shmPeerCommand(toPeer, fromPeer string, po bench.PeerOptions) *exec.Cmd {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = os.Args[0]
 	}
-	return exec.Command(exe, "bench", "shmring-peer", "--cpu", strconv.Itoa(cpu), toPeer, fromPeer)
+	return exec.Command(exe, "bench", "shmring-peer", "--cpu", strconv.Itoa(po.CPU), "--spin", po.Spin.String(), toPeer, fromPeer)
 }
 
 // newBenchShmPeerCmd is the hidden command bench transport starts as the
 // other end of the shmring measurement.
 func newBenchShmPeerCmd() *cobra.Command {
 	cpu := -1
+	var spin time.Duration
 	cmd := &cobra.Command{
 		Use:    "shmring-peer TO FROM",
 		Short:  "internal: the peer process of bench transport's shmring measurement",
 		Hidden: true,
 		Args:   cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return bench.ServeShmPeer(cmd.Context(), args[0], args[1], bench.PeerOptions{ReportCPU: true, CPU: cpu})
+			return bench.ServeShmPeer(cmd.Context(), args[0], args[1], bench.PeerOptions{ReportCPU: true, CPU: cpu, Spin: spin})
 		},
 	}
-	cmd.Flags().IntVar(&cpu, "cpu", -1, "pin the serving thread to this CPU")
+	cmd.Flags().IntVar(&cpu, "cpu", -1, "pin the serving thread to this CPU for latency phases")
+	cmd.Flags().DurationVar(&spin, "spin", 0, "shmring spin before sleeping (negative: sleep at once)")
 	return cmd
 }
 
