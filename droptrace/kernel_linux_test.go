@@ -573,3 +573,18 @@ func TestUnprivilegedClearError(t *testing.T) {
 		t.Fatalf("unprivileged child: %v\n%s", err, out)
 	}
 }
+
+// TestNoTracefsClearError forces the classic tracepoint with a tracefs root
+// that has no events: the error must say what is missing and how to fix it.
+func TestNoTracefsClearError(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("kernel test: needs root to get past the privilege check")
+	}
+	_, err := Start(context.Background(), Options{Attach: "tracepoint", Tracefs: t.TempDir()})
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "format") {
+		t.Fatalf("err = %v, want ErrNotSupported naming the missing format file", err)
+	}
+	if _, err := Start(context.Background(), Options{Attach: "kprobe"}); err == nil || !strings.Contains(err.Error(), "attach mode") {
+		t.Fatalf("unknown attach mode: err = %v", err)
+	}
+}

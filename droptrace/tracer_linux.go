@@ -44,6 +44,9 @@ type Tracer struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 
+	// boot is the wall-clock time of CLOCK_MONOTONIC zero, to date events.
+	boot time.Time
+
 	mu     sync.Mutex
 	stacks map[int32][]string
 	closed bool
@@ -73,11 +76,13 @@ func (o *objects) close() {
 
 // Event is one drop streamed with Options.Events.
 type Event struct {
-	Time      time.Duration `json:"ktime_ns"` // CLOCK_MONOTONIC of the drop
-	CPU       uint32        `json:"cpu"`
-	Row       Row           `json:"drop"`
-	Flow      *Flow         `json:"flow,omitempty"`
-	LostSoFar uint64        `json:"-"`
+	// Time is the wall-clock time of the drop, from the kernel's
+	// CLOCK_MONOTONIC stamp (Ktime) and the boot time seen at Start.
+	Time  time.Time     `json:"time"`
+	Ktime time.Duration `json:"ktime_ns"`
+	CPU   uint32        `json:"cpu"`
+	Row   Row           `json:"drop"`
+	Flow  *Flow         `json:"flow,omitempty"`
 }
 
 // Info says how the tracer attached, for users and tests.
@@ -271,6 +276,10 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 	}
 
 	if opts.Events {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err == nil {
+			t.boot = time.Now().Add(-time.Duration(ts.Nano()))
+		}
 		t.ring, err = ringbuf.NewReader(t.objs.Events)
 		if err != nil {
 			t.Close()
@@ -576,7 +585,7 @@ func (t *Tracer) readEvents() {
 		r := t.row(ev.Key)
 		t.mu.Unlock()
 		r.Count = 1
-		e := Event{Time: time.Duration(ev.TsNs), CPU: ev.Cpu, Row: r}
+		e := Event{Time: t.boot.Add(time.Duration(ev.TsNs)), Ktime: time.Duration(ev.TsNs), CPU: ev.Cpu, Row: r}
 		if ev.Flow.Family != 0 {
 			f := flowOf(ev.Flow, 1)
 			e.Flow = &f

@@ -295,7 +295,7 @@ func writeTraceEvent(w io.Writer, ev droptrace.Event, asJSON bool) error {
 	}
 	r := ev.Row
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d.%06d cpu%d %s %s", ev.Time/time.Second, (ev.Time%time.Second)/time.Microsecond, ev.CPU, dash(r.Reason), r.Location)
+	fmt.Fprintf(&b, "%s cpu%d %s %s", ev.Time.Format("15:04:05.000000"), ev.CPU, dash(r.Reason), r.Location)
 	if r.Stage != "" {
 		fmt.Fprintf(&b, " stage=%s", r.Stage)
 	}
