@@ -41,7 +41,8 @@ type ServerConfig struct {
 	OnInterval func(Interval)
 	// OnReport gets each finished run's report.
 	OnReport func(Report)
-	// Once makes Serve return after the first finished run.
+	// Once makes Serve return after the first finished run (and a short
+	// linger that resends the report to a client that did not get it).
 	Once bool
 	// Collect reads the kernel counters at the start and end of a run, in
 	// the receiver's namespace. Nil reads the current namespace with
@@ -78,6 +79,10 @@ type UDPServer struct {
 // idleTakeover is how long a run must be silent before a Hello of another
 // sender may replace it.
 const idleTakeover = 2 * time.Second
+
+// onceLinger is how long a server with Once keeps answering Fins after its
+// report, in case the report datagram was lost.
+const onceLinger = 3 * time.Second
 
 // maxDatagram is the receive buffer per datagram: the largest UDP payload,
 // so no datagram is ever truncated by netdrop itself.
@@ -164,6 +169,7 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 	defer stop()
 
 	var r *run
+	var lingerUntil time.Time
 	const tickEvery = 50 * time.Millisecond
 	nextTick := time.Now().Add(tickEvery)
 	s.conn.SetReadDeadline(nextTick)
@@ -211,6 +217,9 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 		}
 		nextTick = now.Add(tickEvery)
 		s.conn.SetReadDeadline(nextTick)
+		if !lingerUntil.IsZero() && now.After(lingerUntil) {
+			return nil
+		}
 		if r == nil || r.report != nil {
 			continue
 		}
@@ -221,7 +230,9 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 				cfg.OnReport(rep)
 			}
 			if cfg.Once {
-				return nil
+				// The report datagram may be lost like any other: stay a
+				// while to answer the client's repeated Fins with it.
+				lingerUntil = now.Add(onceLinger)
 			}
 		}
 	}
