@@ -268,7 +268,7 @@ func TestProducerKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { c.Close() }()
 	gen1 := c.Generation()
 	max := c.MaxMessage()
 	size := func(s uint64) int { return sizeFor(s, max) }
@@ -296,18 +296,20 @@ func TestProducerKilled(t *testing.T) {
 		t.Errorf("producer ended with %v, not SIGKILL", ws)
 	}
 
-	// A consumer attaching to the orphaned segment detects the dead producer.
+	// A consumer attaching to the orphaned segment detects the dead
+	// producer; it takes over from the first (one consumer at a time).
+	c.Close()
 	orphan, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c = orphan
 	if orphan.ProducerAlive() {
 		t.Error("fresh consumer of an orphaned segment: ProducerAlive = true")
 	}
 	if _, err := orphan.Recv(ctx, make([]byte, max)); !errors.Is(err, ErrProducerDead) {
 		t.Errorf("fresh consumer of an orphaned segment: got %v, want ErrProducerDead", err)
 	}
-	orphan.Close()
 
 	const count = 5000
 	second := startPeer(t, "produce", "SHMRING_A="+path, "SHMRING_CAP="+itoa(capacity), "SHMRING_COUNT="+itoa(count))

@@ -54,6 +54,7 @@ var (
 	ErrCorrupt      = errors.New("shmring: segment corrupt")
 	ErrClosed       = io.EOF
 	ErrProducerDead = errors.New("shmring: producer died")
+	ErrBusy         = errors.New("shmring: another consumer has the segment open")
 	ErrCapacity     = errors.New("shmring: capacity must be a power of two between 4 KiB and 2 GiB")
 )
 
@@ -450,6 +451,7 @@ func OpenFile(f *os.File, opts Options) (*Consumer, error) {
 	// hold the producer's lock itself. Reopening through /proc gives a new
 	// one; without /proc the heartbeat alone decides.
 	probe := false
+	name := f.Name()
 	if nf, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_RDWR, 0); err == nil {
 		f.Close()
 		f, probe = nf, true
@@ -461,7 +463,7 @@ func OpenFile(f *os.File, opts Options) (*Consumer, error) {
 	}
 	if fi.Size() < headerSize {
 		f.Close()
-		return nil, fmt.Errorf("%w: %s is %d bytes, shorter than the %d-byte header", ErrNotSegment, f.Name(), fi.Size(), headerSize)
+		return nil, fmt.Errorf("%w: %s is %d bytes, shorter than the %d-byte header", ErrNotSegment, name, fi.Size(), headerSize)
 	}
 	seg, err := mapSegment(f, int(fi.Size()))
 	if err != nil {
@@ -474,13 +476,29 @@ func OpenFile(f *os.File, opts Options) (*Consumer, error) {
 	switch {
 	case magic != Magic:
 		seg.close()
-		return nil, fmt.Errorf("%w: %s has magic %#x", ErrNotSegment, f.Name(), magic)
+		return nil, fmt.Errorf("%w: %s has magic %#x", ErrNotSegment, name, magic)
 	case version != Version:
 		seg.close()
-		return nil, fmt.Errorf("%w: %s is version %d, this code reads version %d", ErrVersion, f.Name(), version, Version)
+		return nil, fmt.Errorf("%w: %s is version %d, this code reads version %d", ErrVersion, name, version, Version)
 	case hsize != headerSize || checkCapacity(int(capacity)) != nil || fi.Size() != int64(headerSize)+int64(capacity):
 		seg.close()
-		return nil, fmt.Errorf("%w: %s header size %d, capacity %d, file size %d", ErrCorrupt, f.Name(), hsize, capacity, fi.Size())
+		return nil, fmt.Errorf("%w: %s header size %d, capacity %d, file size %d", ErrCorrupt, name, hsize, capacity, fi.Size())
+	}
+	// One consumer at a time: a second one would race the first on head.
+	// An OFD record lock on byte 1 (the producer's flock is separate) marks
+	// the consumer; the kernel drops it with the consumer's open file
+	// description, on Close or death.
+	if probe {
+		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 1, Len: 1}
+		switch err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err {
+		case nil:
+		case unix.EAGAIN, unix.EACCES:
+			seg.close()
+			return nil, fmt.Errorf("%w: %s", ErrBusy, name)
+		default:
+			// No OFD locks here (an old kernel or an odd file system):
+			// single consumer by convention only.
+		}
 	}
 	seg.setCapacity(h.capacity)
 	c := &Consumer{seg: seg, opts: opts, generation: h.generation, probe: probe}
@@ -710,7 +728,8 @@ func (c *Consumer) wait(ctx context.Context, try func() error) error {
 
 // Reattach waits until the segment at the consumer's path has a different
 // generation from the one being read and a live producer, then switches to
-// it. Messages of the old segment that were not read are abandoned.
+// it. Messages of the old segment that were not read are abandoned. It
+// fails with ErrBusy if another consumer has the new segment.
 func (c *Consumer) Reattach(ctx context.Context) error {
 	if c.path == "" {
 		return errors.New("shmring: reattach needs a consumer opened by path")
@@ -718,6 +737,18 @@ func (c *Consumer) Reattach(ctx context.Context) error {
 	t := time.NewTicker(c.opts.Heartbeat)
 	defer t.Stop()
 	for {
+		// While the path still names the segment we hold, opening it would
+		// only find our own consumer lock.
+		if fi, err := os.Stat(c.path); err == nil {
+			if own, err := c.seg.f.Stat(); err == nil && os.SameFile(fi, own) {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-t.C:
+				}
+				continue
+			}
+		}
 		nc, err := Open(c.path, c.opts)
 		if err == nil {
 			if nc.generation != c.generation && nc.ProducerAlive() {

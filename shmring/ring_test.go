@@ -246,3 +246,25 @@ func TestBlockingWake(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSecondConsumerRefused(t *testing.T) {
+	path := segPath(t, "busy")
+	p, err := CreateOrReplace(path, Options{Capacity: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	c, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, Options{}); !errors.Is(err, ErrBusy) {
+		t.Errorf("second consumer: got %v, want ErrBusy", err)
+	}
+	c.Close()
+	c2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("consumer after the first closed: %v", err)
+	}
+	c2.Close()
+}
