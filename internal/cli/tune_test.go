@@ -117,13 +117,14 @@ func TestTuneCommandApplyRollback(t *testing.T) {
 	t.Cleanup(func() { unix.Close(fd) })
 
 	rb := filepath.Join(t.TempDir(), "rollback.json")
+	persist := filepath.Join(t.TempDir(), "60-netdrop.conf")
 	stderr := &signalWriter{marker: "sampling", ready: make(chan struct{})}
 	var stdout bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	code := make(chan int, 1)
 	go func() {
-		code <- Main(ctx, []string{"tune", "--netns", p.B, "--interval", "2s", "--json", "--apply", "--rollback-file", rb}, &stdout, stderr)
+		code <- Main(ctx, []string{"tune", "--netns", p.B, "--interval", "2s", "--json", "--apply", "--rollback-file", rb, "--persist", persist}, &stdout, stderr)
 	}()
 	select {
 	case <-stderr.ready:
@@ -178,6 +179,10 @@ func TestTuneCommandApplyRollback(t *testing.T) {
 	}
 	if got := testnet.In(t, p.B, "cat", somax); got != proposed+"\n" {
 		t.Errorf("somaxconn after apply = %q, want %s", got, proposed)
+	}
+	conf, err := os.ReadFile(persist)
+	if err != nil || !strings.Contains(string(conf), "\nnet.core.somaxconn = "+proposed+"\n") || out.Persist != persist {
+		t.Errorf("--persist wrote (%v):\n%s", err, conf)
 	}
 
 	stdout.Reset()
