@@ -248,6 +248,12 @@ func newProducer(f *os.File, opts Options) (*Producer, error) {
 		f.Close()
 		return nil, fmt.Errorf("size segment: %w", err)
 	}
+	// Reserve the pages now: on a full tmpfs a sparse segment would fail
+	// later with SIGBUS on first touch instead of this clear ENOSPC.
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil && err != unix.EOPNOTSUPP {
+		f.Close()
+		return nil, fmt.Errorf("reserve %d bytes for the segment: %w", size, err)
+	}
 	seg, err := mapSegment(f, size)
 	if err != nil {
 		f.Close()
@@ -390,6 +396,9 @@ func (p *Producer) Send(ctx context.Context, msg []byte) error {
 			return err
 		}
 		futexWait(&h.spaceSeq, seq, 20*time.Millisecond)
+		// Disarm: a flag left set after a timeout would cost the consumer a
+		// needless wake-up system call.
+		atomic.StoreUint32(&h.prodWaiting, 0)
 	}
 }
 
@@ -723,6 +732,7 @@ func (c *Consumer) wait(ctx context.Context, try func() error) error {
 			return err
 		}
 		timedOut = futexWait(&h.dataSeq, seq, 20*time.Millisecond)
+		atomic.StoreUint32(&h.consWaiting, 0)
 	}
 }
 
