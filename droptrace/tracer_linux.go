@@ -755,11 +755,12 @@ func loadError(err error) error {
 type ifnames struct {
 	mu    sync.Mutex
 	cache map[[2]uint32]string
+	paths map[uint32]string // netns inode -> a path to it, "" if none found
 	self  uint32
 }
 
 func newIfnames() *ifnames {
-	n := &ifnames{cache: map[[2]uint32]string{}}
+	n := &ifnames{cache: map[[2]uint32]string{}, paths: map[uint32]string{}}
 	n.self, _ = NetnsInode("")
 	return n
 }
@@ -791,7 +792,11 @@ func (n *ifnames) lookup(ns, idx uint32) string {
 		s, _ := byIndex()
 		return s
 	}
-	path := findNetns(ns)
+	path, ok := n.paths[ns]
+	if !ok {
+		path = findNetns(ns) // walks /proc: once per namespace
+		n.paths[ns] = path
+	}
 	if path == "" {
 		return ""
 	}
