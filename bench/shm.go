@@ -230,6 +230,9 @@ func newShm(opts Options, spin time.Duration) (measurer, error) {
 }
 
 func (m *shmMeasurer) stream(ctx context.Context, size int, d time.Duration, res *Result) error {
+	// A peer that died would leave Send waiting for space forever.
+	ctx, cancel := context.WithTimeout(ctx, d+10*time.Second)
+	defer cancel()
 	if size > m.max {
 		return fmt.Errorf("%d bytes is over the ring's maximum message %d", size, m.max)
 	}
@@ -277,6 +280,9 @@ func (m *shmMeasurer) stream(ctx context.Context, size int, d time.Duration, res
 }
 
 func (m *shmMeasurer) latency(ctx context.Context, size int, d time.Duration, res *Result) error {
+	// A peer that died would leave Send waiting for space forever.
+	ctx, cancel := context.WithTimeout(ctx, d+10*time.Second)
+	defer cancel()
 	if size > m.max {
 		return fmt.Errorf("%d bytes is over the ring's maximum message %d", size, m.max)
 	}

@@ -264,6 +264,8 @@ func (m *sockMeasurer) stream(ctx context.Context, size int, d time.Duration, re
 		if err != nil {
 			rerr = fmt.Errorf("read: %w", err)
 			stop.Store(true)
+			// The writer may be blocked on a full socket nobody reads.
+			unix.Shutdown(p.client, unix.SHUT_RDWR)
 			break
 		}
 		if n == 0 {
@@ -345,7 +347,12 @@ func (m *sockMeasurer) latency(ctx context.Context, size int, d time.Duration, r
 			break
 		}
 	}
-	unix.Shutdown(p.client, unix.SHUT_WR)
+	if err2 != nil {
+		// The server may be blocked writing a reply nobody will read.
+		unix.Shutdown(p.client, unix.SHUT_RDWR)
+	} else {
+		unix.Shutdown(p.client, unix.SHUT_WR)
+	}
 	if err := <-serr; err != nil && err2 == nil {
 		err2 = err
 	}
