@@ -193,7 +193,9 @@ type Producer struct {
 // replacing whatever is there, and returns its producer. The new segment is
 // built in a temporary file and renamed over path, so a consumer of the old
 // segment keeps its pages and a consumer opening path never sees a partial
-// header.
+// header. A producer still alive on the old segment is not stopped: it and
+// its consumer keep the old pages, and consumers that open path from now on
+// get the new segment.
 func CreateOrReplace(path string, opts Options) (*Producer, error) {
 	opts = opts.withDefaults()
 	if err := checkCapacity(opts.Capacity); err != nil {
