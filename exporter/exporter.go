@@ -151,26 +151,52 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect implements prometheus.Collector: it runs every collector in order
-// (counters first: the stage and finding collectors analyse its snapshot).
+// Collect implements prometheus.Collector. The counter chain (counters,
+// then the stage attribution and the findings that analyse its snapshot)
+// runs in order; the independent collectors (conntrack, sockets, trace) run
+// beside it, so a scrape takes about as long as its slowest part rather
+// than the sum.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), e.opts.Timeout)
 	defer cancel()
 	s := &scrape{}
+	var chain, alone []collector
 	for _, c := range e.collectors {
-		start := time.Now()
-		err := c.update(ctx, s, ch)
-		d := time.Since(start).Seconds()
-		ok := 1.0
-		if err != nil {
-			ok = 0
-			e.opts.Logger.Debug("collector failed", "collector", c.name(), "err", err)
+		switch c.(type) {
+		case *countersCollector, *stagesCollector, *findingsCollector:
+			chain = append(chain, c)
+		default:
+			alone = append(alone, c)
 		}
-		ch <- prometheus.MustNewConstMetric(e.duration, prometheus.GaugeValue, d, c.name())
-		ch <- prometheus.MustNewConstMetric(e.success, prometheus.GaugeValue, ok, c.name())
 	}
+	var wg sync.WaitGroup
+	for _, c := range alone {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.run(ctx, c, &scrape{}, ch)
+		}()
+	}
+	for _, c := range chain {
+		e.run(ctx, c, s, ch)
+	}
+	wg.Wait()
+}
+
+// run updates one collector and reports its success and duration.
+func (e *Exporter) run(ctx context.Context, c collector, s *scrape, ch chan<- prometheus.Metric) {
+	start := time.Now()
+	err := c.update(ctx, s, ch)
+	d := time.Since(start).Seconds()
+	ok := 1.0
+	if err != nil {
+		ok = 0
+		e.opts.Logger.Debug("collector failed", "collector", c.name(), "err", err)
+	}
+	ch <- prometheus.MustNewConstMetric(e.duration, prometheus.GaugeValue, d, c.name())
+	ch <- prometheus.MustNewConstMetric(e.success, prometheus.GaugeValue, ok, c.name())
 }
 
 // inNetns runs fn inside the watched namespace.
