@@ -587,4 +587,9 @@ func TestNoTracefsClearError(t *testing.T) {
 	if _, err := Start(context.Background(), Options{Attach: "kprobe"}); err == nil || !strings.Contains(err.Error(), "attach mode") {
 		t.Fatalf("unknown attach mode: err = %v", err)
 	}
+	// A bad option is reported once, not once per attach mode tried.
+	_, err = Start(context.Background(), Options{Reason: "NO_SUCH_REASON"})
+	if err == nil || strings.Count(err.Error(), "unknown drop reason") != 1 {
+		t.Fatalf("unknown reason: err = %v", err)
+	}
 }

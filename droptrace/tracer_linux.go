@@ -121,17 +121,38 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("raising memlock limit: %w", err)
 	}
 
-	t := &Tracer{opts: opts, stacks: map[int32][]string{}, names: newIfnames()}
-
-	// Decide the attach mode: feature probes, not kernel versions.
-	kspec, btfErr := btf.LoadKernelSpec()
-	mode := opts.Attach
-	if mode == "" || mode == "auto" {
-		mode = "tp_btf"
+	// Decide the attach mode: feature probes, not kernel versions. In auto
+	// mode a kernel with BTF gets tp_btf; should that fail for any reason
+	// but privileges, the classic tracepoint is tried before giving up.
+	_, btfErr := btf.LoadKernelSpec()
+	switch opts.Attach {
+	case "", "auto":
 		if btfErr != nil {
-			mode = "tracepoint"
+			return start(opts, l4, "tracepoint")
 		}
+		t, err := start(opts, l4, "tp_btf")
+		var ke *kernelError
+		if err == nil || errors.Is(err, ErrPermission) || !(errors.As(err, &ke) || errors.Is(err, ErrNotSupported)) {
+			return t, err // success, or an error the other mode shares
+		}
+		if _, ferr := readKfreeSkbFormat(opts.Tracefs); ferr != nil {
+			return nil, err
+		}
+		t, err2 := start(opts, l4, "tracepoint")
+		if err2 != nil {
+			return nil, fmt.Errorf("tp_btf: %w; classic tracepoint: %w", err, err2)
+		}
+		return t, nil
+	case "tp_btf", "tracepoint":
+		return start(opts, l4, opts.Attach)
 	}
+	return nil, fmt.Errorf("unknown attach mode %q (want auto, tp_btf or tracepoint)", opts.Attach)
+}
+
+// start loads and attaches in one mode.
+func start(opts Options, l4 uint8, mode string) (*Tracer, error) {
+	t := &Tracer{opts: opts, stacks: map[int32][]string{}, names: newIfnames()}
+	kspec, btfErr := btf.LoadKernelSpec()
 	var format *Format
 	if f, ferr := readKfreeSkbFormat(opts.Tracefs); ferr == nil {
 		format = &f
@@ -144,10 +165,11 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 	if mode == "tp_btf" && btfErr != nil {
 		return nil, fmt.Errorf("%w: tp_btf needs kernel BTF: %w", ErrNotSupported, btfErr)
 	}
+	var err error
 
 	// Reason names: BTF first, else the format file's symbol table.
 	if btfErr == nil {
-		t.reasons, err = ReasonsFromBTF(kspec, subsysModuleSpecs(kspec)...)
+		t.reasons, err = kernelReasons(kspec)
 	}
 	if t.reasons == nil && format != nil {
 		t.reasons, err = ReasonsFromFormat(*format)
@@ -192,8 +214,6 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 		}); err != nil {
 			return nil, err
 		}
-	default:
-		return nil, fmt.Errorf("unknown attach mode %q (want auto, tp_btf or tracepoint)", opts.Attach)
 	}
 	// Keep only the chosen program, under a fixed key for LoadAndAssign.
 	chosen := spec.Programs[progName]
@@ -649,6 +669,29 @@ func kfreeSkbBTFArgs(spec *btf.Spec) (int, bool) {
 	return len(fp.Params) - 1, true
 }
 
+var (
+	reasonsMu    sync.Mutex
+	reasonsCache *Reasons
+)
+
+// kernelReasons reads the running kernel's reasons from BTF once per
+// process: walking every BTF type for subsystem enums takes a fraction of a
+// second, and the table cannot change while the kernel runs (a module
+// loaded later adds only its own subsystem, named SUBSYS:n until then).
+func kernelReasons(kspec *btf.Spec) (*Reasons, error) {
+	reasonsMu.Lock()
+	defer reasonsMu.Unlock()
+	if reasonsCache != nil {
+		return reasonsCache, nil
+	}
+	r, err := ReasonsFromBTF(kspec, subsysModuleSpecs(kspec)...)
+	if err != nil {
+		return nil, err
+	}
+	reasonsCache = r
+	return r, nil
+}
+
 // subsysModuleSpecs loads the BTF of loaded modules that define
 // per-subsystem drop reasons (mac80211, openvswitch), named after the
 // subsystems the kernel lists. A module that is not loaded cannot drop.
@@ -736,16 +779,24 @@ func checkPrivileges() error {
 	return fmt.Errorf("%w (running as uid %d without them)", ErrPermission, os.Geteuid())
 }
 
-// loadError turns EPERM into ErrPermission, keeping the verifier log.
+// kernelError marks a failure of the kernel to load or attach the program
+// (as opposed to bad options), after which Start may try the other mode.
+type kernelError struct{ err error }
+
+func (e *kernelError) Error() string { return e.err.Error() }
+func (e *kernelError) Unwrap() error { return e.err }
+
+// loadError turns EPERM into ErrPermission, keeping the verifier log, and
+// marks every other failure as the kernel's.
 func loadError(err error) error {
 	if errors.Is(err, syscall.EPERM) || errors.Is(err, os.ErrPermission) {
 		return fmt.Errorf("%w: %w", ErrPermission, err)
 	}
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
-		return fmt.Errorf("kernel verifier rejected the drop tracer: %+v", ve)
+		return &kernelError{fmt.Errorf("kernel verifier rejected the drop tracer: %+v", ve)}
 	}
-	return err
+	return &kernelError{err}
 }
 
 // ifnames resolves (netns inode, ifindex) to interface names, cached.
