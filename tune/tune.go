@@ -187,6 +187,12 @@ func Build(r *diagnose.Report, sys System, ctx Context) *Plan {
 			if it.Skip == "" {
 				it.Skip = vet(set, it.Current, c.Proposed, f)
 			}
+			if it.Skip == "" && f.Severity < diagnose.Warning {
+				// Info findings are context (totals since boot, loss
+				// beyond this host): tune changes settings for loss
+				// happening here and now.
+				it.Skip = "informational finding: no loss on this host in the interval; change it by hand if you mean to"
+			}
 			if it.Skip == "" && set.Kind == "sysctl" && set.Target == "net.core.somaxconn" {
 				it.Skip, it.Note = somaxconnCheck(it.Current, ctx.Listeners)
 			}

@@ -92,6 +92,16 @@ func TestBuildVetsChanges(t *testing.T) {
 	}
 }
 
+func TestBuildInfoFindingNotApplied(t *testing.T) {
+	sys := mem(map[string]string{"sysctl net.ipv4.tcp_max_syn_backlog": "512\n"})
+	f := finding(stage.TCP, "SYN retransmissions", change("net.ipv4.tcp_max_syn_backlog", "8192"))
+	f.Severity = diagnose.Info
+	p := Build(&diagnose.Report{Findings: []diagnose.Finding{f}}, sys, Context{})
+	if len(p.Items) != 1 || p.Items[0].Actionable() || !strings.HasPrefix(p.Items[0].Skip, "informational finding") {
+		t.Errorf("info finding items = %+v, want one skipped as informational", p.Items)
+	}
+}
+
 func TestBuildRPFilterNeedsEvidence(t *testing.T) {
 	sys := mem(map[string]string{"sysctl net.ipv4.conf.all.rp_filter": "1\n"})
 	f := finding(stage.IP, "rpf", change("net.ipv4.conf.all.rp_filter", "2"))
