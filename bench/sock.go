@@ -274,10 +274,11 @@ func (m *sockMeasurer) stream(ctx context.Context, size int, d time.Duration, re
 		total += int64(n)
 	}
 	wall := time.Since(start)
+	werrV := <-werr // the writer is done with the sender's state from here
+	done()          // reap outstanding MSG_ZEROCOPY completions before counting them
 	cpu := cpuTime() - cpu0
-	done() // reap outstanding MSG_ZEROCOPY completions before counting them
-	if err := <-werr; err != nil {
-		return err
+	if werrV != nil {
+		return werrV
 	}
 	if rerr != nil {
 		return rerr
