@@ -117,7 +117,7 @@ func TestByStage(t *testing.T) {
 		{Count: 50, Reason: "NO_SOCKET", Location: "__udp4_lib_rcv+0x4bc", Stage: stage.NoSocket},
 		{Count: 30, Reason: "NETFILTER_DROP", Location: "nf_hook_slow+0x7d", Stage: stage.Netfilter, AltStage: stage.Conntrack, Ifindex: 3},
 	}}
-	got := ByStage(s)
+	got := ByStage(s, Hints{})
 	var stages []stage.ID
 	var drops []uint64
 	for _, g := range got {
@@ -138,6 +138,23 @@ func TestByStage(t *testing.T) {
 	}
 	if e := got[0].Rows[1].Evidence(); e != "NETFILTER_DROP at nf_hook_slow+0x7d (ifindex 3)" {
 		t.Errorf("Evidence = %q", e)
+	}
+	// With conntrack's own drop counters moving, nf_hook_slow is conntrack.
+	got = ByStage(s, Hints{ConntrackDrops: 30})
+	stages = nil
+	drops = nil
+	for _, g := range got {
+		stages = append(stages, g.Stage)
+		drops = append(drops, g.Drops)
+	}
+	if diff := cmp.Diff([]stage.ID{stage.Netfilter, stage.Conntrack, stage.NoSocket, ""}, stages); diff != "" {
+		t.Errorf("stages with conntrack drops (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]uint64{100, 30, 50, 5}, drops); diff != "" {
+		t.Errorf("drops with conntrack drops (-want +got):\n%s", diff)
+	}
+	if got[1].Rows[0].Stage != stage.Conntrack {
+		t.Errorf("row regrouped under conntrack keeps stage %q", got[1].Rows[0].Stage)
 	}
 }
 

@@ -19,14 +19,32 @@ type StageDrops struct {
 	Rows []Row
 }
 
-// ByStage groups the drops of s (noise excluded) by stage, in packet-path
-// order, rows without a stage last. A row with an AltStage is grouped under
-// its Stage; the caller moves it when its own evidence says so (conntrack
-// counters for NETFILTER_DROP at nf_hook_slow).
-func ByStage(s Snapshot) []StageDrops {
+// Hints is evidence from outside the tracer that decides between a row's
+// Stage and AltStage.
+type Hints struct {
+	// ConntrackDrops is how much the conntrack drop counters (the "drop"
+	// and "early_drop" columns of /proc/net/stat/nf_conntrack) moved over
+	// the same interval. When they moved, NETFILTER_DROP at nf_hook_slow
+	// is the conntrack table refusing packets, not a rule.
+	ConntrackDrops uint64
+}
+
+// StageWith is the row's stage once h is taken into account.
+func (r Row) StageWith(h Hints) stage.ID {
+	if r.AltStage == stage.Conntrack && h.ConntrackDrops > 0 {
+		return stage.Conntrack
+	}
+	return r.Stage
+}
+
+// ByStage groups the drops of s (noise excluded) by stage (Row.StageWith),
+// in packet-path order, rows without a stage last; each row's Stage is set
+// to the stage it was grouped under.
+func ByStage(s Snapshot, h Hints) []StageDrops {
 	idx := map[stage.ID]int{}
 	var out []StageDrops
 	for _, r := range s.Rows {
+		r.Stage = r.StageWith(h)
 		i, ok := idx[r.Stage]
 		if !ok {
 			i = len(out)
