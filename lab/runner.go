@@ -40,6 +40,8 @@ type Result struct {
 	Report *diagnose.Report `json:"-"`
 	// Kept names the namespaces left up with Options.Keep.
 	Kept []string `json:"-"`
+	// Diagnosed is the namespace the diagnosis read, "" for the host.
+	Diagnosed string `json:"-"`
 }
 
 // Options configures Run.
@@ -140,6 +142,7 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 		return res
 	}
 	ns := env.diagnoseNS(s.DiagnoseOn)
+	res.Diagnosed = ns
 	a, err := diagnose.Snapshot(ctx, ns, counters.FS{})
 	if err != nil {
 		res.Error = fmt.Sprintf("first snapshot: %v", err)

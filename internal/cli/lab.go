@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/netdrop/netdrop/lab"
@@ -185,15 +184,27 @@ func printLabSummary(w io.Writer, results []lab.Result, keep bool) {
 	if !keep {
 		return
 	}
-	var kept []string
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := false
 	for _, r := range results {
-		kept = append(kept, r.Kept...)
+		if len(r.Kept) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nKept for exploration (ip netns list shows every namespace):")
+			header = true
+		}
+		enter := r.Kept[0]
+		diag := "netdrop diagnose"
+		if r.Diagnosed != "" {
+			enter = r.Diagnosed
+			diag += " --netns " + r.Diagnosed
+		}
+		fmt.Fprintf(tw, "  %s\tip netns exec %s bash\t%s\n", r.Scenario, enter, diag)
 	}
-	if len(kept) == 0 {
+	if !header {
 		return
 	}
-	fmt.Fprintf(w, "\nKept namespaces: %s\n", strings.Join(kept, " "))
-	fmt.Fprintf(w, "Enter one:        ip netns exec %s bash\n", kept[len(kept)-1])
-	fmt.Fprintf(w, "Diagnose it:      netdrop diagnose --netns %s\n", kept[len(kept)-1])
-	fmt.Fprintln(w, "Remove them all:  netdrop lab clean   (the next lab run also removes them)")
+	tw.Flush()
+	fmt.Fprintln(w, "Remove them: netdrop lab clean   (the next lab run also removes them)")
 }
