@@ -15,6 +15,8 @@ func TestChangesOf(t *testing.T) {
 			[]Change{{Kind: "sysctl", Target: "net.core.rmem_max", Current: "212992", Proposed: "26214400"}}},
 		{`sysctl -w net.ipv4.ip_local_port_range="1024 65535" (now "32768 60999", 28232 ports)`,
 			[]Change{{Kind: "sysctl", Target: "net.ipv4.ip_local_port_range", Current: "32768 60999", Proposed: "1024 65535"}}},
+		{`sysctl -w net.ipv4.udp_mem="2 4 6" (now "1 2 3")   # pages`,
+			[]Change{{Kind: "sysctl", Target: "net.ipv4.udp_mem", Current: "1 2 3", Proposed: "2 4 6"}}},
 		{"sysctl -w net.core.netdev_max_backlog=10000",
 			[]Change{{Kind: "sysctl", Target: "net.core.netdev_max_backlog", Proposed: "10000"}}},
 		{"ethtool -G eth0 rx 4096 (now 256)", []Change{{Kind: "ring", Target: "eth0", Param: "rx", Current: "256", Proposed: "4096"}}},

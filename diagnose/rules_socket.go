@@ -53,7 +53,7 @@ func ruleSocketRcvbuf(in *input) []Finding {
 			Drops:    d,
 			Evidence: evidence(mem),
 			Cause:    "all UDP sockets together reached net.ipv4.udp_mem, the global limit in pages",
-			Fix:      []string{fmt.Sprintf("sysctl -w net.ipv4.udp_mem=\"<min> <pressure> <max>\" (now %q)", in.sysctl("net.ipv4.udp_mem"))},
+			Fix:      []string{in.doubleTriple("net.ipv4.udp_mem")},
 			Advice:   "find the sockets holding memory: netdrop sockets (receive queues near their buffer)",
 		})
 	}
@@ -116,7 +116,7 @@ func ruleTCPMemory(in *input) []Finding {
 		Title:    "TCP memory pressure",
 		Evidence: evidence(pressure),
 		Cause:    "TCP sockets together use more than the pressure threshold of net.ipv4.tcp_mem (pages); the kernel prunes receive queues and shrinks buffers, and drops next",
-		Fix:      []string{fmt.Sprintf("sysctl -w net.ipv4.tcp_mem=\"<min> <pressure> <max>\" (now %q)", in.sysctl("net.ipv4.tcp_mem"))},
+		Fix:      []string{in.doubleTriple("net.ipv4.tcp_mem")},
 		Advice:   "find the sockets with large queues: netdrop sockets",
 	}
 	if high {
@@ -310,4 +310,15 @@ func rulePorts(in *input) []Finding {
 		}
 	}
 	return out
+}
+
+// doubleTriple proposes doubling each of the three page limits of tcp_mem or
+// udp_mem (min, pressure, max): the kernel sizes them from memory at boot,
+// and doubling keeps their proportions.
+func (in *input) doubleTriple(name string) string {
+	v := in.sysctlFields(name)
+	if len(v) != 3 {
+		return fmt.Sprintf("sysctl -w %s=\"<min> <pressure> <max>\"   # pages; raise all three", name)
+	}
+	return fmt.Sprintf("sysctl -w %s=\"%d %d %d\" (now \"%d %d %d\")   # pages", name, 2*v[0], 2*v[1], 2*v[2], v[0], v[1], v[2])
 }
