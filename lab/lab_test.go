@@ -668,6 +668,28 @@ func TestBinaryCleanup(t *testing.T) {
 		assertClean(t, before)
 	})
 
+	t.Run("keep then clean", func(t *testing.T) {
+		out, err := exec.Command(bin, "lab", "run", "netfilter-drop", "--keep").Output()
+		if err != nil {
+			t.Fatalf("lab run --keep: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "ip netns exec "+nsName("netfilter-drop", Receiver)) {
+			t.Errorf("--keep does not say how to enter the namespace:\n%s", out)
+		}
+		// The fault stays in place for exploration.
+		if rules := inNS(t, nsName("netfilter-drop", Receiver), "nft", "list", "ruleset"); !strings.Contains(rules, "drop") {
+			t.Errorf("kept namespace lost its DROP rule:\n%s", rules)
+		}
+		if diff := cmp.Diff(before, readGlobals(t)); diff != "" {
+			t.Errorf("--keep left global sysctls changed (-before +after):\n%s", diff)
+		}
+		out, err = exec.Command(bin, "lab", "clean").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "removed namespace "+nsName("netfilter-drop", Sender)) {
+			t.Errorf("lab clean: %v\n%s", err, out)
+		}
+		assertClean(t, before)
+	})
+
 	t.Run("ctrl-c", func(t *testing.T) {
 		cmd := exec.Command(bin, "lab", "run", "softirq-backlog", "tcp-listen-overflow")
 		if err := cmd.Start(); err != nil {
