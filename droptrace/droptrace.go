@@ -306,3 +306,39 @@ func protoNumber(s string) (uint8, error) {
 	}
 	return 0, fmt.Errorf("unknown protocol %q (want udp, tcp or icmp)", s)
 }
+
+// TopFlows trims every row's flows to the n largest, for display.
+func TopFlows(s Snapshot, n int) Snapshot {
+	trim := func(rows []Row) []Row {
+		out := make([]Row, len(rows))
+		for i, r := range rows {
+			if len(r.Flows) > n {
+				r.Flows = r.Flows[:n]
+			}
+			out[i] = r
+		}
+		return out
+	}
+	s.Rows, s.Noise = trim(s.Rows), trim(s.Noise)
+	return s
+}
+
+// Event is one drop streamed with Options.Events.
+type Event struct {
+	// Time is the wall-clock time of the drop, from the kernel's
+	// CLOCK_MONOTONIC stamp (Ktime) and the boot time seen at Start.
+	Time  time.Time     `json:"time"`
+	Ktime time.Duration `json:"ktime_ns"`
+	CPU   uint32        `json:"cpu"`
+	Row   Row           `json:"drop"`
+	Flow  *Flow         `json:"flow,omitempty"`
+}
+
+// Info says how the tracer attached, for users and tests.
+type Info struct {
+	Attach       string // "tp_btf" or "tracepoint"
+	ReasonSource string // "btf", "tracefs" or "" (kernel without reasons)
+	ProgramID    uint32
+	LinkID       uint32
+	MapIDs       []uint32
+}

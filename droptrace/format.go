@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -232,4 +234,25 @@ func trunc(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// readKfreeSkbFormat reads events/skb/kfree_skb/format from tracefs.
+func readKfreeSkbFormat(root string) (Format, error) {
+	roots := []string{root}
+	if root == "" {
+		roots = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
+	}
+	var firstErr error
+	for _, r := range roots {
+		f, err := os.Open(filepath.Join(r, "events/skb/kfree_skb/format"))
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		defer f.Close()
+		return ParseFormat(f)
+	}
+	return Format{}, firstErr
 }

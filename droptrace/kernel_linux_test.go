@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
@@ -41,13 +43,25 @@ func requireTracer(t *testing.T) {
 	}
 }
 
-// requireTracefs skips when tracefs is not mounted (the classic tracepoint
-// needs its format file and event id).
-func requireTracefs(t *testing.T) {
+// mountTracefs mounts tracefs at /sys/kernel/tracing for the test when the
+// kernel has it but nothing mounted it (fresh CI machines), so that the
+// classic tracepoint path is tested rather than skipped; it unmounts what it
+// mounted.
+func mountTracefs(t *testing.T) {
 	t.Helper()
-	if _, err := readKfreeSkbFormat(""); err != nil {
-		t.Skipf("kernel test: tracefs kfree_skb format unreadable (%v); mount -t tracefs nodev /sys/kernel/tracing", err)
+	if _, err := readKfreeSkbFormat(""); err == nil || os.Geteuid() != 0 {
+		return
 	}
+	fss, err := os.ReadFile("/proc/filesystems")
+	if err != nil || !strings.Contains(string(fss), "\ttracefs\n") {
+		return
+	}
+	const dir = "/sys/kernel/tracing"
+	if err := unix.Mount("nodev", dir, "tracefs", 0, ""); err != nil {
+		t.Logf("mounting tracefs: %v", err)
+		return
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
 }
 
 func startTracer(t *testing.T, opts Options) *Tracer {
@@ -152,6 +166,7 @@ func nftCounter(t *testing.T, ns string) uint64 {
 }
 
 func attachModes(t *testing.T) []string {
+	mountTracefs(t)
 	modes := []string{"tp_btf"}
 	if _, err := readKfreeSkbFormat(""); err == nil {
 		modes = append(modes, "tracepoint")
@@ -591,5 +606,37 @@ func TestNoTracefsClearError(t *testing.T) {
 	_, err = Start(context.Background(), Options{Reason: "NO_SUCH_REASON"})
 	if err == nil || strings.Count(err.Error(), "unknown drop reason") != 1 {
 		t.Fatalf("unknown reason: err = %v", err)
+	}
+}
+
+// TestReasonsKernelBTFMatchTracefs reads the running kernel's reasons both
+// ways: every name in the tracefs table must have the same value in BTF.
+func TestReasonsKernelBTFMatchTracefs(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		t.Skip("kernel test: no /sys/kernel/btf/vmlinux")
+	}
+	mountTracefs(t)
+	format, err := readKfreeSkbFormat("")
+	if err != nil {
+		t.Skipf("kernel test: tracefs kfree_skb format unreadable: %v", err)
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromBTF, err := ReasonsFromBTF(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromFS, err := ReasonsFromFormat(format)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint32]string{}
+	for c := range fromFS.names {
+		got[c] = fromBTF.Name(c)
+	}
+	if diff := cmp.Diff(fromFS.names, got); diff != "" {
+		t.Errorf("BTF names differ from tracefs (-tracefs +btf):\n%s", diff)
 	}
 }

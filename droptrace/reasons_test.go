@@ -1,11 +1,9 @@
 package droptrace
 
 import (
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
-	"github.com/google/go-cmp/cmp"
 )
 
 // btfSpec builds a BTF spec from types, as a kernel's would hold them.
@@ -90,36 +88,5 @@ func TestReasonsFromBTF(t *testing.T) {
 	}
 	if _, err := ReasonsFromBTF(btfSpec(t, sub)); err == nil {
 		t.Error("a spec without skb_drop_reason gave no error")
-	}
-}
-
-// TestReasonsKernelBTFMatchTracefs reads the running kernel's reasons both
-// ways: every name in the tracefs table must have the same value in BTF.
-func TestReasonsKernelBTFMatchTracefs(t *testing.T) {
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		t.Skip("kernel test: no /sys/kernel/btf/vmlinux")
-	}
-	format, err := readKfreeSkbFormat("")
-	if err != nil {
-		t.Skipf("kernel test: tracefs kfree_skb format unreadable: %v", err)
-	}
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromBTF, err := ReasonsFromBTF(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromFS, err := ReasonsFromFormat(format)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[uint32]string{}
-	for c := range fromFS.names {
-		got[c] = fromBTF.Name(c)
-	}
-	if diff := cmp.Diff(fromFS.names, got); diff != "" {
-		t.Errorf("BTF names differ from tracefs (-tracefs +btf):\n%s", diff)
 	}
 }

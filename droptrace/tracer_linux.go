@@ -74,26 +74,6 @@ func (o *objects) close() {
 	}
 }
 
-// Event is one drop streamed with Options.Events.
-type Event struct {
-	// Time is the wall-clock time of the drop, from the kernel's
-	// CLOCK_MONOTONIC stamp (Ktime) and the boot time seen at Start.
-	Time  time.Time     `json:"time"`
-	Ktime time.Duration `json:"ktime_ns"`
-	CPU   uint32        `json:"cpu"`
-	Row   Row           `json:"drop"`
-	Flow  *Flow         `json:"flow,omitempty"`
-}
-
-// Info says how the tracer attached, for users and tests.
-type Info struct {
-	Attach       string // "tp_btf" or "tracepoint"
-	ReasonSource string // "btf", "tracefs" or "" (kernel without reasons)
-	ProgramID    uint32
-	LinkID       uint32
-	MapIDs       []uint32
-}
-
 // Start loads and attaches the tracer. It returns ErrPermission (wrapped)
 // without the privileges, ErrNotSupported when the kernel has no reachable
 // kfree_skb tracepoint. ctx bounds only the start; call Close to detach.
@@ -464,22 +444,6 @@ func (t *Tracer) Snapshot() (Snapshot, error) {
 	return s, nil
 }
 
-// TopFlows trims every row's flows to the n largest, for display.
-func TopFlows(s Snapshot, n int) Snapshot {
-	trim := func(rows []Row) []Row {
-		out := make([]Row, len(rows))
-		for i, r := range rows {
-			if len(r.Flows) > n {
-				r.Flows = r.Flows[:n]
-			}
-			out[i] = r
-		}
-		return out
-	}
-	s.Rows, s.Noise = trim(s.Rows), trim(s.Noise)
-	return s
-}
-
 func (t *Tracer) stats() ([4]uint64, error) {
 	var out [4]uint64
 	for i := range out {
@@ -717,27 +681,6 @@ func subsysModuleSpecs(kspec *btf.Spec) []*btf.Spec {
 		}
 	}
 	return out
-}
-
-// readKfreeSkbFormat reads events/skb/kfree_skb/format from tracefs.
-func readKfreeSkbFormat(root string) (Format, error) {
-	roots := []string{root}
-	if root == "" {
-		roots = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
-	}
-	var firstErr error
-	for _, r := range roots {
-		f, err := os.Open(filepath.Join(r, "events/skb/kfree_skb/format"))
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		defer f.Close()
-		return ParseFormat(f)
-	}
-	return Format{}, firstErr
 }
 
 // netnsInode resolves a namespace spec to the inode the kernel keys drops by.

@@ -21,3 +21,12 @@ func (*Tracer) Snapshot() (Snapshot, error) { return Snapshot{}, ErrNotSupported
 
 // Close does nothing.
 func (*Tracer) Close() error { return nil }
+
+// Info is empty.
+func (*Tracer) Info() Info { return Info{} }
+
+// Events is nil.
+func (*Tracer) Events() <-chan Event { return nil }
+
+// Reasons is nil.
+func (*Tracer) Reasons() *Reasons { return nil }
