@@ -111,30 +111,32 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 	ctx, cancel := context.WithTimeout(parent, ScenarioTimeout)
 	defer cancel()
 
-	env, err := build(s.Name)
-	if err != nil {
-		res.Error = fmt.Sprintf("build network: %v", err)
-		res.DurationS = time.Since(start).Seconds()
-		return res
-	}
+	var env *Env
 	defer func() {
 		if p := recover(); p != nil {
 			res.Pass = false
 			res.Error = joinErr(res.Error, fmt.Sprintf("panic: %v\n%s", p, debug.Stack()))
 		}
-		var terr error
-		if opts.Keep {
-			terr = env.release()
-			res.Kept = []string{env.Sender.NS, env.Receiver.NS}
-		} else {
-			terr = env.teardown()
-		}
-		if terr != nil {
-			res.Pass = false
-			res.Error = joinErr(res.Error, fmt.Sprintf("teardown: %v", terr))
+		if env != nil {
+			var terr error
+			if opts.Keep {
+				terr = env.release()
+				res.Kept = []string{env.Sender.NS, env.Receiver.NS}
+			} else {
+				terr = env.teardown()
+			}
+			if terr != nil {
+				res.Pass = false
+				res.Error = joinErr(res.Error, fmt.Sprintf("teardown: %v", terr))
+			}
 		}
 		res.DurationS = time.Since(start).Seconds()
 	}()
+	env, err := build(s.Name)
+	if err != nil {
+		res.Error = fmt.Sprintf("build network: %v", err)
+		return res
+	}
 
 	traffic, err := s.Inject(ctx, env)
 	if err != nil {
