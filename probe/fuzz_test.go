@@ -44,3 +44,26 @@ func FuzzAccount(f *testing.F) {
 		}
 	})
 }
+
+// TestAccountNoAllocs: the receive path allocates nothing per frame.
+func TestAccountNoAllocs(t *testing.T) {
+	a := NewAccount(DefaultWindow, ClockMonotonic)
+	d := frame.Append(nil, &frame.Header{Type: frame.Data, Sender: 1}, make([]byte, 20))
+	bad := append([]byte(nil), d...)
+	bad[30] ^= 1
+	var seq uint64
+	allocs := testing.AllocsPerRun(10000, func() {
+		binary.BigEndian.PutUint64(d[16:], seq)
+		frame.Seal(d)
+		seq++
+		a.Datagram(d, 1, 1)
+		a.Datagram(bad, 1, 1)
+		parseCmsgs(d)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per frame", allocs)
+	}
+	if a.Tracker.Counts.Received != seq || a.Corrupted != seq {
+		t.Errorf("received %d corrupted %d of %d", a.Tracker.Counts.Received, a.Corrupted, seq)
+	}
+}
