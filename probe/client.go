@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/frame"
 )
 
@@ -43,6 +44,11 @@ type ClientConfig struct {
 	ReportTimeout time.Duration
 	// Sender is the run's sender id; random when 0.
 	Sender uint32
+	// Collect, when set, reads the sending host's counters before and after
+	// the run so that loss the receiver cannot explain can be attributed to
+	// the sender's transmit path (AttributeSender). Leave it nil when both
+	// ends share a host: the receiver already read the same counters.
+	Collect func(context.Context) *counters.Snapshot
 }
 
 func (c *ClientConfig) defaults() error {
@@ -101,6 +107,10 @@ func RunUDP(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (Report, e
 			return Report{}, fmt.Errorf("probe client: set send buffer: %w", err)
 		}
 	}
+	var before *counters.Snapshot
+	if cfg.Collect != nil {
+		before = cfg.Collect(ctx)
+	}
 	if _, err := exchange(ctx, conn, frame.Hello, cfg.Sender, 0, frame.HelloAck, 200*time.Millisecond, 3*time.Second); err != nil {
 		return Report{}, fmt.Errorf("probe client: no answer from a probe server at %s: %w", conn.RemoteAddr(), err)
 	}
@@ -117,7 +127,17 @@ func RunUDP(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (Report, e
 		return Report{}, fmt.Errorf("probe client: bad report from %s: %w", conn.RemoteAddr(), err)
 	}
 	rep.Send = &st
+	senderShare(context.WithoutCancel(ctx), &rep, cfg, before, conn.RemoteAddr())
 	return rep, nil
+}
+
+// senderShare attributes what the receiver left unaccounted to the sending
+// host's transmit path.
+func senderShare(ctx context.Context, rep *Report, cfg ClientConfig, before *counters.Snapshot, peer net.Addr) {
+	if cfg.Collect == nil || before == nil {
+		return
+	}
+	rep.Attribution = AttributeSender(rep.Attribution, counters.Delta(before, cfg.Collect(ctx)), TrafficOf(rep.Proto, peer))
 }
 
 // exchange sends a control frame every retry until the answer of type want

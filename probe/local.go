@@ -15,6 +15,7 @@ func RunLocal(ctx context.Context, listen string, scfg ServerConfig, ccfg Client
 	}
 	scfg.Clock = ClockMonotonic
 	scfg.Once = true
+	ccfg.Collect = nil // one host: the receiver reads the same counters
 	srv, err := ListenUDP(listen, scfg)
 	if err != nil {
 		return Report{}, err

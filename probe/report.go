@@ -27,10 +27,12 @@ type Report struct {
 	// SocketDrops is how many datagrams the probe socket dropped during the
 	// run because its receive queue was full.
 	SocketDrops uint64 `json:"socket_drops"`
-	// ControlMissed counts the sender's Fin copies that never reached the
-	// receiver (it numbers its attempts): on one host, socket drops that
-	// were not data frames.
-	ControlMissed   uint64        `json:"control_missed"`
+	// HelloMissed and FinMissed count the sender's Hello and Fin copies
+	// that never reached the receiver (the sender numbers its attempts in
+	// the flags): lost control frames, which a drop counter also counts but
+	// which are not data. Lost Fins fall inside the run, lost Hellos before.
+	HelloMissed     uint64        `json:"hello_missed"`
+	FinMissed       uint64        `json:"fin_missed"`
 	NegativeLatency uint64        `json:"negative_latency,omitempty"`
 	Latency         *Summary      `json:"latency,omitempty"`
 	IPDV            *Summary      `json:"ipdv,omitempty"`

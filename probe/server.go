@@ -76,6 +76,15 @@ type UDPServer struct {
 	cfg  ServerConfig
 }
 
+// attemptsBefore is how many earlier copies of a control frame the sender
+// sent: it numbers its attempts from 1 in the flags.
+func attemptsBefore(h frame.Header) uint64 {
+	if h.Flags > 1 {
+		return uint64(h.Flags - 1)
+	}
+	return 0
+}
+
 // idleTakeover is how long a run must be silent before a Hello of another
 // sender may replace it.
 const idleTakeover = 2 * time.Second
@@ -126,28 +135,30 @@ func (s *UDPServer) Close() error { return s.conn.Close() }
 
 // run is the state of one probe run on the server.
 type run struct {
-	acc       *Account
-	start     time.Time
-	before    *counters.Snapshot
-	drops0    uint64
-	ovfl0     uint32
-	ovflLast  uint32
-	haveOvfl  bool
-	marks     []mark
-	finSent   uint64
-	finAt     time.Time
-	finAddr   *net.UDPAddr
-	hasFin    bool
-	finMissed uint64 // Fin attempts sent before the first that arrived
-	lastData  time.Time
-	hello     bool   // the run began with a Hello handshake
-	report    []byte // encoded Report frame once finished
-	ivl       Interval
-	ivlAt     time.Time
-	ivlOvfl   uint32
-	prevCount TrackerCounts
-	prevCorr  uint64
-	prevInv   uint64
+	acc         *Account
+	start       time.Time
+	before      *counters.Snapshot
+	drops0      uint64
+	ovfl0       uint32
+	ovflLast    uint32
+	haveOvfl    bool
+	marks       []mark
+	finSent     uint64
+	finAt       time.Time
+	finAddr     *net.UDPAddr
+	hasFin      bool
+	finMissed   uint64 // Fin attempts sent before the first that arrived
+	helloMissed uint64 // likewise for the Hello that started the run
+	lastData    time.Time
+	hello       bool // the run began with a Hello handshake
+	traffic     Traffic
+	report      []byte // encoded Report frame once finished
+	ivl         Interval
+	ivlAt       time.Time
+	ivlOvfl     uint32
+	prevCount   TrackerCounts
+	prevCorr    uint64
+	prevInv     uint64
 }
 
 // mark remembers NextExp at a moment, so that a reorder window later every
@@ -251,15 +262,16 @@ func (s *UDPServer) handle(ctx context.Context, r *run, d []byte, b *mmsgBatch, 
 		}
 		switch {
 		case h.Type == frame.Hello:
-			r = s.startRun(ctx, now, h.Sender)
+			r = s.startRun(ctx, now, h.Sender, b.addr(i))
 			r.hello = true
+			r.helloMissed = attemptsBefore(h)
 			s.reply(frame.HelloAck, h.Sender, nil, b.addr(i))
 			return r
 		case h.Type == frame.Fin && r != nil && h.Sender == r.acc.Sender:
 			s.conn.WriteToUDP(r.report, b.addr(i))
 			return r
 		case h.Type == frame.Data && (r == nil || h.Sender != r.acc.Sender):
-			r = s.startRun(ctx, now, h.Sender)
+			r = s.startRun(ctx, now, h.Sender, b.addr(i))
 		default:
 			return r
 		}
@@ -279,23 +291,22 @@ func (s *UDPServer) handle(ctx context.Context, r *run, d []byte, b *mmsgBatch, 
 			if r.hello && now.Sub(r.lastData) < idleTakeover {
 				return r
 			}
-			r = s.startRun(ctx, now, h.Sender)
+			r = s.startRun(ctx, now, h.Sender, b.addr(i))
 			r.hello = true
+			r.helloMissed = attemptsBefore(h)
 		}
 		s.reply(frame.HelloAck, h.Sender, nil, b.addr(i))
 	case frame.Fin:
 		if h.Sender == r.acc.Sender && !r.hasFin {
 			r.finSent, r.finAt, r.finAddr, r.hasFin = h.Seq, now, b.addr(i), true
-			if h.Flags > 1 {
-				r.finMissed = uint64(h.Flags - 1)
-			}
+			r.finMissed = attemptsBefore(h)
 		}
 	}
 	return r
 }
 
-func (s *UDPServer) startRun(ctx context.Context, now time.Time, sender uint32) *run {
-	r := &run{acc: NewAccount(s.cfg.Window, s.cfg.Clock), start: now, ivlAt: now, lastData: now}
+func (s *UDPServer) startRun(ctx context.Context, now time.Time, sender uint32, from *net.UDPAddr) *run {
+	r := &run{traffic: TrafficOf("udp", from), acc: NewAccount(s.cfg.Window, s.cfg.Clock), start: now, ivlAt: now, lastData: now}
 	r.acc.Lock(sender)
 	r.before = s.cfg.Collect(ctx)
 	if d, err := socketDrops(s.conn); err == nil {
@@ -371,7 +382,8 @@ func (s *UDPServer) finish(ctx context.Context, r *run, now time.Time) Report {
 	if s.cfg.GRO {
 		perDrop = maxGSOSegments
 	}
-	rep := buildReport("udp", acc, r.finSent, drops, r.finMissed, perDrop, r.start, r.finAt, r.before, after)
+	rep := buildReport(r.traffic, acc, r.finSent, drops, r.finMissed, perDrop, r.start, r.finAt, r.before, after)
+	rep.HelloMissed = r.helloMissed
 	payload, _ := json.Marshal(rep)
 	r.report = frame.Append(nil, &frame.Header{Type: frame.Report, Sender: acc.Sender}, payload)
 	if r.finAddr != nil {
@@ -380,8 +392,12 @@ func (s *UDPServer) finish(ctx context.Context, r *run, now time.Time) Report {
 	return rep
 }
 
-func buildReport(proto string, acc *Account, sent, drops, controlMissed, framesPerDrop uint64, start, end time.Time, before, after *counters.Snapshot) Report {
+func buildReport(t Traffic, acc *Account, sent, drops, finMissed, framesPerDrop uint64, start, end time.Time, before, after *counters.Snapshot) Report {
 	c := acc.Tracker.Counts
+	proto := "tcp"
+	if t.UDP {
+		proto = "udp"
+	}
 	rep := Report{
 		Proto:           proto,
 		Clock:           acc.Clock.String(),
@@ -396,7 +412,7 @@ func buildReport(proto string, acc *Account, sent, drops, controlMissed, framesP
 		Foreign:         acc.Foreign,
 		Control:         acc.Control,
 		SocketDrops:     drops,
-		ControlMissed:   controlMissed,
+		FinMissed:       finMissed,
 		NegativeLatency: acc.NegativeLatency,
 		JitterNs:        acc.Jitter,
 		Duration:        end.Sub(start),
@@ -418,7 +434,7 @@ func buildReport(proto string, acc *Account, sent, drops, controlMissed, framesP
 	}
 	// Fin copies that never arrived were, on this host, dropped by the same
 	// socket; they are not data frames, so they do not explain data loss.
-	dataDrops := drops - min(drops, controlMissed)
-	rep.Attribution = Attribute(c.Lost, dataDrops, framesPerDrop, delta, proto == "udp")
+	dataDrops := drops - min(drops, finMissed)
+	rep.Attribution = Attribute(c.Lost, dataDrops, framesPerDrop, delta, t)
 	return rep
 }

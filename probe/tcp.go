@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/frame"
 )
 
@@ -141,7 +142,7 @@ func isNetErr(err error) bool {
 }
 
 func (s *TCPServer) startRun(ctx context.Context, c *net.TCPConn, now time.Time, sender uint32) *run {
-	r := &run{acc: NewAccount(s.cfg.Window, s.cfg.Clock), start: now, ivlAt: now, lastData: now}
+	r := &run{acc: NewAccount(s.cfg.Window, s.cfg.Clock), start: now, ivlAt: now, lastData: now, traffic: TrafficOf("tcp", c.RemoteAddr())}
 	r.acc.Lock(sender)
 	r.before = s.cfg.Collect(ctx)
 	if d, err := socketDrops(c); err == nil {
@@ -157,7 +158,7 @@ func (s *TCPServer) finish(ctx context.Context, c *net.TCPConn, r *run) Report {
 	if d, err := socketDrops(c); err == nil && d >= r.drops0 {
 		drops = d - r.drops0
 	}
-	return buildReport("tcp", r.acc, r.finSent, drops, 0, 1, r.start, r.finAt, r.before, after)
+	return buildReport(r.traffic, r.acc, r.finSent, drops, 0, 1, r.start, r.finAt, r.before, after)
 }
 
 func writeFrame(w io.Writer, t frame.Type, sender uint32, payload []byte) error {
@@ -204,6 +205,10 @@ func RunTCP(ctx context.Context, conn *net.TCPConn, cfg ClientConfig) (Report, e
 			}
 		}
 	}
+	var before *counters.Snapshot
+	if cfg.Collect != nil {
+		before = cfg.Collect(ctx)
+	}
 	if err := writeFrame(conn, frame.Hello, cfg.Sender, nil); err != nil {
 		return Report{}, fmt.Errorf("probe client: %w", err)
 	}
@@ -240,6 +245,7 @@ func RunTCP(ctx context.Context, conn *net.TCPConn, cfg ClientConfig) (Report, e
 		return Report{}, fmt.Errorf("probe client: bad report from %s: %w", conn.RemoteAddr(), err)
 	}
 	rep.Send = &st
+	senderShare(context.WithoutCancel(ctx), &rep, cfg, before, conn.RemoteAddr())
 	return rep, nil
 }
 
@@ -250,6 +256,7 @@ func RunLocalTCP(ctx context.Context, listen string, scfg ServerConfig, ccfg Cli
 	}
 	scfg.Clock = ClockMonotonic
 	scfg.Once = true
+	ccfg.Collect = nil // one host: the receiver reads the same counters
 	srv, err := ListenTCP(listen, scfg)
 	if err != nil {
 		return Report{}, err

@@ -214,6 +214,8 @@ func TestRxqOvfl(t *testing.T) {
 	}
 }
 
+var udp4 = Traffic{UDP: true}
+
 func TestAttribute(t *testing.T) {
 	delta := &counters.Snapshot{Counters: []counters.Counter{
 		{Source: "/proc/net/snmp", Field: "Udp:RcvbufErrors", Value: 50, Stage: stage.SocketRcvbuf},
@@ -222,8 +224,13 @@ func TestAttribute(t *testing.T) {
 		{Source: "/proc/net/softnet_stat", Object: "cpu1", Field: "dropped", Value: 2, Stage: stage.Softirq, HostWide: true},
 		{Source: "/proc/net/netstat", Field: "TcpExt:ListenDrops", Value: 9, Stage: stage.TCPListen},
 		{Source: "/proc/net/snmp", Field: "Udp:InDatagrams", Value: 1000},
+		// Not evidence for a UDP/IPv4 probe: IPv6 and TCP counters, and a
+		// qdisc's overlimits, which are not drops.
+		{Source: "/proc/net/snmp6", Field: "Ip6:InNoRoutes", Value: 3, Stage: stage.IP},
+		{Source: "/proc/net/netstat", Field: "TcpExt:TCPBacklogDrop", Value: 4, Stage: stage.SocketRcvbuf},
+		{Source: "netlink qdisc", Object: "eth0 tbf 1:", Field: "overlimits", Value: 99, Stage: stage.Qdisc},
 	}}
-	got := Attribute(100, 40, 1, delta, true)
+	got := Attribute(100, 40, 1, delta, udp4)
 	want := Attribution{Lost: 100, Unaccounted: 25, Stages: []StageLoss{
 		{Stage: stage.SocketRcvbuf, Frames: 40, Exact: true, Evidence: []Evidence{
 			{Source: SocketDropsSource, Field: "sk_drops", Delta: 40},
@@ -243,11 +250,11 @@ func TestAttribute(t *testing.T) {
 	// Counters never attribute more than was lost, and a namespace
 	// counter (the nft rule) is preferred to a host-wide one (softnet_stat,
 	// which also counts other traffic) although it comes later on the path.
-	got = Attribute(3, 0, 1, delta, true)
+	got = Attribute(3, 0, 1, delta, udp4)
 	if got.Unaccounted != 0 || len(got.Stages) != 1 || got.Stages[0].Frames != 3 || got.Stages[0].Stage != stage.Netfilter {
 		t.Errorf("capped attribution = %+v", got)
 	}
-	if got := Attribute(0, 0, 1, nil, true); got.Unaccounted != 0 || got.Stages == nil || len(got.Stages) != 0 {
+	if got := Attribute(0, 0, 1, nil, udp4); got.Unaccounted != 0 || got.Stages == nil || len(got.Stages) != 0 {
 		t.Errorf("no loss = %+v", got)
 	}
 	// Evidence is capped so a report fits in a datagram.
@@ -255,12 +262,24 @@ func TestAttribute(t *testing.T) {
 	for i := range 20 {
 		many.Add(counters.Counter{Source: "s", Object: fmt.Sprint("cpu", i), Field: "dropped", Value: uint64(i + 1), Stage: stage.Softirq, HostWide: true})
 	}
-	got = Attribute(5, 0, 1, many, true)
+	got = Attribute(5, 0, 1, many, udp4)
 	if len(got.Stages) != 1 || len(got.Stages[0].Evidence) != maxEvidence || got.Stages[0].MoreEvidence != 20-maxEvidence || got.Stages[0].Evidence[0].Delta != 20 {
 		t.Errorf("capped evidence = %+v", got)
 	}
+	// Sender side: transmit stages only, qdisc before tx-socket (the kernel
+	// counts a qdisc drop as Udp:SndbufErrors too).
+	tx := &counters.Snapshot{Counters: []counters.Counter{
+		{Source: "/proc/net/snmp", Field: "Udp:SndbufErrors", Value: 7, Stage: stage.TxSocket},
+		{Source: "netlink qdisc", Object: "veth0 tbf 1:", Field: "drops", Value: 7, Stage: stage.Qdisc},
+		{Source: "/proc/net/softnet_stat", Object: "cpu0", Field: "dropped", Value: 5, Stage: stage.Softirq, HostWide: true},
+	}}
+	got = AttributeSender(Attribution{Lost: 9, Unaccounted: 9, Stages: []StageLoss{}}, tx, udp4)
+	if len(got.Stages) != 2 || got.Stages[0].Stage != stage.Qdisc || got.Stages[0].Frames != 7 || got.Stages[0].Side != "sender" ||
+		got.Stages[1].Stage != stage.TxSocket || got.Stages[1].Frames != 2 || got.Unaccounted != 0 {
+		t.Errorf("sender attribution = %+v", got)
+	}
 	// With UDP_GRO a drop may be a whole coalesced buffer: an upper bound.
-	got = Attribute(640, 10, 64, nil, true)
+	got = Attribute(640, 10, 64, nil, udp4)
 	if got.Unaccounted != 0 || len(got.Stages) != 1 || got.Stages[0].Frames != 640 || got.Stages[0].Exact {
 		t.Errorf("gro attribution = %+v", got)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/probe"
 	"github.com/spf13/cobra"
 )
@@ -198,6 +199,11 @@ func newProbeClientCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The server reads its host's counters; this side reads the
+			// sender's, for loss on the transmit path.
+			cfg.Collect = func(ctx context.Context) *counters.Snapshot {
+				return counters.Collect(ctx, counters.Options{})
+			}
 			var rep probe.Report
 			if f.proto == "tcp" {
 				conn, err := probe.DialTCP(f.to)
@@ -361,7 +367,11 @@ func attributionLine(a probe.Attribution) string {
 		if !s.Exact {
 			qual = "up to; counters shared with other traffic: "
 		}
-		fmt.Fprintf(&b, " %s %d (%s%s),", s.Stage, s.Frames, qual, strings.Join(ev, ", "))
+		where := ""
+		if s.Side != "" {
+			where = " on the " + s.Side
+		}
+		fmt.Fprintf(&b, " %s%s %d (%s%s),", s.Stage, where, s.Frames, qual, strings.Join(ev, ", "))
 	}
 	fmt.Fprintf(&b, " unaccounted %d", a.Unaccounted)
 	return b.String()
