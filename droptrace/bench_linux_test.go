@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -80,8 +81,15 @@ func BenchmarkTraceOverhead(b *testing.B) {
 		}
 		configs = keep
 	}
-	const rounds = 5
-	const span = time.Second
+	// DROPTRACE_BENCH_ROUNDS and DROPTRACE_BENCH_SPAN lengthen the run
+	// for figures worth publishing (default 5 rounds of 1s).
+	rounds, span := 5, time.Second
+	if v, err := strconv.Atoi(os.Getenv("DROPTRACE_BENCH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	if v, err := time.ParseDuration(os.Getenv("DROPTRACE_BENCH_SPAN")); err == nil && v > 0 {
+		span = v
+	}
 	pps := map[string][]float64{}
 	perCPU := map[string][]float64{}
 	skipped := map[string]string{}
