@@ -330,6 +330,9 @@ func printReport(w io.Writer, r probe.Report) {
 	fmt.Fprintf(w, "  corrupted   %12d  (CRC mismatch)\n", r.Corrupted)
 	fmt.Fprintf(w, "  invalid     %12d  (not a frame; also %d of other senders, %d out of sequence window)\n", r.Invalid, r.Foreign, r.OutOfWindow)
 	fmt.Fprintf(w, "  socket drops%12d  (the probe socket's receive queue was full)\n", r.SocketDrops)
+	if r.HelloMissed+r.FinMissed > 0 {
+		fmt.Fprintf(w, "  control     %d hello and %d fin copies never arrived (not counted as data loss)\n", r.HelloMissed, r.FinMissed)
+	}
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(w, "  latency     p50 %v  p90 %v  p99 %v  p99.9 %v  max %v\n", round(l.P50), round(l.P90), round(l.P99), round(l.P999), round(l.Max))
 		if r.NegativeLatency > 0 {
