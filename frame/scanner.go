@@ -48,33 +48,30 @@ func NewScanner(r io.Reader, size int) *Scanner {
 // stream ends inside a frame; other read errors are returned as they are and
 // are final.
 func (s *Scanner) Next() (Header, []byte, error) {
-	for {
-		if err := s.fill(HeaderLen); err != nil {
-			return Header{}, nil, s.endErr(err)
-		}
-		b := s.buf[s.start:s.end]
-		h, err := DecodeHeader(b)
-		switch err {
-		case nil:
-		case ErrBadMagic:
-			s.resync(0)
-			return h, nil, ErrBadMagic
-		default: // ErrBadVersion, ErrLength
-			s.resync(1)
-			return h, nil, err
-		}
-		n := h.Len()
-		if err := s.fill(n); err != nil {
-			return Header{}, nil, s.endErr(err)
-		}
-		b = s.buf[s.start : s.start+n]
-		if binary.BigEndian.Uint32(b[offCRC:]) != checksum(b) {
-			s.resync(1)
-			return h, nil, ErrCRC
-		}
-		s.start += n
-		return h, b[HeaderLen:], nil
+	if err := s.fill(HeaderLen); err != nil {
+		return Header{}, nil, s.endErr(err)
 	}
+	h, err := DecodeHeader(s.buf[s.start:s.end])
+	switch err {
+	case nil:
+	case ErrBadMagic:
+		s.resync(0)
+		return h, nil, ErrBadMagic
+	default: // ErrBadVersion, ErrLength
+		s.resync(1)
+		return h, nil, err
+	}
+	n := h.Len()
+	if err := s.fill(n); err != nil {
+		return Header{}, nil, s.endErr(err)
+	}
+	b := s.buf[s.start : s.start+n]
+	if binary.BigEndian.Uint32(b[offCRC:]) != checksum(b) {
+		s.resync(1)
+		return h, nil, ErrCRC
+	}
+	s.start += n
+	return h, b[HeaderLen:], nil
 }
 
 // resync discards bytes from s.start+from up to the next possible magic.

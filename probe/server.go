@@ -153,7 +153,6 @@ type run struct {
 	hello       bool // the run began with a Hello handshake
 	traffic     Traffic
 	report      []byte // encoded Report frame once finished
-	ivl         Interval
 	ivlAt       time.Time
 	ivlOvfl     uint32
 	prevCount   TrackerCounts
