@@ -2,7 +2,9 @@ package probe
 
 import (
 	"context"
+	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,4 +40,36 @@ func TestLocal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLocalIPv6 runs over ::1 with a small buffer and a slow reader: the
+// loss must be explained by the socket's own drops, and the evidence must be
+// IPv6 counters (Udp6), not IPv4 ones.
+func TestLocalIPv6(t *testing.T) {
+	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := RunLocal(ctx, "[::1]:0", ServerConfig{RcvBuf: 4096, ReaderDelay: 300 * time.Microsecond, Batch: 8},
+		ClientConfig{Rate: 50000, Duration: 300 * time.Millisecond, Batch: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, rep)
+	if rep.Lost == 0 || rep.SocketDrops == 0 {
+		t.Fatalf("no loss (lost %d, socket drops %d): the test proves nothing", rep.Lost, rep.SocketDrops)
+	}
+	a := rep.Attribution
+	if len(a.Stages) == 0 || a.Stages[0].Stage != "socket-rcvbuf" {
+		t.Fatalf("attribution %+v", a)
+	}
+	for _, e := range a.Stages[0].Evidence {
+		if strings.HasPrefix(e.Field, "Udp:") {
+			t.Errorf("IPv4 counter %s taken as evidence for an IPv6 probe", e.Field)
+		}
+	}
+	t.Logf("lost %d socket drops %d attribution %+v", rep.Lost, rep.SocketDrops, a)
 }
