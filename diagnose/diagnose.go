@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
@@ -108,6 +109,10 @@ type Report struct {
 	Findings    []Finding              `json:"findings"`
 	Stages      []StageDrops           `json:"stages"`
 	Unavailable []counters.Unavailable `json:"unavailable"`
+	// Traced says whether the skb:kfree_skb tracer ran for the interval;
+	// Unexplained lists the drops it saw that no stage explains.
+	Traced      bool          `json:"traced"`
+	Unexplained []Unexplained `json:"unexplained,omitempty"`
 }
 
 // Worst returns the highest severity among the findings and whether there
@@ -131,6 +136,10 @@ type Options struct {
 	// NoSockets skips the sock_diag view (which names the sockets and
 	// processes responsible) to save its cost on hosts with many sockets.
 	NoSockets bool
+	// Trace is "auto" (default: trace drops with eBPF when the kernel
+	// and privileges allow, else say why not), "on" (fail without it) or
+	// "off".
+	Trace string
 	// FS overrides where kernel files are read (tests).
 	FS counters.FS
 	// Progress, if set, is called when the first snapshot is taken, so
@@ -166,12 +175,37 @@ func Snapshot(ctx context.Context, spec string, fs counters.FS) (*counters.Snaps
 			}
 		}
 	}
+	// The neighbour tables are one per host, shared by every namespace,
+	// and their statistics show only in the initial namespace: read them
+	// from here, marked host-wide.
+	neigh := counters.NeighSource{}
+	host = &counters.Snapshot{}
+	if err := neigh.Collect(ctx, fs, host); err == nil && len(host.Counters) > 0 {
+		for i := range host.Counters {
+			host.Counters[i].HostWide = true
+		}
+		snap.Add(host.Counters...)
+		kept := snap.Unavailable[:0]
+		for _, u := range snap.Unavailable {
+			if u.Source != neigh.Name() {
+				kept = append(kept, u)
+			}
+		}
+		snap.Unavailable = kept
+	}
 	return snap, nil
 }
 
 // Run takes two snapshots opts.Interval apart (or one with opts.Once) and
 // analyzes them.
 func Run(ctx context.Context, opts Options) (*Report, error) {
+	tr, trErr := startTrace(ctx, opts)
+	if trErr != nil {
+		return nil, trErr
+	}
+	if tr.t != nil {
+		defer tr.t.Close()
+	}
 	a, err := Snapshot(ctx, opts.Netns, opts.FS)
 	if err != nil {
 		return nil, err
@@ -205,7 +239,65 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if x.Sockets != nil {
 		x.SocketsBefore = before
 	}
+	if tr.t != nil {
+		end, err := tr.t.Snapshot()
+		if err != nil {
+			b.Fail(traceSource, err)
+		} else {
+			d := droptrace.Delta(tr.start, end)
+			x.Trace = &d
+		}
+	}
+	if tr.err != nil {
+		b.Fail(traceSource, tr.err)
+	}
 	return AnalyzeWith(a, b, b.Time.Sub(a.Time), x), nil
+}
+
+// tracing is a running tracer and its first snapshot, or why there is none.
+type tracing struct {
+	t     *droptrace.Tracer
+	start droptrace.Snapshot
+	err   error // why tracing is off in auto mode
+}
+
+// startTrace starts the drop tracer as opts.Trace asks. In auto mode a
+// failure (no privilege, no BTF nor tracefs) is kept to be reported as
+// unavailable; with "on" it is an error.
+func startTrace(ctx context.Context, opts Options) (tracing, error) {
+	switch opts.Trace {
+	case "off":
+		return tracing{}, nil
+	case "", "auto", "on":
+	default:
+		return tracing{}, fmt.Errorf("--trace must be auto, on or off (got %q)", opts.Trace)
+	}
+	if opts.Once {
+		return tracing{}, nil // nothing to trace: totals since boot
+	}
+	// Trace only the namespace being diagnosed: its counters are the
+	// namespace's own, so the host's trace must not bring in drops of
+	// every container.
+	ns := opts.Netns
+	if ns == "" {
+		ns = "/proc/self/ns/net"
+	}
+	t, err := droptrace.Start(ctx, droptrace.Options{Netns: ns})
+	if err != nil {
+		if opts.Trace == "on" {
+			return tracing{}, err
+		}
+		return tracing{err: fmt.Errorf("drop tracing off: %w", err)}, nil
+	}
+	start, err := t.Snapshot()
+	if err != nil {
+		t.Close()
+		if opts.Trace == "on" {
+			return tracing{}, err
+		}
+		return tracing{err: err}, nil
+	}
+	return tracing{t: t, start: start}, nil
 }
 
 // extra reads the evidence beyond counters that opts asks for. What cannot
@@ -235,6 +327,9 @@ type Extra struct {
 	// so every socket's drop count is known; it lets findings name the
 	// sockets that dropped in the interval rather than ever.
 	SocketsBefore *sockets.Summary
+	// Trace is what the skb:kfree_skb tracer counted in the interval
+	// (droptrace.Delta of two tracer snapshots).
+	Trace *droptrace.Snapshot
 }
 
 // Analyze compares two snapshots taken interval apart. With a zero
@@ -248,6 +343,7 @@ func AnalyzeWith(a, b *counters.Snapshot, interval time.Duration, x Extra) *Repo
 	in := newInput(a, b, interval)
 	in.sockets = x.Sockets
 	in.socketsBefore = x.SocketsBefore
+	in.trace = x.Trace
 	r := &Report{
 		IntervalS:   interval.Seconds(),
 		Netns:       b.Netns,
@@ -260,6 +356,7 @@ func AnalyzeWith(a, b *counters.Snapshot, interval time.Duration, x Extra) *Repo
 		r.Findings = append(r.Findings, rule(in)...)
 	}
 	r.Findings = ruleSockets(in, r.Findings)
+	r.Findings, r.Unexplained = ruleTrace(in, r.Findings)
 	if b.Netns == "" || b.Netns == "current" {
 		// Diagnosing the host itself: nothing is foreign to it.
 		for i := range r.Findings {
@@ -272,6 +369,7 @@ func AnalyzeWith(a, b *counters.Snapshot, interval time.Duration, x Extra) *Repo
 	}
 	rank(r.Findings)
 	r.Stages = stageTotals(r.Findings, in)
+	r.Traced = in.trace != nil
 	if r.Findings == nil {
 		r.Findings = []Finding{}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -26,6 +27,8 @@ type input struct {
 	// are named by the drops they made in the interval (dropped).
 	socketsBefore *sockets.Summary
 	dropped       []sockets.Dropped
+	// trace is the tracer's delta over the interval, nil without it.
+	trace *droptrace.Snapshot
 }
 
 func newInput(a, b *counters.Snapshot, interval time.Duration) *input {

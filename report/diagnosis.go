@@ -72,6 +72,13 @@ func Diagnosis(w io.Writer, r *diagnose.Report) error {
 		}
 		b.WriteString("\n")
 	}
+	if len(r.Unexplained) > 0 {
+		b.WriteString("Drops no stage explains (from skb:kfree_skb):\n")
+		for _, u := range r.Unexplained {
+			fmt.Fprintf(&b, "  - %d × %s\n", u.Drops, u.Where)
+		}
+		b.WriteString("\n")
+	}
 	if len(r.Unavailable) > 0 {
 		b.WriteString("Not read:\n")
 		for _, u := range r.Unavailable {

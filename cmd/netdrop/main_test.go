@@ -50,12 +50,18 @@ func run(t *testing.T, cmd *exec.Cmd) (string, string, int) {
 }
 
 type jsonReport struct {
+	Traced    bool    `json:"traced"`
 	IntervalS float64 `json:"interval_s"`
 	Netns     string  `json:"netns"`
 	Findings  []struct {
 		Stage    string `json:"stage"`
 		Severity string `json:"severity"`
 		Drops    uint64 `json:"drops"`
+		Evidence []struct {
+			Source  string `json:"source"`
+			Counter string `json:"counter"`
+			Delta   uint64 `json:"delta"`
+		} `json:"evidence"`
 	} `json:"findings"`
 	Stages []struct {
 		Stage string `json:"stage"`
@@ -173,5 +179,21 @@ func TestNetnsEndToEnd(t *testing.T) {
 	}
 	if r.Netns != p.B {
 		t.Errorf("netns = %q, want %q", r.Netns, p.B)
+	}
+	// As root on a kernel with BTF, the tracer runs and adds the drop
+	// reason to the finding.
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err == nil && os.Geteuid() == 0 {
+		if !r.Traced {
+			t.Fatalf("trace did not run (unavailable: %+v)", r.Unavailable)
+		}
+		found := false
+		for _, e := range r.Findings[0].Evidence {
+			if e.Source == "skb:kfree_skb" && strings.HasPrefix(e.Counter, "NO_SOCKET") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no NO_SOCKET evidence from the tracer: %+v", r.Findings[0].Evidence)
+		}
 	}
 }
