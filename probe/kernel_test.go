@@ -387,30 +387,42 @@ func startRelay(t *testing.T, ns string, server *net.UDPAddr) *relay {
 // are counted exactly, and neither shows up as loss.
 func TestReorderAndDuplicatesExact(t *testing.T) {
 	ns := newNS(t)
-	srv, reports := startServer(t, ns, ServerConfig{RcvBuf: 8 << 20})
-	rl := startRelay(t, ns, srv.Addr())
-	conn := dialIn(t, ns, rl.in.LocalAddr().String())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	// A count that ends on a swap boundary, so no frame is held at the end.
-	rep, err := RunUDP(ctx, conn, ClientConfig{Rate: 20000, Count: 10000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-reports
-	checkInvariants(t, rep)
-	t.Logf("sent %d received %d lost %d reordered %d duplicates %d; relay swapped %d duplicated %d", rep.Sent, rep.Received, rep.Lost, rep.Reordered, rep.Duplicates, rl.swaps.Load(), rl.dups.Load())
-	if rep.Lost != 0 || rep.SocketDrops != 0 {
-		t.Fatalf("lost %d (socket drops %d): the relay path must not lose", rep.Lost, rep.SocketDrops)
-	}
-	if rep.Reordered != rl.swaps.Load() || rep.Reordered != 1000 {
-		t.Errorf("reordered %d, relay swapped %d (want 1000)", rep.Reordered, rl.swaps.Load())
-	}
-	if rep.Duplicates != rl.dups.Load() || rep.Duplicates != 1000 {
-		t.Errorf("duplicates %d, relay duplicated %d (want 1000)", rep.Duplicates, rl.dups.Load())
-	}
-	if rep.MaxReorderExtent != 1 {
-		t.Errorf("max reorder extent %d, want 1 (adjacent swaps)", rep.MaxReorderExtent)
+	// The per-CPU backlog is shared with the whole host: if a busy host
+	// overflows it during the run (lo rx_dropped moves), a lost frame may be
+	// one the relay swapped and the counts cannot be exact; run again.
+	for attempt := 1; ; attempt++ {
+		loBefore := loRxDropped(t, ns)
+		srv, reports := startServer(t, ns, ServerConfig{RcvBuf: 8 << 20})
+		rl := startRelay(t, ns, srv.Addr())
+		conn := dialIn(t, ns, rl.in.LocalAddr().String())
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		// A count that ends on a swap boundary, so no frame is held at the end.
+		rep, err := RunUDP(ctx, conn, ClientConfig{Rate: 20000, Count: 10000})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-reports
+		backlog := loRxDropped(t, ns) - loBefore
+		checkInvariants(t, rep)
+		t.Logf("sent %d received %d lost %d reordered %d duplicates %d; relay swapped %d duplicated %d; lo rx_dropped %d",
+			rep.Sent, rep.Received, rep.Lost, rep.Reordered, rep.Duplicates, rl.swaps.Load(), rl.dups.Load(), backlog)
+		if backlog > 0 && attempt < 3 {
+			continue
+		}
+		if rep.Lost != 0 || rep.SocketDrops != 0 {
+			t.Fatalf("lost %d (socket drops %d, backlog drops %d): the relay path must not lose", rep.Lost, rep.SocketDrops, backlog)
+		}
+		if rep.Reordered != rl.swaps.Load() || rep.Reordered != 1000 {
+			t.Errorf("reordered %d, relay swapped %d (want 1000)", rep.Reordered, rl.swaps.Load())
+		}
+		if rep.Duplicates != rl.dups.Load() || rep.Duplicates != 1000 {
+			t.Errorf("duplicates %d, relay duplicated %d (want 1000)", rep.Duplicates, rl.dups.Load())
+		}
+		if rep.MaxReorderExtent != 1 {
+			t.Errorf("max reorder extent %d, want 1 (adjacent swaps)", rep.MaxReorderExtent)
+		}
+		return
 	}
 }
 
