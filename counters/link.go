@@ -39,13 +39,16 @@ type linkSource struct{}
 
 func (linkSource) Name() string { return LinkStatsSource }
 
-func (linkSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
+func (linkSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	links, err := dumpLinks()
 	if err != nil {
 		return err
 	}
 	for _, l := range links {
 		s.Add(linkStatsCounters(l)...)
+	}
+	if err := collectNICs(fs, s, links); err != nil {
+		s.Fail(NICSource, err)
 	}
 	return nil
 }

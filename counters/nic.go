@@ -29,9 +29,10 @@ import (
 // NICSource is the name of the NIC layout source.
 const NICSource = "nic layout"
 
-func init() { register(nicSource{}) }
 
-// nicSource fills Snapshot.NICs from sysfs, /proc and netlink.
+// nicSource fills Snapshot.NICs from sysfs, /proc and netlink. It is not
+// registered: linkSource reads the layout with the same link dump; tests
+// use it alone.
 type nicSource struct{}
 
 func (nicSource) Name() string { return NICSource }
@@ -41,6 +42,13 @@ func (nicSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	if err != nil {
 		return err
 	}
+	return collectNICs(fs, s, links)
+}
+
+// collectNICs fills the layout of every link that has a device. The link
+// statistics source calls it with its own dump, so one snapshot dumps the
+// links once.
+func collectNICs(fs FS, s *Snapshot, links []linkInfo) error {
 	var irqNames map[int]string // read once, on the first NIC that needs it
 	for _, l := range links {
 		sysOK := sysfsShowsLink(fs, l)
@@ -64,7 +72,7 @@ func (nicSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 		}
 		if irqNames == nil {
 			irqNames = map[int]string{}
-			if f, err := os.Open(fs.ProcPath("interrupts")); err != nil {
+			if f, err := fs.Open(fs.ProcPath("interrupts")); err != nil {
 				s.Fail(fs.ProcPath("interrupts"), err)
 			} else {
 				irqNames, err = parseIRQNames(f)
@@ -127,7 +135,7 @@ func sysfsShowsLink(fs FS, l linkInfo) bool {
 
 // readSysString reads a one-line sysfs attribute without its newline.
 func readSysString(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := FS{}.ReadFile(path)
 	if err != nil {
 		return "", err
 	}

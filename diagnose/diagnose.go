@@ -154,12 +154,16 @@ func Snapshot(ctx context.Context, spec string, fs counters.FS) (*counters.Snaps
 	if label == "" {
 		label = "current"
 	}
-	err := netns.Do(spec, func() error {
-		snap = counters.Collect(ctx, counters.Options{FS: fs, Netns: label})
-		return nil
-	})
-	if err != nil || spec == "" {
-		return snap, err
+	// Enter once to fail early and clearly on a bad namespace; then the
+	// sources are read in parallel, each worker inside the namespace.
+	if err := netns.Do(spec, func() error { return nil }); err != nil {
+		return nil, err
+	}
+	snap = counters.Collect(ctx, counters.Options{FS: fs, Netns: label, Enter: func(fn func() error) error {
+		return netns.Do(spec, fn)
+	}})
+	if spec == "" {
+		return snap, nil
 	}
 	// Global settings (net.core.netdev_max_backlog, nf_conntrack_max, …)
 	// exist only in the initial namespace's /proc/sys: read them from here
