@@ -29,7 +29,6 @@ import (
 // NICSource is the name of the NIC layout source.
 const NICSource = "nic layout"
 
-
 // nicSource fills Snapshot.NICs from sysfs, /proc and netlink. It is not
 // registered: linkSource reads the layout with the same link dump; tests
 // use it alone.
