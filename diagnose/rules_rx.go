@@ -32,6 +32,42 @@ func objects(m map[string][]counters.Counter) []string {
 	return out
 }
 
+// ifaceDrops is what one interface lost at a NIC stage. The stats64
+// counters are the count; driver (ethtool -S) counters repeat them in the
+// driver's own words and count only when stats64 says nothing.
+type ifaceDrops struct {
+	name      string
+	link, drv []counters.Counter
+	drops     uint64
+}
+
+// perInterface groups the moved stats64 fields and the driver counters of
+// stage st by interface, in name order.
+func (in *input) perInterface(st stage.ID, linkFields ...string) []ifaceDrops {
+	link := in.moved(from(linkStats, linkFields...))
+	drv := in.moved(func(c counters.Counter) bool {
+		return c.Stage == st && strings.HasPrefix(c.Source, "ethtool")
+	})
+	byIf := perObject(append(link, drv...))
+	var out []ifaceDrops
+	for _, name := range objects(byIf) {
+		i := ifaceDrops{name: name}
+		for _, c := range byIf[name] {
+			if strings.HasPrefix(c.Source, "ethtool") {
+				i.drv = append(i.drv, c)
+			} else {
+				i.link = append(i.link, c)
+			}
+		}
+		i.drops = sum(i.link)
+		if i.drops == 0 {
+			i.drops = maxValue(i.drv)
+		}
+		out = append(out, i)
+	}
+	return out
+}
+
 // nic returns the layout of an interface, if read.
 func (in *input) nic(name string) (counters.NIC, bool) {
 	for _, n := range in.after.NICs {
@@ -92,34 +128,17 @@ func maxValue(cs []counters.Counter) uint64 {
 // ruleRxRing: the NIC had no free descriptor for an arriving frame. The fix
 // is computed from the ring size and channel count the driver reports.
 func ruleRxRing(in *input) []Finding {
-	link := in.moved(from(linkStats, "rx_missed_errors", "rx_fifo_errors", "rx_over_errors"))
-	drv := in.moved(func(c counters.Counter) bool {
-		return c.Stage == stage.RxRing && strings.HasPrefix(c.Source, "ethtool")
-	})
 	var out []Finding
-	byIf := perObject(append(link, drv...))
-	for _, ifname := range objects(byIf) {
-		cs := byIf[ifname]
-		var l, d []counters.Counter
-		for _, c := range cs {
-			if strings.HasPrefix(c.Source, "ethtool") {
-				d = append(d, c)
-			} else {
-				l = append(l, c)
-			}
-		}
-		drops := sum(l)
-		if drops == 0 {
-			drops = maxValue(d)
-		}
+	for _, i := range in.perInterface(stage.RxRing, "rx_missed_errors", "rx_fifo_errors", "rx_over_errors") {
+		ifname := i.name
 		f := Finding{
 			Stage:    stage.RxRing,
-			Severity: in.lossSeverity(drops),
+			Severity: in.lossSeverity(i.drops),
 			Title:    "RX ring overflow on " + ifname,
-			Drops:    drops,
-			Evidence: evidence(l, d),
+			Drops:    i.drops,
+			Evidence: evidence(i.link, i.drv),
 			Cause:    "the NIC found no free receive descriptor: the ring is too small for the bursts, or the CPU serving its interrupt is too busy to refill it",
-			HostWide: hostWide(cs),
+			HostWide: hostWide(append(i.link, i.drv...)),
 		}
 		n, ok := in.nic(ifname)
 		if ok && n.RxRingMax > 0 && n.RxRing < n.RxRingMax {

@@ -178,35 +178,15 @@ func ruleNeighbor(in *input) []Finding {
 
 // ruleTxRing: the NIC or driver dropped packets on transmit.
 func ruleTxRing(in *input) []Finding {
-	link := in.moved(from(linkStats, "tx_dropped", "tx_fifo_errors", "tx_aborted_errors", "tx_carrier_errors"))
-	drv := in.moved(func(c counters.Counter) bool {
-		return c.Stage == stage.TxRing && strings.HasPrefix(c.Source, "ethtool")
-	})
-	if len(link)+len(drv) == 0 {
-		return nil
-	}
 	var out []Finding
-	byIf := perObject(append(link, drv...))
-	for _, ifn := range objects(byIf) {
-		cs := byIf[ifn]
-		var l, d []counters.Counter
-		for _, c := range cs {
-			if strings.HasPrefix(c.Source, "ethtool") {
-				d = append(d, c)
-			} else {
-				l = append(l, c)
-			}
-		}
-		drops := sum(l)
-		if drops == 0 {
-			drops = maxValue(d)
-		}
+	for _, i := range in.perInterface(stage.TxRing, "tx_dropped", "tx_fifo_errors", "tx_aborted_errors", "tx_carrier_errors") {
+		ifn := i.name
 		f := Finding{
 			Stage:    stage.TxRing,
-			Severity: in.lossSeverity(drops),
+			Severity: in.lossSeverity(i.drops),
 			Title:    "transmit drops on " + ifn,
-			Drops:    drops,
-			Evidence: evidence(l, d),
+			Drops:    i.drops,
+			Evidence: evidence(i.link, i.drv),
 			Cause:    "the driver dropped packets on transmit: TX ring full, carrier lost, or (for veth) the peer's receive side refused them",
 		}
 		if n, ok := in.nic(ifn); ok && n.TxRingMax > n.TxRing && n.TxRing > 0 {
