@@ -286,3 +286,30 @@ func TestIncludedCountersNotCountedTwice(t *testing.T) {
 		t.Fatalf("findings = %+v, want one ip finding with 50 drops", r.Findings)
 	}
 }
+
+func TestRxRingFixFromLayout(t *testing.T) {
+	mk := func(missed, drv uint64) *counters.Snapshot {
+		s := snap(sys,
+			ctr("netlink link stats64", "eth0", "rx_missed_errors", missed, stage.RxRing),
+			ctr("ethtool -S", "eth0", "rx_no_buffer_count", drv, stage.RxRing),
+		)
+		s.CPUs = 8
+		s.NICs = []counters.NIC{{Name: "eth0", RxRing: 256, RxRingMax: 4096, CombinedChannels: 2, MaxCombinedChannels: 16, AdaptiveRx: true}}
+		return s
+	}
+	r := Analyze(mk(0, 0), mk(900, 900), 5*time.Second)
+	if len(r.Findings) != 1 {
+		t.Fatalf("findings = %+v", r.Findings)
+	}
+	f := r.Findings[0]
+	if f.Stage != stage.RxRing || f.Drops != 900 || len(f.Evidence) != 2 {
+		t.Errorf("finding = %+v (driver counters repeat stats64 and must not add)", f)
+	}
+	want := []string{
+		"ethtool -G eth0 rx 4096 (now 256)",
+		"ethtool -L eth0 combined 8 (now 2)   # spread the load over more queues and CPUs",
+	}
+	if diff := cmp.Diff(want, f.Fix); diff != "" {
+		t.Errorf("fix (-want +got):\n%s", diff)
+	}
+}
