@@ -28,20 +28,30 @@
 // # Speed
 //
 // BenchmarkVsIperf3 runs iperf3 -u -b 0 -l 64 and the probe (64-byte
-// datagrams, frame header included) side by side on loopback. Measured on
-// the 2-core development VM while other jobs kept its load average at 6-8
-// (so every figure moved by ±40% between rounds; medians of 3 rounds):
+// datagrams, frame header included) side by side on loopback, and paces the
+// probe at 1.5 times what iperf3 sent in the same round. On the 2-core
+// development VM, medians of 3 rounds of 2 s, other jobs idle (load 0.7):
 //
-//	iperf3                 sent 132 k/s   received  74 k/s (44% lost)
-//	probe, sendmmsg, max   sent 196 k/s   received 196 k/s (0-1% lost)   1.48x
-//	probe, GSO, paced 1.5x sent 198 k/s   received 198 k/s (0 lost)      1.50x
-//	probe, GSO, max        sent 5.2 M/s   received 2.1 M/s               16x received
+//	iperf3                         sent  251 k/s   received 206 k/s (18% lost)
+//	probe, sendmmsg, max           sent  244 k/s   received 244 k/s (0 lost)
+//	probe, sendmmsg, paced 1.5x    sent  294 k/s   received 294 k/s (0 lost)
+//	probe, GSO, paced 1.5x         sent  377 k/s   received 377 k/s (0 lost)  1.50x
+//	probe, GSO, max                sent 10.3 M/s   received 5.8 M/s           23x received
 //
-// The sender's own cost is small (stamping and CRC are ~45 ns a frame);
-// almost all the time is the kernel's per-datagram path, which on loopback
-// the sender's CPU also pays for the receive side. GSO sends 64 frames per
-// trip through the stack. It is not the default because a GSO buffer meets
-// netfilter and qdiscs as one packet (a rule that drops it drops 64 frames
-// and counts one), and with GRO on the receiver a full queue drops and counts
-// a whole coalesced buffer: attribution stays exact only without them.
+// and with other jobs loading the VM (load 6-8, every figure moving by ±40%
+// between rounds): iperf3 sent 132 k/s (received 74 k/s), the probe with
+// sendmmsg 196 k/s (received all), 1.48x.
+//
+// Without GSO the sender is bound by the kernel's per-datagram path, which on
+// loopback the sender's CPU also pays for the receive side (about 4 µs a
+// datagram here); sendmmsg saves only the system calls, so it matches iperf3
+// on an idle host and pulls ahead only when the host is busy. GSO sends 64
+// frames per trip through the stack: with it the probe meets the 1.5x target
+// with the receiver keeping up (paced, nothing lost), and at full speed its
+// receiver alone takes 23 times what iperf3 sends. GSO is not the default
+// because a GSO buffer meets netfilter and qdiscs as one packet (a rule that
+// drops it drops 64 frames and counts one), and with GRO on the receiver a
+// full queue drops and counts a whole coalesced buffer: attribution stays
+// exact only without them. The sender's own cost is small (stamping and CRC
+// are ~45 ns a frame).
 package probe
