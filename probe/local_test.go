@@ -24,10 +24,21 @@ func TestLocal(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			rep, err := RunLocal(ctx, "", ServerConfig{RcvBuf: 8 << 20, GRO: gso},
+			var intervals int
+			onInterval := func(iv Interval) {
+				intervals++
+				if iv.TotalReceived+iv.TotalLost+iv.InFlight != iv.Expected {
+					t.Errorf("interval at %v: received %d + lost %d + in flight %d != expected %d",
+						iv.Elapsed, iv.TotalReceived, iv.TotalLost, iv.InFlight, iv.Expected)
+				}
+			}
+			rep, err := RunLocal(ctx, "", ServerConfig{RcvBuf: 8 << 20, GRO: gso, Interval: 100 * time.Millisecond, OnInterval: onInterval},
 				ClientConfig{Rate: tt.rate, Size: 64, Duration: 500 * time.Millisecond, GSO: gso})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if intervals == 0 {
+				t.Error("no per-interval report in a 500 ms run with a 100 ms interval")
 			}
 			checkInvariants(t, rep)
 			t.Logf("sent %d (%.0f/s) received %d lost %d socket drops %d latency %+v",

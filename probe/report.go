@@ -56,10 +56,17 @@ type Interval struct {
 	Invalid     uint64        `json:"invalid"`
 	SocketDrops uint64        `json:"socket_drops"`
 	RecvRate    float64       `json:"recv_per_s"`
-	LatencyP50  time.Duration `json:"latency_p50_ns,omitempty"`
-	LatencyP99  time.Duration `json:"latency_p99_ns,omitempty"`
-	LatencyMax  time.Duration `json:"latency_max_ns,omitempty"`
-	JitterNs    float64       `json:"jitter_ns"`
+	// Totals since the start of the run, which keep the invariant
+	// TotalReceived + TotalLost + InFlight = Expected, Expected being the
+	// highest sequence number seen plus one (the receiver learns what was
+	// sent only from the sender's Fin).
+	TotalReceived uint64        `json:"total_received"`
+	TotalLost     uint64        `json:"total_lost"`
+	Expected      uint64        `json:"expected"`
+	LatencyP50    time.Duration `json:"latency_p50_ns,omitempty"`
+	LatencyP99    time.Duration `json:"latency_p99_ns,omitempty"`
+	LatencyMax    time.Duration `json:"latency_max_ns,omitempty"`
+	JitterNs      float64       `json:"jitter_ns"`
 }
 
 // SendStats is the sender's side of a run.

@@ -353,6 +353,10 @@ func tick(cfg *ServerConfig, r *run, now time.Time) {
 		Invalid:     r.acc.Invalid - r.prevInv,
 		SocketDrops: uint64(r.ovflLast - r.ivlOvfl),
 		JitterNs:    r.acc.Jitter,
+
+		TotalReceived: c.Received,
+		TotalLost:     c.Lost,
+		Expected:      r.acc.Tracker.Next(),
 	}
 	iv.RecvRate = float64(iv.Received) / dt.Seconds()
 	if h := &r.acc.IntervalLatency; h.Count() > 0 {

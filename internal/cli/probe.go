@@ -293,8 +293,9 @@ func reportCode(r probe.Report) int {
 }
 
 func printInterval(w io.Writer, iv probe.Interval) {
-	fmt.Fprintf(w, "%6.1fs  recv %9d %10.0f/s  lost %7d  in-flight %6d  reord %5d  dup %5d  corrupt %d  invalid %d  sockdrops %d",
-		iv.Elapsed.Seconds(), iv.Received, iv.RecvRate, iv.Lost, iv.InFlight, iv.Reordered, iv.Duplicates, iv.Corrupted, iv.Invalid, iv.SocketDrops)
+	fmt.Fprintf(w, "%6.1fs  recv %9d %10.0f/s  lost %7d  reord %5d  dup %5d  corrupt %d  invalid %d  sockdrops %d  | total recv %d + lost %d + in-flight %d = %d",
+		iv.Elapsed.Seconds(), iv.Received, iv.RecvRate, iv.Lost, iv.Reordered, iv.Duplicates, iv.Corrupted, iv.Invalid, iv.SocketDrops,
+		iv.TotalReceived, iv.TotalLost, iv.InFlight, iv.Expected)
 	if iv.LatencyMax > 0 {
 		fmt.Fprintf(w, "  lat p50 %v p99 %v max %v", round(iv.LatencyP50), round(iv.LatencyP99), round(iv.LatencyMax))
 	} else {
