@@ -537,11 +537,24 @@ func TestSenderQdiscLoss(t *testing.T) {
 	n := nsSeq.Load()
 	va, vb := fmt.Sprintf("ndpa%d", n), fmt.Sprintf("ndpb%d", n)
 	ipA, ipB := fmt.Sprintf("10.231.%d.1", n%250), fmt.Sprintf("10.231.%d.2", n%250)
+	// Only the probe may meet the tbf: no IPv6 autoconfiguration packets
+	// (per-namespace sysctls of namespaces this test owns) and no ARP (a
+	// permanent neighbour entry), or tc's drop count would include them.
+	for _, ns := range []string{a, b} {
+		sh(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	}
 	sh(t, "ip", "-n", a, "link", "add", va, "type", "veth", "peer", "name", vb, "netns", b)
 	sh(t, "ip", "-n", a, "addr", "add", ipA+"/24", "dev", va)
 	sh(t, "ip", "-n", b, "addr", "add", ipB+"/24", "dev", vb)
 	sh(t, "ip", "-n", a, "link", "set", va, "up")
 	sh(t, "ip", "-n", b, "link", "set", vb, "up")
+	var links []struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal([]byte(sh(t, "ip", "-n", b, "-j", "link", "show", vb)), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -j link show %s: %v", vb, err)
+	}
+	sh(t, "ip", "-n", a, "neigh", "replace", ipB, "lladdr", links[0].Address, "dev", va, "nud", "permanent")
 	// 30k frames/s of 106 bytes on the wire is 25.4 Mbit/s.
 	sh(t, "tc", "-n", a, "qdisc", "add", "dev", va, "root", "tbf", "rate", "24mbit", "burst", "4kb", "limit", "8kb")
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/probe"
 	"github.com/spf13/cobra"
 )
@@ -34,6 +36,30 @@ type probeFlags struct {
 	gro         bool
 	once        bool
 	asJSON      bool
+	netns       string
+}
+
+// inNetns runs fn with its sockets created in the namespace of --netns (on
+// a thread that entered it), or in the current one.
+func (f *probeFlags) inNetns(fn func() error) error {
+	if f.netns == "" {
+		return fn()
+	}
+	return netns.Do(f.netns, fn)
+}
+
+// collect reads the counters of the --netns namespace (or the current one).
+func (f *probeFlags) collect(ctx context.Context) *counters.Snapshot {
+	var s *counters.Snapshot
+	err := f.inNetns(func() error {
+		s = counters.Collect(ctx, counters.Options{Netns: f.netns})
+		return nil
+	})
+	if err != nil {
+		s = &counters.Snapshot{Netns: f.netns}
+		s.Fail("netns "+f.netns, err)
+	}
+	return s
 }
 
 func newProbeCmd(e *env) *cobra.Command {
@@ -79,6 +105,7 @@ func addClientFlags(cmd *cobra.Command, f *probeFlags) {
 func addCommonFlags(cmd *cobra.Command, f *probeFlags) {
 	cmd.Flags().StringVar(&f.proto, "proto", "udp", "transport: udp, or tcp (no loss by design: latency, corruption, resynchronisation)")
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the final report as one JSON object")
+	cmd.Flags().StringVarP(&f.netns, "netns", "n", "", "run in this network namespace: NAME (/run/netns), PATH, or pid:N")
 }
 
 func (f *probeFlags) check() error {
@@ -94,6 +121,7 @@ func (f *probeFlags) serverConfig(e *env) probe.ServerConfig {
 		ReaderDelay:   f.readerDelay,
 		RcvBuf:        f.rcvbuf,
 		GRO:           f.gro,
+		Collect:       f.collect,
 	}
 	if f.clockSynced {
 		cfg.Clock = probe.ClockWall
@@ -144,24 +172,30 @@ func newProbeServerCmd(e *env) *cobra.Command {
 				worst = max(worst, reportCode(r))
 			}
 			var (
-				serve func(context.Context) error
-				addr  string
+				serve  func(context.Context) error
+				closer func() error
+				addr   string
 			)
-			if f.proto == "tcp" {
-				srv, err := probe.ListenTCP(f.listen, cfg)
-				if err != nil {
-					return err
+			err := f.inNetns(func() error {
+				if f.proto == "tcp" {
+					srv, err := probe.ListenTCP(f.listen, cfg)
+					if err != nil {
+						return err
+					}
+					closer, serve, addr = srv.Close, srv.Serve, srv.Addr().String()
+					return nil
 				}
-				defer srv.Close()
-				serve, addr = srv.Serve, srv.Addr().String()
-			} else {
 				srv, err := probe.ListenUDP(f.listen, cfg)
 				if err != nil {
 					return err
 				}
-				defer srv.Close()
-				serve, addr = srv.Serve, srv.Addr().String()
+				closer, serve, addr = srv.Close, srv.Serve, srv.Addr().String()
+				return nil
+			})
+			if err != nil {
+				return err
 			}
+			defer closer()
 			if !f.asJSON {
 				fmt.Fprintf(e.stderr, "probe server listening on %s %s\n", f.proto, addr)
 			}
@@ -201,28 +235,29 @@ func newProbeClientCmd(e *env) *cobra.Command {
 			}
 			// The server reads its host's counters; this side reads the
 			// sender's, for loss on the transmit path.
-			cfg.Collect = func(ctx context.Context) *counters.Snapshot {
-				return counters.Collect(ctx, counters.Options{})
-			}
-			var rep probe.Report
+			cfg.Collect = f.collect
+			var (
+				rep  probe.Report
+				conn interface{ Close() error }
+			)
 			if f.proto == "tcp" {
-				conn, err := probe.DialTCP(f.to)
-				if err != nil {
+				var c *net.TCPConn
+				if err := f.inNetns(func() (err error) { c, err = probe.DialTCP(f.to); return err }); err != nil {
 					return err
 				}
+				conn = c
 				defer conn.Close()
-				rep, err = probe.RunTCP(cmd.Context(), conn, cfg)
-				if err != nil {
+				if rep, err = probe.RunTCP(cmd.Context(), c, cfg); err != nil {
 					return err
 				}
 			} else {
-				conn, err := probe.DialUDP(f.to)
-				if err != nil {
+				var c *net.UDPConn
+				if err := f.inNetns(func() (err error) { c, err = probe.DialUDP(f.to); return err }); err != nil {
 					return err
 				}
+				conn = c
 				defer conn.Close()
-				rep, err = probe.RunUDP(cmd.Context(), conn, cfg)
-				if err != nil {
+				if rep, err = probe.RunUDP(cmd.Context(), c, cfg); err != nil {
 					return err
 				}
 			}
@@ -254,7 +289,13 @@ func newProbeLocalCmd(e *env) *cobra.Command {
 			if f.proto == "tcp" {
 				run = probe.RunLocalTCP
 			}
-			rep, err := run(cmd.Context(), f.listen, f.serverConfig(e), ccfg)
+			// Both ends' sockets are created in the namespace; the run
+			// itself may then go on on any thread.
+			var rep probe.Report
+			err = f.inNetns(func() (err error) {
+				rep, err = run(cmd.Context(), f.listen, f.serverConfig(e), ccfg)
+				return err
+			})
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +62,56 @@ func TestProbeUsageErrors(t *testing.T) {
 		if code := Main(context.Background(), args, &out, &errb); code != ExitError {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitError, errb.String())
 		}
+	}
+}
+
+// TestProbeLocalNetns runs both ends inside a namespace made for the test,
+// with a small buffer and a slow reader: the socket-rcvbuf evidence must be
+// that namespace's Udp:RcvbufErrors, equal to what nstat reads there.
+func TestProbeLocalNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	name := fmt.Sprintf("ndtest-cliprobe-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo up: %v %s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := Main(ctx, []string{"probe", "local", "--netns", name, "--rate", "50000", "--duration", "500ms",
+		"--rcvbuf", "4096", "--reader-delay", "300us", "--json"}, &out, &errb)
+	var rep probe.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("exit %d, not JSON: %v\n%s\n%s", code, err, out.String(), errb.String())
+	}
+	if code != ExitFindings || rep.Lost == 0 {
+		t.Fatalf("exit %d, lost %d: the slow reader lost nothing", code, rep.Lost)
+	}
+	nstat, err := exec.Command("ip", "netns", "exec", name, "nstat", "-asz", "UdpRcvbufErrors").Output()
+	if err != nil {
+		t.Fatalf("nstat: %v", err)
+	}
+	var want uint64
+	for _, line := range strings.Split(string(nstat), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "UdpRcvbufErrors" {
+			want, _ = strconv.ParseUint(f[1], 10, 64)
+		}
+	}
+	var got uint64
+	var found bool
+	for _, s := range rep.Attribution.Stages {
+		for _, e := range s.Evidence {
+			if e.Field == "Udp:RcvbufErrors" {
+				got, found = e.Delta, true
+			}
+		}
+	}
+	if !found || got != want || got != rep.SocketDrops {
+		t.Errorf("Udp:RcvbufErrors evidence %d (found %v), nstat in the namespace %d, socket drops %d", got, found, want, rep.SocketDrops)
 	}
 }
