@@ -261,7 +261,7 @@ func TestSoftirqConcentratedOnOneCPU(t *testing.T) {
 		s.NICs = []counters.NIC{{Name: "eth0", RxQueues: 1, RPSCPUs: []string{"0"}, IRQs: []counters.IRQ{{Number: 25, Name: "virtio0-input.0", Affinity: "0"}}}}
 		return s
 	}
-	r := Analyze(mk(0, 0, 0, 0), mk(90000, 100, 400, 500), 5*time.Second)
+	r := Analyze(mk(0, 0, 0, 0), mk(190000, 100, 400, 500), 5*time.Second)
 	var titles []string
 	for _, f := range r.Findings {
 		titles = append(titles, f.Title)
@@ -311,5 +311,14 @@ func TestRxRingFixFromLayout(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, f.Fix); diff != "" {
 		t.Errorf("fix (-want +got):\n%s", diff)
+	}
+}
+
+func TestOutDiscardsRepeatQdiscDrops(t *testing.T) {
+	a := snap(sys, ctr("netlink qdisc", "a0 tbf 1:", "drops", 0, stage.Qdisc), ctr("/proc/net/snmp", "", "Udp:SndbufErrors", 0, stage.TxSocket), ctr("/proc/net/snmp", "", "Ip:OutDiscards", 0, stage.IP))
+	b := snap(sys, ctr("netlink qdisc", "a0 tbf 1:", "drops", 2946, stage.Qdisc), ctr("/proc/net/snmp", "", "Udp:SndbufErrors", 2946, stage.TxSocket), ctr("/proc/net/snmp", "", "Ip:OutDiscards", 2946, stage.IP))
+	r := Analyze(a, b, time.Second)
+	if len(r.Findings) != 1 || r.Findings[0].Stage != stage.Qdisc {
+		t.Fatalf("findings = %+v, want the qdisc alone", r.Findings)
 	}
 }

@@ -107,6 +107,10 @@ func (in *input) qdiscDrops() uint64 {
 func ruleTxSocket(in *input) []Finding {
 	udp := in.moved(field("Udp:SndbufErrors", "Udp6:SndbufErrors"))
 	tcp := in.moved(field("TcpExt:TCPWqueueTooBig"))
+	// IP output discards are the same packets again, seen one layer down
+	// (a send that the qdisc or the device queue refused): evidence here,
+	// loss only for what neither the qdisc nor the socket explains.
+	outd := in.moved(field("Ip:OutDiscards", "Ip6:OutDiscards"))
 	d := sum(udp)
 	q := in.qdiscDrops()
 	if q >= d {
@@ -115,6 +119,9 @@ func ruleTxSocket(in *input) []Finding {
 		d -= q
 	}
 	d += sum(tcp)
+	if rest := sum(outd); rest > q+sum(udp) && d == 0 {
+		d = rest - q - sum(udp)
+	}
 	if d == 0 {
 		return nil
 	}
@@ -123,7 +130,7 @@ func ruleTxSocket(in *input) []Finding {
 		Severity: in.lossSeverity(d),
 		Title:    fmt.Sprintf("sends failed for lack of socket send buffer: %d", d),
 		Drops:    d,
-		Evidence: evidence(udp, tcp),
+		Evidence: evidence(udp, tcp, outd),
 		Cause:    "the application wrote faster than the socket's send buffer drains (ENOBUFS / EAGAIN on send)",
 		Fix: []string{
 			in.raise("net.core.wmem_max", 4194304) + "   # the ceiling for SO_SNDBUF",
