@@ -131,11 +131,8 @@ func ruleConntrack(in *input) []Finding {
 			Drops:    sum(drop),
 			Evidence: append(evidence(drop, early), countEv...),
 			Cause:    "the connection tracking table is full: new flows are dropped (drop) or old unassured entries evicted (early_drop)",
-			Fix: []string{
-				in.raise("net.netfilter.nf_conntrack_max", 262144),
-				"echo <max/4> > /sys/module/nf_conntrack/parameters/hashsize   # keep buckets at about max/4 (now " + orUnknown(in.sysctl("net.netfilter.nf_conntrack_buckets")) + ")",
-			},
-			Advice: "shorten timeouts for short-lived flows (net.netfilter.nf_conntrack_udp_timeout), or exempt heavy UDP from tracking with a NOTRACK rule in the raw table",
+			Fix:      in.conntrackFixes(),
+			Advice:   "shorten timeouts for short-lived flows (net.netfilter.nf_conntrack_udp_timeout), or exempt heavy UDP from tracking with a NOTRACK rule in the raw table",
 		}
 		switch {
 		case sum(drop) > 0:
@@ -168,6 +165,25 @@ func ruleConntrack(in *input) []Finding {
 		})
 	}
 	return out
+}
+
+// conntrackFixes raises the table size, and the hash buckets with it when
+// they would fall below a quarter of the new size (longer chains make every
+// lookup slower).
+func (in *input) conntrackFixes() []string {
+	fix := []string{in.raise("net.netfilter.nf_conntrack_max", 262144)}
+	max := int64(262144)
+	if cur, ok := in.sysctlInt("net.netfilter.nf_conntrack_max"); ok && cur*2 > max {
+		max = cur * 2
+	}
+	buckets, ok := in.sysctlInt("net.netfilter.nf_conntrack_buckets")
+	switch {
+	case !ok:
+		fix = append(fix, fmt.Sprintf("echo %d > /sys/module/nf_conntrack/parameters/hashsize   # buckets at a quarter of the table", max/4))
+	case buckets < max/4:
+		fix = append(fix, fmt.Sprintf("echo %d > /sys/module/nf_conntrack/parameters/hashsize (now %d)   # buckets at a quarter of the table", max/4, buckets))
+	}
+	return fix
 }
 
 func orUnknown(s string) string {
