@@ -29,7 +29,7 @@ func ruleSocketRcvbuf(in *input) []Finding {
 			Severity: in.lossSeverity(d),
 			Title:    fmt.Sprintf("UDP receive buffers full: %d datagrams dropped", d),
 			Drops:    d,
-			Evidence: evidence(udp, perSock),
+			Evidence: evidence(udp),
 			Cause:    "datagrams arrived faster than the application read them and the socket's receive buffer (SO_RCVBUF) was full",
 			Fix: []string{
 				in.raise("net.core.rmem_max", rmemTarget) + "   # the ceiling for SO_RCVBUF",
@@ -40,8 +40,11 @@ func ruleSocketRcvbuf(in *input) []Finding {
 		}
 		// sock_diag names the sockets with their processes when it was
 		// read; /proc/net/udp's inode is the fallback.
-		if names := socketNames(perSock); names != "" && in.sockets == nil {
-			f.Title += " (" + names + ")"
+		if in.sockets == nil {
+			f.Evidence = append(f.Evidence, evidence(perSock)...)
+			if names := socketNames(perSock); names != "" {
+				f.Title += " (" + names + ")"
+			}
 		}
 		out = append(out, f)
 	}
