@@ -145,6 +145,10 @@ type Options struct {
 	// Progress, if set, is called when the first snapshot is taken, so
 	// a command line can say it is waiting.
 	Progress func(msg string)
+	// During, if set, runs between the two snapshots instead of waiting
+	// for Interval: the lab makes its traffic there, so the interval holds
+	// exactly the drops it caused.
+	During func(ctx context.Context) error
 }
 
 // Snapshot takes one snapshot inside the namespace named by spec.
@@ -225,15 +229,21 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		// Every socket, no owners: only the drop counts matter here.
 		before, _ = sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Top: -1})
 	}
-	if opts.Progress != nil {
-		opts.Progress(fmt.Sprintf("sampling for %s…", opts.Interval))
-	}
-	t := time.NewTimer(opts.Interval)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-t.C:
+	if opts.During != nil {
+		if err := opts.During(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		if opts.Progress != nil {
+			opts.Progress(fmt.Sprintf("sampling for %s…", opts.Interval))
+		}
+		t := time.NewTimer(opts.Interval)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
 	}
 	b, err := Snapshot(ctx, opts.Netns, opts.FS)
 	if err != nil {

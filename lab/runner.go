@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -145,28 +144,29 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 	}
 	ns := env.diagnoseNS(s.DiagnoseOn)
 	res.Diagnosed = ns
-	a, err := diagnose.Snapshot(ctx, ns, counters.FS{})
-	if err != nil {
-		res.Error = fmt.Sprintf("first snapshot: %v", err)
-		return res
-	}
-	if err := traffic(ctx); err != nil {
-		res.Error = fmt.Sprintf("traffic: %v", err)
-		return res
-	}
-	b, err := diagnose.Snapshot(ctx, ns, counters.FS{})
-	// Host-wide settings go back the moment the second snapshot has read
-	// them (the diagnosis computes its fixes from the faulty values), not
-	// at teardown: other work on the host shares them.
+	// The whole diagnosis a user gets — counters, the drop tracer when the
+	// kernel allows it, and the socket views that name who is responsible —
+	// with the scenario's traffic as the interval.
+	var trafficErr error
+	rep, err := diagnose.Run(ctx, diagnose.Options{Netns: ns, Trace: "auto", During: func(ctx context.Context) error {
+		trafficErr = traffic(ctx)
+		return trafficErr
+	}})
+	// Host-wide settings go back the moment the diagnosis has read them
+	// (it computes its fixes from the faulty values), not at teardown:
+	// other work on the host shares them.
 	if rerr := env.RestoreGlobals(); rerr != nil {
 		res.Error = fmt.Sprintf("restore host-wide settings: %v", rerr)
 		return res
 	}
-	if err != nil {
-		res.Error = fmt.Sprintf("second snapshot: %v", err)
+	switch {
+	case trafficErr != nil:
+		res.Error = fmt.Sprintf("traffic: %v", trafficErr)
+		return res
+	case err != nil:
+		res.Error = fmt.Sprintf("diagnose: %v", err)
 		return res
 	}
-	rep := diagnose.Analyze(a, b, b.Time.Sub(a.Time))
 	res.Report = rep
 	if top, ok := topFinding(rep, s.HostWide); ok {
 		res.Found = top.Stage

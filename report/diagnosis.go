@@ -55,9 +55,12 @@ func Diagnosis(w io.Writer, r *diagnose.Report) error {
 			b.WriteString("   (host-wide source)\n")
 		}
 		for _, ev := range f.Evidence {
-			if ev.Value != 0 {
+			switch {
+			case ev.Value != 0 && ev.Delta == 0:
+				fmt.Fprintf(&b, "   evidence: %s = %d  [%s]\n", ev.Counter, ev.Value, ev.Source)
+			case ev.Value != 0:
 				fmt.Fprintf(&b, "   evidence: %s = %d (+%d)  [%s]\n", ev.Counter, ev.Value, ev.Delta, ev.Source)
-			} else {
+			default:
 				fmt.Fprintf(&b, "   evidence: %s +%d  [%s]\n", ev.Counter, ev.Delta, ev.Source)
 			}
 		}
