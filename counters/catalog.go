@@ -53,6 +53,42 @@ func LookupCounter(source, field string) (FieldInfo, bool) {
 	return LookupField(field)
 }
 
+// catalogNames maps every catalog field to the catalog's own copy of its
+// name, so that a reader that builds "Group:Field" in a scratch buffer can
+// look it up without allocating and keep one shared string per name.
+var catalogNames = func() map[string]namedField {
+	m := make(map[string]namedField, len(catalog))
+	for k, fi := range catalog {
+		m[k] = namedField{k, fi}
+	}
+	return m
+}()
+
+// namedField is a catalog entry with its name.
+type namedField struct {
+	name string
+	info FieldInfo
+}
+
+// internField returns the field named by b and what the catalog knows of
+// it as read from source, as LookupCounter(source, string(b)) would: the
+// catalog's string when it knows the name (no allocation), else a new
+// string.
+func internField(source string, b []byte) (string, FieldInfo) {
+	e, ok := catalogNames[string(b)]
+	if !ok {
+		name := string(b)
+		fi, _ := LookupCounter(source, name)
+		return name, fi
+	}
+	if over, ok := bySource[source]; ok {
+		if fi, ok := over[e.name]; ok {
+			return e.name, fi
+		}
+	}
+	return e.name, e.info
+}
+
 // stageOf is the stage a reader stamps on a counter it reads.
 func stageOf(source, field string) stage.ID {
 	fi, _ := LookupCounter(source, field)

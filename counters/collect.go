@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,6 +70,21 @@ func (f FS) Open(path string) (io.ReadCloser, error) {
 			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 		}
 		return &rawFile{fd: fd, path: path}, nil
+	}
+}
+
+// openDir opens a directory of the FS for use with openat.
+func (f FS) openDir(path string) (int, error) {
+	return openat(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+}
+
+// openat is openat(2), retried on EINTR.
+func openat(dir int, path string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dir, path, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
 	}
 }
 
@@ -160,6 +176,7 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	if srcs == nil {
 		srcs = registry
 	}
+	ctx = withShared(ctx, opts.FS)
 	s := &Snapshot{Time: time.Now(), Netns: opts.Netns, Sysctls: map[string]string{}}
 	if opts.Enter == nil {
 		for _, src := range srcs {
@@ -169,10 +186,12 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	}
 	// In parallel: each source fills a snapshot of its own (sources are
 	// not safe for concurrent use of one snapshot), merged afterwards in
-	// source order so the result does not depend on scheduling.
-	parts := make([]*Snapshot, len(srcs))
+	// source order so the result does not depend on scheduling. Sources
+	// are handed out slowest first, so that no worker starts a long read
+	// when the others are about to finish.
+	parts := make([]Snapshot, len(srcs))
 	next := make(chan int, len(srcs))
-	for i := range srcs {
+	for _, i := range slowestFirst(srcs) {
 		next <- i
 	}
 	close(next)
@@ -180,35 +199,72 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	if workers <= 0 {
 		workers = 3
 	}
+	if workers > len(srcs) {
+		workers = len(srcs)
+	}
+	work := func() {
+		err := opts.Enter(func() error {
+			for i := range next {
+				readSourceInto(ctx, opts.FS, srcs[i], &parts[i])
+			}
+			return nil
+		})
+		if err != nil {
+			// Entering failed: say so for every source this
+			// worker would have read.
+			for i := range next {
+				parts[i].Fail(srcs[i].Name(), err)
+			}
+		}
+	}
+	// Every worker is a goroutine of its own, never the caller: Enter
+	// leaves a thread it could not bring back from the namespace locked,
+	// for the runtime to discard when the goroutine ends.
 	var wg sync.WaitGroup
-	for w := 0; w < workers && w < len(srcs); w++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := opts.Enter(func() error {
-				for i := range next {
-					parts[i] = &Snapshot{Sysctls: map[string]string{}}
-					readSourceInto(ctx, opts.FS, srcs[i], parts[i])
-				}
-				return nil
-			})
-			if err != nil {
-				// Entering failed: say so for every source this
-				// worker would have read.
-				for i := range next {
-					parts[i] = &Snapshot{}
-					parts[i].Fail(srcs[i].Name(), err)
-				}
-			}
+			work()
 		}()
 	}
 	wg.Wait()
-	for _, p := range parts {
-		if p != nil {
-			s.merge(p)
-		}
+	n := 0
+	for i := range parts {
+		n += len(parts[i].Counters)
+	}
+	s.Counters = make([]Counter, 0, n)
+	for i := range parts {
+		s.merge(&parts[i])
 	}
 	return s
+}
+
+// readOrder lists the sources that take longest to read, slowest first,
+// as measured by BenchmarkCollectEach; the others follow in registry
+// order. Only the parallel path uses it: a wrong guess costs some
+// parallelism, never a counter.
+var readOrder = []string{
+	LinkStatsSource, "/proc/sys", srcSNMP, "ethtool", srcInterrupts,
+	NftablesSource, QdiscSource, srcUDP,
+}
+
+// slowestFirst returns the indexes of srcs in the order to read them.
+func slowestFirst(srcs []Source) []int {
+	rank := func(src Source) int {
+		for r, name := range readOrder {
+			if src.Name() == name {
+				return r
+			}
+		}
+		return len(readOrder)
+	}
+	out := make([]int, len(srcs))
+	for i := range out {
+		out[i] = i
+	}
+	slices.SortStableFunc(out, func(a, b int) int { return rank(srcs[a]) - rank(srcs[b]) })
+	return out
 }
 
 // readSourceInto reads one source into s, turning its failure into an
@@ -228,6 +284,9 @@ func readSourceInto(ctx context.Context, fs FS, src Source, s *Snapshot) {
 func (s *Snapshot) merge(p *Snapshot) {
 	s.Add(p.Counters...)
 	s.Unavailable = append(s.Unavailable, p.Unavailable...)
+	if len(p.Sysctls) > 0 && s.Sysctls == nil {
+		s.Sysctls = make(map[string]string, len(p.Sysctls))
+	}
 	for k, v := range p.Sysctls {
 		s.Sysctls[k] = v
 	}
@@ -250,3 +309,45 @@ func mergeNIC(dst *NIC, src NIC) {
 		}
 	}
 }
+
+// shared holds what several sources of one snapshot need and read only
+// once: the RTM_GETLINK dump (link statistics, the NIC layout, ethtool and
+// the qdisc names all start from it) and /proc/interrupts (the interrupt
+// counters and the NIC IRQ names). The first source to ask reads, inside
+// the namespace its worker entered; the others wait for that read.
+type shared struct {
+	links      func() ([]linkInfo, error)
+	interrupts func() ([]byte, error)
+}
+
+type sharedKey struct{}
+
+// withShared gives the sources of one Collect their shared reads.
+func withShared(ctx context.Context, fs FS) context.Context {
+	return context.WithValue(ctx, sharedKey{}, &shared{
+		links:      sync.OnceValues(dumpLinks),
+		interrupts: sync.OnceValues(func() ([]byte, error) { return fs.ReadFile(fs.ProcPath("interrupts")) }),
+	})
+}
+
+// snapshotLinks returns the link dump of this snapshot, or a fresh dump
+// when a source is called on its own, outside Collect. Callers must not
+// modify what it returns: other sources read the same slice.
+func snapshotLinks(ctx context.Context) ([]linkInfo, error) {
+	if sh, ok := ctx.Value(sharedKey{}).(*shared); ok {
+		return sh.links()
+	}
+	return dumpLinks()
+}
+
+// snapshotInterrupts returns the text of /proc/interrupts read once for
+// this snapshot, or reads it when a source is called outside Collect.
+func snapshotInterrupts(ctx context.Context, fs FS) ([]byte, error) {
+	if sh, ok := ctx.Value(sharedKey{}).(*shared); ok {
+		return sh.interrupts()
+	}
+	return fs.ReadFile(fs.ProcPath("interrupts"))
+}
+
+// closeFD closes a descriptor from openDir or openat.
+func closeFD(fd int) error { return unix.Close(fd) }

@@ -48,8 +48,10 @@ type cpuTime struct {
 // and the other lines are ignored.
 func parseCPUStat(r io.Reader) ([]cpuTime, error) {
 	var out []cpuTime
+	var buf []string
 	err := scanLines(r, func(n int, line string) error {
-		f := strings.Fields(line)
+		f := appendFields(buf[:0], line)
+		buf = f
 		if len(f) == 0 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
 			return nil
 		}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 
 	"github.com/safchain/ethtool"
 	"golang.org/x/sys/unix"
@@ -30,7 +31,7 @@ type ethtoolSource struct{}
 func (ethtoolSource) Name() string { return "ethtool" }
 
 func (ethtoolSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
-	links, err := dumpLinks()
+	links, err := snapshotLinks(ctx)
 	if err != nil {
 		return err
 	}
@@ -43,7 +44,7 @@ func (ethtoolSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		stats, err := e.Stats(l.Name)
+		stats, err := ethtoolStats(e, l.Name)
 		switch {
 		case err == nil:
 			s.Add(ethtoolStatCounters(l.Name, stats)...)
@@ -77,6 +78,28 @@ func (ethtoolSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
 		lay.apply(nicEntry(s, l.Name))
 	}
 	return nil
+}
+
+// ethtoolBufs are the fixed-size GSTRINGS and GSTATS buffers the library
+// fills (1 MiB and 256 KiB). Its own Stats takes them from a sync.Pool,
+// which is emptied by every garbage collection, so most snapshots
+// allocated and zeroed them again: the largest allocation of a snapshot.
+// One pair kept for the process costs only the pages the kernel writes.
+var ethtoolBufs struct {
+	sync.Mutex
+	gstrings *ethtool.EthtoolGStrings
+	stats    *ethtool.EthtoolStats
+}
+
+// ethtoolStats is e.Stats(ifname) with the process's buffers.
+func ethtoolStats(e *ethtool.Ethtool, ifname string) (map[string]uint64, error) {
+	ethtoolBufs.Lock()
+	defer ethtoolBufs.Unlock()
+	if ethtoolBufs.gstrings == nil {
+		ethtoolBufs.gstrings = new(ethtool.EthtoolGStrings)
+		ethtoolBufs.stats = new(ethtool.EthtoolStats)
+	}
+	return e.StatsWithBuffer(ifname, ethtoolBufs.gstrings, ethtoolBufs.stats)
 }
 
 // ethtoolUnsupported reports errors that mean "this driver has no such

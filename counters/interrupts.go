@@ -30,9 +30,9 @@ type InterruptsSource struct{}
 func (InterruptsSource) Name() string { return srcInterrupts }
 
 // Collect implements Source.
-func (InterruptsSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
+func (InterruptsSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	var cpus int
-	errI := collectCounters(fs, s, srcInterrupts, fs.ProcPath("interrupts"), func(r io.Reader) ([]Counter, error) {
+	errI := collectCountersFrom(s, srcInterrupts, func() ([]byte, error) { return snapshotInterrupts(ctx, fs) }, func(r io.Reader) ([]Counter, error) {
 		t, err := parseInterrupts(r)
 		cpus = len(t.CPUs)
 		return interruptCounters(t), err
@@ -92,6 +92,7 @@ func ReadInterrupts(fs FS) (Interrupts, error) {
 func parseInterrupts(r io.Reader) (Interrupts, error) {
 	var t Interrupts
 	header := false
+	var buf []string
 	err := scanLines(r, func(n int, line string) error {
 		if strings.TrimSpace(line) == "" {
 			return nil
@@ -114,7 +115,8 @@ func parseInterrupts(r io.Reader) (Interrupts, error) {
 		if v, err := strconv.Atoi(label); err == nil && v >= 0 {
 			in.Number = v
 		}
-		fields := strings.Fields(rest)
+		fields := appendFields(buf[:0], rest)
+		buf = fields
 		i := 0
 		for ; i < len(fields) && i < len(t.CPUs); i++ {
 			v, err := strconv.ParseUint(fields[i], 10, 64)
@@ -220,6 +222,7 @@ type softirqTable struct {
 func parseSoftirqs(r io.Reader) (softirqTable, error) {
 	t := softirqTable{Counts: map[string][]uint64{}}
 	header := false
+	var buf []string
 	err := scanLines(r, func(n int, line string) error {
 		if strings.TrimSpace(line) == "" {
 			return nil
@@ -238,7 +241,8 @@ func parseSoftirqs(r io.Reader) (softirqTable, error) {
 		if !ok || name == "" {
 			return lineError(n, "no \"NAME:\" label in %q", line)
 		}
-		fields := strings.Fields(rest)
+		fields := appendFields(buf[:0], rest)
+		buf = fields
 		if len(fields) != len(t.CPUs) {
 			return lineError(n, "%s: %d counts for %d CPUs", name, len(fields), len(t.CPUs))
 		}

@@ -40,14 +40,14 @@ type linkSource struct{}
 func (linkSource) Name() string { return LinkStatsSource }
 
 func (linkSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
-	links, err := dumpLinks()
+	links, err := snapshotLinks(ctx)
 	if err != nil {
 		return err
 	}
 	for _, l := range links {
 		s.Add(linkStatsCounters(l)...)
 	}
-	if err := collectNICs(fs, s, links); err != nil {
+	if err := collectNICs(ctx, fs, s, links); err != nil {
 		s.Fail(NICSource, err)
 	}
 	return nil

@@ -15,7 +15,7 @@ package counters
 // only its netlink data and an Unavailable line.
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -37,17 +37,17 @@ type nicSource struct{}
 func (nicSource) Name() string { return NICSource }
 
 func (nicSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
-	links, err := dumpLinks()
+	links, err := snapshotLinks(ctx)
 	if err != nil {
 		return err
 	}
-	return collectNICs(fs, s, links)
+	return collectNICs(ctx, fs, s, links)
 }
 
 // collectNICs fills the layout of every link that has a device. The link
 // statistics source calls it with its own dump, so one snapshot dumps the
 // links once.
-func collectNICs(fs FS, s *Snapshot, links []linkInfo) error {
+func collectNICs(ctx context.Context, fs FS, s *Snapshot, links []linkInfo) error {
 	var irqNames map[int]string // read once, on the first NIC that needs it
 	for _, l := range links {
 		sysOK := sysfsShowsLink(fs, l)
@@ -71,14 +71,10 @@ func collectNICs(fs FS, s *Snapshot, links []linkInfo) error {
 		}
 		if irqNames == nil {
 			irqNames = map[int]string{}
-			if f, err := fs.Open(fs.ProcPath("interrupts")); err != nil {
+			if b, err := snapshotInterrupts(ctx, fs); err != nil {
 				s.Fail(fs.ProcPath("interrupts"), err)
-			} else {
-				irqNames, err = parseIRQNames(f)
-				f.Close()
-				if err != nil {
-					s.Fail(fs.ProcPath("interrupts"), err)
-				}
+			} else if irqNames, err = parseIRQNames(bytes.NewReader(b)); err != nil {
+				s.Fail(fs.ProcPath("interrupts"), err)
 			}
 		}
 		if err := readNICLayout(fs, l.Name, irqNames, n); err != nil {
@@ -266,39 +262,46 @@ func msiIRQs(dir string) []int {
 // column, the chip name, the hardware IRQ and trigger, then the actions.
 func parseIRQNames(r io.Reader) (map[int]string, error) {
 	out := map[int]string{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	first := true
-	cpus := 0
-	for sc.Scan() {
-		line := sc.Text()
-		if first {
-			first = false
-			cpus = len(strings.Fields(line))
-			if cpus == 0 || !strings.HasPrefix(strings.TrimSpace(line), "CPU") {
-				return nil, fmt.Errorf("%w: /proc/interrupts: header %q does not list CPUs", ErrFileParse, line)
-			}
-			continue
+	var (
+		lines     int
+		cpus      int
+		headerErr error
+		f         []string
+	)
+	err := scanLines(r, func(n int, line string) error {
+		lines = n
+		if headerErr != nil {
+			return nil
 		}
-		f := strings.Fields(line)
+		f = appendFields(f[:0], line)
+		if n == 1 {
+			cpus = len(f)
+			if cpus == 0 || !strings.HasPrefix(strings.TrimSpace(line), "CPU") {
+				headerErr = fmt.Errorf("%w: /proc/interrupts: header %q does not list CPUs", ErrFileParse, line)
+			}
+			return nil
+		}
 		if len(f) == 0 || !strings.HasSuffix(f[0], ":") {
-			continue
+			return nil
 		}
 		irq, err := strconv.Atoi(strings.TrimSuffix(f[0], ":"))
 		if err != nil {
-			continue // NMI:, LOC:, ERR: …
+			return nil // NMI:, LOC:, ERR: …
 		}
 		// A device line has the counts, a chip name, the hwirq/trigger and
 		// at least one action; an IRQ with no action yet has fewer columns.
 		if len(f) < 1+cpus+3 {
-			continue
+			return nil
 		}
 		out[irq] = f[len(f)-1]
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: /proc/interrupts: %w", ErrFileParse, err)
-	}
-	if first {
+		return nil
+	})
+	switch {
+	case headerErr != nil:
+		return nil, headerErr
+	case err != nil:
+		return nil, fmt.Errorf("/proc/interrupts: %w", err)
+	case lines == 0:
 		return nil, fmt.Errorf("%w: /proc/interrupts: empty", ErrFileParse)
 	}
 	return out, nil

@@ -2,11 +2,14 @@ package counters
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Helpers shared by the /proc readers (snmp.go, softnet.go, conntrack.go,
@@ -31,25 +34,105 @@ func fileError(name string, err error) error {
 	return fmt.Errorf("%s: %w", name, err)
 }
 
-// scanLines calls fn for every line of r with its 1-based number. Errors
-// from fn are collected and parsing goes on; a read error stops it.
+// maxLine is the longest line scanLines accepts. /proc/interrupts lines
+// grow with the CPU count (11 bytes per CPU): allow very wide machines.
+const maxLine = 4 * 1024 * 1024
+
+// lineBufs holds read buffers for scanLines, so that reading a file
+// allocates only the text it keeps.
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16*1024); return &b }}
+
+// scanLines calls fn for every line of r with its 1-based number, without
+// the newline (and a carriage return before it). Errors from fn are
+// collected and parsing goes on; a read error stops it. It reads r in
+// large chunks and turns each chunk into one string that the lines are
+// cut from, so a line costs no allocation of its own (bufio.Scanner's
+// Text costs one per line).
 func scanLines(r io.Reader, fn func(n int, line string) error) error {
-	sc := bufio.NewScanner(r)
-	// /proc/interrupts lines grow with the CPU count (11 bytes per CPU):
-	// allow very wide machines.
-	sc.Buffer(make([]byte, 0, 4096), 4*1024*1024)
+	bp := lineBufs.Get().(*[]byte)
+	defer lineBufs.Put(bp)
+	buf := (*bp)[:0]
 	var errs []error
 	n := 0
-	for sc.Scan() {
-		n++
-		if err := fn(n, sc.Text()); err != nil {
-			errs = append(errs, err)
+	tooLong := func() error { return fmt.Errorf("%w: after line %d: %w", ErrFileParse, n, bufio.ErrTooLong) }
+	// emit hands over the lines of text; false when one is too long.
+	emit := func(text string) bool {
+		for text != "" {
+			line, rest, _ := strings.Cut(text, "\n")
+			if len(line) > maxLine {
+				errs = append(errs, tooLong())
+				return false
+			}
+			text = rest
+			n++
+			line = strings.TrimSuffix(line, "\r")
+			if err := fn(n, line); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return true
+	}
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > maxLine {
+				errs = append(errs, tooLong())
+				break
+			}
+			buf = slices.Grow(buf, cap(buf))
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			if len(buf) > 0 && !emit(string(buf)) {
+				break
+			}
+			if err != io.EOF {
+				errs = append(errs, fmt.Errorf("%w: after line %d: %w", ErrFileParse, n, err))
+			}
+			break
+		}
+		// Hand over the complete lines; keep the partial last one.
+		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 && len(buf) == cap(buf) {
+			if !emit(string(buf[:i+1])) {
+				break
+			}
+			buf = buf[:copy(buf, buf[i+1:])]
 		}
 	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("%w: after line %d: %w", ErrFileParse, n, err))
-	}
+	*bp = buf[:0]
 	return errors.Join(errs...)
+}
+
+// isSpace is the ASCII white space of strings.Fields.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+// appendFields appends the white-space separated fields of s to dst, as
+// strings.Fields splits them, reusing dst's array: the parsers call it
+// once per line with the same slice.
+func appendFields(dst []string, s string) []string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			// Not ASCII: leave Unicode white space to strings.
+			return append(dst, strings.Fields(s)...)
+		}
+	}
+	i := 0
+	for i < len(s) {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		j := i
+		for j < len(s) && !isSpace(s[j]) {
+			j++
+		}
+		if j > i {
+			dst = append(dst, s[i:j])
+		}
+		i = j
+	}
+	return dst
 }
 
 // readSource opens path and hands it to parse. Open errors are returned as
@@ -78,7 +161,30 @@ func collectCounters(fs FS, s *Snapshot, name, path string, parse func(io.Reader
 		}
 		return err
 	}
-	s.Add(cs...)
+	s.adopt(cs)
+	if err != nil {
+		s.Fail(name, err)
+	}
+	return nil
+}
+
+// collectCountersFrom is collectCounters for a file already read (once
+// per snapshot, for several sources): read returns its bytes or the error
+// opening it.
+func collectCountersFrom(s *Snapshot, name string, read func() ([]byte, error), parse func(io.Reader) ([]Counter, error)) error {
+	b, err := read()
+	if err != nil {
+		return err
+	}
+	cs, err := parse(bytes.NewReader(b))
+	err = fileError(name, err)
+	if len(cs) == 0 {
+		if err == nil {
+			return fileError(name, fmt.Errorf("%w: no values", ErrFileParse))
+		}
+		return err
+	}
+	s.adopt(cs)
 	if err != nil {
 		s.Fail(name, err)
 	}
@@ -118,8 +224,10 @@ type perCPUStat struct {
 // skipped; the other rows are kept.
 func parsePerCPUStat(r io.Reader) (perCPUStat, error) {
 	var t perCPUStat
+	var buf []string
 	err := scanLines(r, func(n int, line string) error {
-		fields := strings.Fields(line)
+		fields := appendFields(buf[:0], line)
+		buf = fields
 		if len(fields) == 0 {
 			return nil
 		}
@@ -140,7 +248,7 @@ func parsePerCPUStat(r io.Reader) (perCPUStat, error) {
 				}
 				seen[f] = true
 			}
-			t.Names = fields
+			t.Names = slices.Clone(fields)
 			return nil
 		}
 		if len(fields) != len(t.Names) {

@@ -30,7 +30,7 @@ type qdiscSource struct{}
 func (qdiscSource) Name() string { return QdiscSource }
 
 func (qdiscSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
-	links, err := dumpLinks()
+	links, err := snapshotLinks(ctx)
 	if err != nil {
 		return err
 	}

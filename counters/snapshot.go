@@ -136,6 +136,17 @@ func (s *Snapshot) Add(cs ...Counter) {
 	s.index = nil
 }
 
+// adopt appends counters that the caller made for s and no longer uses:
+// the first batch becomes s.Counters itself instead of being copied.
+func (s *Snapshot) adopt(cs []Counter) {
+	if len(s.Counters) == 0 {
+		s.Counters = cs
+		s.index = nil
+		return
+	}
+	s.Add(cs...)
+}
+
 // Fail records that source could not be read. Errors that say "not found"
 // and "permission denied" are turned into reasons a user can act on.
 func (s *Snapshot) Fail(source string, err error) {

@@ -83,14 +83,19 @@ func (v snmpValue) Name() string {
 
 func snmpCounters(source string, vs []snmpValue) []Counter {
 	out := make([]Counter, 0, len(vs))
+	var b []byte
 	for _, v := range vs {
-		name := v.Name()
+		b = b[:0]
+		if v.Group != "" {
+			b = append(append(b, v.Group...), ':')
+		}
+		name, fi := internField(source, append(b, v.Field...))
 		out = append(out, Counter{
 			Source: source,
 			Field:  name,
 			Value:  v.Value,
-			Stage:  stageOf(source, name),
-			Gauge:  isGauge(source, name),
+			Stage:  fi.Stage,
+			Gauge:  fi.Gauge,
 		})
 	}
 	return out
@@ -107,6 +112,10 @@ func parseSNMP(r io.Reader) ([]snmpValue, error) {
 		names      []string
 		headerLine int
 		errs       []error
+		// Two arrays for the fields of a line, reused: the header's
+		// names stay in one while the value line is split into the
+		// other.
+		nameBuf, valBuf []string
 	)
 	err := scanLines(r, func(n int, line string) error {
 		if strings.TrimSpace(line) == "" {
@@ -116,7 +125,8 @@ func parseSNMP(r io.Reader) ([]snmpValue, error) {
 		if !ok || prefix == "" || strings.ContainsAny(prefix, " \t") {
 			return lineError(n, "no \"Group:\" prefix in %q", line)
 		}
-		fields := strings.Fields(rest)
+		fields := appendFields(valBuf[:0], rest)
+		valBuf = fields
 		if names == nil || prefix != group {
 			var err error
 			if names != nil {
@@ -124,6 +134,7 @@ func parseSNMP(r io.Reader) ([]snmpValue, error) {
 				// and take this line as the next header.
 				err = lineError(headerLine, "%s: header without a value line", group)
 			}
+			nameBuf, valBuf = fields, nameBuf
 			group, names, headerLine = prefix, fields, n
 			if names == nil {
 				names = []string{}
@@ -136,6 +147,10 @@ func parseSNMP(r io.Reader) ([]snmpValue, error) {
 			return lineError(n, "%s: %d values for %d names", g, len(fields), len(ns))
 		}
 		var lineErrs []error
+		if out == nil {
+			// Room for the largest file (netstat) at once.
+			out = make([]snmpValue, 0, 256)
+		}
 		for i, f := range fields {
 			v, err := parseSigned(f)
 			if err != nil {
@@ -160,8 +175,10 @@ func parseSNMP(r io.Reader) ([]snmpValue, error) {
 // becomes Udp6:RcvbufErrors.
 func parseSNMP6(r io.Reader) ([]snmpValue, error) {
 	var out []snmpValue
+	var buf []string
 	err := scanLines(r, func(n int, line string) error {
-		fields := strings.Fields(line)
+		fields := appendFields(buf[:0], line)
+		buf = fields
 		switch len(fields) {
 		case 0:
 			return nil
@@ -174,6 +191,9 @@ func parseSNMP6(r io.Reader) ([]snmpValue, error) {
 			return lineError(n, "%s: %q is not a number", fields[0], fields[1])
 		}
 		g, f := splitSNMP6(fields[0])
+		if out == nil {
+			out = make([]snmpValue, 0, 128)
+		}
 		out = append(out, snmpValue{Group: g, Field: f, Value: v})
 		return nil
 	})

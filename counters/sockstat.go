@@ -59,6 +59,7 @@ func parseSockstatFor(source string) func(io.Reader) ([]Counter, error) {
 // number costs only its pair, a line with a key but no value is reported.
 func parseSockstat(r io.Reader) ([]snmpValue, error) {
 	var out []snmpValue
+	var buf []string
 	err := scanLines(r, func(n int, line string) error {
 		if strings.TrimSpace(line) == "" {
 			return nil
@@ -67,7 +68,8 @@ func parseSockstat(r io.Reader) ([]snmpValue, error) {
 		if !ok || group == "" || strings.ContainsAny(group, " \t") {
 			return lineError(n, "no \"GROUP:\" prefix in %q", line)
 		}
-		fields := strings.Fields(rest)
+		fields := appendFields(buf[:0], rest)
+		buf = fields
 		var errs []error
 		if len(fields)%2 != 0 {
 			errs = append(errs, lineError(n, "%s: %q has no value", group, fields[len(fields)-1]))

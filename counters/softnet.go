@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 )
 
 // srcSoftnet is /proc/net/softnet_stat: one line per online CPU of 32-bit
@@ -70,8 +69,10 @@ func parseSoftnet(r io.Reader) ([]softnetCPU, error) {
 	var out []softnetCPU
 	width := 0
 	index := 0
+	var buf []string
 	err := scanLines(r, func(n int, line string) error {
-		fields := strings.Fields(line)
+		fields := appendFields(buf[:0], line)
+		buf = fields
 		if len(fields) == 0 {
 			return nil
 		}

@@ -1,11 +1,14 @@
 package counters
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"io/fs"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 func init() { register(SysctlSource{}) }
@@ -40,6 +43,15 @@ var SysctlNames = []string{
 	"net.ipv6.neigh.default.gc_thresh3",
 }
 
+// sysctlPaths are SysctlNames as paths below /proc/sys, made once.
+var sysctlPaths = func() []string {
+	out := make([]string, len(SysctlNames))
+	for i, name := range SysctlNames {
+		out[i] = strings.ReplaceAll(name, ".", "/")
+	}
+	return out
+}()
+
 // SysctlSource reads SysctlNames from /proc/sys into Snapshot.Sysctls.
 // A setting this kernel or namespace does not have (conntrack not loaded,
 // IPv6 disabled) is simply absent.
@@ -48,16 +60,29 @@ type SysctlSource struct{}
 // Name implements Source.
 func (SysctlSource) Name() string { return "/proc/sys" }
 
-// Collect implements Source.
+// Collect implements Source. The files are opened relative to one
+// descriptor of /proc/sys, which spares the kernel the walk from / for
+// each of them; when /proc/sys itself cannot be opened, each file is
+// opened by its full path, so every error names the file as before.
 func (SysctlSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 	if s.Sysctls == nil {
-		s.Sysctls = map[string]string{}
+		s.Sysctls = make(map[string]string, len(SysctlNames))
+	}
+	root := fsys.ProcPath("sys")
+	dir := unix.AT_FDCWD
+	if fd, err := fsys.openDir(root); err == nil {
+		defer unix.Close(fd)
+		dir = fd
 	}
 	var errs []error
 	read := 0
-	for _, name := range SysctlNames {
-		path := fsys.ProcPath(append([]string{"sys"}, strings.Split(name, ".")...)...)
-		v, err := readSource(fsys, name, path, parseSysctl)
+	buf := make([]byte, maxSysctl)
+	for i, name := range SysctlNames {
+		rel := sysctlPaths[i]
+		if dir == unix.AT_FDCWD {
+			rel = root + "/" + rel
+		}
+		v, err := readSysctlAt(dir, rel, root, sysctlPaths[i], name, buf)
 		switch {
 		case err == nil:
 			s.Sysctls[name] = v
@@ -76,18 +101,61 @@ func (SysctlSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 	return nil
 }
 
+// maxSysctl is the most of a sysctl file that is read, as parseSysctl
+// reads it.
+const maxSysctl = 4096
+
+// readSysctlAt reads the sysctl file rel below the directory descriptor
+// dir (or AT_FDCWD with a full path); root/file names it in errors. Open
+// errors are *fs.PathError as FS.Open returns them; read and parse errors
+// are named after the setting, as readSource names them. A read shorter than
+// asked is the whole value: proc_sys_call_handler hands the handler the
+// whole count at once, and the next read would only report the end of the
+// file. buf, of maxSysctl bytes, is reused from one file to the next.
+func readSysctlAt(dir int, rel, root, file, name string, buf []byte) (string, error) {
+	fd, err := openat(dir, rel, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		return "", &fs.PathError{Op: "open", Path: root + "/" + file, Err: err}
+	}
+	defer unix.Close(fd)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", fileError(name, &fs.PathError{Op: "read", Path: root + "/" + file, Err: err})
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+		if n < len(buf) && buf[n-1] == '\n' {
+			break
+		}
+	}
+	v, err := parseSysctlBytes(buf[:n])
+	return v, fileError(name, err)
+}
+
 // parseSysctl reads one sysctl file. The value is kept as the kernel prints
 // it, without the trailing newline (several values stay separated by tabs,
 // as in "4096\t131072\t6291456"); a file of more than one line is not a
 // sysctl netdrop knows how to show.
 func parseSysctl(r io.Reader) (string, error) {
-	b, err := io.ReadAll(io.LimitReader(r, 4096))
+	b, err := io.ReadAll(io.LimitReader(r, maxSysctl))
 	if err != nil {
 		return "", err
 	}
-	v := strings.TrimRight(string(b), "\n")
-	if strings.ContainsAny(v, "\n\x00") {
+	return parseSysctlBytes(b)
+}
+
+// parseSysctlBytes is parseSysctl of what was read.
+func parseSysctlBytes(b []byte) (string, error) {
+	v := bytes.TrimRight(b, "\n")
+	if bytes.ContainsAny(v, "\n\x00") {
 		return "", lineError(2, "a sysctl holds one line, got %q", v)
 	}
-	return strings.TrimSpace(v), nil
+	return string(bytes.TrimSpace(v)), nil
 }

@@ -112,8 +112,10 @@ func udpDropCounters(socks []UDPSocket) []Counter {
 // in host order. A malformed line is reported and skipped.
 func parseUDPSockets(r io.Reader) ([]UDPSocket, error) {
 	var out []UDPSocket
+	var buf []string
 	err := scanLines(r, func(n int, line string) error {
-		f := strings.Fields(line)
+		f := appendFields(buf[:0], line)
+		buf = f
 		if len(f) == 0 || (n == 1 && f[0] == "sl") {
 			return nil
 		}

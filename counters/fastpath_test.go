@@ -1,0 +1,288 @@
+package counters
+
+// Tests of the helpers that make a snapshot cheap: the line scanner, the
+// field splitter, name interning, the shared per-snapshot reads and the
+// read order of the parallel path. Each is checked against the slower code
+// it replaced, so the speed-up cannot change what is read.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// scannerLines is what bufio.Scanner made of the same text: the behaviour
+// scanLines keeps.
+func scannerLines(in string) []string {
+	sc := bufio.NewScanner(strings.NewReader(in))
+	sc.Buffer(make([]byte, 0, 4096), maxLine)
+	var out []string
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+func collectLines(t *testing.T, in string, oneByte bool) []string {
+	t.Helper()
+	var r = strings.NewReader(in)
+	var got []string
+	var err error
+	if oneByte {
+		err = scanLines(iotest.OneByteReader(r), func(n int, line string) error {
+			if n != len(got)+1 {
+				t.Errorf("line %q numbered %d, want %d", line, n, len(got)+1)
+			}
+			got = append(got, line)
+			return nil
+		})
+	} else {
+		err = scanLines(r, func(n int, line string) error {
+			got = append(got, line)
+			return nil
+		})
+	}
+	if err != nil {
+		t.Fatalf("scanLines: %v", err)
+	}
+	return got
+}
+
+func TestScanLinesAsScanner(t *testing.T) {
+	long := strings.Repeat("x", 40*1024) // wider than the first buffer
+	for name, in := range map[string]string{
+		"empty":           "",
+		"one":             "a b c\n",
+		"no final eol":    "a\nb",
+		"blank lines":     "\n\na\n\n",
+		"crlf":            "a\r\nb\r\n\r\n",
+		"long line":       "head\n" + long + "\ntail\n",
+		"many lines":      strings.Repeat("Udp: 1 2 3 4 5 6 7\n", 3000),
+		"long, no eol":    long,
+		"cr in the line":  "a\rb\n",
+		"only a newline":  "\n",
+		"trailing spaces": "a  \n  b\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			want := scannerLines(in)
+			for _, oneByte := range []bool{false, true} {
+				if diff := cmp.Diff(want, collectLines(t, in, oneByte)); diff != "" {
+					t.Errorf("one byte reads %v (-want +got):\n%s", oneByte, diff)
+				}
+			}
+		})
+	}
+}
+
+func TestScanLinesErrors(t *testing.T) {
+	// fn's errors are collected and scanning goes on.
+	var seen []int
+	err := scanLines(strings.NewReader("a\nb\nc\n"), func(n int, line string) error {
+		seen = append(seen, n)
+		if line == "b" {
+			return lineError(n, "bad")
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrFileParse) || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("err = %v, want line 2's parse error", err)
+	}
+	if diff := cmp.Diff([]int{1, 2, 3}, seen); diff != "" {
+		t.Errorf("lines seen (-want +got):\n%s", diff)
+	}
+	// A read error stops scanning after the lines already read.
+	boom := errors.New("boom")
+	var got []string
+	err = scanLines(iotest.DataErrReader(strings.NewReader("a\nb")), func(_ int, line string) error {
+		got = append(got, line)
+		return nil
+	})
+	if err != nil {
+		t.Errorf("clean EOF with data gave %v", err)
+	}
+	err = scanLines(iotest.ErrReader(boom), func(int, string) error { return nil })
+	if !errors.Is(err, boom) || !errors.Is(err, ErrFileParse) {
+		t.Errorf("read error = %v, want it wrapped in ErrFileParse", err)
+	}
+	// A line longer than maxLine is refused, as bufio.Scanner refused it.
+	err = scanLines(strings.NewReader(strings.Repeat("x", maxLine+1)), func(int, string) error { return nil })
+	if !errors.Is(err, bufio.ErrTooLong) {
+		t.Errorf("over-long line: err = %v, want ErrTooLong", err)
+	}
+}
+
+func FuzzScanLines(f *testing.F) {
+	f.Add("a\nb\r\n\nc")
+	f.Add("Ip: Forwarding DefaultTTL\nIp: 1 64\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		want := scannerLines(in)
+		got := collectLines(t, in, false)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("(-scanner +scanLines):\n%s", diff)
+		}
+	})
+}
+
+func TestAppendFields(t *testing.T) {
+	for _, in := range []string{
+		"", "   ", "a", " a  b\tc\n", "Udp: 1 2\r", "\va\fb", "x\u00a0y z", "é a",
+	} {
+		want := strings.Fields(in)
+		got := appendFields(nil, in)
+		if len(want) == 0 && len(got) == 0 {
+			continue
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("appendFields(%q) (-strings.Fields +got):\n%s", in, diff)
+		}
+	}
+	// The array is reused.
+	buf := appendFields(nil, "a b c d")
+	again := appendFields(buf[:0], "e f")
+	if &again[0] != &buf[0] {
+		t.Error("appendFields did not reuse dst's array")
+	}
+}
+
+func FuzzAppendFields(f *testing.F) {
+	f.Add("TcpExt: SyncookiesSent 0\t1")
+	f.Fuzz(func(t *testing.T, in string) {
+		want, got := strings.Fields(in), appendFields(nil, in)
+		if len(want) == 0 && len(got) == 0 {
+			return
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("(-strings.Fields +appendFields):\n%s", diff)
+		}
+	})
+}
+
+// TestInternField checks that interning returns what LookupCounter says
+// for every catalog name, for the sources with their own entries, and for
+// names the catalog does not know.
+func TestInternField(t *testing.T) {
+	check := func(source, name string) {
+		t.Helper()
+		wantInfo, _ := LookupCounter(source, name)
+		got, info := internField(source, []byte(name))
+		if got != name {
+			t.Errorf("internField(%s, %q) name = %q", source, name, got)
+		}
+		if diff := cmp.Diff(wantInfo, info); diff != "" {
+			t.Errorf("internField(%s, %q) (-LookupCounter +got):\n%s", source, name, diff)
+		}
+	}
+	for name := range catalog {
+		check(srcSNMP, name)
+		for src := range bySource {
+			check(src, name)
+		}
+	}
+	for _, name := range []string{"Udp:NewField", "cpu3", "", "entries", "drops"} {
+		check(srcNetstat, name)
+		check(srcConntrackStat, name)
+	}
+	// A known name comes back as the catalog's own string, without
+	// allocating.
+	b := []byte("Udp:RcvbufErrors")
+	if n := testing.AllocsPerRun(100, func() { internField(srcSNMP, b) }); n != 0 {
+		t.Errorf("internField of a known name allocates %v times", n)
+	}
+}
+
+// countingSource counts how often its Collect runs and records the order.
+type countingSource struct {
+	name  string
+	calls *atomic.Int32
+}
+
+func (c countingSource) Name() string { return c.name }
+func (c countingSource) Collect(_ context.Context, _ FS, s *Snapshot) error {
+	c.calls.Add(1)
+	s.Add(Counter{Source: c.name, Field: "x", Value: 1})
+	return nil
+}
+
+func TestSlowestFirst(t *testing.T) {
+	var calls atomic.Int32
+	srcs := []Source{
+		countingSource{"a", &calls}, countingSource{srcUDP, &calls}, countingSource{"b", &calls},
+		countingSource{LinkStatsSource, &calls}, countingSource{"/proc/sys", &calls},
+	}
+	got := slowestFirst(srcs)
+	if diff := cmp.Diff([]int{3, 4, 1, 0, 2}, got); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+	// Whatever the read order, the parallel path merges in source order.
+	s := Collect(context.Background(), Options{Sources: srcs, Enter: func(fn func() error) error { return fn() }, Workers: 2})
+	var names []string
+	for _, c := range s.Counters {
+		names = append(names, c.Source)
+	}
+	if diff := cmp.Diff([]string{"a", srcUDP, "b", LinkStatsSource, "/proc/sys"}, names); diff != "" {
+		t.Errorf("merged order (-want +got):\n%s", diff)
+	}
+	if calls.Load() != int32(len(srcs)) {
+		t.Errorf("%d reads for %d sources", calls.Load(), len(srcs))
+	}
+}
+
+// TestEnterFailure checks that a worker that cannot enter the namespace
+// reports every source it would have read.
+func TestEnterFailure(t *testing.T) {
+	var calls atomic.Int32
+	srcs := []Source{countingSource{"a", &calls}, countingSource{"b", &calls}, countingSource{"c", &calls}}
+	s := Collect(context.Background(), Options{Sources: srcs, Workers: 2, Enter: func(func() error) error {
+		return fmt.Errorf("no such namespace")
+	}})
+	if calls.Load() != 0 || len(s.Unavailable) != 3 || len(s.Counters) != 0 {
+		t.Errorf("calls %d, unavailable %+v, counters %d: want every source unavailable", calls.Load(), s.Unavailable, len(s.Counters))
+	}
+}
+
+// TestSharedInterruptsReadOnce checks that the interrupt counters and the
+// NIC IRQ names of one snapshot come from one read of /proc/interrupts,
+// and that a source called on its own still reads the file.
+func TestSharedInterruptsReadOnce(t *testing.T) {
+	fs := fixture("linux-6.18")
+	ctx := withShared(context.Background(), fs)
+	a, err := snapshotInterrupts(ctx, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := snapshotInterrupts(ctx, fs)
+	if &a[0] != &b[0] {
+		t.Error("two reads of /proc/interrupts in one snapshot")
+	}
+	alone, err := snapshotInterrupts(context.Background(), fs)
+	if err != nil || string(alone) != string(a) {
+		t.Errorf("outside a snapshot: err %v, same text %v", err, string(alone) == string(a))
+	}
+	if _, err := snapshotInterrupts(withShared(context.Background(), NewFS(t.TempDir())), NewFS(t.TempDir())); err == nil {
+		t.Error("missing /proc/interrupts read without error")
+	}
+}
+
+func TestReadSysctlAt(t *testing.T) {
+	fs := fixture("linux-6.18")
+	buf := make([]byte, maxSysctl)
+	dir, err := fs.openDir(fs.ProcPath("sys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = closeFD(dir) })
+	for i, name := range SysctlNames {
+		want, err := readSource(fs, name, fs.ProcPath("sys", sysctlPaths[i]), parseSysctl)
+		got, gotErr := readSysctlAt(dir, sysctlPaths[i], fs.ProcPath("sys"), sysctlPaths[i], name, buf)
+		if want != got || (err == nil) != (gotErr == nil) {
+			t.Errorf("%s: got %q, %v; readSource gives %q, %v", name, got, gotErr, want, err)
+		}
+	}
+}
