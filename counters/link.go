@@ -16,6 +16,7 @@ package counters
 // invented.
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -43,6 +44,9 @@ func (linkSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	links, err := snapshotLinks(ctx)
 	if err != nil {
 		return err
+	}
+	if len(s.Counters) == 0 {
+		s.Counters = make([]Counter, 0, len(links)*len(linkStats))
 	}
 	for _, l := range links {
 		s.Add(linkStatsCounters(l)...)
@@ -72,10 +76,37 @@ type linkInfo struct {
 	Stats64 []byte
 }
 
-// dumpLinks lists every interface of the calling thread's network namespace.
-// nl.NewNetlinkRequest opens a fresh socket for each request in the calling
-// thread, so a thread that entered a namespace reads that namespace.
+// dumpLinks lists every interface of the calling thread's network
+// namespace, over a socket opened in the calling thread, so a thread that
+// entered a namespace reads that namespace. It uses netlinkDump, and the
+// library's request when a reply does not fit netlinkDump's buffer.
 func dumpLinks() ([]linkInfo, error) {
+	var out []linkInfo
+	err := netlinkDump(unix.NETLINK_ROUTE, unix.RTM_GETLINK, nl.NewIfInfomsg(unix.AF_UNSPEC).Serialize(), func(typ uint16, m []byte) error {
+		if typ != unix.RTM_NEWLINK {
+			return nil
+		}
+		l, err := parseLinkMessage(m)
+		if err != nil {
+			return err
+		}
+		l.Stats64 = bytes.Clone(l.Stats64) // m is netlinkDump's buffer
+		out = append(out, l)
+		return nil
+	})
+	switch {
+	case errors.Is(err, errDumpTruncated):
+		return dumpLinksLib()
+	case err != nil && !errors.Is(err, errDumpInterrupted):
+		return nil, fmt.Errorf("rtm_getlink dump: %w", err)
+	}
+	// An interrupted dump (a link changed meanwhile) still holds a usable
+	// view of every link that did not change; keep it.
+	return out, nil
+}
+
+// dumpLinksLib is dumpLinks through vishvananda/netlink's request.
+func dumpLinksLib() ([]linkInfo, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
@@ -102,7 +133,8 @@ func parseLinkMessage(m []byte) (linkInfo, error) {
 		return linkInfo{}, fmt.Errorf("%w: rtm_newlink: %d bytes, shorter than ifinfomsg", ErrFileParse, len(m))
 	}
 	hdr := nl.DeserializeIfInfomsg(m)
-	attrs, err := parseRtAttrs(m[unix.SizeofIfInfomsg:])
+	var buf [32]rtAttr // IFLA_* attributes of one link, without allocating
+	attrs, err := appendRtAttrs(buf[:0], m[unix.SizeofIfInfomsg:])
 	if err != nil {
 		return linkInfo{}, fmt.Errorf("%w: rtm_newlink attributes: %w", ErrFileParse, err)
 	}
@@ -130,7 +162,8 @@ func parseLinkMessage(m []byte) (linkInfo, error) {
 		case unix.IFLA_STATS64:
 			l.Stats64 = a.Value
 		case unix.IFLA_LINKINFO:
-			nested, err := parseRtAttrs(a.Value)
+			var nbuf [8]rtAttr
+			nested, err := appendRtAttrs(nbuf[:0], a.Value)
 			if err != nil {
 				continue // kind is informational; a bad nest loses only it
 			}
@@ -156,8 +189,10 @@ type rtAttr struct {
 // parseRtAttrs splits a run of struct rtattr. It checks every length
 // against the buffer, because nl.ParseRouteAttr panics on an attribute
 // whose rta_len is shorter than its own header.
-func parseRtAttrs(b []byte) ([]rtAttr, error) {
-	var out []rtAttr
+func parseRtAttrs(b []byte) ([]rtAttr, error) { return appendRtAttrs(nil, b) }
+
+// appendRtAttrs is parseRtAttrs appending to out.
+func appendRtAttrs(out []rtAttr, b []byte) ([]rtAttr, error) {
 	for len(b) >= unix.SizeofRtAttr {
 		l := int(binary.NativeEndian.Uint16(b))
 		if l < unix.SizeofRtAttr || l > len(b) {

@@ -13,7 +13,6 @@ package counters
 // own. Every socket is opened in the calling thread, whose namespace is read.
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -152,8 +151,37 @@ func nftFamilyName(f uint8) string {
 	}
 }
 
-// dumpNftChains lists every chain of every family.
+// dumpNftChains lists every chain of every family, with netlinkDump (and
+// mdlayher/netlink when a reply does not fit its buffer).
 func dumpNftChains() ([]nftChain, error) {
+	const typ = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN
+	// struct nfgenmsg: family (all), version, resource id.
+	nfgen := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}
+	var out []nftChain
+	err := netlinkDump(unix.NETLINK_NETFILTER, typ, nfgen, func(t uint16, m []byte) error {
+		if t != typ&0xff00|unix.NFT_MSG_NEWCHAIN {
+			return nil
+		}
+		ch, err := parseNftChain(m)
+		if err != nil {
+			return err
+		}
+		out = append(out, ch)
+		return nil
+	})
+	switch {
+	case errors.Is(err, errDumpTruncated):
+		return dumpNftChainsLib()
+	case errors.Is(err, errDumpInterrupted):
+		// A chain changed meanwhile: the rest is still right, and the
+		// next snapshot sees the change.
+		return out, nil
+	}
+	return out, err
+}
+
+// dumpNftChainsLib is dumpNftChains through mdlayher/netlink.
+func dumpNftChainsLib() ([]nftChain, error) {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
 		return nil, err
@@ -296,7 +324,7 @@ func legacyXtables(fs FS) []Unavailable {
 		{"ip6_tables_names", "ip6tables-legacy"},
 		{"arp_tables_names", "arptables-legacy"},
 	} {
-		names, err := readTableNames(fs.NetPath(f.file))
+		names, err := readTableNames(fs, fs.NetPath(f.file))
 		if err != nil || len(names) == 0 {
 			continue
 		}
@@ -310,18 +338,18 @@ func legacyXtables(fs FS) []Unavailable {
 }
 
 // readTableNames reads one table name per line.
-func readTableNames(path string) ([]string, error) {
-	f, err := os.Open(path)
+func readTableNames(fs FS, path string) ([]string, error) {
+	f, err := fs.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if n := strings.TrimSpace(sc.Text()); n != "" {
+	err = scanLines(f, func(_ int, line string) error {
+		if n := strings.TrimSpace(line); n != "" {
 			out = append(out, n)
 		}
-	}
-	return out, sc.Err()
+		return nil
+	})
+	return out, err
 }

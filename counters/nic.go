@@ -19,11 +19,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // NICSource is the name of the NIC layout source.
@@ -50,14 +53,18 @@ func (nicSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 func collectNICs(ctx context.Context, fs FS, s *Snapshot, links []linkInfo) error {
 	var irqNames map[int]string // read once, on the first NIC that needs it
 	for _, l := range links {
-		sysOK := sysfsShowsLink(fs, l)
-		hasDev := l.ParentDev != ""
-		if sysOK {
-			if _, err := os.Stat(fs.SysPath("class", "net", l.Name, "device")); err == nil {
-				hasDev = true
+		// A link has a device when netlink names its parent or sysfs
+		// shows a device link for it, and sysfs is believed only for
+		// the link netlink described. Asking sysfs for the device
+		// first spares the two reads of that check for virtual links
+		// (lo, veth, bridges), which have no device either way.
+		if l.ParentDev == "" {
+			if _, err := os.Stat(fs.SysPath("class", "net", l.Name, "device")); err != nil {
+				continue
 			}
 		}
-		if !hasDev {
+		sysOK := sysfsShowsLink(fs, l)
+		if !sysOK && l.ParentDev == "" {
 			continue
 		}
 		n := nicEntry(s, l.Name)
@@ -143,16 +150,19 @@ func readSysString(path string) (string, error) {
 // error.
 func readNICLayout(fs FS, name string, irqNames map[int]string, n *NIC) error {
 	dir := fs.SysPath("class", "net", name)
-	if v, err := readSysString(filepath.Join(dir, "tx_queue_len")); err == nil {
-		if q, err := strconv.Atoi(v); err == nil {
-			n.TxQueueLen = q
+	// IFLA_TXQLEN, when the link dump had it, is the same dev->tx_queue_len.
+	if n.TxQueueLen == 0 {
+		if v, err := readSysString(filepath.Join(dir, "tx_queue_len")); err == nil {
+			if q, err := strconv.Atoi(v); err == nil {
+				n.TxQueueLen = q
+			}
 		}
 	}
 	if target, err := os.Readlink(filepath.Join(dir, "device", "driver")); err == nil {
 		n.Driver = filepath.Base(target)
 	}
 
-	ents, err := os.ReadDir(filepath.Join(dir, "queues"))
+	ents, err := readDirNames(filepath.Join(dir, "queues"))
 	if err != nil {
 		return fmt.Errorf("queues of %s: %w", name, err)
 	}
@@ -181,9 +191,8 @@ func readNICLayout(fs FS, name string, irqNames map[int]string, n *NIC) error {
 }
 
 // queueIndexes returns the sorted indexes of the rx-N and tx-N directories.
-func queueIndexes(ents []os.DirEntry) (rx, tx []int) {
-	for _, e := range ents {
-		name := e.Name()
+func queueIndexes(ents []string) (rx, tx []int) {
+	for _, name := range ents {
 		var list *[]int
 		switch {
 		case strings.HasPrefix(name, "rx-"):
@@ -220,12 +229,14 @@ func trimCPUMask(v string) string {
 // vectors, so its parent is tried next. Without MSI, lines named after the
 // interface in /proc/interrupts ("eth0", "eth0-TxRx-0") are used.
 func nicIRQNumbers(fs FS, name string, irqNames map[int]string) []int {
+	// The kernel resolves "device" and then ".." physically, from the
+	// device's real directory, so "device/../msi_irqs" is the parent's
+	// without resolving the links here one lstat per path element.
+	// (filepath.Join would clean the ".." away lexically.)
 	dev := fs.SysPath("class", "net", name, "device")
-	if real, err := filepath.EvalSymlinks(dev); err == nil {
-		for _, d := range []string{real, filepath.Dir(real)} {
-			if irqs := msiIRQs(filepath.Join(d, "msi_irqs")); len(irqs) > 0 {
-				return irqs
-			}
+	for _, d := range []string{dev + "/msi_irqs", dev + "/../msi_irqs"} {
+		if irqs := msiIRQs(d); len(irqs) > 0 {
+			return irqs
 		}
 	}
 	var out []int
@@ -241,13 +252,13 @@ func nicIRQNumbers(fs FS, name string, irqNames map[int]string) []int {
 // msiIRQs lists the IRQ numbers named by the entries of an msi_irqs
 // directory.
 func msiIRQs(dir string) []int {
-	ents, err := os.ReadDir(dir)
+	ents, err := readDirNames(dir)
 	if err != nil {
 		return nil
 	}
 	var out []int
 	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil {
+		if n, err := strconv.Atoi(e); err == nil {
 			out = append(out, n)
 		}
 	}
@@ -305,4 +316,31 @@ func parseIRQNames(r io.Reader) (map[int]string, error) {
 		return nil, fmt.Errorf("%w: /proc/interrupts: empty", ErrFileParse)
 	}
 	return out, nil
+}
+
+// readDirNames lists the entries of a directory but "." and "..", in the
+// order the file system gives them. It is os.ReadDir without the runtime
+// poller's registration and the per-entry values, for small sysfs
+// directories read on every snapshot.
+func readDirNames(path string) ([]string, error) {
+	fd, err := openat(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, &iofs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var buf [4096]byte
+	var names []string
+	for {
+		n, err := unix.ReadDirent(fd, buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &iofs.PathError{Op: "readdirent", Path: path, Err: err}
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
 }

@@ -234,7 +234,7 @@ func parsePerCPUStat(r io.Reader) (perCPUStat, error) {
 		if t.Names == nil {
 			values := 0
 			for _, f := range fields {
-				if _, err := strconv.ParseUint(f, 16, 64); err == nil && len(f) == 8 {
+				if len(f) == 8 && isHex(f) {
 					values++
 				}
 			}
@@ -269,6 +269,19 @@ func parsePerCPUStat(r io.Reader) (perCPUStat, error) {
 		err = lineError(1, "no header line")
 	}
 	return t, err
+}
+
+// isHex reports whether s is all hex digits, as strconv.ParseUint(s, 16,
+// 64) would accept an 8-digit s, without the error ParseUint allocates for
+// the names of a header line.
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // sums adds each column over the CPU rows, except the columns in levels,

@@ -139,7 +139,7 @@ func (s *Snapshot) Add(cs ...Counter) {
 // adopt appends counters that the caller made for s and no longer uses:
 // the first batch becomes s.Counters itself instead of being copied.
 func (s *Snapshot) adopt(cs []Counter) {
-	if len(s.Counters) == 0 {
+	if cap(s.Counters) == 0 {
 		s.Counters = cs
 		s.index = nil
 		return

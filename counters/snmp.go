@@ -3,6 +3,7 @@ package counters
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 )
@@ -43,11 +44,25 @@ func (SNMPSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 	}
 	var errs []error
 	read := 0
+	if cap(s.Counters) == 0 {
+		// Room for the three files of a recent kernel (about 400
+		// values) at once.
+		s.Counters = make([]Counter, 0, 512)
+	}
 	for _, f := range files {
-		err := collectCounters(fs, s, f.name, f.path, func(r io.Reader) ([]Counter, error) {
-			vs, err := f.parse(r)
-			return snmpCounters(f.name, vs), err
-		})
+		// As collectCounters, but the counters go straight into s.
+		vs, err := readSource(fs, f.name, f.path, f.parse)
+		if len(vs) == 0 && err == nil {
+			err = fileError(f.name, fmt.Errorf("%w: no values", ErrFileParse))
+		}
+		if len(vs) > 0 {
+			s.Counters = appendSNMPCounters(s.Counters, f.name, vs)
+			s.index = nil
+			if err != nil {
+				s.Fail(f.name, err)
+			}
+			err = nil
+		}
 		if err != nil {
 			if f.name != srcSNMP {
 				s.Fail(f.name, err)
@@ -82,8 +97,13 @@ func (v snmpValue) Name() string {
 }
 
 func snmpCounters(source string, vs []snmpValue) []Counter {
-	out := make([]Counter, 0, len(vs))
-	var b []byte
+	return appendSNMPCounters(make([]Counter, 0, len(vs)), source, vs)
+}
+
+// appendSNMPCounters appends the counters of vs to out.
+func appendSNMPCounters(out []Counter, source string, vs []snmpValue) []Counter {
+	var scratch [64]byte
+	b := scratch[:0]
 	for _, v := range vs {
 		b = b[:0]
 		if v.Group != "" {
@@ -114,8 +134,9 @@ func parseSNMP(r io.Reader) ([]snmpValue, error) {
 		errs       []error
 		// Two arrays for the fields of a line, reused: the header's
 		// names stay in one while the value line is split into the
-		// other.
-		nameBuf, valBuf []string
+		// other. TcpExt has about 130 fields.
+		nameBuf = make([]string, 0, 160)
+		valBuf  = make([]string, 0, 160)
 	)
 	err := scanLines(r, func(n int, line string) error {
 		if strings.TrimSpace(line) == "" {
