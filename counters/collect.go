@@ -191,12 +191,7 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	// when the others are about to finish.
 	parts := make([]Snapshot, len(srcs))
 	next := make(chan int, len(srcs))
-	var here []int
 	for _, i := range slowestFirst(srcs) {
-		if _, ok := srcs[i].(hostWideSource); ok {
-			here = append(here, i)
-			continue
-		}
 		next <- i
 	}
 	close(next)
@@ -233,11 +228,9 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 			work()
 		}()
 	}
-	// Meanwhile the caller reads the host-wide files, which need no
-	// namespace, in the time the workers' threads take to wake up.
-	for _, i := range here {
-		readSourceInto(ctx, opts.FS, srcs[i], &parts[i])
-	}
+	// The caller waits at once, so that the first worker runs on its
+	// thread without waiting for another to wake up (on an idle virtual
+	// machine the second CPU can take most of a snapshot to wake).
 	wg.Wait()
 	n := 0
 	for i := range parts {
@@ -248,15 +241,6 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 		s.merge(&parts[i])
 	}
 	return s
-}
-
-// hostWideSource marks a source whose files are the same from every
-// network namespace (they live under FS.Proc, not FS.ProcNet, and no
-// socket is opened): the parallel path reads it on the calling goroutine,
-// outside Enter.
-type hostWideSource interface {
-	Source
-	hostWide()
 }
 
 // readOrder lists the sources that take longest to read, slowest first,

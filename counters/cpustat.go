@@ -21,9 +21,6 @@ type CPUStatSource struct{}
 // Name implements Source.
 func (CPUStatSource) Name() string { return srcStat }
 
-// hostWide marks /proc/stat as the same in every network namespace.
-func (CPUStatSource) hostWide() {}
-
 // Collect implements Source.
 func (CPUStatSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 	var cpus int

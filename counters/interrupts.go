@@ -29,10 +29,6 @@ type InterruptsSource struct{}
 // Name implements Source.
 func (InterruptsSource) Name() string { return srcInterrupts }
 
-// hostWide marks /proc/interrupts and /proc/softirqs as the same in every
-// network namespace.
-func (InterruptsSource) hostWide() {}
-
 // Collect implements Source.
 func (InterruptsSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	var cpus int

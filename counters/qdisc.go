@@ -9,11 +9,14 @@ package counters
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 
 	"github.com/netdrop/netdrop/stage"
 )
@@ -38,15 +41,105 @@ func (qdiscSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
 	for _, l := range links {
 		names[l.Index] = l.Name
 	}
-	// A nil link dumps the qdiscs of every interface in one request. The
-	// package-level function uses a handle without cached sockets, so the
-	// socket is opened here, in the calling thread's namespace.
-	qs, err := netlink.QdiscList(nil)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return fmt.Errorf("rtm_getqdisc dump: %w", err)
+	qs, err := dumpQdiscs()
+	if err != nil {
+		return err
 	}
 	s.Add(qdiscCounters(names, qs)...)
 	return nil
+}
+
+// dumpQdiscs lists the qdiscs of every interface of the calling thread's
+// namespace in one RTM_GETQDISC dump, with netlinkDump; when a reply does
+// not fit its buffer, with vishvananda/netlink's QdiscList (whose
+// package-level function opens its socket in the calling thread too).
+func dumpQdiscs() ([]netlink.Qdisc, error) {
+	var qs []netlink.Qdisc
+	err := netlinkDump(unix.NETLINK_ROUTE, unix.RTM_GETQDISC, (&nl.TcMsg{Family: nl.FAMILY_ALL}).Serialize(), func(typ uint16, m []byte) error {
+		if typ != unix.RTM_NEWQDISC {
+			return nil
+		}
+		q, err := parseQdiscMessage(m)
+		if err != nil {
+			return err
+		}
+		qs = append(qs, q)
+		return nil
+	})
+	switch {
+	case errors.Is(err, errDumpTruncated):
+		qs, err = netlink.QdiscList(nil)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return nil, fmt.Errorf("rtm_getqdisc dump: %w", err)
+		}
+	case err != nil && !errors.Is(err, errDumpInterrupted):
+		return nil, fmt.Errorf("rtm_getqdisc dump: %w", err)
+	}
+	return qs, nil
+}
+
+// parseQdiscMessage decodes what qdiscCounters needs of one RTM_NEWQDISC
+// message (struct tcmsg, then TCA_* attributes) into the type QdiscList
+// returns, with the same values: the kind as the qdisc's type, and the
+// queue statistics of whichever of TCA_STATS2 and TCA_STATS comes last.
+// The kernel sends TCA_STATS, the old struct tc_stats without requeues,
+// after TCA_STATS2 (gnet_stats_finish_copy), so requeues reads 0 as it
+// does through QdiscList.
+func parseQdiscMessage(m []byte) (netlink.Qdisc, error) {
+	if len(m) < nl.SizeofTcMsg {
+		return nil, fmt.Errorf("%w: rtm_newqdisc: %d bytes, shorter than tcmsg", ErrFileParse, len(m))
+	}
+	hdr := nl.DeserializeTcMsg(m)
+	var buf [16]rtAttr
+	attrs, err := appendRtAttrs(buf[:0], m[nl.SizeofTcMsg:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: rtm_newqdisc attributes: %w", ErrFileParse, err)
+	}
+	q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: int(hdr.Ifindex), Handle: hdr.Handle, Parent: hdr.Parent, Refcnt: hdr.Info,
+	}}
+	u32 := func(b []byte, off int) uint32 { return binary.NativeEndian.Uint32(b[off:]) }
+	for _, a := range attrs {
+		switch a.Type {
+		case nl.TCA_KIND:
+			if len(a.Value) > 0 {
+				q.QdiscType = string(a.Value[:len(a.Value)-1])
+			}
+		case nl.TCA_STATS:
+			// struct tc_stats: bytes (u64), packets, drops,
+			// overlimits, bps, pps, qlen, backlog (u32).
+			if len(a.Value) < 36 {
+				return nil, fmt.Errorf("%w: tca_stats: %d bytes, want 36", ErrFileParse, len(a.Value))
+			}
+			v := a.Value
+			q.Statistics = &netlink.QdiscStatistics{Queue: &netlink.GnetStatsQueue{
+				Qlen: u32(v, 28), Backlog: u32(v, 32), Drops: u32(v, 12), Overlimits: u32(v, 16),
+			}}
+		case nl.TCA_STATS2:
+			var nbuf [8]rtAttr
+			nested, err := appendRtAttrs(nbuf[:0], a.Value)
+			if err != nil {
+				return nil, fmt.Errorf("%w: tca_stats2: %w", ErrFileParse, err)
+			}
+			st := &netlink.QdiscStatistics{Queue: &netlink.GnetStatsQueue{}}
+			for _, n := range nested {
+				if n.Type != nl.TCA_STATS_QUEUE {
+					continue
+				}
+				// struct gnet_stats_queue: qlen, backlog, drops,
+				// requeues, overlimits (u32).
+				if len(n.Value) < 20 {
+					return nil, fmt.Errorf("%w: tca_stats_queue: %d bytes, want 20", ErrFileParse, len(n.Value))
+				}
+				v := n.Value
+				*st.Queue = netlink.GnetStatsQueue{
+					Qlen: u32(v, 0), Backlog: u32(v, 4), Drops: u32(v, 8), Requeues: u32(v, 12), Overlimits: u32(v, 16),
+				}
+			}
+			q.Statistics = st
+		}
+	}
+	return q, nil
 }
 
 // qdiscCounters turns decoded qdiscs into counters. names maps ifindex to
