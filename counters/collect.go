@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -145,7 +146,8 @@ type Options struct {
 	// source is read in turn on the calling goroutine, which is what a
 	// caller that has itself entered a namespace needs.
 	Enter func(fn func() error) error
-	// Workers is the number of parallel readers with Enter; 0 means 3.
+	// Workers is the number of parallel readers with Enter; 0 means 3,
+	// or the number of CPUs Go uses when that is smaller.
 	Workers int
 }
 
@@ -197,7 +199,9 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	close(next)
 	workers := opts.Workers
 	if workers <= 0 {
-		workers = 3
+		// More readers than CPUs only adds thread wake-ups, which
+		// are dear in a virtual machine (an IPI each).
+		workers = min(3, runtime.GOMAXPROCS(0))
 	}
 	if workers > len(srcs) {
 		workers = len(srcs)

@@ -191,6 +191,36 @@ func collectCountersFrom(s *Snapshot, name string, read func() ([]byte, error), 
 	return nil
 }
 
+// seqShortRead is the longest read of a seq_file that still proves the
+// end of the file; see seqFileReader.
+const seqShortRead = 4096 - 1024
+
+// seqFileReader reads a /proc file made by seq_file (fs/seq_file.c,
+// seq_read_iter) and spares the read that would return 0 at its end. For
+// /proc/net/udp and udp6 that read is not free: it walks the whole UDP
+// hash table again (udp_get_idx) only to find nothing past the last
+// socket. seq_read_iter fills the reader's buffer from a kernel buffer of
+// at least a page and returns less than asked only at the end of the
+// records or when the next record does not fit in that page; so a read
+// shorter than asked that leaves more room in the page than any record
+// takes (the lines of these files are under 200 bytes) ended the file.
+// Longer reads and reads that filled the buffer go on as usual.
+type seqFileReader struct {
+	r   io.Reader
+	eof bool
+}
+
+func (s *seqFileReader) Read(p []byte) (int, error) {
+	if s.eof {
+		return 0, io.EOF
+	}
+	n, err := s.r.Read(p)
+	if err == nil && n > 0 && n < len(p) && n <= seqShortRead {
+		s.eof = true
+	}
+	return n, err
+}
+
 // parseSigned reads a decimal counter. The SNMP files print a few signed
 // values (Tcp MaxConn is -1 for "no limit"); they are stored as their two's
 // complement, as nstat does, because Counter.Value is unsigned.

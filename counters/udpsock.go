@@ -69,7 +69,9 @@ func ReadUDPSockets(fsys FS) ([]UDPSocket, error) {
 	var out []UDPSocket
 	var errs []error
 	for _, f := range []struct{ name, file, proto string }{{srcUDP, "udp", "udp"}, {srcUDP6, "udp6", "udp6"}} {
-		socks, err := readSource(fsys, f.name, fsys.NetPath(f.file), parseUDPSockets)
+		socks, err := readSource(fsys, f.name, fsys.NetPath(f.file), func(r io.Reader) ([]UDPSocket, error) {
+			return parseUDPSockets(&seqFileReader{r: r})
+		})
 		for i := range socks {
 			socks[i].Proto = f.proto
 		}
