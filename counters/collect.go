@@ -113,14 +113,30 @@ func (r *rawFile) Read(p []byte) (int, error) {
 func (r *rawFile) Close() error { return unix.Close(r.fd) }
 
 // ReadFile reads a whole (small) kernel file, like os.ReadFile without the
-// poller.
+// poller. It starts with a page-sized buffer: a seq_file such as
+// /proc/interrupts fills each read up to a page, and io.ReadAll's first
+// reads of 512 bytes and up would each make the kernel format the file's
+// records again from the last position.
 func (f FS) ReadFile(path string) ([]byte, error) {
 	r, err := f.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	b := make([]byte, 0, 4096)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = slices.Grow(b, cap(b))
+		}
+	}
 }
 
 // Source is one kernel source of counters: a /proc file, a netlink dump,

@@ -52,12 +52,23 @@ func (nicSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 // links once.
 func collectNICs(ctx context.Context, fs FS, s *Snapshot, links []linkInfo) error {
 	var irqNames map[int]string // read once, on the first NIC that needs it
+	// The kernel names the parent device of every link that has one
+	// (IFLA_PARENT_DEV_NAME, 5.16): when it named any, a link it named no
+	// parent for has no device link in sysfs either (both come from
+	// dev->dev.parent), and sysfs need not be asked.
+	parentNamed := false
+	for _, l := range links {
+		parentNamed = parentNamed || l.ParentDev != ""
+	}
 	for _, l := range links {
 		// A link has a device when netlink names its parent or sysfs
 		// shows a device link for it, and sysfs is believed only for
 		// the link netlink described. Asking sysfs for the device
 		// first spares the two reads of that check for virtual links
 		// (lo, veth, bridges), which have no device either way.
+		if l.ParentDev == "" && parentNamed {
+			continue
+		}
 		if l.ParentDev == "" {
 			if _, err := os.Stat(fs.SysPath("class", "net", l.Name, "device")); err != nil {
 				continue
@@ -136,12 +147,30 @@ func sysfsShowsLink(fs FS, l linkInfo) bool {
 }
 
 // readSysString reads a one-line sysfs attribute without its newline.
+// sysfs hands the whole attribute (at most a page) to the first read, so
+// a read shorter than the buffer is all of it; longer ones are read whole.
 func readSysString(path string) (string, error) {
-	b, err := FS{}.ReadFile(path)
+	fd, err := openat(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
-		return "", err
+		return "", &iofs.PathError{Op: "open", Path: path, Err: err}
 	}
-	return strings.TrimSpace(string(b)), nil
+	var buf [128]byte
+	n, err := unix.Read(fd, buf[:])
+	for err == unix.EINTR {
+		n, err = unix.Read(fd, buf[:])
+	}
+	unix.Close(fd)
+	switch {
+	case err != nil:
+		return "", &iofs.PathError{Op: "read", Path: path, Err: err}
+	case n == len(buf):
+		b, err := FS{}.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return strings.TrimSpace(string(buf[:n])), nil
 }
 
 // readNICLayout fills n from /sys/class/net/NAME and the IRQ tables. Missing
