@@ -2,6 +2,7 @@ package counters
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/netdrop/netdrop/stage"
 )
@@ -77,9 +78,7 @@ type namedField struct {
 func internField(source string, b []byte) (string, FieldInfo) {
 	e, ok := catalogNames[string(b)]
 	if !ok {
-		name := string(b)
-		fi, _ := LookupCounter(source, name)
-		return name, fi
+		e = internUnknown(b)
 	}
 	if over, ok := bySource[source]; ok {
 		if fi, ok := over[e.name]; ok {
@@ -87,6 +86,41 @@ func internField(source string, b []byte) (string, FieldInfo) {
 		}
 	}
 	return e.name, e.info
+}
+
+// uncatalogued holds the names outside the catalog that the readers have
+// met (half the SNMP fields: TcpExt, MPTcpExt …), with what LookupField
+// says of them, so that each snapshot finds them with one lookup instead of
+// several and does not allocate them again. It stops growing at
+// maxUncatalogued names, which a kernel's files never reach; malformed
+// input past that still reads right, only without the cache.
+var uncatalogued struct {
+	sync.RWMutex
+	m map[string]namedField
+}
+
+const maxUncatalogued = 4096
+
+// internUnknown is internField for a name the catalog does not have.
+func internUnknown(b []byte) namedField {
+	uncatalogued.RLock()
+	e, ok := uncatalogued.m[string(b)]
+	uncatalogued.RUnlock()
+	if ok {
+		return e
+	}
+	name := string(b)
+	fi, _ := LookupField(name)
+	e = namedField{name, fi}
+	uncatalogued.Lock()
+	if uncatalogued.m == nil {
+		uncatalogued.m = map[string]namedField{}
+	}
+	if len(uncatalogued.m) < maxUncatalogued {
+		uncatalogued.m[name] = e
+	}
+	uncatalogued.Unlock()
+	return e
 }
 
 // stageOf is the stage a reader stamps on a counter it reads.

@@ -190,10 +190,16 @@ func TestInternField(t *testing.T) {
 		check(srcConntrackStat, name)
 	}
 	// A known name comes back as the catalog's own string, without
-	// allocating.
-	b := []byte("Udp:RcvbufErrors")
-	if n := testing.AllocsPerRun(100, func() { internField(srcSNMP, b) }); n != 0 {
-		t.Errorf("internField of a known name allocates %v times", n)
+	// allocating; so does a name outside the catalog met before.
+	for _, name := range []string{"Udp:RcvbufErrors", "TcpExt:SomeFieldNewerThanTheCatalog"} {
+		b := []byte(name)
+		first, _ := internField(srcNetstat, b)
+		if n := testing.AllocsPerRun(100, func() { internField(srcNetstat, b) }); n != 0 {
+			t.Errorf("internField(%q) allocates %v times", name, n)
+		}
+		if again, _ := internField(srcNetstat, b); again != first || again != name {
+			t.Errorf("internField(%q) = %q then %q", name, first, again)
+		}
 	}
 }
 

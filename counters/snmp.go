@@ -36,12 +36,15 @@ func (SNMPSource) Name() string { return srcSNMP }
 func (SNMPSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 	files := []struct {
 		name, path string
-		parse      func(io.Reader) ([]snmpValue, error)
+		parse      func([]snmpValue, io.Reader) ([]snmpValue, error)
 	}{
-		{srcSNMP, fs.NetPath("snmp"), parseSNMP},
-		{srcNetstat, fs.NetPath("netstat"), parseSNMP},
-		{srcSNMP6, fs.NetPath("snmp6"), parseSNMP6},
+		{srcSNMP, fs.NetPath("snmp"), parseSNMPInto},
+		{srcNetstat, fs.NetPath("netstat"), parseSNMPInto},
+		{srcSNMP6, fs.NetPath("snmp6"), parseSNMP6Into},
 	}
+	// One array of values serves the three files in turn: their values
+	// are copied into counters before the next file is read.
+	vbuf := make([]snmpValue, 0, 256)
 	var errs []error
 	read := 0
 	if cap(s.Counters) == 0 {
@@ -51,12 +54,13 @@ func (SNMPSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 	}
 	for _, f := range files {
 		// As collectCounters, but the counters go straight into s.
-		vs, err := readSource(fs, f.name, f.path, f.parse)
+		vs, err := readSource(fs, f.name, f.path, func(r io.Reader) ([]snmpValue, error) { return f.parse(vbuf[:0], r) })
 		if len(vs) == 0 && err == nil {
 			err = fileError(f.name, fmt.Errorf("%w: no values", ErrFileParse))
 		}
 		if len(vs) > 0 {
 			s.Counters = appendSNMPCounters(s.Counters, f.name, vs)
+			vbuf = vs[:0]
 			s.index = nil
 			if err != nil {
 				s.Fail(f.name, err)
@@ -125,9 +129,11 @@ func appendSNMPCounters(out []Counter, source string, vs []snmpValue) []Counter 
 // lines in pairs, matched by their "Group:" prefix. A pair whose lengths
 // differ is reported and skipped, since its values cannot be matched to
 // names; a value that is not a number costs only that field.
-func parseSNMP(r io.Reader) ([]snmpValue, error) {
+func parseSNMP(r io.Reader) ([]snmpValue, error) { return parseSNMPInto(nil, r) }
+
+// parseSNMPInto is parseSNMP appending to out.
+func parseSNMPInto(out []snmpValue, r io.Reader) ([]snmpValue, error) {
 	var (
-		out        []snmpValue
 		group      string
 		names      []string
 		headerLine int
@@ -168,7 +174,7 @@ func parseSNMP(r io.Reader) ([]snmpValue, error) {
 			return lineError(n, "%s: %d values for %d names", g, len(fields), len(ns))
 		}
 		var lineErrs []error
-		if out == nil {
+		if cap(out) == 0 {
 			// Room for the largest file (netstat) at once.
 			out = make([]snmpValue, 0, 256)
 		}
@@ -194,8 +200,10 @@ func parseSNMP(r io.Reader) ([]snmpValue, error) {
 // parseSNMP6 reads /proc/net/snmp6: "Name value" lines. The group is the
 // name up to its "6" (Ip6, Icmp6, Udp6, UdpLite6), so "Udp6RcvbufErrors"
 // becomes Udp6:RcvbufErrors.
-func parseSNMP6(r io.Reader) ([]snmpValue, error) {
-	var out []snmpValue
+func parseSNMP6(r io.Reader) ([]snmpValue, error) { return parseSNMP6Into(nil, r) }
+
+// parseSNMP6Into is parseSNMP6 appending to out.
+func parseSNMP6Into(out []snmpValue, r io.Reader) ([]snmpValue, error) {
 	var buf []string
 	err := scanLines(r, func(n int, line string) error {
 		fields := appendFields(buf[:0], line)
@@ -212,7 +220,7 @@ func parseSNMP6(r io.Reader) ([]snmpValue, error) {
 			return lineError(n, "%s: %q is not a number", fields[0], fields[1])
 		}
 		g, f := splitSNMP6(fields[0])
-		if out == nil {
+		if cap(out) == 0 {
 			out = make([]snmpValue, 0, 128)
 		}
 		out = append(out, snmpValue{Group: g, Field: f, Value: v})
