@@ -292,3 +292,39 @@ func TestReadSysctlAt(t *testing.T) {
 		}
 	}
 }
+
+// TestSNMPGroupCache checks that counters made through the per-group cache
+// are those made field by field, also when a group's header changes
+// between two reads (IcmpMsg gains a field with a new message type).
+func TestSNMPGroupCache(t *testing.T) {
+	byField := func(source string, vs []snmpValue) []Counter {
+		var out []Counter
+		for _, v := range vs {
+			name := v.Name()
+			fi, _ := LookupCounter(source, name)
+			out = append(out, Counter{Source: source, Field: name, Value: v.Value, Stage: fi.Stage, Gauge: fi.Gauge})
+		}
+		return out
+	}
+	reads := []string{
+		"IcmpMsg: InType3 OutType3\nIcmpMsg: 5 6\nUdp: InDatagrams RcvbufErrors\nUdp: 1 2\n",
+		"IcmpMsg: InType3 OutType3\nIcmpMsg: 7 8\nUdp: InDatagrams RcvbufErrors\nUdp: 3 4\n",
+		"IcmpMsg: InType0 InType3 OutType3\nIcmpMsg: 1 9 10\nUdp: InDatagrams RcvbufErrors\nUdp: 5 6\n",
+		"IcmpMsg: InType3 OutType0\nIcmpMsg: 11 12\nUdp: InDatagrams RcvbufErrors\nUdp: 7 8\n",
+	}
+	for i, in := range reads {
+		vs, err := parseSNMP(strings.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := byField(srcSNMP, vs)
+		if diff := cmp.Diff(want, snmpCounters(srcSNMP, vs)); diff != "" {
+			t.Errorf("read %d (-field by field +cached):\n%s", i, diff)
+		}
+	}
+	// The same group name in another file is another entry.
+	vs := []snmpValue{{Group: "Udp", Field: "InDatagrams", Value: 1}}
+	if got := snmpCounters(srcNetstat, vs); got[0].Source != srcNetstat || got[0].Field != "Udp:InDatagrams" {
+		t.Errorf("netstat counter = %+v", got[0])
+	}
+}
