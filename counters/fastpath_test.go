@@ -328,3 +328,11 @@ func TestSNMPGroupCache(t *testing.T) {
 		t.Errorf("netstat counter = %+v", got[0])
 	}
 }
+
+func TestCPUName(t *testing.T) {
+	for _, n := range []int{0, 1, 255, 256, 4095} {
+		if got, want := cpuName(n), fmt.Sprintf("cpu%d", n); got != want {
+			t.Errorf("cpuName(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -203,7 +203,7 @@ func interruptCounters(t Interrupts) []Counter {
 				continue
 			}
 			out = append(out, Counter{
-				Source: srcInterrupts, Object: obj, Field: fmt.Sprintf("cpu%d", t.CPUs[i]),
+				Source: srcInterrupts, Object: obj, Field: cpuName(t.CPUs[i]),
 				Value: v, HostWide: true,
 			})
 		}
@@ -269,7 +269,7 @@ func softirqCounters(t softirqTable) []Counter {
 	for _, name := range []string{"NET_RX", "NET_TX"} {
 		for i, v := range t.Counts[name] {
 			out = append(out, Counter{
-				Source: srcSoftirqs, Object: fmt.Sprintf("cpu%d", t.CPUs[i]), Field: name,
+				Source: srcSoftirqs, Object: cpuName(t.CPUs[i]), Field: name,
 				Value: v, HostWide: true,
 			})
 		}

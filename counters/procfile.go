@@ -348,9 +348,10 @@ func statCounters(source string, t perCPUStat, hostWide bool, levels ...string) 
 	sums := t.sums(levels...)
 	out := make([]Counter, 0, len(t.Names))
 	for _, name := range t.Names {
+		fi, _ := LookupCounter(source, name)
 		out = append(out, Counter{
 			Source: source, Field: name, Value: sums[name],
-			Stage: stageOf(source, name), Gauge: isGauge(source, name), HostWide: hostWide,
+			Stage: fi.Stage, Gauge: fi.Gauge, HostWide: hostWide,
 		})
 	}
 	return out
@@ -368,4 +369,21 @@ func parseUintFile(r io.Reader) (uint64, error) {
 		return 0, lineError(1, "%q is not a number", s)
 	}
 	return v, nil
+}
+
+// cpuNames are "cpu0" … as the per-CPU counters name their CPU, made once.
+var cpuNames = func() []string {
+	out := make([]string, 256)
+	for i := range out {
+		out[i] = "cpu" + strconv.Itoa(i)
+	}
+	return out
+}()
+
+// cpuName returns "cpuN".
+func cpuName(n int) string {
+	if n >= 0 && n < len(cpuNames) {
+		return cpuNames[n]
+	}
+	return "cpu" + strconv.Itoa(n)
 }

@@ -2,7 +2,6 @@ package counters
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"strconv"
 )
@@ -128,11 +127,11 @@ func parseSoftnet(r io.Reader) ([]softnetCPU, error) {
 func softnetCounters(rows []softnetCPU) []Counter {
 	var out []Counter
 	for _, r := range rows {
-		obj := fmt.Sprintf("cpu%d", r.CPU)
+		obj := cpuName(r.CPU)
 		add := func(field string, v uint64) {
 			out = append(out, Counter{
 				Source: srcSoftnet, Object: obj, Field: field, Value: v,
-				Stage: stageOf(srcSoftnet, field), Gauge: isGauge(srcSoftnet, field), HostWide: true, Bits: 32,
+				Stage: softnetInfo(field).Stage, Gauge: softnetInfo(field).Gauge, HostWide: true, Bits: 32,
 			})
 		}
 		add("processed", r.Processed)
@@ -158,4 +157,24 @@ func softnetCounters(rows []softnetCPU) []Counter {
 		}
 	}
 	return out
+}
+
+// softnetFields is what the catalog says of each softnet_stat column,
+// looked up once rather than for every CPU.
+var softnetFields = func() map[string]FieldInfo {
+	m := map[string]FieldInfo{}
+	for _, f := range []string{"processed", "dropped", "time_squeeze", "cpu_collision", "received_rps",
+		"flow_limit_count", "backlog_len", "input_qlen", "process_qlen"} {
+		m[f], _ = LookupCounter(srcSoftnet, f)
+	}
+	return m
+}()
+
+// softnetInfo returns the catalog entry of a softnet_stat column.
+func softnetInfo(field string) FieldInfo {
+	if fi, ok := softnetFields[field]; ok {
+		return fi
+	}
+	fi, _ := LookupCounter(srcSoftnet, field)
+	return fi
 }
