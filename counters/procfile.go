@@ -152,9 +152,13 @@ func readSource[T any](fs FS, name, path string, parse func(io.Reader) (T, error
 // collectCounters reads one file of counters into s. A file that could not be
 // opened or that gave nothing returns the error, for the caller to record;
 // a file that gave some counters and some errors adds the counters and
-// records the errors, so one malformed line costs only itself.
+// records the errors, so one malformed line costs only itself. The files
+// it reads are seq_files of short records (a whole file, or one line per
+// CPU), read through seqFileReader.
 func collectCounters(fs FS, s *Snapshot, name, path string, parse func(io.Reader) ([]Counter, error)) error {
-	cs, err := readSource(fs, name, path, parse)
+	cs, err := readSource(fs, name, path, func(r io.Reader) ([]Counter, error) {
+		return parse(&seqFileReader{r: r})
+	})
 	if len(cs) == 0 {
 		if err == nil {
 			return fileError(name, fmt.Errorf("%w: no values", ErrFileParse))
@@ -196,15 +200,18 @@ func collectCountersFrom(s *Snapshot, name string, read func() ([]byte, error), 
 const seqShortRead = 4096 - 1024
 
 // seqFileReader reads a /proc file made by seq_file (fs/seq_file.c,
-// seq_read_iter) and spares the read that would return 0 at its end. For
-// /proc/net/udp and udp6 that read is not free: it walks the whole UDP
-// hash table again (udp_get_idx) only to find nothing past the last
+// seq_read_iter) and spares the read that would return 0 at its end: a
+// system call per file, and for /proc/net/udp and udp6 a walk of the
+// whole UDP hash table (udp_get_idx) only to find nothing past the last
 // socket. seq_read_iter fills the reader's buffer from a kernel buffer of
 // at least a page and returns less than asked only at the end of the
 // records or when the next record does not fit in that page; so a read
 // shorter than asked that leaves more room in the page than any record
-// takes (the lines of these files are under 200 bytes) ended the file.
-// Longer reads and reads that filled the buffer go on as usual.
+// takes ended the file. That holds for files printed as one record
+// (single_open: snmp, netstat, sockstat, /proc/stat, softirqs) and for
+// files of short lines (udp, softnet_stat, the per-CPU stat tables, under
+// 200 bytes a line); not for /proc/interrupts, whose lines grow with the
+// CPU count. Longer reads and reads that filled the buffer go on as usual.
 type seqFileReader struct {
 	r   io.Reader
 	eof bool

@@ -55,7 +55,9 @@ func (SNMPSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 	}
 	for _, f := range files {
 		// As collectCounters, but the counters go straight into s.
-		vs, err := readSource(fs, f.name, f.path, func(r io.Reader) ([]snmpValue, error) { return f.parse(vbuf[:0], r) })
+		vs, err := readSource(fs, f.name, f.path, func(r io.Reader) ([]snmpValue, error) {
+			return f.parse(vbuf[:0], &seqFileReader{r: r})
+		})
 		if len(vs) == 0 && err == nil {
 			err = fileError(f.name, fmt.Errorf("%w: no values", ErrFileParse))
 		}
