@@ -208,6 +208,7 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	// are handed out slowest first, so that no worker starts a long read
 	// when the others are about to finish.
 	parts := make([]Snapshot, len(srcs))
+	backing, offs, hints := layParts(srcs, parts)
 	next := make(chan int, len(srcs))
 	for _, i := range slowestFirst(srcs) {
 		next <- i
@@ -252,14 +253,11 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	// thread without waiting for another to wake up (on an idle virtual
 	// machine the second CPU can take most of a snapshot to wake).
 	wg.Wait()
-	n := 0
-	for i := range parts {
-		n += len(parts[i].Counters)
-	}
-	s.Counters = make([]Counter, 0, n)
+	s.Counters = mergeInPlace(backing, offs, hints, parts)
 	for i := range parts {
 		s.merge(&parts[i])
 	}
+	rememberParts(srcs, parts)
 	return s
 }
 
@@ -374,3 +372,74 @@ func snapshotInterrupts(ctx context.Context, fs FS) ([]byte, error) {
 
 // closeFD closes a descriptor from openDir or openat.
 func closeFD(fd int) error { return unix.Close(fd) }
+
+// partHints remembers how many counters each source (by name) gave in the
+// last parallel Collect. The parts of the next one are laid out in one
+// array by these counts, so that merging them moves counters within it
+// instead of copying every counter into a new array: the largest
+// allocation of a snapshot otherwise. Hints only size arrays; a source
+// that gives more than its hint grows its part as before.
+var partHints struct {
+	sync.Mutex
+	m map[string]int
+}
+
+// maxPartHints bounds partHints when tests pass sources of many names.
+const maxPartHints = 256
+
+// layParts gives each part a slice of one array, as long as its hint, and
+// returns the array, each part's offset in it and the hints.
+func layParts(srcs []Source, parts []Snapshot) (backing []Counter, offs, hints []int) {
+	hints = make([]int, len(srcs))
+	offs = make([]int, len(srcs))
+	total := 0
+	partHints.Lock()
+	for i, src := range srcs {
+		hints[i] = partHints.m[src.Name()]
+		offs[i] = total
+		total += hints[i]
+	}
+	partHints.Unlock()
+	if total == 0 {
+		return nil, offs, hints
+	}
+	backing = make([]Counter, total)
+	for i := range parts {
+		parts[i].Counters = backing[offs[i] : offs[i] : offs[i]+hints[i]]
+	}
+	return backing, offs, hints
+}
+
+// mergeInPlace returns the array the parts' counters are to be merged
+// into: the parts' own array, emptied, when every part stayed within its
+// slice of it (each part then moves only towards the front, never over a
+// part not yet merged), else a new array of the right size.
+func mergeInPlace(backing []Counter, offs, hints []int, parts []Snapshot) []Counter {
+	n := 0
+	inPlace := backing != nil
+	for i := range parts {
+		c := parts[i].Counters
+		n += len(c)
+		if len(c) > hints[i] || (len(c) > 0 && &c[0] != &backing[offs[i]]) {
+			inPlace = false
+		}
+	}
+	if inPlace {
+		return backing[:0]
+	}
+	return make([]Counter, 0, n)
+}
+
+// rememberParts records how many counters each source gave.
+func rememberParts(srcs []Source, parts []Snapshot) {
+	partHints.Lock()
+	defer partHints.Unlock()
+	if partHints.m == nil {
+		partHints.m = map[string]int{}
+	}
+	for i, src := range srcs {
+		if _, ok := partHints.m[src.Name()]; ok || len(partHints.m) < maxPartHints {
+			partHints.m[src.Name()] = len(parts[i].Counters)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // scannerLines is what bufio.Scanner made of the same text: the behaviour
@@ -333,6 +334,49 @@ func TestCPUName(t *testing.T) {
 	for _, n := range []int{0, 1, 255, 256, 4095} {
 		if got, want := cpuName(n), fmt.Sprintf("cpu%d", n); got != want {
 			t.Errorf("cpuName(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// sizedSource adds as many counters as its current size says.
+type sizedSource struct {
+	name string
+	size *int
+}
+
+func (s sizedSource) Name() string { return s.name }
+func (s sizedSource) Collect(_ context.Context, _ FS, snap *Snapshot) error {
+	for i := 0; i < *s.size; i++ {
+		snap.Add(Counter{Source: s.name, Field: fmt.Sprint(i), Value: uint64(i)})
+	}
+	return nil
+}
+
+// TestCollectPartsInPlace runs the parallel path repeatedly while the
+// sources change how much they give, so that parts fit their remembered
+// size, fall short of it or outgrow it, and checks every merge against the
+// sources' order.
+func TestCollectPartsInPlace(t *testing.T) {
+	sizes := []int{3, 0, 5, 2}
+	var srcs []Source
+	for i := range sizes {
+		srcs = append(srcs, sizedSource{fmt.Sprintf("test-inplace-%d", i), &sizes[i]})
+	}
+	rounds := [][]int{{3, 0, 5, 2}, {3, 0, 5, 2}, {1, 4, 5, 0}, {6, 6, 1, 2}, {6, 6, 1, 2}, {0, 0, 0, 0}, {2, 1, 2, 1}}
+	for r, round := range rounds {
+		copy(sizes, round)
+		s := Collect(context.Background(), Options{Sources: srcs, Workers: 2, Enter: func(fn func() error) error { return fn() }})
+		var want, got []string
+		for i, n := range round {
+			for j := 0; j < n; j++ {
+				want = append(want, fmt.Sprintf("test-inplace-%d %d", i, j))
+			}
+		}
+		for _, c := range s.Counters {
+			got = append(got, c.Source+" "+c.Field)
+		}
+		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("round %d %v (-want +got):\n%s", r, round, diff)
 		}
 	}
 }

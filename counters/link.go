@@ -45,7 +45,7 @@ func (linkSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	if len(s.Counters) == 0 {
+	if cap(s.Counters) == 0 {
 		s.Counters = make([]Counter, 0, len(links)*len(linkStats))
 	}
 	for _, l := range links {
