@@ -48,7 +48,8 @@ type cpuTime struct {
 // and the other lines are ignored.
 func parseCPUStat(r io.Reader) ([]cpuTime, error) {
 	var out []cpuTime
-	var buf []string
+	buf := getFields()
+	defer func() { putFields(buf) }()
 	err := scanLines(r, func(n int, line string) error {
 		f := appendFields(buf[:0], line)
 		buf = f

@@ -92,7 +92,8 @@ func ReadInterrupts(fs FS) (Interrupts, error) {
 func parseInterrupts(r io.Reader) (Interrupts, error) {
 	var t Interrupts
 	header := false
-	var buf []string
+	buf := getFields()
+	defer func() { putFields(buf) }()
 	err := scanLines(r, func(n int, line string) error {
 		if strings.TrimSpace(line) == "" {
 			return nil
@@ -222,7 +223,8 @@ type softirqTable struct {
 func parseSoftirqs(r io.Reader) (softirqTable, error) {
 	t := softirqTable{Counts: map[string][]uint64{}}
 	header := false
-	var buf []string
+	buf := getFields()
+	defer func() { putFields(buf) }()
 	err := scanLines(r, func(n int, line string) error {
 		if strings.TrimSpace(line) == "" {
 			return nil

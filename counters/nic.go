@@ -306,8 +306,9 @@ func parseIRQNames(r io.Reader) (map[int]string, error) {
 		lines     int
 		cpus      int
 		headerErr error
-		f         []string
+		f         = getFields()
 	)
+	defer func() { putFields(f) }()
 	err := scanLines(r, func(n int, line string) error {
 		lines = n
 		if headerErr != nil {

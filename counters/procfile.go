@@ -103,6 +103,20 @@ func scanLines(r io.Reader, fn func(n int, line string) error) error {
 	return errors.Join(errs...)
 }
 
+// fieldBufs holds arrays for appendFields, for the parsers that split
+// long lines (an SNMP header has over a hundred fields).
+var fieldBufs = sync.Pool{New: func() any { b := make([]string, 0, 256); return &b }}
+
+// getFields returns an empty array from fieldBufs.
+func getFields() []string { return (*fieldBufs.Get().(*[]string))[:0] }
+
+// putFields returns b to fieldBufs, without the strings it pointed to.
+func putFields(b []string) {
+	clear(b[:cap(b)])
+	b = b[:0]
+	fieldBufs.Put(&b)
+}
+
 // isSpace is the ASCII white space of strings.Fields.
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
@@ -261,7 +275,8 @@ type perCPUStat struct {
 // skipped; the other rows are kept.
 func parsePerCPUStat(r io.Reader) (perCPUStat, error) {
 	var t perCPUStat
-	var buf []string
+	buf := getFields()
+	defer func() { putFields(buf) }()
 	err := scanLines(r, func(n int, line string) error {
 		fields := appendFields(buf[:0], line)
 		buf = fields

@@ -209,9 +209,10 @@ func parseSNMPInto(out []snmpValue, r io.Reader) ([]snmpValue, error) {
 		// Two arrays for the fields of a line, reused: the header's
 		// names stay in one while the value line is split into the
 		// other. TcpExt has about 130 fields.
-		nameBuf = make([]string, 0, 160)
-		valBuf  = make([]string, 0, 160)
+		nameBuf = getFields()
+		valBuf  = getFields()
 	)
+	defer func() { putFields(nameBuf); putFields(valBuf) }()
 	err := scanLines(r, func(n int, line string) error {
 		if strings.TrimSpace(line) == "" {
 			return nil
@@ -272,7 +273,8 @@ func parseSNMP6(r io.Reader) ([]snmpValue, error) { return parseSNMP6Into(nil, r
 
 // parseSNMP6Into is parseSNMP6 appending to out.
 func parseSNMP6Into(out []snmpValue, r io.Reader) ([]snmpValue, error) {
-	var buf []string
+	buf := getFields()
+	defer func() { putFields(buf) }()
 	err := scanLines(r, func(n int, line string) error {
 		fields := appendFields(buf[:0], line)
 		buf = fields

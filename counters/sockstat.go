@@ -59,7 +59,8 @@ func parseSockstatFor(source string) func(io.Reader) ([]Counter, error) {
 // number costs only its pair, a line with a key but no value is reported.
 func parseSockstat(r io.Reader) ([]snmpValue, error) {
 	var out []snmpValue
-	var buf []string
+	buf := getFields()
+	defer func() { putFields(buf) }()
 	err := scanLines(r, func(n int, line string) error {
 		if strings.TrimSpace(line) == "" {
 			return nil

@@ -68,7 +68,8 @@ func parseSoftnet(r io.Reader) ([]softnetCPU, error) {
 	var out []softnetCPU
 	width := 0
 	index := 0
-	var buf []string
+	buf := getFields()
+	defer func() { putFields(buf) }()
 	err := scanLines(r, func(n int, line string) error {
 		fields := appendFields(buf[:0], line)
 		buf = fields

@@ -114,7 +114,8 @@ func udpDropCounters(socks []UDPSocket) []Counter {
 // in host order. A malformed line is reported and skipped.
 func parseUDPSockets(r io.Reader) ([]UDPSocket, error) {
 	var out []UDPSocket
-	var buf []string
+	buf := getFields()
+	defer func() { putFields(buf) }()
 	err := scanLines(r, func(n int, line string) error {
 		f := appendFields(buf[:0], line)
 		buf = f
