@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -379,4 +380,44 @@ func TestCollectPartsInPlace(t *testing.T) {
 			t.Errorf("round %d %v (-want +got):\n%s", r, round, diff)
 		}
 	}
+}
+
+// irqNamesByFields is parseIRQNames as it was written first, splitting
+// every line: the reference for the line filter.
+func irqNamesByFields(in string) map[int]string {
+	out := map[int]string{}
+	lines := strings.Split(strings.TrimSuffix(in, "\n"), "\n")
+	if len(lines) == 0 {
+		return out
+	}
+	cpus := len(strings.Fields(lines[0]))
+	for _, line := range lines[1:] {
+		f := strings.Fields(strings.TrimSuffix(line, "\r"))
+		if len(f) == 0 || !strings.HasSuffix(f[0], ":") {
+			continue
+		}
+		irq, err := strconv.Atoi(strings.TrimSuffix(f[0], ":"))
+		if err != nil || len(f) < 1+cpus+3 {
+			continue
+		}
+		out[irq] = f[len(f)-1]
+	}
+	return out
+}
+
+func FuzzIRQLabelLine(f *testing.F) {
+	f.Add("           CPU0       CPU1\n  37:          0          0  PCI-MSIX-0000:00:03.0   0-edge      virtio2-config\n NMI:          0          0   Non-maskable interrupts\n")
+	f.Add("CPU0\n-5: 1 a b c\n+7: 1 a b c\n\u00a08: 1 a b c\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		if !strings.HasPrefix(strings.TrimSpace(in), "CPU") || strings.ContainsRune(in, '\r') {
+			return
+		}
+		got, err := parseIRQNames(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		if diff := cmp.Diff(irqNamesByFields(in), got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("(-splitting every line +parseIRQNames):\n%s", diff)
+		}
+	})
 }

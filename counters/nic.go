@@ -314,6 +314,9 @@ func parseIRQNames(r io.Reader) (map[int]string, error) {
 		if headerErr != nil {
 			return nil
 		}
+		if n > 1 && !irqLabelLine(line) {
+			return nil // NMI:, LOC:, ERR: …, without splitting the line
+		}
 		f = appendFields(f[:0], line)
 		if n == 1 {
 			cpus = len(f)
@@ -373,4 +376,33 @@ func readDirNames(path string) ([]string, error) {
 		}
 		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
+}
+
+// irqLabelLine reports whether the first field of a /proc/interrupts line
+// may be a numbered IRQ label ("41:"), as parseIRQNames would find after
+// splitting the line: false only for ASCII lines whose first field is
+// not a number and a colon.
+func irqLabelLine(line string) bool {
+	i := 0
+	for i < len(line) && isSpace(line[i]) {
+		i++
+	}
+	j := i
+	for j < len(line) && !isSpace(line[j]) {
+		if line[j] >= 0x80 {
+			return true // leave Unicode to the full split
+		}
+		j++
+	}
+	for k := j; k < len(line); k++ {
+		if line[k] >= 0x80 {
+			return true
+		}
+	}
+	label, ok := strings.CutSuffix(line[i:j], ":")
+	if !ok {
+		return false
+	}
+	_, err := strconv.Atoi(label)
+	return err == nil
 }
