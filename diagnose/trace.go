@@ -52,9 +52,15 @@ func ruleTrace(in *input, fs []Finding) ([]Finding, []Unexplained) {
 		}
 		top := g.Rows[0]
 		info, _ := stage.Lookup(g.Stage)
+		sev := in.lossSeverity(g.Drops)
+		if (g.Stage == stage.TCP || g.Stage == stage.Netfilter) && sev > Warning {
+			// As with their counters: TCP recovers what it discards,
+			// and firewall drops are often policy.
+			sev = Warning
+		}
 		fs = append(fs, Finding{
 			Stage:    g.Stage,
-			Severity: in.lossSeverity(g.Drops),
+			Severity: sev,
 			Title:    fmt.Sprintf("%d packets dropped with reason %s at %s", g.Drops, top.Reason, top.Function),
 			Drops:    g.Drops,
 			Evidence: ev,
