@@ -80,11 +80,11 @@ func dumpQdiscs() ([]netlink.Qdisc, error) {
 
 // parseQdiscMessage decodes what qdiscCounters needs of one RTM_NEWQDISC
 // message (struct tcmsg, then TCA_* attributes) into the type QdiscList
-// returns, with the same values: the kind as the qdisc's type, and the
-// queue statistics of whichever of TCA_STATS2 and TCA_STATS comes last.
-// The kernel sends TCA_STATS, the old struct tc_stats without requeues,
-// after TCA_STATS2 (gnet_stats_finish_copy), so requeues reads 0 as it
-// does through QdiscList.
+// returns: the kind as the qdisc's type, and the queue statistics of
+// TCA_STATS2, falling back to TCA_STATS. The kernel sends TCA_STATS, the old
+// struct tc_stats without requeues, after TCA_STATS2
+// (gnet_stats_finish_copy); QdiscList keeps the last one and so always
+// reads requeues as 0, which tc -s does not.
 func parseQdiscMessage(m []byte) (netlink.Qdisc, error) {
 	if len(m) < nl.SizeofTcMsg {
 		return nil, fmt.Errorf("%w: rtm_newqdisc: %d bytes, shorter than tcmsg", ErrFileParse, len(m))
@@ -110,6 +110,9 @@ func parseQdiscMessage(m []byte) (netlink.Qdisc, error) {
 			// overlimits, bps, pps, qlen, backlog (u32).
 			if len(a.Value) < 36 {
 				return nil, fmt.Errorf("%w: tca_stats: %d bytes, want 36", ErrFileParse, len(a.Value))
+			}
+			if q.Statistics != nil {
+				break // TCA_STATS2 came first and also has requeues
 			}
 			v := a.Value
 			q.Statistics = &netlink.QdiscStatistics{Queue: &netlink.GnetStatsQueue{

@@ -1,10 +1,12 @@
 package counters
 
 import (
+	"encoding/binary"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 
 	"github.com/netdrop/netdrop/stage"
 )
@@ -83,5 +85,44 @@ func TestQdiscCounters(t *testing.T) {
 	// The counters are __u32 in struct gnet_stats_queue: a wrap is a delta.
 	if d := Diff(4294967295, 4, 32); d != 5 {
 		t.Errorf("wrapped qdisc drop delta = %d, want 5", d)
+	}
+}
+
+// rtattr encodes one netlink route attribute, padded to 4 bytes.
+func rtattr(typ uint16, v []byte) []byte {
+	b := make([]byte, 4, 4+len(v)+3)
+	binary.NativeEndian.PutUint16(b[0:], uint16(4+len(v)))
+	binary.NativeEndian.PutUint16(b[2:], typ)
+	b = append(b, v...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// TestQdiscRequeuesFromStats2: the kernel sends TCA_STATS2 (with requeues)
+// and then the old TCA_STATS (without); the newer one must win.
+func TestQdiscRequeuesFromStats2(t *testing.T) {
+	u32s := func(vs ...uint32) []byte {
+		b := make([]byte, 4*len(vs))
+		for i, v := range vs {
+			binary.NativeEndian.PutUint32(b[4*i:], v)
+		}
+		return b
+	}
+	msg := make([]byte, nl.SizeofTcMsg)
+	msg = append(msg, rtattr(nl.TCA_KIND, []byte("tbf\x00"))...)
+	// gnet_stats_queue: qlen, backlog, drops, requeues, overlimits.
+	msg = append(msg, rtattr(nl.TCA_STATS2, rtattr(nl.TCA_STATS_QUEUE, u32s(1, 200, 30, 7, 40)))...)
+	// tc_stats: bytes (u64), packets, drops, overlimits, bps, pps, qlen, backlog.
+	msg = append(msg, rtattr(nl.TCA_STATS, u32s(0, 0, 99, 30, 40, 0, 0, 1, 200))...)
+	q, err := parseQdiscMessage(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := *q.Attrs().Statistics.Queue
+	want := netlink.GnetStatsQueue{Qlen: 1, Backlog: 200, Drops: 30, Requeues: 7, Overlimits: 40}
+	if got != want {
+		t.Errorf("queue stats = %+v, want %+v", got, want)
 	}
 }
