@@ -129,12 +129,6 @@ func stageOf(source, field string) stage.ID {
 	return fi.Stage
 }
 
-// isGauge reports whether the catalog marks field as a level.
-func isGauge(source, field string) bool {
-	fi, _ := LookupCounter(source, field)
-	return fi.Gauge
-}
-
 // bySource holds the entries for field names that mean different things in
 // different sources.
 var bySource = map[string]map[string]FieldInfo{

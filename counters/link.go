@@ -186,12 +186,9 @@ type rtAttr struct {
 	Value []byte
 }
 
-// parseRtAttrs splits a run of struct rtattr. It checks every length
-// against the buffer, because nl.ParseRouteAttr panics on an attribute
-// whose rta_len is shorter than its own header.
-func parseRtAttrs(b []byte) ([]rtAttr, error) { return appendRtAttrs(nil, b) }
-
-// appendRtAttrs is parseRtAttrs appending to out.
+// appendRtAttrs splits a run of struct rtattr, appending to out. It checks
+// every length against the buffer, because nl.ParseRouteAttr panics on an
+// attribute whose rta_len is shorter than its own header.
 func appendRtAttrs(out []rtAttr, b []byte) ([]rtAttr, error) {
 	for len(b) >= unix.SizeofRtAttr {
 		l := int(binary.NativeEndian.Uint16(b))

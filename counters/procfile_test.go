@@ -47,20 +47,6 @@ func pick(got map[string]uint64, want map[string]uint64) map[string]uint64 {
 	return out
 }
 
-// wantParseError checks that err wraps ErrFileParse and names the file.
-func wantParseError(t *testing.T, err error, file string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("want a parse error for %s, got nil", file)
-	}
-	if !errors.Is(err, ErrFileParse) {
-		t.Errorf("error %q does not wrap ErrFileParse", err)
-	}
-	if !strings.Contains(err.Error(), file) {
-		t.Errorf("error %q does not name %s", err, file)
-	}
-}
-
 // unavailable returns the reasons recorded for source.
 func unavailable(s *Snapshot, source string) []string {
 	var out []string
