@@ -249,18 +249,22 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := extra(ctx, opts, b)
-	if x.Sockets != nil {
-		x.SocketsBefore = before
-	}
+	// The tracer's interval ends with the counters', before the socket
+	// view takes its time.
+	var trace *droptrace.Snapshot
 	if tr.t != nil {
 		end, err := tr.t.Snapshot()
 		if err != nil {
 			b.Fail(traceSource, err)
 		} else {
 			d := droptrace.Delta(tr.start, end)
-			x.Trace = &d
+			trace = &d
 		}
+	}
+	x := extra(ctx, opts, b)
+	x.Trace = trace
+	if x.Sockets != nil {
+		x.SocketsBefore = before
 	}
 	if tr.err != nil {
 		b.Fail(traceSource, tr.err)
