@@ -248,38 +248,3 @@ func RunTCP(ctx context.Context, conn *net.TCPConn, cfg ClientConfig) (Report, e
 	senderShare(context.WithoutCancel(ctx), &rep, cfg, before, conn.RemoteAddr())
 	return rep, nil
 }
-
-// RunLocalTCP is RunLocal over a TCP connection on loopback.
-func RunLocalTCP(ctx context.Context, listen string, scfg ServerConfig, ccfg ClientConfig) (Report, error) {
-	if listen == "" {
-		listen = "127.0.0.1:0"
-	}
-	scfg.Clock = ClockMonotonic
-	scfg.Once = true
-	ccfg.Collect = nil // one host: the receiver reads the same counters
-	srv, err := ListenTCP(listen, scfg)
-	if err != nil {
-		return Report{}, err
-	}
-	defer srv.Close()
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(sctx) }()
-	addr := srv.Addr()
-	if addr.IP.IsUnspecified() {
-		addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: addr.Port}
-	}
-	conn, err := DialTCP(addr.String())
-	if err != nil {
-		return Report{}, err
-	}
-	defer conn.Close()
-	rep, err := RunTCP(ctx, conn, ccfg)
-	cancel()
-	serr := <-errc
-	if err != nil {
-		return Report{}, err
-	}
-	return rep, serr
-}
