@@ -39,16 +39,10 @@ func init() {
 			if err := e.addInputRules(e.Receiver, then(ctStateNew(), expr.VerdictAccept)); err != nil {
 				return nil, err
 			}
-			ln, err := e.socket(e.Receiver, unix.SOCK_STREAM,
-				intOpt(unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, "SO_REUSEADDR"),
-				bindTo(netip.AddrPortFrom(e.Receiver.Addr, tcpPort)))
-			if err != nil {
-				return nil, err
-			}
 			// The connections wait in the accept queue; nobody needs to
 			// accept them for their conntrack entries to stay.
-			if err := unix.Listen(ln, 2*max); err != nil {
-				return nil, fmt.Errorf("listen: %w", err)
+			if _, err := e.listenTCP(e.Receiver, netip.AddrPortFrom(e.Receiver.Addr, tcpPort), 2*max); err != nil {
+				return nil, err
 			}
 			udpDst := netip.AddrPortFrom(e.Receiver.Addr, udpPort)
 			if _, err := e.socket(e.Receiver, unix.SOCK_DGRAM, bindTo(udpDst)); err != nil {

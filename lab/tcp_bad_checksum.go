@@ -27,18 +27,12 @@ func init() {
 		DiagnoseOn: Receiver,
 		Inject: func(ctx context.Context, e *Env) (Traffic, error) {
 			dst := netip.AddrPortFrom(e.Receiver.Addr, port)
-			ln, err := e.socket(e.Receiver, unix.SOCK_STREAM,
-				intOpt(unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, "SO_REUSEADDR"),
-				bindTo(dst))
-			if err != nil {
+			if _, err := e.listenTCP(e.Receiver, dst, 128); err != nil {
 				return nil, err
-			}
-			if err := unix.Listen(ln, 128); err != nil {
-				return nil, fmt.Errorf("listen on %s: %w", dst, err)
 			}
 			// IPPROTO_RAW implies IP_HDRINCL: the lab writes the IP header.
 			var raw int
-			err = e.Sender.Do(func() error {
+			err := e.Sender.Do(func() error {
 				var err error
 				raw, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 				return err

@@ -25,14 +25,8 @@ func init() {
 		DiagnoseOn: Receiver,
 		Inject: func(ctx context.Context, e *Env) (Traffic, error) {
 			dst := netip.AddrPortFrom(e.Receiver.Addr, port)
-			ln, err := e.socket(e.Receiver, unix.SOCK_STREAM,
-				intOpt(unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, "SO_REUSEADDR"),
-				bindTo(dst))
-			if err != nil {
+			if _, err := e.listenTCP(e.Receiver, dst, 1); err != nil {
 				return nil, err
-			}
-			if err := unix.Listen(ln, 1); err != nil {
-				return nil, fmt.Errorf("listen on %s: %w", dst, err)
 			}
 			return func(ctx context.Context) error {
 				for i := 0; i < clients; i++ {

@@ -31,15 +31,9 @@ func init() {
 				return nil, err
 			}
 			dst := netip.AddrPortFrom(e.Receiver.Addr, port)
-			ln, err := e.socket(e.Receiver, unix.SOCK_STREAM,
-				intOpt(unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, "SO_REUSEADDR"),
-				rcvTimeout(100*time.Millisecond),
-				bindTo(dst))
+			ln, err := e.listenTCP(e.Receiver, dst, 128, rcvTimeout(100*time.Millisecond))
 			if err != nil {
 				return nil, err
-			}
-			if err := unix.Listen(ln, 128); err != nil {
-				return nil, fmt.Errorf("listen on %s: %w", dst, err)
 			}
 			return func(ctx context.Context) error {
 				sctx, stop := context.WithCancel(ctx)

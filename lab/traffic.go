@@ -237,3 +237,17 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// listenTCP opens a TCP listener on at inside n with the given listen()
+// backlog; opts are applied before the bind.
+func (e *Env) listenTCP(n *Node, at netip.AddrPort, backlog int, opts ...func(fd int) error) (int, error) {
+	opts = append([]func(fd int) error{intOpt(unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, "SO_REUSEADDR")}, opts...)
+	ln, err := e.socket(n, unix.SOCK_STREAM, append(opts, bindTo(at))...)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Listen(ln, backlog); err != nil {
+		return -1, fmt.Errorf("listen on %s: %w", at, err)
+	}
+	return ln, nil
+}

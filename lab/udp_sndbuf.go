@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/netdrop/netdrop/stage"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,23 +27,8 @@ func init() {
 		Story:      "a non-blocking UDP sender with a 4 KiB SO_SNDBUF behind a 1 Mbit/s shaper that queues but never drops",
 		DiagnoseOn: Sender,
 		Inject: func(ctx context.Context, e *Env) (Traffic, error) {
-			idx, err := e.Sender.LinkIndex()
-			if err != nil {
+			if err := e.addTbf(e.Sender, rate, burst, limit); err != nil {
 				return nil, err
-			}
-			h, err := e.Sender.Netlink()
-			if err != nil {
-				return nil, err
-			}
-			defer h.Close()
-			q := &netlink.Tbf{
-				QdiscAttrs: netlink.QdiscAttrs{LinkIndex: idx, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT},
-				Rate:       rate,
-				Limit:      limit,
-				Buffer:     netlink.Xmittime(rate, burst),
-			}
-			if err := h.QdiscReplace(q); err != nil {
-				return nil, fmt.Errorf("tbf qdisc on %s in %s: %w", e.Sender.Link, e.Sender.NS, err)
 			}
 			dst := netip.AddrPortFrom(e.Receiver.Addr, port)
 			if _, err := e.socket(e.Receiver, unix.SOCK_DGRAM, bindTo(dst)); err != nil {
