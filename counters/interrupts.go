@@ -91,26 +91,11 @@ func ReadInterrupts(fs FS) (Interrupts, error) {
 // lines. A line with a count that is not a number is reported and skipped.
 func parseInterrupts(r io.Reader) (Interrupts, error) {
 	var t Interrupts
-	header := false
 	buf := getFields()
 	defer func() { putFields(buf) }()
-	err := scanLines(r, func(n int, line string) error {
-		if strings.TrimSpace(line) == "" {
-			return nil
-		}
-		if !header {
-			header = true
-			cpus, err := parseCPUHeader(line)
-			if err != nil {
-				return lineError(n, "%v", err)
-			}
-			t.CPUs = cpus
-			return nil
-		}
-		label, rest, ok := strings.Cut(line, ":")
-		label = strings.TrimSpace(label)
-		if !ok || label == "" || strings.ContainsAny(label, " \t") {
-			return lineError(n, "no \"IRQ:\" label in %q", line)
+	cpus, err := scanCPUTable(r, "IRQ", func(n int, label, rest string, cpus []int) error {
+		if strings.ContainsAny(label, " \t") {
+			return lineError(n, "no \"IRQ:\" label in %q", label+":"+rest)
 		}
 		in := Interrupt{IRQ: label, Number: -1}
 		if v, err := strconv.Atoi(label); err == nil && v >= 0 {
@@ -119,15 +104,15 @@ func parseInterrupts(r io.Reader) (Interrupts, error) {
 		fields := appendFields(buf[:0], rest)
 		buf = fields
 		i := 0
-		for ; i < len(fields) && i < len(t.CPUs); i++ {
+		for ; i < len(fields) && i < len(cpus); i++ {
 			v, err := strconv.ParseUint(fields[i], 10, 64)
 			if err != nil {
 				break
 			}
 			in.Counts = append(in.Counts, v)
 		}
-		if in.Number >= 0 && len(in.Counts) != len(t.CPUs) {
-			return lineError(n, "IRQ %s: %d counts for %d CPUs", label, len(in.Counts), len(t.CPUs))
+		if in.Number >= 0 && len(in.Counts) != len(cpus) {
+			return lineError(n, "IRQ %s: %d counts for %d CPUs", label, len(in.Counts), len(cpus))
 		}
 		if len(in.Counts) == 0 {
 			return lineError(n, "%s: no counts", label)
@@ -139,10 +124,39 @@ func parseInterrupts(r io.Reader) (Interrupts, error) {
 		t.Lines = append(t.Lines, in)
 		return nil
 	})
+	t.CPUs = cpus
+	return t, err
+}
+
+// scanCPUTable reads a per-CPU table (/proc/interrupts, /proc/softirqs): a
+// header of CPU names, then "LABEL: …" lines handed to row with the CPUs of
+// the header. kind names the label in error messages.
+func scanCPUTable(r io.Reader, kind string, row func(n int, label, rest string, cpus []int) error) ([]int, error) {
+	var cpus []int
+	header := false
+	err := scanLines(r, func(n int, line string) error {
+		if strings.TrimSpace(line) == "" {
+			return nil
+		}
+		if !header {
+			header = true
+			var err error
+			if cpus, err = parseCPUHeader(line); err != nil {
+				return lineError(n, "%v", err)
+			}
+			return nil
+		}
+		label, rest, ok := strings.Cut(line, ":")
+		label = strings.TrimSpace(label)
+		if !ok || label == "" {
+			return lineError(n, "no \"%s:\" label in %q", kind, line)
+		}
+		return row(n, label, rest, cpus)
+	})
 	if !header && err == nil {
 		err = lineError(1, "no CPU header line")
 	}
-	return t, err
+	return cpus, err
 }
 
 // parseCPUHeader reads "CPU0 CPU1 CPU3" into CPU numbers.
@@ -222,31 +236,13 @@ type softirqTable struct {
 // names, then "NAME: count…" per softirq.
 func parseSoftirqs(r io.Reader) (softirqTable, error) {
 	t := softirqTable{Counts: map[string][]uint64{}}
-	header := false
 	buf := getFields()
 	defer func() { putFields(buf) }()
-	err := scanLines(r, func(n int, line string) error {
-		if strings.TrimSpace(line) == "" {
-			return nil
-		}
-		if !header {
-			header = true
-			cpus, err := parseCPUHeader(line)
-			if err != nil {
-				return lineError(n, "%v", err)
-			}
-			t.CPUs = cpus
-			return nil
-		}
-		name, rest, ok := strings.Cut(line, ":")
-		name = strings.TrimSpace(name)
-		if !ok || name == "" {
-			return lineError(n, "no \"NAME:\" label in %q", line)
-		}
+	cpus, err := scanCPUTable(r, "NAME", func(n int, name, rest string, cpus []int) error {
 		fields := appendFields(buf[:0], rest)
 		buf = fields
-		if len(fields) != len(t.CPUs) {
-			return lineError(n, "%s: %d counts for %d CPUs", name, len(fields), len(t.CPUs))
+		if len(fields) != len(cpus) {
+			return lineError(n, "%s: %d counts for %d CPUs", name, len(fields), len(cpus))
 		}
 		counts := make([]uint64, len(fields))
 		for i, f := range fields {
@@ -259,9 +255,7 @@ func parseSoftirqs(r io.Reader) (softirqTable, error) {
 		t.Counts[name] = counts
 		return nil
 	})
-	if !header && err == nil {
-		err = lineError(1, "no CPU header line")
-	}
+	t.CPUs = cpus
 	return t, err
 }
 
