@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/netdrop/netdrop/bench"
+	"github.com/netdrop/netdrop/internal/bench"
 	"github.com/spf13/cobra"
 )
 

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/netdrop/netdrop/diagnose"
-	"github.com/netdrop/netdrop/report"
+	"github.com/netdrop/netdrop/internal/report"
 	"github.com/spf13/cobra"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/netdrop/netdrop/droptrace"
-	"github.com/netdrop/netdrop/exporter"
+	"github.com/netdrop/netdrop/internal/exporter"
 	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/spf13/cobra"
 )

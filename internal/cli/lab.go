@@ -7,8 +7,8 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/netdrop/netdrop/lab"
-	"github.com/netdrop/netdrop/report"
+	"github.com/netdrop/netdrop/internal/lab"
+	"github.com/netdrop/netdrop/internal/report"
 	"github.com/netdrop/netdrop/stage"
 	"github.com/spf13/cobra"
 )

@@ -12,7 +12,7 @@ import (
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
-	"github.com/netdrop/netdrop/tune"
+	"github.com/netdrop/netdrop/internal/tune"
 	"github.com/spf13/cobra"
 )
 

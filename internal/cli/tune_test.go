@@ -22,7 +22,7 @@ import (
 	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/internal/testnet"
 	"github.com/netdrop/netdrop/stage"
-	"github.com/netdrop/netdrop/tune"
+	"github.com/netdrop/netdrop/internal/tune"
 )
 
 func TestRenderTune(t *testing.T) {

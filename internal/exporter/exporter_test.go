@@ -197,7 +197,7 @@ func TestPromtoolRules(t *testing.T) {
 		{"test", "rules", "netdrop-rules.test.yml"},
 	} {
 		cmd := exec.Command(promtool, args...)
-		cmd.Dir = filepath.Join("..", "deploy", "prometheus")
+		cmd.Dir = filepath.Join("..", "..", "deploy", "prometheus")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -231,7 +231,7 @@ func TestDeployReferencesExist(t *testing.T) {
 	for n := range metricNames(scrapeText(t, Handler(treg, topts))) {
 		names[n] = true
 	}
-	files := []string{"../deploy/grafana/netdrop-dashboard.json", "../deploy/prometheus/netdrop-rules.yml"}
+	files := []string{"../../deploy/grafana/netdrop-dashboard.json", "../../deploy/prometheus/netdrop-rules.yml"}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -279,7 +279,7 @@ func TestDeployReferencesExist(t *testing.T) {
 }
 
 func TestDaemonSet(t *testing.T) {
-	b, err := os.ReadFile("../deploy/kubernetes/netdrop-daemonset.yaml")
+	b, err := os.ReadFile("../../deploy/kubernetes/netdrop-daemonset.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

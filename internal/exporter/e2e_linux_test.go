@@ -128,7 +128,7 @@ scrape_configs:
   - job_name: netdrop
     static_configs:
       - targets: [%q]
-`, filepath.Join(mustAbs(t, "../deploy/prometheus"), "netdrop-rules.yml"), target)
+`, filepath.Join(mustAbs(t, "../../deploy/prometheus"), "netdrop-rules.yml"), target)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
