@@ -21,6 +21,67 @@ type FieldInfo struct {
 	// one (IpExt:InCsumErrors is also counted in Ip:InHdrErrors), so that a
 	// sum over a stage does not count a packet twice.
 	IncludedIn string
+	// Unit says what one increment is: a packet dropped, an event, a
+	// near-drop or (for gauges) a level. Only drops are lost packets.
+	Unit Unit
+}
+
+// Unit is what a counter counts. A diagnosis says "lost N packets" only for
+// Drops; events and near-drops are reported as what they are (a failed
+// neighbour resolution is not a packet, a receive window closed to zero is
+// TCP flow control at work), and severity grades each unit on its own
+// thresholds.
+type Unit uint8
+
+const (
+	// Drops counts packets (datagrams, segments, connection requests)
+	// the kernel discarded: each increment is one packet lost.
+	Drops Unit = iota + 1
+	// Events counts occurrences that are not packets lost: packets
+	// handled, retransmissions, failed neighbour resolutions, conntrack
+	// evictions, qdisc requeues and overlimits.
+	Events
+	// NearDrops counts times the kernel came close to dropping and did
+	// something costly instead: a receive queue collapsed or pruned, a
+	// softirq budget run out, a SYN answered with a cookie.
+	NearDrops
+	// Level is a gauge: a table size or queue length now, not a count.
+	Level
+)
+
+// String names the unit as reports show it.
+func (u Unit) String() string {
+	switch u {
+	case Drops:
+		return "packets dropped"
+	case Events:
+		return "events"
+	case NearDrops:
+		return "near-drops"
+	case Level:
+		return "level"
+	}
+	return "unknown"
+}
+
+// MarshalText makes units appear as words in JSON.
+func (u Unit) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
+
+// Unit returns what c counts: the catalog's unit for its source and field;
+// for counters outside the catalog (driver statistics, interface stats, nft
+// rule counters), a level for gauges, drops for counters a reader put on a
+// stage, and events for the rest.
+func (c Counter) Unit() Unit {
+	if c.Gauge {
+		return Level
+	}
+	if fi, ok := LookupCounter(c.Source, c.Field); ok && fi.Unit != 0 {
+		return fi.Unit
+	}
+	if c.Stage != "" {
+		return Drops
+	}
+	return Events
 }
 
 // Describe returns the stage and the one-line meaning of a counter field as
@@ -39,7 +100,7 @@ func LookupField(field string) (FieldInfo, bool) {
 	}
 	// /proc/interrupts counters are named by CPU ("cpu3"); see interrupts.go.
 	if n, ok := strings.CutPrefix(field, "cpu"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
-		return FieldInfo{Meaning: "interrupts of this IRQ line handled by CPU " + n + " (an imbalance shows as one CPU taking them all)"}, true
+		return FieldInfo{Unit: Events, Meaning: "interrupts of this IRQ line handled by CPU " + n + " (an imbalance shows as one CPU taking them all)"}, true
 	}
 	return FieldInfo{}, false
 }
@@ -137,6 +198,15 @@ var bySource = map[string]map[string]FieldInfo{
 	srcNDiscCache:    {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "NDP neighbour entries now (compared with net.ipv6.neigh.default.gc_thresh3)"}},
 	srcUDP:           {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
 	srcUDP6:          {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
+	// A qdisc's requeues (the driver refused a packet that is retried) and
+	// overlimits (a shaper held a packet back) are not drops.
+	QdiscSource: {
+		"drops":      {Stage: stage.Qdisc, Unit: Drops, Meaning: "packets this qdisc dropped: its queue was full or a policy discarded them"},
+		"overlimits": {Stage: stage.Qdisc, Unit: Events, Meaning: "times this qdisc held a packet back because it was over its rate or limit (not a drop)"},
+		"requeues":   {Stage: stage.Qdisc, Unit: Events, Meaning: "packets the driver refused and the qdisc queued again (not a drop)"},
+		"backlog":    {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "bytes queued in this qdisc now"},
+		"qlen":       {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "packets queued in this qdisc now"},
+	},
 }
 
 // catalog holds every field the /proc readers know, keyed by Field. Stages
@@ -217,13 +287,13 @@ var catalog = func() map[string]FieldInfo {
 		"Tcp:InCsumErrors": {Stage: stage.TCP, IncludedIn: "Tcp:InErrs", Meaning: "TCP segments with a bad checksum"},
 
 		// TcpExt (/proc/net/netstat)
-		"TcpExt:SyncookiesSent":            {Stage: stage.TCPListen, Meaning: "SYN cookies sent because a listener's SYN queue was full"},
-		"TcpExt:SyncookiesRecv":            {Stage: stage.TCPListen, Meaning: "valid SYN cookies received back"},
+		"TcpExt:SyncookiesSent":            {Unit: NearDrops, Stage: stage.TCPListen, Meaning: "SYN cookies sent because a listener's SYN queue was full"},
+		"TcpExt:SyncookiesRecv":            {Unit: Events, Stage: stage.TCPListen, Meaning: "valid SYN cookies received back"},
 		"TcpExt:SyncookiesFailed":          {Stage: stage.TCPListen, Meaning: "ACKs with an invalid SYN cookie, dropped"},
 		"TcpExt:EmbryonicRsts":             {Meaning: "resets received for connections in SYN_RECV"},
-		"TcpExt:PruneCalled":               {Stage: stage.SocketRcvbuf, Meaning: "receive queue pruned because a socket went over its receive buffer (near-drop: data was collapsed)"},
+		"TcpExt:PruneCalled":               {Unit: NearDrops, Stage: stage.SocketRcvbuf, Meaning: "receive queue pruned because a socket went over its receive buffer (near-drop: data was collapsed)"},
 		"TcpExt:RcvPruned":                 {Stage: stage.SocketRcvbuf, Meaning: "segments dropped from a receive queue because pruning did not free enough"},
-		"TcpExt:OfoPruned":                 {Stage: stage.SocketRcvbuf, Meaning: "out-of-order queue dropped to stay within the receive buffer"},
+		"TcpExt:OfoPruned":                 {Unit: Events, Stage: stage.SocketRcvbuf, Meaning: "out-of-order queue dropped to stay within the receive buffer"},
 		"TcpExt:OutOfWindowIcmps":          {Stage: stage.TCP, Meaning: "ICMP errors dropped because they were outside the window"},
 		"TcpExt:LockDroppedIcmps":          {Stage: stage.TCP, Meaning: "ICMP errors dropped because the socket was busy"},
 		"TcpExt:TW":                        {Meaning: "TCP sockets that finished TIME_WAIT"},
@@ -244,15 +314,15 @@ var catalog = func() map[string]FieldInfo {
 		"TcpExt:TCPSlowStartRetrans":       {Meaning: "retransmissions in slow start"},
 		"TcpExt:TCPTimeouts":               {Meaning: "retransmission timeouts: loss somewhere on the path"},
 		"TcpExt:TCPLossProbes":             {Meaning: "tail loss probes sent"},
-		"TcpExt:TCPRcvCollapsed":           {Stage: stage.SocketRcvbuf, Meaning: "segments collapsed to save receive buffer memory (near-drop)"},
+		"TcpExt:TCPRcvCollapsed":           {Unit: NearDrops, Stage: stage.SocketRcvbuf, Meaning: "segments collapsed to save receive buffer memory (near-drop)"},
 		"TcpExt:TCPBacklogCoalesce":        {Meaning: "segments coalesced in a socket backlog"},
 		"TcpExt:TCPAbortOnData":            {Meaning: "connections reset because data arrived after close"},
 		"TcpExt:TCPAbortOnClose":           {Meaning: "connections reset because the application closed with unread data"},
-		"TcpExt:TCPAbortOnMemory":          {Stage: stage.SocketRcvbuf, Meaning: "connections reset for lack of TCP memory (tcp_mem or too many orphans)"},
+		"TcpExt:TCPAbortOnMemory":          {Unit: Events, Stage: stage.SocketRcvbuf, Meaning: "connections reset for lack of TCP memory (tcp_mem or too many orphans)"},
 		"TcpExt:TCPAbortOnTimeout":         {Meaning: "connections reset after too many retransmission timeouts"},
 		"TcpExt:TCPAbortOnLinger":          {Meaning: "connections reset by the linger timeout"},
 		"TcpExt:TCPAbortFailed":            {Meaning: "resets that could not be sent"},
-		"TcpExt:TCPMemoryPressures":        {Stage: stage.SocketRcvbuf, Meaning: "times TCP entered memory pressure (sockstat TCP mem over tcp_mem's second value)"},
+		"TcpExt:TCPMemoryPressures":        {Unit: NearDrops, Stage: stage.SocketRcvbuf, Meaning: "times TCP entered memory pressure (sockstat TCP mem over tcp_mem's second value)"},
 		"TcpExt:TCPMemoryPressuresChrono":  {Meaning: "milliseconds spent in TCP memory pressure"},
 		"TcpExt:TCPMD5NotFound":            {Stage: stage.TCP, Meaning: "segments dropped: MD5 signature expected but missing"},
 		"TcpExt:TCPMD5Unexpected":          {Stage: stage.TCP, Meaning: "segments dropped: MD5 signature present but not expected"},
@@ -262,16 +332,16 @@ var catalog = func() map[string]FieldInfo {
 		"TcpExt:TCPMinTTLDrop":             {Stage: stage.TCP, Meaning: "segments dropped under the socket's IP_MINTTL"},
 		"TcpExt:TCPDeferAcceptDrop":        {Stage: stage.TCP, Meaning: "bare ACKs dropped on a TCP_DEFER_ACCEPT listener"},
 		"TcpExt:IPReversePathFilter":       {Stage: stage.IP, Meaning: "packets dropped by the reverse-path filter (rp_filter, effective value max(all, interface))"},
-		"TcpExt:TCPTimeWaitOverflow":       {Stage: stage.Ports, Meaning: "TIME_WAIT sockets not created because tcp_max_tw_buckets was reached"},
-		"TcpExt:TCPReqQFullDoCookies":      {Stage: stage.TCPListen, Meaning: "SYN queue full: answered with a SYN cookie"},
+		"TcpExt:TCPTimeWaitOverflow":       {Unit: Events, Stage: stage.Ports, Meaning: "TIME_WAIT sockets not created because tcp_max_tw_buckets was reached"},
+		"TcpExt:TCPReqQFullDoCookies":      {Unit: NearDrops, Stage: stage.TCPListen, Meaning: "SYN queue full: answered with a SYN cookie"},
 		"TcpExt:TCPReqQFullDrop":           {Stage: stage.TCPListen, Meaning: "SYN queue full: SYN dropped (syncookies off)"},
 		"TcpExt:TCPRetransFail":            {Meaning: "retransmissions that failed to be sent locally"},
 		"TcpExt:TCPOFOQueue":               {Meaning: "segments put in the out-of-order queue"},
 		"TcpExt:TCPOFODrop":                {Stage: stage.SocketRcvbuf, Meaning: "out-of-order segments dropped because the receive buffer was full"},
 		"TcpExt:TCPChallengeACK":           {Meaning: "challenge ACKs sent (RFC 5961)"},
 		"TcpExt:TCPSYNChallenge":           {Meaning: "challenge ACKs sent in answer to a SYN"},
-		"TcpExt:TCPFastOpenListenOverflow": {Stage: stage.TCPListen, Meaning: "TCP Fast Open requests refused because the TFO queue was full"},
-		"TcpExt:TCPToZeroWindowAdv":        {Stage: stage.SocketRcvbuf, Meaning: "times the window was closed to zero: the application is not reading (near-drop)"},
+		"TcpExt:TCPFastOpenListenOverflow": {Unit: Events, Stage: stage.TCPListen, Meaning: "TCP Fast Open requests refused because the TFO queue was full"},
+		"TcpExt:TCPToZeroWindowAdv":        {Unit: NearDrops, Stage: stage.SocketRcvbuf, Meaning: "times the window was closed to zero: the application is not reading (near-drop)"},
 		"TcpExt:TCPFromZeroWindowAdv":      {Meaning: "times the window reopened from zero"},
 		"TcpExt:TCPWantZeroWindowAdv":      {Meaning: "times the window would have shrunk to zero"},
 		"TcpExt:TCPSynRetrans":             {Meaning: "SYN and SYN-ACK retransmissions: loss or a full listener somewhere on the path"},
@@ -279,7 +349,7 @@ var catalog = func() map[string]FieldInfo {
 		"TcpExt:TCPKeepAlive":              {Meaning: "keepalive probes sent"},
 		"TcpExt:TCPZeroWindowDrop":         {Stage: stage.SocketRcvbuf, Meaning: "segments dropped because the receive window was zero"},
 		"TcpExt:TCPRcvQDrop":               {Stage: stage.SocketRcvbuf, Meaning: "segments dropped because the receive queue was over the buffer and memory could not be had"},
-		"TcpExt:TCPWqueueTooBig":           {Stage: stage.TxSocket, Meaning: "sends refused because the write queue grew too large"},
+		"TcpExt:TCPWqueueTooBig":           {Unit: Events, Stage: stage.TxSocket, Meaning: "sends refused because the write queue grew too large"},
 		"TcpExt:TCPMigrateReqFailure":      {Stage: stage.TCPListen, Meaning: "requests that could not move to another SO_REUSEPORT listener and were dropped"},
 		"TcpExt:TCPAORequired":             {Stage: stage.TCP, Meaning: "segments dropped: TCP-AO required but missing"},
 		"TcpExt:TCPAOBad":                  {Stage: stage.TCP, Meaning: "segments dropped: TCP-AO signature wrong"},
@@ -291,7 +361,7 @@ var catalog = func() map[string]FieldInfo {
 		// /proc/net/softnet_stat, per CPU (softnet.go)
 		"processed":        {Meaning: "packets this CPU's NET_RX softirq processed"},
 		"dropped":          {Stage: stage.Softirq, Meaning: "packets dropped because this CPU's backlog was over netdev_max_backlog (RPS, veth, loopback, non-NAPI drivers), flow-limit drops included"},
-		"time_squeeze":     {Stage: stage.Softirq, Meaning: "times NET_RX stopped with work left because netdev_budget or netdev_budget_usecs ran out (near-drop)"},
+		"time_squeeze":     {Unit: NearDrops, Stage: stage.Softirq, Meaning: "times NET_RX stopped with work left because netdev_budget or netdev_budget_usecs ran out (near-drop)"},
 		"cpu_collision":    {Meaning: "transmit lock collisions (old kernels; always 0 since 5.10)"},
 		"received_rps":     {Meaning: "times this CPU was woken by another to process packets (RPS / RFS)"},
 		"flow_limit_count": {Stage: stage.Softirq, IncludedIn: "dropped", Meaning: "packets dropped by the backlog flow limit (flow_limit_cpu_bitmap, flow_limit_table_len)"},
@@ -304,7 +374,7 @@ var catalog = func() map[string]FieldInfo {
 		"clashres":           {Meaning: "insert clashes resolved without a drop (parallel UDP packets of one flow)"},
 		"found":              {Meaning: "lookups that found an entry"},
 		"new":                {Meaning: "entries added (always 0 on recent kernels)"},
-		"invalid":            {Stage: stage.Conntrack, Meaning: "packets conntrack could not track (invalid state); rules matching ctstate INVALID drop them"},
+		"invalid":            {Unit: Events, Stage: stage.Conntrack, Meaning: "packets conntrack could not track (invalid state); rules matching ctstate INVALID drop them"},
 		"ignore":             {Meaning: "packets already tracked or untracked (always 0 on recent kernels)"},
 		"delete":             {Meaning: "entries deleted (always 0 on recent kernels)"},
 		"delete_list":        {Meaning: "entries put on the dying list (kernels before 5.14)"},
@@ -312,7 +382,7 @@ var catalog = func() map[string]FieldInfo {
 		"insert":             {Meaning: "entries inserted"},
 		"insert_failed":      {Stage: stage.Conntrack, Meaning: "packets dropped because their entry clashed at confirm time (e.g. the SNAT port race of parallel UDP)"},
 		"drop":               {Stage: stage.Conntrack, Meaning: "packets dropped because the table was full and no entry could be evicted"},
-		"early_drop":         {Stage: stage.Conntrack, Meaning: "entries evicted to make room in a full table"},
+		"early_drop":         {Unit: Events, Stage: stage.Conntrack, Meaning: "entries evicted to make room in a full table"},
 		"icmp_error":         {Meaning: "ICMP errors that matched no tracked connection"},
 		"expect_new":         {Meaning: "expectations added"},
 		"expect_create":      {Meaning: "expectations created"},
@@ -397,13 +467,13 @@ var catalog = func() map[string]FieldInfo {
 		"hash_grows":          {Meaning: "neighbour hash table resizes"},
 		"lookups":             {Meaning: "neighbour lookups"},
 		"hits":                {Meaning: "neighbour lookups that found an entry"},
-		"res_failed":          {Stage: stage.Neighbor, Meaning: "ARP / NDP resolutions that failed: no answer from the neighbour"},
+		"res_failed":          {Unit: Events, Stage: stage.Neighbor, Meaning: "ARP / NDP resolutions that failed: no answer from the neighbour"},
 		"rcv_probes_mcast":    {Meaning: "multicast neighbour probes received"},
 		"rcv_probes_ucast":    {Meaning: "unicast neighbour probes received"},
 		"periodic_gc_runs":    {Meaning: "periodic neighbour garbage collections"},
-		"forced_gc_runs":      {Stage: stage.Neighbor, Meaning: "forced neighbour garbage collections: the table went over gc_thresh2 or gc_thresh3 (near-drop)"},
+		"forced_gc_runs":      {Unit: NearDrops, Stage: stage.Neighbor, Meaning: "forced neighbour garbage collections: the table went over gc_thresh2 or gc_thresh3 (near-drop)"},
 		"unresolved_discards": {Stage: stage.Neighbor, Meaning: "packets dropped while waiting for ARP / NDP resolution (unres_qlen_bytes queue full)"},
-		"table_fulls":         {Stage: stage.Neighbor, Meaning: "neighbour table full: no entry could be made (raise gc_thresh3)"},
+		"table_fulls":         {Unit: Events, Stage: stage.Neighbor, Meaning: "neighbour table full: no entry could be made (raise gc_thresh3)"},
 	} {
 		c[f] = fi
 	}
@@ -411,5 +481,38 @@ var catalog = func() map[string]FieldInfo {
 	// meaning; bySource gives the precise one.
 	c["entries"] = FieldInfo{Gauge: true, Meaning: "entries in the table now (conntrack or neighbour table)"}
 	c["drops"] = FieldInfo{Meaning: "packets this object dropped (a socket's receive queue, a qdisc)"}
+
+	// Every entry carries a unit. Those not set above follow from the
+	// rest: a gauge is a level, a counter with a stage counts packets
+	// dropped there, and one without (totals, activity) counts events.
+	for k, fi := range c {
+		if fi.Unit == 0 {
+			fi.Unit = defaultUnit(fi)
+			c[k] = fi
+		}
+	}
 	return c
 }()
+
+func init() {
+	for _, m := range bySource {
+		for k, fi := range m {
+			if fi.Unit == 0 {
+				fi.Unit = defaultUnit(fi)
+				m[k] = fi
+			}
+		}
+	}
+}
+
+// defaultUnit is the unit of a catalog entry that does not name one.
+func defaultUnit(fi FieldInfo) Unit {
+	switch {
+	case fi.Gauge:
+		return Level
+	case fi.Stage != "":
+		return Drops
+	default:
+		return Events
+	}
+}

@@ -135,19 +135,26 @@ func TestCatalog(t *testing.T) {
 		source, field string
 		want          FieldInfo
 	}{
-		{srcSNMP, "Udp:RcvbufErrors", FieldInfo{Stage: "socket-rcvbuf", IncludedIn: "Udp:InErrors"}},
-		{srcSNMP, "Udp:InErrors", FieldInfo{}},
-		{srcNetstat, "IpExt:InCsumErrors", FieldInfo{Stage: "ip", IncludedIn: "Ip:InHdrErrors"}},
-		{srcSNMP, "Tcp:CurrEstab", FieldInfo{Gauge: true}},
-		{srcSNMP6, "Ip6:ReasmTimeout", FieldInfo{Stage: "ip", IncludedIn: "Ip6:ReasmFails"}},
-		{srcConntrackStat, "entries", FieldInfo{Stage: "conntrack", Gauge: true}},
-		{srcARPCache, "entries", FieldInfo{Stage: "neighbor", Gauge: true}},
-		{srcConntrackStat, "insert_failed", FieldInfo{Stage: "conntrack"}},
-		{srcNDiscCache, "table_fulls", FieldInfo{Stage: "neighbor"}},
-		{srcUDP6, "drops", FieldInfo{Stage: "socket-rcvbuf"}},
-		{"netlink qdisc", "drops", FieldInfo{}},
-		{srcSoftnet, "flow_limit_count", FieldInfo{Stage: "softirq", IncludedIn: "dropped"}},
-		{srcInterrupts, "cpu12", FieldInfo{}},
+		{srcSNMP, "Udp:RcvbufErrors", FieldInfo{Stage: "socket-rcvbuf", IncludedIn: "Udp:InErrors", Unit: Drops}},
+		{srcSNMP, "Udp:InErrors", FieldInfo{Unit: Events}},
+		{srcNetstat, "IpExt:InCsumErrors", FieldInfo{Stage: "ip", IncludedIn: "Ip:InHdrErrors", Unit: Drops}},
+		{srcSNMP, "Tcp:CurrEstab", FieldInfo{Gauge: true, Unit: Level}},
+		{srcSNMP6, "Ip6:ReasmTimeout", FieldInfo{Stage: "ip", IncludedIn: "Ip6:ReasmFails", Unit: Drops}},
+		{srcConntrackStat, "entries", FieldInfo{Stage: "conntrack", Gauge: true, Unit: Level}},
+		{srcARPCache, "entries", FieldInfo{Stage: "neighbor", Gauge: true, Unit: Level}},
+		{srcConntrackStat, "insert_failed", FieldInfo{Stage: "conntrack", Unit: Drops}},
+		{srcConntrackStat, "early_drop", FieldInfo{Stage: "conntrack", Unit: Events}},
+		{srcNDiscCache, "table_fulls", FieldInfo{Stage: "neighbor", Unit: Events}},
+		{srcARPCache, "res_failed", FieldInfo{Stage: "neighbor", Unit: Events}},
+		{srcARPCache, "unresolved_discards", FieldInfo{Stage: "neighbor", Unit: Drops}},
+		{srcNetstat, "TcpExt:TCPToZeroWindowAdv", FieldInfo{Stage: "socket-rcvbuf", Unit: NearDrops}},
+		{srcNetstat, "TcpExt:RcvPruned", FieldInfo{Stage: "socket-rcvbuf", Unit: Drops}},
+		{srcUDP6, "drops", FieldInfo{Stage: "socket-rcvbuf", Unit: Drops}},
+		{QdiscSource, "drops", FieldInfo{Stage: "qdisc", Unit: Drops}},
+		{QdiscSource, "requeues", FieldInfo{Stage: "qdisc", Unit: Events}},
+		{srcSoftnet, "flow_limit_count", FieldInfo{Stage: "softirq", IncludedIn: "dropped", Unit: Drops}},
+		{srcSoftnet, "time_squeeze", FieldInfo{Stage: "softirq", Unit: NearDrops}},
+		{srcInterrupts, "cpu12", FieldInfo{Unit: Events}},
 	}
 	for _, tt := range tests {
 		got, ok := LookupCounter(tt.source, tt.field)
@@ -181,6 +188,13 @@ func TestCatalogConsistent(t *testing.T) {
 		}
 		if fi.Meaning == "" {
 			t.Errorf("%s: no meaning", name)
+		}
+		// Every entry has a unit, and only gauges are levels.
+		if fi.Unit < Drops || fi.Unit > Level {
+			t.Errorf("%s: no unit", name)
+		}
+		if fi.Gauge != (fi.Unit == Level) {
+			t.Errorf("%s: gauge %v but unit %s", name, fi.Gauge, fi.Unit)
 		}
 	}
 	for name, fi := range catalog {
