@@ -92,6 +92,10 @@ type Finding struct {
 	// HostWide marks findings drawn from host-wide sources while a
 	// namespace is being diagnosed.
 	HostWide bool `json:"host_wide,omitempty"`
+	// Notes qualify the count: where it came from when the tracer's exact
+	// count replaced a counter of events, or that the counters and the
+	// tracer disagree.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // StageDrops is the loss at one stage in the interval.
@@ -373,6 +377,7 @@ func AnalyzeWith(a, b *counters.Snapshot, interval time.Duration, x Extra) *Repo
 	for _, rule := range rules {
 		r.Findings = append(r.Findings, rule(in)...)
 	}
+	r.Findings = ruleGeneric(in, r.Findings)
 	r.Findings = ruleSockets(in, r.Findings)
 	r.Findings, r.Unexplained = ruleTrace(in, r.Findings)
 	if b.Netns == "" || b.Netns == "current" {

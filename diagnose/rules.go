@@ -171,21 +171,12 @@ func hostWide(cs []counters.Counter) bool {
 	return false
 }
 
-// lossSeverity grades packets lost at a stage. In a delta, loss is critical
-// once it is more than a trickle (at least 10 packets and 1/s, so that a
-// stray packet in a short interval does not outrank a real problem); totals
-// since boot are history, so they are warnings at most.
-func (in *input) lossSeverity(drops uint64) Severity {
-	switch {
-	case drops == 0:
-		return Info
-	case in.once():
-		return Warning
-	case drops >= 10 && in.rate(drops) >= 1:
-		return Critical
-	default:
-		return Warning
+// plural is "s" unless n is one.
+func plural(n uint64) string {
+	if n == 1 {
+		return ""
 	}
+	return "s"
 }
 
 // sysctl returns a setting as read, or "" when it was not read.
@@ -232,8 +223,8 @@ func (in *input) raise(name string, want int64) string {
 // A rule looks at the input and returns the findings of one stage.
 type rule func(in *input) []Finding
 
-// rules are applied in packet-path order; the generic fallback runs last so
-// it sees what the others explained.
+// rules are applied in packet-path order; the generic fallback (ruleGeneric)
+// runs after them so it sees what they explained.
 var rules = []rule{
 	ruleNIC,
 	ruleRxRing,
@@ -253,12 +244,14 @@ var rules = []rule{
 	ruleTxSocket,
 	ruleNeighbor,
 	ruleTxRing,
-	ruleGeneric,
 }
 
 // ruleGeneric reports every counter with a stage that moved and that no
 // specific rule explained, so that no drop counter is ever silently lost.
-func ruleGeneric(in *input) []Finding {
+// Where a rule already made a finding at that stage, the counters join it
+// as evidence: one stage, one cause, one finding. Elsewhere they make one
+// finding per stage, graded by their units.
+func ruleGeneric(in *input, fs []Finding) []Finding {
 	byStage := map[stage.ID][]counters.Counter{}
 	for _, c := range in.delta.Counters {
 		if c.Gauge || c.Stage == "" || c.Value == 0 || in.used[c.Key()] {
@@ -266,30 +259,33 @@ func ruleGeneric(in *input) []Finding {
 		}
 		byStage[c.Stage] = append(byStage[c.Stage], c)
 	}
-	var out []Finding
 	for _, s := range stage.All() {
 		cs := byStage[s.ID]
 		if len(cs) == 0 {
 			continue
 		}
+		if i := firstAt(fs, s.ID); i >= 0 {
+			fs[i].Evidence = append(fs[i].Evidence, evidence(cs)...)
+			continue
+		}
 		// Unknown counters may describe the same packets; take the
 		// largest rather than the sum so drops are not inflated.
-		var drops uint64
-		for _, c := range cs {
-			if c.Value > drops {
-				drops = c.Value
-			}
-		}
-		out = append(out, Finding{
+		drops, events := byUnit(cs)
+		d, e := maxValue(drops), maxValue(events)
+		f := Finding{
 			Stage:    s.ID,
-			Severity: Warning,
+			Severity: atMost(max(in.lossSeverity(d), in.eventSeverity(e)), Warning),
 			Title:    "drop counters moved at the " + s.Title,
-			Drops:    drops,
+			Drops:    d,
 			Evidence: evidence(cs),
 			Cause:    s.Where + ".",
 			Fix:      []string{"netdrop counters | grep -i " + string(s.ID) + "   # see every counter of this stage"},
 			HostWide: hostWide(cs),
-		})
+		}
+		if d == 0 {
+			f.Title = "counters of events (not packets lost) moved at the " + s.Title
+		}
+		fs = append(fs, f)
 	}
-	return out
+	return fs
 }

@@ -197,7 +197,7 @@ func ruleSoftirq(in *input) []Finding {
 	} else if d := sum(rxdrop); d > 0 {
 		out = append(out, Finding{
 			Stage:    stage.Softirq,
-			Severity: Warning,
+			Severity: atMost(in.lossSeverity(d), Warning),
 			Title:    "the stack dropped received packets after the driver on " + strings.Join(objects(perObject(rxdrop)), ", "),
 			Drops:    d,
 			Evidence: evidence(rxdrop),
@@ -209,7 +209,7 @@ func ruleSoftirq(in *input) []Finding {
 	if s := sum(squeeze); s > 0 {
 		f := Finding{
 			Stage:    stage.Softirq,
-			Severity: Warning,
+			Severity: in.eventSeverity(s),
 			Title:    "NET_RX budget exhausted with work left (time_squeeze) on " + cpuList(squeeze),
 			Evidence: evidence(squeeze),
 			Cause:    "the softirq processed its budget of packets or time and left packets waiting: a near-drop, the step before the ring or backlog overflows",

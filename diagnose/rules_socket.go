@@ -18,7 +18,9 @@ const rmemTarget = 26214400
 func ruleSocketRcvbuf(in *input) []Finding {
 	udp := in.moved(field("Udp:RcvbufErrors", "Udp6:RcvbufErrors", "UdpLite:RcvbufErrors", "UdpLite6:RcvbufErrors"))
 	mem := in.moved(field("Udp:MemErrors", "Udp6:MemErrors"))
-	tcp := in.moved(field("TcpExt:TCPBacklogDrop", "TcpExt:TCPRcvQDrop", "TcpExt:TCPZeroWindowDrop", "TcpExt:RcvPruned", "TcpExt:OfoPruned"))
+	// OfoPruned counts prunes of the out-of-order queue, not segments: it
+	// is evidence of the TCP finding, the segments are the others'.
+	tcp, ofo := byUnit(in.moved(field("TcpExt:TCPBacklogDrop", "TcpExt:TCPRcvQDrop", "TcpExt:TCPZeroWindowDrop", "TcpExt:RcvPruned", "TcpExt:OfoPruned")))
 	perSock := in.moved(func(c counters.Counter) bool {
 		return c.Stage == stage.SocketRcvbuf && c.Field == "drops" && c.Object != ""
 	})
@@ -60,22 +62,42 @@ func ruleSocketRcvbuf(in *input) []Finding {
 			Advice:   "find the sockets holding memory: netdrop sockets (receive queues near their buffer)",
 		})
 	}
-	if d := sum(tcp); d > 0 {
+	// Pruning and collapsing are the near-drops before RcvPruned: the
+	// same queue over the same buffer, so the same finding.
+	prune := in.moved(field("TcpExt:PruneCalled", "TcpExt:TCPRcvCollapsed"))
+	// A window closed to zero is TCP flow control at work: a reader
+	// that fell behind, before anything is pruned or dropped.
+	zero := in.moved(field("TcpExt:TCPToZeroWindowAdv"))
+	if in.once() && sum(tcp) == 0 {
+		prune, ofo, zero = nil, nil, nil // history of near-drops says nothing now
+	}
+	if d := sum(tcp); d > 0 || len(ofo)+len(prune)+len(zero) > 0 {
 		rmem := in.sysctlFields("net.ipv4.tcp_rmem")
 		fix := "sysctl -w net.ipv4.tcp_rmem=\"4096 131072 33554432\""
 		if len(rmem) == 3 {
 			fix += fmt.Sprintf(" (now \"%d %d %d\")", rmem[0], rmem[1], rmem[2])
 		}
-		out = append(out, Finding{
+		f := Finding{
 			Stage:    stage.SocketRcvbuf,
-			Severity: in.lossSeverity(d),
+			Severity: max(in.lossSeverity(d), in.eventSeverity(maxValue(append(append(ofo, prune...), zero...)))),
 			Title:    fmt.Sprintf("TCP receive queues overran: %d segments dropped", d),
 			Drops:    d,
-			Evidence: evidence(tcp),
+			Evidence: evidence(tcp, ofo, prune, zero),
 			Cause:    "segments arrived while the socket's receive queue or backlog was over its buffer (the application is not reading, or the buffer is too small for the bandwidth-delay product)",
 			Fix:      []string{fix, in.raise("net.core.rmem_max", rmemTarget)},
 			Advice:   "TCP retransmits what it drops here, so the cost is latency and throughput: make the reader keep up",
-		})
+		}
+		switch {
+		case d == 0 && len(prune)+len(ofo) == 0:
+			f.Title = fmt.Sprintf("TCP receive windows closed to zero %d time%s: readers fell behind", sum(zero), plural(sum(zero)))
+			f.Cause = "receivers advertised a zero window because their application did not read: TCP flow control paused the senders (no data was lost)"
+			f.Advice = "the application reads more slowly than data arrives: read faster, or let autotuning grow the buffer (do not set SO_RCVBUF, which turns autotuning off)"
+		case d == 0:
+			f.Title = "TCP receive queues pruned to fit their buffer"
+			f.Cause = "sockets went over their receive buffer and the kernel collapsed their queues to make room: a near-drop, and CPU spent copying"
+			f.Advice = "the reader falls behind the sender: read faster, or let autotuning grow the buffer (do not set SO_RCVBUF, which turns autotuning off)"
+		}
+		out = append(out, f)
 	}
 	return out
 }
@@ -95,17 +117,6 @@ func socketNames(cs []counters.Counter) string {
 // ruleTCPMemory: TCP as a whole is short of memory (near-drop, then loss).
 func ruleTCPMemory(in *input) []Finding {
 	var out []Finding
-	if prune := in.moved(field("TcpExt:PruneCalled")); len(prune) > 0 && !in.once() {
-		out = append(out, Finding{
-			Stage:    stage.SocketRcvbuf,
-			Severity: Warning,
-			Title:    "TCP receive queues pruned to fit their buffer",
-			Evidence: evidence(prune),
-			Cause:    "sockets went over their receive buffer and the kernel collapsed their queues to make room: a near-drop, and CPU spent copying",
-			Fix:      []string{in.raise("net.core.rmem_max", rmemTarget), "net.ipv4.tcp_rmem max (now " + orUnknown(in.sysctl("net.ipv4.tcp_rmem")) + ") caps autotuning"},
-			Advice:   "the reader falls behind the sender: read faster, or let autotuning grow the buffer (do not set SO_RCVBUF, which turns autotuning off)",
-		})
-	}
 	pressure := in.moved(field("TcpExt:TCPMemoryPressures", "TcpExt:TCPAbortOnMemory"))
 	mem, ok := in.gauge(field("TCP:mem"))
 	limits := in.sysctlFields("net.ipv4.tcp_mem")
@@ -115,7 +126,7 @@ func ruleTCPMemory(in *input) []Finding {
 	}
 	f := Finding{
 		Stage:    stage.SocketRcvbuf,
-		Severity: Warning,
+		Severity: in.eventSeverity(sum(pressure)),
 		Title:    "TCP memory pressure",
 		Evidence: evidence(pressure),
 		Cause:    "TCP sockets together use more than the pressure threshold of net.ipv4.tcp_mem (pages); the kernel prunes receive queues and shrinks buffers, and drops next",
@@ -123,7 +134,9 @@ func ruleTCPMemory(in *input) []Finding {
 		Advice:   "find the sockets with large queues: netdrop sockets",
 	}
 	if high {
+		// A level over its limit is sustained by nature.
 		f.Title = fmt.Sprintf("TCP memory above pressure: %d pages of %d", mem, limits[1])
+		f.Severity = Warning
 	}
 	if in.once() {
 		f.Severity = Info
@@ -171,7 +184,7 @@ func ruleTCPListen(in *input) []Finding {
 			fmt.Sprintf("sysctl -w net.ipv4.tcp_syncookies=1 (now %s)", orUnknown(in.sysctl("net.ipv4.tcp_syncookies"))),
 		}
 		if d == 0 {
-			f.Severity = Warning
+			f.Severity = in.eventSeverity(sum(synq))
 			f.Title = "TCP SYN queue full: answered with syncookies"
 		}
 	}
@@ -206,7 +219,7 @@ func ruleTCP(in *input) []Finding {
 	} else {
 		d += csum
 	}
-	sev := Warning
+	sev := atMost(in.lossSeverity(d), Warning)
 	if in.once() {
 		sev = Info
 	}
@@ -270,11 +283,11 @@ func rulePorts(in *input) []Finding {
 	var out []Finding
 	over := in.moved(field("TcpExt:TCPTimeWaitOverflow"))
 	if d := sum(over); d > 0 {
+		// Sockets closed without TIME_WAIT: events, no packet lost.
 		out = append(out, Finding{
 			Stage:    stage.Ports,
-			Severity: in.lossSeverity(d),
+			Severity: in.eventSeverity(d),
 			Title:    fmt.Sprintf("TIME_WAIT bucket table full: %d sockets closed without TIME_WAIT", d),
-			Drops:    d,
 			Evidence: evidence(over),
 			Cause:    "more connections closed than net.ipv4.tcp_max_tw_buckets allows in TIME_WAIT",
 			Fix:      []string{in.raise("net.ipv4.tcp_max_tw_buckets", 262144)},

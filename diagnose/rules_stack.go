@@ -85,7 +85,7 @@ func ruleNetfilter(in *input) []Finding {
 		return nil
 	}
 	drops := sum(cs)
-	sev := Warning
+	sev := atMost(in.lossSeverity(drops), Warning)
 	if in.once() {
 		sev = Info
 	}
@@ -142,7 +142,7 @@ func ruleConntrack(in *input) []Finding {
 			f.Severity = Warning
 		default:
 			f.Title = fmt.Sprintf("conntrack evicted %d entries to make room", sum(early))
-			f.Severity = Warning
+			f.Severity = in.eventSeverity(sum(early))
 		}
 		if in.once() && f.Severity > Warning {
 			f.Severity = Warning

@@ -118,16 +118,16 @@ func ruleTxSocket(in *input) []Finding {
 	} else {
 		d -= q
 	}
-	d += sum(tcp)
 	if rest := sum(outd); rest > q+sum(udp) && d == 0 {
 		d = rest - q - sum(udp)
 	}
-	if d == 0 {
+	// TCPWqueueTooBig counts refused sends, which TCP retries: events.
+	if d == 0 && sum(tcp) == 0 {
 		return nil
 	}
 	f := Finding{
 		Stage:    stage.TxSocket,
-		Severity: in.lossSeverity(d),
+		Severity: max(in.lossSeverity(d), in.eventSeverity(sum(tcp))),
 		Title:    fmt.Sprintf("sends failed for lack of socket send buffer: %d", d),
 		Drops:    d,
 		Evidence: evidence(udp, tcp, outd),
@@ -138,6 +138,9 @@ func ruleTxSocket(in *input) []Finding {
 		},
 		Advice: "pace the sender, or handle EAGAIN/ENOBUFS by waiting for writability rather than retrying at once",
 	}
+	if d == 0 {
+		f.Title = fmt.Sprintf("TCP sends refused: write queue too big (%d times)", sum(tcp))
+	}
 	if q > 0 {
 		f.Cause += fmt.Sprintf(" (qdisc drops of %d are counted here too and were subtracted)", q)
 	}
@@ -145,23 +148,28 @@ func ruleTxSocket(in *input) []Finding {
 }
 
 // ruleNeighbor: packets dropped while the neighbour (ARP/NDP) entry was
-// unresolved, or the table overflowed.
+// unresolved, or the table overflowed. res_failed counts failed
+// resolutions, not packets: a resolution that fails drops every packet
+// queued for it, which only unresolved_discards (while queued) and the
+// tracer's NEIGH_FAILED count.
 func ruleNeighbor(in *input) []Finding {
 	unres := in.moved(field("unresolved_discards"))
 	full := in.moved(field("table_fulls"))
+	failed := in.moved(field("res_failed"))
 	in.moved(field("forced_gc_runs"))
-	if len(unres)+len(full) == 0 {
+	if len(unres)+len(full)+len(failed) == 0 {
 		return nil
 	}
 	d := sum(unres)
 	f := Finding{
 		Stage:    stage.Neighbor,
-		Severity: in.lossSeverity(d),
+		Severity: max(in.lossSeverity(d), in.eventSeverity(sum(full)+sum(failed))),
 		Drops:    d,
-		Evidence: evidence(unres, full),
-		HostWide: hostWide(append(unres, full...)),
+		Evidence: evidence(unres, full, failed),
+		HostWide: hostWide(append(append(unres, full...), failed...)),
 	}
-	if sum(full) > 0 {
+	switch {
+	case sum(full) > 0:
 		f.Title = "neighbour table overflow"
 		f.Cause = "the ARP/NDP table reached gc_thresh3 and could not add entries (dmesg: neighbor table overflow)"
 		f.Fix = []string{
@@ -169,16 +177,14 @@ func ruleNeighbor(in *input) []Finding {
 			in.raise("net.ipv4.neigh.default.gc_thresh2", 8192),
 			in.raise("net.ipv4.neigh.default.gc_thresh3", 16384),
 		}
-		if d == 0 {
-			f.Severity = Warning
-		}
-	} else {
+	case d > 0:
 		f.Title = fmt.Sprintf("%d packets dropped waiting for ARP/NDP resolution", d)
+	default:
+		f.Title = fmt.Sprintf("%d ARP/NDP resolution%s failed", sum(failed), plural(sum(failed)))
+	}
+	if sum(full) == 0 {
 		f.Cause = "packets queued for a neighbour that did not answer (host down, wrong address, wrong subnet) or the per-neighbour queue overflowed"
 		f.Fix = []string{"ip neigh show nud failed   # which neighbours do not answer", "netdrop trace --reason NEIGH_FAILED --flows"}
-	}
-	if in.once() && f.Severity > Warning {
-		f.Severity = Warning
 	}
 	return []Finding{f}
 }

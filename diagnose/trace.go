@@ -46,21 +46,16 @@ func ruleTrace(in *input, fs []Finding) ([]Finding, []Unexplained) {
 			}
 			ev = append(ev, Evidence{Source: traceSource, Counter: r.Evidence(), Delta: r.Count})
 		}
-		if i := firstAt(fs, g.Stage); i >= 0 {
+		if i := bestAt(fs, g.Stage); i >= 0 {
 			fs[i].Evidence = append(fs[i].Evidence, ev...)
+			in.weigh(&fs[i], g)
 			continue
 		}
 		top := g.Rows[0]
 		info, _ := stage.Lookup(g.Stage)
-		sev := in.lossSeverity(g.Drops)
-		if (g.Stage == stage.TCP || g.Stage == stage.Netfilter) && sev > Warning {
-			// As with their counters: TCP recovers what it discards,
-			// and firewall drops are often policy.
-			sev = Warning
-		}
 		fs = append(fs, Finding{
 			Stage:    g.Stage,
-			Severity: sev,
+			Severity: tracedSeverity(in, g.Stage, g.Drops),
 			Title:    fmt.Sprintf("%d packets dropped with reason %s at %s", g.Drops, top.Reason, top.Function),
 			Drops:    g.Drops,
 			Evidence: ev,
@@ -69,6 +64,62 @@ func ruleTrace(in *input, fs []Finding) ([]Finding, []Unexplained) {
 		})
 	}
 	return fs, unexplained
+}
+
+// tracedSeverity grades drops the tracer counted at stage s. As with their
+// counters, TCP and firewall drops are warnings at most: TCP recovers what
+// it discards, and firewall drops are often policy.
+func tracedSeverity(in *input, s stage.ID, drops uint64) Severity {
+	sev := in.lossSeverity(drops)
+	if s == stage.TCP || s == stage.Netfilter {
+		sev = atMost(sev, Warning)
+	}
+	return sev
+}
+
+// bestAt returns the index of the finding at stage s with the most drops
+// (the first of those), or -1: the tracer's count of the stage is compared
+// with it.
+func bestAt(fs []Finding, s stage.ID) int {
+	best := -1
+	for i, f := range fs {
+		if f.Stage == s && (best < 0 || f.Drops > fs[best].Drops) {
+			best = i
+		}
+	}
+	return best
+}
+
+// weigh sets a finding's drops from the best evidence for its stage: the
+// tracer counts every packet freed there, exactly, while some stages'
+// counters count something else (neighbour resolutions, requeues) or
+// nothing at all. When the finding's counters count no packets, the
+// tracer's count becomes its drops; when both count packets and differ by
+// more than the disagreement threshold, the finding says so and keeps the
+// counters' figure, since they cover what the tracer may not (other
+// namespaces for host-wide counters, drops before it attached).
+func (in *input) weigh(f *Finding, g droptrace.StageDrops) {
+	t := g.Drops
+	switch {
+	case f.Drops == 0:
+		f.Drops = t
+		f.Title = fmt.Sprintf("%d packets dropped: %s", t, f.Title)
+		f.Severity = max(f.Severity, tracedSeverity(in, f.Stage, t))
+		f.Notes = append(f.Notes, fmt.Sprintf("%d packets dropped, counted exactly by the drop tracer (%s); the stage's counters count events, not packets", t, g.Rows[0].Reason))
+	case differ(f.Drops, t):
+		why := ""
+		if f.HostWide {
+			why = ": the counters are host-wide, the tracer saw this namespace only"
+		}
+		f.Notes = append(f.Notes, fmt.Sprintf("counters and drop tracer disagree: counters %d, tracer %d (%+.0f%%)%s", f.Drops, t, 100*(float64(t)-float64(f.Drops))/float64(f.Drops), why))
+	}
+}
+
+// differ reports whether two counts of the same packets differ by more than
+// the disagreement threshold of the larger.
+func differ(a, b uint64) bool {
+	hi, lo := max(a, b), min(a, b)
+	return float64(hi-lo) > disagreement*float64(hi)
 }
 
 // firstAt returns the index of the first finding at stage s, or -1.
