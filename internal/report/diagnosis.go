@@ -45,14 +45,21 @@ func Diagnosis(w io.Writer, r *diagnose.Report) error {
 	for i, f := range r.Findings {
 		fmt.Fprintf(&b, "%d. [%s] %s — %s\n", i+1, strings.ToUpper(f.Severity.String()), f.Stage, f.Title)
 		if f.Drops > 0 {
+			noun := "packets"
+			if f.Drops == 1 {
+				noun = "packet"
+			}
 			if r.Once {
-				fmt.Fprintf(&b, "   lost %d packets since boot\n", f.Drops)
+				fmt.Fprintf(&b, "   lost %d %s since boot\n", f.Drops, noun)
 			} else {
-				fmt.Fprintf(&b, "   lost %d packets (%.0f/s)\n", f.Drops, f.Rate)
+				fmt.Fprintf(&b, "   lost %d %s (%.0f/s)\n", f.Drops, noun, f.Rate)
 			}
 		}
 		if f.HostWide {
 			b.WriteString("   (host-wide source)\n")
+		}
+		for _, n := range f.Notes {
+			fmt.Fprintf(&b, "   note: %s\n", n)
 		}
 		for _, ev := range f.Evidence {
 			switch {
