@@ -80,14 +80,20 @@ type Finding struct {
 	Rate     float64    `json:"rate_per_s"`
 	Evidence []Evidence `json:"evidence"`
 	Cause    string     `json:"cause"`
-	// Fix holds commands computed from current values, each runnable as
-	// shown, with the current value in parentheses.
-	Fix []string `json:"fix"`
+	// Fix lists what to do, as data (see Fix): settings tune applies,
+	// application changes, commands for a person, advice. Values are
+	// computed from the current settings.
+	Fix []Fix `json:"fix"`
 	// Advice is the architectural answer where tuning is not: who should
 	// close connections, a reader that is too slow.
 	Advice string `json:"advice,omitempty"`
-	// Changes are the settings the fix commands would change, for
-	// netdrop tune.
+	// NotAutomatic says why netdrop cannot remove this loss by itself when
+	// the finding has no setting or application fix: a firewall rule that
+	// may be policy, a service that is down, a neighbour that does not
+	// answer, a physical fault.
+	NotAutomatic string `json:"not_automatic,omitempty"`
+	// Changes are the kernel settings of Fix (its FixSetting changes),
+	// kept as their own list for netdrop tune and JSON readers of old.
 	Changes []Change `json:"changes,omitempty"`
 	// HostWide marks findings drawn from host-wide sources while a
 	// namespace is being diagnosed.
@@ -388,6 +394,7 @@ func AnalyzeWith(a, b *counters.Snapshot, interval time.Duration, x Extra) *Repo
 	}
 	for i := range r.Findings {
 		r.Findings[i].Rate = in.rate(r.Findings[i].Drops)
+		r.Findings[i].Fix = withoutNoOps(r.Findings[i].Fix)
 		r.Findings[i].Changes = changesOf(r.Findings[i].Fix)
 	}
 	rank(r.Findings)

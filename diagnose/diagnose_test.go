@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ func TestAnalyzeTopFinding(t *testing.T) {
 			a:         []counters.Counter{ctr(snmp, "", "Udp:RcvbufErrors", 100, stage.SocketRcvbuf), ctr(snmp, "", "Udp:InErrors", 100, "")},
 			b:         []counters.Counter{ctr(snmp, "", "Udp:RcvbufErrors", 4310, stage.SocketRcvbuf), ctr(snmp, "", "Udp:InErrors", 4310, "")},
 			wantStage: stage.SocketRcvbuf, wantSev: Critical, wantDrops: 4210,
-			wantFix: "sysctl -w net.core.rmem_max=26214400 (now 212992)   # the ceiling for SO_RCVBUF",
+			wantFix: "sysctl -w net.core.rmem_max=26214400  # now 212992; the ceiling for SO_RCVBUF",
 		},
 		{
 			name: "softnet backlog wraps at 32 bits",
@@ -61,7 +62,7 @@ func TestAnalyzeTopFinding(t *testing.T) {
 				{Source: "/proc/net/softnet_stat", Object: "cpu1", Field: "dropped", Value: 0x10, Stage: stage.Softirq, Bits: 32, HostWide: true},
 			},
 			wantStage: stage.Softirq, wantSev: Critical, wantDrops: 0x20,
-			wantFix: "sysctl -w net.core.netdev_max_backlog=10000 (now 1000)",
+			wantFix: "sysctl -w net.core.netdev_max_backlog=10000  # now 1000",
 		},
 		{
 			name: "listen overflow counted once through ListenDrops",
@@ -72,7 +73,7 @@ func TestAnalyzeTopFinding(t *testing.T) {
 				ctr(netstat, "", "TcpExt:ListenOverflows", 55, stage.TCPListen), ctr(netstat, "", "TcpExt:ListenDrops", 55, stage.TCPListen),
 			},
 			wantStage: stage.TCPListen, wantSev: Critical, wantDrops: 50,
-			wantFix: "sysctl -w net.core.somaxconn=8192 (now 4096)   # caps every listen() backlog",
+			wantFix: "sysctl -w net.core.somaxconn=8192  # now 4096; caps every listen() backlog",
 		},
 		{
 			name: "qdisc drops outrank the Udp SndbufErrors that repeat them",
@@ -83,7 +84,7 @@ func TestAnalyzeTopFinding(t *testing.T) {
 				ctr("netlink qdisc", "veth0 tbf 1:", "drops", 900, stage.Qdisc), ctr(snmp, "", "Udp:SndbufErrors", 900, stage.TxSocket),
 			},
 			wantStage: stage.Qdisc, wantSev: Critical, wantDrops: 900,
-			wantFix: "tc -s qdisc show dev veth0   # the configured rate and limit",
+			wantFix: "tc -s qdisc show dev veth0  # the configured rate and limit",
 		},
 		{
 			name: "conntrack table full",
@@ -96,7 +97,7 @@ func TestAnalyzeTopFinding(t *testing.T) {
 				gauge("/proc/sys/net/netfilter", "", "nf_conntrack_max", 1000),
 			},
 			wantStage: stage.Conntrack, wantSev: Critical, wantDrops: 5000,
-			wantFix: "sysctl -w net.netfilter.nf_conntrack_max=262144 (now 1000)",
+			wantFix: "sysctl -w net.netfilter.nf_conntrack_max=262144  # now 1000",
 		},
 		{
 			name:      "unknown counter with a stage still becomes a finding",
@@ -109,7 +110,7 @@ func TestAnalyzeTopFinding(t *testing.T) {
 			a:         []counters.Counter{gauge("/proc/net/sockstat", "", "TCP:tw", 28000)},
 			b:         []counters.Counter{gauge("/proc/net/sockstat", "", "TCP:tw", 28000)},
 			wantStage: stage.Ports, wantSev: Critical, wantDrops: 0,
-			wantFix: "sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\" (now \"32768 60999\", 28232 ports)",
+			wantFix: "sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"  # now 32768 60999; 28232 ports",
 		},
 	}
 	for _, tt := range tests {
@@ -124,7 +125,7 @@ func TestAnalyzeTopFinding(t *testing.T) {
 				t.Errorf("top finding = %s/%s/%d, want %s/%s/%d (%+v)", top.Stage, top.Severity, top.Drops, tt.wantStage, tt.wantSev, tt.wantDrops, r.Findings)
 			}
 			if tt.wantFix != "" && !contains(top.Fix, tt.wantFix) {
-				t.Errorf("fix %q missing from %q", tt.wantFix, top.Fix)
+				t.Errorf("fix %q missing from %q", tt.wantFix, fixLines(top.Fix))
 			}
 			if len(r.Stages) != len(stage.All()) {
 				t.Errorf("%d stages listed, want every stage (%d)", len(r.Stages), len(stage.All()))
@@ -133,13 +134,41 @@ func TestAnalyzeTopFinding(t *testing.T) {
 	}
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
+// contains says whether one of fixes reads line, rendered as the text
+// report prints a command ("command  # now X; note"), or is advice with
+// that text.
+func contains(fixes []Fix, line string) bool {
+	for _, f := range fixes {
+		if fixLine(f) == line {
 			return true
 		}
 	}
 	return false
+}
+
+func fixLine(f Fix) string {
+	if f.Command == "" {
+		return f.Text
+	}
+	var c []string
+	if f.Now != "" {
+		c = append(c, "now "+f.Now)
+	}
+	if f.Note != "" {
+		c = append(c, f.Note)
+	}
+	if len(c) == 0 {
+		return f.Command
+	}
+	return f.Command + "  # " + strings.Join(c, "; ")
+}
+
+func fixLines(fixes []Fix) []string {
+	var out []string
+	for _, f := range fixes {
+		out = append(out, fixLine(f))
+	}
+	return out
 }
 
 func TestHealthyHostHasNoFindings(t *testing.T) {
@@ -212,13 +241,18 @@ func TestJSONShape(t *testing.T) {
 		IntervalS float64 `json:"interval_s"`
 		Netns     *string `json:"netns"`
 		Findings  []struct {
-			Stage    string   `json:"stage"`
-			Severity string   `json:"severity"`
-			Drops    uint64   `json:"drops"`
-			Rate     float64  `json:"rate_per_s"`
-			Cause    string   `json:"cause"`
-			Fix      []string `json:"fix"`
-			Evidence []struct {
+			Stage    string  `json:"stage"`
+			Severity string  `json:"severity"`
+			Drops    uint64  `json:"drops"`
+			Rate     float64 `json:"rate_per_s"`
+			Cause    string  `json:"cause"`
+			Fix      []struct {
+				Kind    string `json:"kind"`
+				Command string `json:"command"`
+				Note    string `json:"note"`
+			} `json:"fix"`
+			NotAutomatic string `json:"not_automatic"`
+			Evidence     []struct {
 				Source  string `json:"source"`
 				Counter string `json:"counter"`
 				Delta   uint64 `json:"delta"`
@@ -237,8 +271,11 @@ func TestJSONShape(t *testing.T) {
 		t.Fatalf("json = %s", raw)
 	}
 	f := got.Findings[0]
-	if f.Stage != "no-socket" || f.Severity != "critical" || f.Drops != 30 || f.Rate != 15 || f.Cause == "" || len(f.Fix) == 0 {
+	if f.Stage != "no-socket" || f.Severity != "critical" || f.Drops != 30 || f.Rate != 15 || f.Cause == "" || len(f.Fix) == 0 || f.NotAutomatic == "" {
 		t.Errorf("finding = %+v", f)
+	}
+	if fx := f.Fix[0]; fx.Kind != "inspect" || fx.Command != "netdrop sockets --state listen" || fx.Note == "" {
+		t.Errorf("fix = %+v, want the command and its note apart", fx)
 	}
 	if len(f.Evidence) != 1 || f.Evidence[0].Counter != "Udp:NoPorts" || f.Evidence[0].Delta != 30 || f.Evidence[0].Source != "/proc/net/snmp" {
 		t.Errorf("evidence = %+v", f.Evidence)
@@ -272,8 +309,8 @@ func TestSoftirqConcentratedOnOneCPU(t *testing.T) {
 	if len(r.Findings) != 2 {
 		t.Fatalf("findings: %q, want NET_RX concentration and softirq time", titles)
 	}
-	if !contains(r.Findings[0].Fix, "echo 3 > /sys/class/net/eth0/queues/rx-0/rps_cpus (now 0)   # RPS: spread this queue over all CPUs") {
-		t.Errorf("fix = %q", r.Findings[0].Fix)
+	if !contains(r.Findings[0].Fix, "echo 3 > /sys/class/net/eth0/queues/rx-0/rps_cpus  # now 0; RPS: spread this queue over all CPUs") {
+		t.Errorf("fix = %q", fixLines(r.Findings[0].Fix))
 	}
 }
 
@@ -306,10 +343,10 @@ func TestRxRingFixFromLayout(t *testing.T) {
 		t.Errorf("finding = %+v (driver counters repeat stats64 and must not add)", f)
 	}
 	want := []string{
-		"ethtool -G eth0 rx 4096 (now 256)",
-		"ethtool -L eth0 combined 8 (now 2)   # spread the load over more queues and CPUs",
+		"ethtool -G eth0 rx 4096  # now 256; the driver's maximum",
+		"ethtool -L eth0 combined 8  # now 2; spread the load over more queues and CPUs",
 	}
-	if diff := cmp.Diff(want, f.Fix); diff != "" {
+	if diff := cmp.Diff(want, fixLines(f.Fix)); diff != "" {
 		t.Errorf("fix (-want +got):\n%s", diff)
 	}
 }

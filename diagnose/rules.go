@@ -1,7 +1,6 @@
 package diagnose
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -207,17 +206,21 @@ func (in *input) sysctlFields(name string) []int64 {
 }
 
 // raise proposes a sysctl value: at least want, and at least double the
-// current one, with the current value shown so the user sees the step.
-func (in *input) raise(name string, want int64) string {
-	cur, ok := in.sysctlInt(name)
-	if !ok {
-		return fmt.Sprintf("sysctl -w %s=%d", name, want)
+// current one, with the current value kept so the user sees the step.
+func (in *input) raise(name string, want int64) Fix {
+	c := Change{Kind: ChangeSysctl, Target: name, Proposed: strconv.FormatInt(want, 10)}
+	if cur, ok := in.sysctlInt(name); ok {
+		c.Current = strconv.FormatInt(cur, 10)
+		if cur*2 > want {
+			c.Proposed = strconv.FormatInt(cur*2, 10)
+		}
 	}
-	next := want
-	if cur*2 > next {
-		next = cur * 2
-	}
-	return fmt.Sprintf("sysctl -w %s=%d (now %d)", name, next, cur)
+	return setting(c, "")
+}
+
+// set proposes a sysctl value as it is, with the current value if read.
+func (in *input) set(name, value string) Fix {
+	return setting(Change{Kind: ChangeSysctl, Target: name, Current: strings.Join(strings.Fields(in.sysctl(name)), " "), Proposed: value}, "")
 }
 
 // A rule looks at the input and returns the findings of one stage.
@@ -279,7 +282,7 @@ func ruleGeneric(in *input, fs []Finding) []Finding {
 			Drops:    d,
 			Evidence: evidence(cs),
 			Cause:    s.Where + ".",
-			Fix:      []string{"netdrop counters | grep -i " + string(s.ID) + "   # see every counter of this stage"},
+			Fix:      []Fix{inspect("netdrop counters --stage "+shellQuote(string(s.ID))+" --nonzero", "every counter of this stage")},
 			HostWide: hostWide(cs),
 		}
 		if d == 0 {

@@ -100,11 +100,12 @@ func ruleNIC(in *input) []Finding {
 		Drops:    drops,
 		Evidence: evidence(link, drv),
 		Cause:    "frames arrive with bad CRC, framing or length: a physical problem (cable, optic, port), a speed/duplex mismatch, or missing FEC",
-		Fix: []string{
-			fmt.Sprintf("ethtool %s   # check speed, duplex and link partner", firstWord(ifs)),
-			fmt.Sprintf("ethtool --show-fec %s", firstWord(ifs)),
-			"replace the cable or optic; check the switch port's error counters",
+		Fix: []Fix{
+			inspect(shellJoin("ethtool", firstWord(ifs)), "speed, duplex and link partner"),
+			inspect(shellJoin("ethtool", "--show-fec", firstWord(ifs)), "forward error correction"),
+			advice("replace the cable or optic; check the switch port's error counters"),
 		},
+		NotAutomatic: "corrupt frames are a physical fault (cable, optic, switch port, speed or duplex mismatch): no setting on this host repairs them",
 	}}
 }
 
@@ -142,7 +143,7 @@ func ruleRxRing(in *input) []Finding {
 		}
 		n, ok := in.nic(ifname)
 		if ok && n.RxRingMax > 0 && n.RxRing < n.RxRingMax {
-			f.Fix = append(f.Fix, fmt.Sprintf("ethtool -G %s rx %d (now %d)", ifname, n.RxRingMax, n.RxRing))
+			f.Fix = append(f.Fix, setting(Change{Kind: ChangeRing, Target: ifname, Param: "rx", Current: fmt.Sprint(n.RxRing), Proposed: fmt.Sprint(n.RxRingMax)}, "the driver's maximum"))
 		}
 		if ok && n.MaxCombinedChannels > n.CombinedChannels {
 			want := uint32(in.after.CPUs)
@@ -150,14 +151,16 @@ func ruleRxRing(in *input) []Finding {
 				want = n.MaxCombinedChannels
 			}
 			if want > n.CombinedChannels {
-				f.Fix = append(f.Fix, fmt.Sprintf("ethtool -L %s combined %d (now %d)   # spread the load over more queues and CPUs", ifname, want, n.CombinedChannels))
+				f.Fix = append(f.Fix, setting(Change{Kind: ChangeChannels, Target: ifname, Param: "combined", Current: fmt.Sprint(n.CombinedChannels), Proposed: fmt.Sprint(want)}, "spread the load over more queues and CPUs"))
 			}
 		}
 		if ok && !n.AdaptiveRx {
-			f.Fix = append(f.Fix, fmt.Sprintf("ethtool -C %s adaptive-rx on   # fewer interrupts under load (rx-usecs now %d)", ifname, n.RxUsecs))
+			f.Fix = append(f.Fix, manual(shellJoin("ethtool", "-C", ifname, "adaptive-rx", "on"), fmt.Sprintf("adaptive-rx off, rx-usecs %d", n.RxUsecs), "fewer interrupts under load",
+				"interrupt coalescing trades latency for throughput, a choice netdrop leaves to you"))
 		}
 		if len(f.Fix) == 0 {
-			f.Fix = append(f.Fix, fmt.Sprintf("ethtool -g %s; ethtool -l %s   # ring and channels are at their maximum: spread IRQs (irqbalance) or add RPS", ifname, ifname))
+			f.Fix = append(f.Fix, inspect(shellJoin("ethtool", "-g", ifname), "ring sizes and their maximum"), inspect(shellJoin("ethtool", "-l", ifname), "channels and their maximum"),
+				advice("ring and channels are at their maximum: spread the interrupts (irqbalance) or add RPS"))
 		}
 		out = append(out, f)
 	}
@@ -184,14 +187,14 @@ func ruleSoftirq(in *input) []Finding {
 			Drops:    d,
 			Evidence: evidence(dropped, flow, rxdrop),
 			Cause:    "packets queued for the NET_RX softirq (RPS, veth, loopback, non-NAPI drivers) found the CPU's input queue over net.core.netdev_max_backlog",
-			Fix: []string{
+			Fix: []Fix{
 				in.raise("net.core.netdev_max_backlog", 10000),
 			},
 			Advice:   "if one CPU takes all the traffic, spread it: more NIC queues (ethtool -L), RPS (echo <mask> > /sys/class/net/IF/queues/rx-N/rps_cpus) or irqbalance",
 			HostWide: hostWide(dropped),
 		}
 		if sum(flow) > 0 {
-			f.Fix = append(f.Fix, in.raise("net.core.flow_limit_table_len", 8192)+"   # flow limit dropped heavy flows")
+			f.Fix = append(f.Fix, in.raise("net.core.flow_limit_table_len", 8192).withNote("flow limit dropped heavy flows"))
 		}
 		out = append(out, f)
 	} else if d := sum(rxdrop); d > 0 {
@@ -202,7 +205,7 @@ func ruleSoftirq(in *input) []Finding {
 			Drops:    d,
 			Evidence: evidence(rxdrop),
 			Cause:    "rx_dropped counts packets the kernel discarded after the driver handed them over: a full backlog, no protocol handler (unknown EtherType, VLAN not configured), or an inactive bond slave",
-			Fix:      []string{"netdrop trace   # the drop reason names which of these it is"},
+			Fix:      []Fix{inspect("netdrop trace", "the drop reason names which of these it is")},
 		})
 	}
 	squeeze := in.moved(from(softnet, "time_squeeze"))
@@ -213,7 +216,7 @@ func ruleSoftirq(in *input) []Finding {
 			Title:    "NET_RX budget exhausted with work left (time_squeeze) on " + cpuList(squeeze),
 			Evidence: evidence(squeeze),
 			Cause:    "the softirq processed its budget of packets or time and left packets waiting: a near-drop, the step before the ring or backlog overflows",
-			Fix: []string{
+			Fix: []Fix{
 				in.raise("net.core.netdev_budget", 600),
 				in.raise("net.core.netdev_budget_usecs", 4000),
 			},
@@ -355,8 +358,8 @@ func hottest(cs []counters.Counter) (string, float64, uint64) {
 
 // spreadFixes proposes how to spread receive work over CPUs, from the NIC
 // layout that was read.
-func (in *input) spreadFixes() []string {
-	var fix []string
+func (in *input) spreadFixes() []Fix {
+	var fix []Fix
 	cpus := in.after.CPUs
 	mask := allCPUMask(cpus)
 	for _, n := range in.after.NICs {
@@ -366,24 +369,24 @@ func (in *input) spreadFixes() []string {
 				want = uint32(cpus)
 			}
 			if want > n.CombinedChannels {
-				fix = append(fix, fmt.Sprintf("ethtool -L %s combined %d (now %d)", n.Name, want, n.CombinedChannels))
+				fix = append(fix, setting(Change{Kind: ChangeChannels, Target: n.Name, Param: "combined", Current: fmt.Sprint(n.CombinedChannels), Proposed: fmt.Sprint(want)}, "one queue per CPU"))
 			}
 		}
 		if n.RxQueues > 0 && n.RxQueues < cpus {
 			for q, m := range n.RPSCPUs {
 				if strings.Trim(m, "0,") == "" {
-					fix = append(fix, fmt.Sprintf("echo %s > /sys/class/net/%s/queues/rx-%d/rps_cpus (now %s)   # RPS: spread this queue over all CPUs", mask, n.Name, q, m))
+					fix = append(fix, setting(Change{Kind: ChangeRPSCPUs, Target: fmt.Sprintf("%s rx-%d", n.Name, q), Current: m, Proposed: mask}, "RPS: spread this queue over all CPUs"))
 				}
 			}
 		}
 		for _, irq := range n.IRQs {
 			if irq.Affinity != "" && !strings.ContainsAny(irq.Affinity, ",-") {
-				fix = append(fix, fmt.Sprintf("irqbalance, or echo <cpu> > /proc/irq/%d/smp_affinity_list (now %s)   # %s", irq.Number, irq.Affinity, irq.Name))
+				fix = append(fix, Fix{Kind: FixAdvice, Text: fmt.Sprintf("IRQ %d (%s) is pinned to CPU %s: run irqbalance, or write other CPUs to /proc/irq/%d/smp_affinity_list", irq.Number, irq.Name, irq.Affinity, irq.Number), Now: irq.Affinity})
 			}
 		}
 	}
 	if len(fix) == 0 {
-		fix = append(fix, "spread receive work: more NIC queues (ethtool -L IF combined N), RPS (rps_cpus), or irqbalance")
+		fix = append(fix, advice("spread receive work: more NIC queues (ethtool -L IF combined N), RPS (rps_cpus), or irqbalance"))
 	}
 	return fix
 }

@@ -33,10 +33,10 @@ func ruleSocketRcvbuf(in *input) []Finding {
 			Drops:    d,
 			Evidence: evidence(udp),
 			Cause:    "datagrams arrived faster than the application read them and the socket's receive buffer (SO_RCVBUF) was full",
-			Fix: []string{
-				in.raise("net.core.rmem_max", rmemTarget) + "   # the ceiling for SO_RCVBUF",
-				in.raise("net.core.rmem_default", 1048576) + "   # for sockets that do not set SO_RCVBUF",
-				"setsockopt(SO_RCVBUF) in the application, up to rmem_max",
+			Fix: []Fix{
+				in.raise("net.core.rmem_max", rmemTarget).withNote("the ceiling for SO_RCVBUF"),
+				in.raise("net.core.rmem_default", 1048576).withNote("for sockets that do not set SO_RCVBUF"),
+				in.rcvbufApp(culprit{proto: "udp"}),
 			},
 			Advice: "a bigger buffer only absorbs bursts; if the reader is too slow on average, read faster: recvmmsg batches, more reader threads on SO_REUSEPORT sockets, less work per datagram on the reading thread",
 		}
@@ -58,7 +58,7 @@ func ruleSocketRcvbuf(in *input) []Finding {
 			Drops:    d,
 			Evidence: evidence(mem),
 			Cause:    "all UDP sockets together reached net.ipv4.udp_mem, the global limit in pages",
-			Fix:      []string{in.doubleTriple("net.ipv4.udp_mem")},
+			Fix:      []Fix{in.doubleTriple("net.ipv4.udp_mem")},
 			Advice:   "find the sockets holding memory: netdrop sockets (receive queues near their buffer)",
 		})
 	}
@@ -72,11 +72,6 @@ func ruleSocketRcvbuf(in *input) []Finding {
 		prune, ofo, zero = nil, nil, nil // history of near-drops says nothing now
 	}
 	if d := sum(tcp); d > 0 || len(ofo)+len(prune)+len(zero) > 0 {
-		rmem := in.sysctlFields("net.ipv4.tcp_rmem")
-		fix := "sysctl -w net.ipv4.tcp_rmem=\"4096 131072 33554432\""
-		if len(rmem) == 3 {
-			fix += fmt.Sprintf(" (now \"%d %d %d\")", rmem[0], rmem[1], rmem[2])
-		}
 		f := Finding{
 			Stage:    stage.SocketRcvbuf,
 			Severity: max(in.lossSeverity(d), in.eventSeverity(maxValue(append(append(ofo, prune...), zero...)))),
@@ -84,7 +79,7 @@ func ruleSocketRcvbuf(in *input) []Finding {
 			Drops:    d,
 			Evidence: evidence(tcp, ofo, prune, zero),
 			Cause:    "segments arrived while the socket's receive queue or backlog was over its buffer (the application is not reading, or the buffer is too small for the bandwidth-delay product)",
-			Fix:      []string{fix, in.raise("net.core.rmem_max", rmemTarget)},
+			Fix:      append(in.tcpRmemFix(), in.raise("net.core.rmem_max", rmemTarget)),
 			Advice:   "TCP retransmits what it drops here, so the cost is latency and throughput: make the reader keep up",
 		}
 		switch {
@@ -100,6 +95,24 @@ func ruleSocketRcvbuf(in *input) []Finding {
 		out = append(out, f)
 	}
 	return out
+}
+
+// tcpRmemMax is the autotuning ceiling proposed for TCP receive buffers
+// that overrun: 32 MiB.
+const tcpRmemMax = 33554432
+
+// tcpRmemFix raises the max of net.ipv4.tcp_rmem to tcpRmemMax, keeping its
+// min and default; nothing when the max is already there.
+func (in *input) tcpRmemFix() []Fix {
+	v := in.sysctlFields("net.ipv4.tcp_rmem")
+	proposed := fmt.Sprintf("4096 131072 %d", tcpRmemMax)
+	if len(v) == 3 {
+		if v[2] >= tcpRmemMax {
+			return nil
+		}
+		proposed = fmt.Sprintf("%d %d %d", v[0], v[1], tcpRmemMax)
+	}
+	return []Fix{in.set("net.ipv4.tcp_rmem", proposed).withNote("min, default, max: autotuning grows a buffer up to max")}
 }
 
 // socketNames lists sockets named by per-socket counters.
@@ -130,7 +143,7 @@ func ruleTCPMemory(in *input) []Finding {
 		Title:    "TCP memory pressure",
 		Evidence: evidence(pressure),
 		Cause:    "TCP sockets together use more than the pressure threshold of net.ipv4.tcp_mem (pages); the kernel prunes receive queues and shrinks buffers, and drops next",
-		Fix:      []string{in.doubleTriple("net.ipv4.tcp_mem")},
+		Fix:      []Fix{in.doubleTriple("net.ipv4.tcp_mem")},
 		Advice:   "find the sockets with large queues: netdrop sockets",
 	}
 	if high {
@@ -169,19 +182,19 @@ func ruleTCPListen(in *input) []Finding {
 	if sum(over) > 0 {
 		f.Title = fmt.Sprintf("TCP accept queue full: %d connection attempts dropped", d)
 		f.Cause = "a listener's accept queue (its listen() backlog, capped by net.core.somaxconn) was full: the application does not call accept() fast enough, or its backlog is too small"
-		f.Fix = []string{
-			in.raise("net.core.somaxconn", 4096) + "   # caps every listen() backlog",
-			"raise the backlog the application passes to listen()",
-			"netdrop sockets --state listen   # which listener, its queue and backlog",
+		f.Fix = []Fix{
+			in.raise("net.core.somaxconn", 4096).withNote("caps every listen() backlog"),
+			in.backlogApp(culprit{}),
+			inspect("netdrop sockets --state listen", "which listener, its queue and backlog"),
 		}
 		f.Advice = "a full accept queue means the application accepts too slowly: accept in a dedicated loop or thread, or spread with SO_REUSEPORT"
 		_ = somaxconn
 	} else {
 		f.Title = "TCP SYN queue full"
 		f.Cause = "half-open connections filled the SYN queue (a SYN flood, or a listener whose clients do not complete the handshake)"
-		f.Fix = []string{
+		f.Fix = []Fix{
 			in.raise("net.ipv4.tcp_max_syn_backlog", 8192),
-			fmt.Sprintf("sysctl -w net.ipv4.tcp_syncookies=1 (now %s)", orUnknown(in.sysctl("net.ipv4.tcp_syncookies"))),
+			in.set("net.ipv4.tcp_syncookies", "1"),
 		}
 		if d == 0 {
 			f.Severity = in.eventSeverity(sum(synq))
@@ -230,7 +243,10 @@ func ruleTCP(in *input) []Finding {
 		Drops:    d,
 		Evidence: evidence(cs),
 		Cause:    "segments were invalid (bad checksum, out of window, old timestamps) or dropped by policy (min TTL, out-of-order queue limits)",
-		Fix:      []string{"netdrop trace --proto tcp   # the drop reason says which check failed"},
+		Fix:      []Fix{inspect("netdrop trace --proto tcp", "the drop reason says which check failed")},
+		// A receiver cannot make invalid segments valid; the sender or
+		// the path has to change.
+		NotAutomatic: "invalid segments come from the sender or the path (corruption, a middlebox, an attack): no setting on this host repairs them",
 	}}
 }
 
@@ -253,14 +269,14 @@ func ruleRetrans(in *input) []Finding {
 		Title:    "TCP retransmissions: loss beyond this host",
 		Evidence: evidence(cs),
 		Cause:    "segments were sent again because no acknowledgement came: loss on the network or at the peer, not on this host's receive path",
-		Fix:      []string{"check the drops on the peer (netdrop there) and on the path between"},
+		Fix:      []Fix{advice("check the drops on the peer (netdrop there) and on the path between")},
 	}
 	if syn > 0 {
 		f.Title = fmt.Sprintf("TCP SYN retransmissions (%d): peers do not answer connection attempts", syn)
-		f.Fix = []string{
-			"is the peer listening? (netdrop sockets --state listen on the peer)",
-			"does a firewall drop the SYN or SYN/ACK? (netdrop trace on both hosts)",
-			fmt.Sprintf("on the peer: tcp_max_syn_backlog (here %s) and tcp_syncookies (here %s)", orUnknown(in.sysctl("net.ipv4.tcp_max_syn_backlog")), orUnknown(in.sysctl("net.ipv4.tcp_syncookies"))),
+		f.Fix = []Fix{
+			advice("is the peer listening? (netdrop sockets --state listen on the peer)"),
+			advice("does a firewall drop the SYN or SYN/ACK? (netdrop trace on both hosts)"),
+			advice(fmt.Sprintf("on the peer: tcp_max_syn_backlog (here %s) and tcp_syncookies (here %s)", orUnknown(in.sysctl("net.ipv4.tcp_max_syn_backlog")), orUnknown(in.sysctl("net.ipv4.tcp_syncookies")))),
 		}
 	}
 	return []Finding{f}
@@ -290,7 +306,7 @@ func rulePorts(in *input) []Finding {
 			Title:    fmt.Sprintf("TIME_WAIT bucket table full: %d sockets closed without TIME_WAIT", d),
 			Evidence: evidence(over),
 			Cause:    "more connections closed than net.ipv4.tcp_max_tw_buckets allows in TIME_WAIT",
-			Fix:      []string{in.raise("net.ipv4.tcp_max_tw_buckets", 262144)},
+			Fix:      []Fix{in.raise("net.ipv4.tcp_max_tw_buckets", 262144)},
 			Advice:   "reuse connections (keep-alive, pooling) instead of opening one per request",
 		})
 	}
@@ -307,13 +323,13 @@ func rulePorts(in *input) []Finding {
 			}
 			twc := in.gauges(field("TCP:tw"))
 			reuse := in.sysctl("net.ipv4.tcp_tw_reuse")
-			fix := []string{
-				fmt.Sprintf("sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\" (now \"%d %d\", %d ports)", lo, hi, size),
+			fix := []Fix{
+				in.set("net.ipv4.ip_local_port_range", "1024 65535").withNote(fmt.Sprintf("%d ports", size)),
 			}
 			if reuse != "1" {
-				fix = append(fix, fmt.Sprintf("sysctl -w net.ipv4.tcp_tw_reuse=1 (now %s)   # lets outgoing connections reuse TIME_WAIT ports", orUnknown(reuse)))
+				fix = append(fix, in.set("net.ipv4.tcp_tw_reuse", "1").withNote("lets outgoing connections reuse TIME_WAIT ports"))
 			}
-			fix = append(fix, "netdrop sockets   # which destinations hold the ports")
+			fix = append(fix, inspect("netdrop sockets", "which destinations hold the ports"))
 			out = append(out, Finding{
 				Stage:    stage.Ports,
 				Severity: sev,
@@ -331,10 +347,10 @@ func rulePorts(in *input) []Finding {
 // doubleTriple proposes doubling each of the three page limits of tcp_mem or
 // udp_mem (min, pressure, max): the kernel sizes them from memory at boot,
 // and doubling keeps their proportions.
-func (in *input) doubleTriple(name string) string {
+func (in *input) doubleTriple(name string) Fix {
 	v := in.sysctlFields(name)
 	if len(v) != 3 {
-		return fmt.Sprintf("sysctl -w %s=\"<min> <pressure> <max>\"   # pages; raise all three", name)
+		return advice(fmt.Sprintf("raise all three page limits of %s (min, pressure, max)", name))
 	}
-	return fmt.Sprintf("sysctl -w %s=\"%d %d %d\" (now \"%d %d %d\")   # pages", name, 2*v[0], 2*v[1], 2*v[2], v[0], v[1], v[2])
+	return setting(Change{Kind: ChangeSysctl, Target: name, Current: fmt.Sprintf("%d %d %d", v[0], v[1], v[2]), Proposed: fmt.Sprintf("%d %d %d", 2*v[0], 2*v[1], 2*v[2])}, "pages")
 }

@@ -9,27 +9,30 @@ import (
 )
 
 // ipCause explains each IP-layer counter and what to do about it.
-var ipCause = map[string]struct{ cause, fix string }{
-	"Ip:InHdrErrors":               {"IPv4 headers were invalid (bad version, TTL exceeded, options)", "check the sender and any middlebox rewriting headers"},
-	"Ip:InAddrErrors":              {"the destination address is not local and forwarding is off", "check addressing, or enable forwarding: sysctl -w net.ipv4.ip_forward=1"},
-	"IpExt:InNoRoutes":             {"no route for received packets", "ip route get <dst>   # add the missing route"},
-	"Ip:InDiscards":                {"IPv4 discarded packets for lack of resources", "check memory pressure (free -m) and neighbour settings"},
-	"Ip:ReasmFails":                {"fragment reassembly failed", "raise net.ipv4.ipfrag_high_thresh, or avoid fragmentation (path MTU)"},
-	"Ip:ReasmTimeout":              {"fragments timed out before reassembly", "fragments are lost upstream; avoid fragmentation (path MTU)"},
-	"IpExt:InCsumErrors":           {"IPv4 packets with bad checksums", "NIC or upstream corruption; check ethtool -k offloads"},
-	"TcpExt:IPReversePathFilter":   {"reverse-path filter dropped packets arriving on an interface the route back does not use", "sysctl -w net.ipv4.conf.all.rp_filter=2   # loose mode, for asymmetric routing"},
-	"Ip6:InHdrErrors":              {"IPv6 headers were invalid", "check the sender"},
-	"Ip6:InAddrErrors":             {"IPv6 destination not local and forwarding is off", "check addressing"},
-	"Ip6:InNoRoutes":               {"no IPv6 route for received packets", "ip -6 route get <dst>"},
-	"Ip6:InDiscards":               {"IPv6 discarded packets for lack of resources", "check memory pressure"},
-	"Ip6:ReasmFails":               {"IPv6 reassembly failed", "avoid fragmentation (path MTU)"},
-	"Ip6:InTruncatedPkts":          {"IPv6 packets shorter than their header says", "check the sender"},
-	"Ip6:InCsumErrors":             {"IPv6 packets with bad checksums", "NIC or upstream corruption"},
-	"Icmp:InErrors":                {"ICMP messages with errors", "check the sender"},
-	"Udp:InCsumErrors":             {"UDP datagrams with bad checksums", "NIC or upstream corruption; check ethtool -k offloads"},
-	"Udp6:InCsumErrors":            {"UDP/IPv6 datagrams with bad checksums", "NIC or upstream corruption"},
-	"IpExt:InTruncatedPkts":        {"IPv4 packets shorter than their header says", "check the sender"},
-	"TcpExt:IPReversePathFilterV6": {"reverse-path filter dropped IPv6 packets", "check rp_filter"},
+var ipCause = map[string]struct {
+	cause string
+	fix   Fix
+}{
+	"Ip:InHdrErrors":               {"IPv4 headers were invalid (bad version, TTL exceeded, options)", advice("check the sender and any middlebox rewriting headers")},
+	"Ip:InAddrErrors":              {"the destination address is not local and forwarding is off", advice("check addressing; if this host should route, enable forwarding (net.ipv4.ip_forward=1)")},
+	"IpExt:InNoRoutes":             {"no route for received packets", advice("find the missing route with ip route get DESTINATION, and add it")},
+	"Ip:InDiscards":                {"IPv4 discarded packets for lack of resources", advice("check memory pressure (free -m) and neighbour settings")},
+	"Ip:ReasmFails":                {"fragment reassembly failed", advice("raise net.ipv4.ipfrag_high_thresh, or avoid fragmentation (path MTU)")},
+	"Ip:ReasmTimeout":              {"fragments timed out before reassembly", advice("fragments are lost upstream; avoid fragmentation (path MTU)")},
+	"IpExt:InCsumErrors":           {"IPv4 packets with bad checksums", advice("NIC or upstream corruption; check the offloads (ethtool -k)")},
+	"TcpExt:IPReversePathFilter":   {"reverse-path filter dropped packets arriving on an interface the route back does not use", setting(Change{Kind: ChangeSysctl, Target: "net.ipv4.conf.all.rp_filter", Proposed: "2"}, "loose mode, for asymmetric routing")},
+	"Ip6:InHdrErrors":              {"IPv6 headers were invalid", advice("check the sender")},
+	"Ip6:InAddrErrors":             {"IPv6 destination not local and forwarding is off", advice("check addressing")},
+	"Ip6:InNoRoutes":               {"no IPv6 route for received packets", advice("find the missing route with ip -6 route get DESTINATION, and add it")},
+	"Ip6:InDiscards":               {"IPv6 discarded packets for lack of resources", advice("check memory pressure")},
+	"Ip6:ReasmFails":               {"IPv6 reassembly failed", advice("avoid fragmentation (path MTU)")},
+	"Ip6:InTruncatedPkts":          {"IPv6 packets shorter than their header says", advice("check the sender")},
+	"Ip6:InCsumErrors":             {"IPv6 packets with bad checksums", advice("NIC or upstream corruption")},
+	"Icmp:InErrors":                {"ICMP messages with errors", advice("check the sender")},
+	"Udp:InCsumErrors":             {"UDP datagrams with bad checksums", advice("NIC or upstream corruption; check the offloads (ethtool -k)")},
+	"Udp6:InCsumErrors":            {"UDP/IPv6 datagrams with bad checksums", advice("NIC or upstream corruption")},
+	"IpExt:InTruncatedPkts":        {"IPv4 packets shorter than their header says", advice("check the sender")},
+	"TcpExt:IPReversePathFilterV6": {"reverse-path filter dropped IPv6 packets", advice("check rp_filter")},
 }
 
 // ruleIP: packets discarded by IP receive and routing.
@@ -45,13 +48,21 @@ func ruleIP(in *input) []Finding {
 	drops := sumDistinct(cs)
 	ev := evidence(cs)
 	top := ipCause[fieldOf(cs, ev[0].Counter)]
-	var fix []string
+	var fix []Fix
 	seen := map[string]bool{}
 	for _, e := range ev {
-		if c, ok := ipCause[fieldOf(cs, e.Counter)]; ok && !seen[c.fix] {
-			seen[c.fix] = true
-			fix = append(fix, c.fix)
+		c, ok := ipCause[fieldOf(cs, e.Counter)]
+		if !ok || seen[c.fix.Command+c.fix.Text] {
+			continue
 		}
+		seen[c.fix.Command+c.fix.Text] = true
+		f := c.fix
+		if f.Change != nil {
+			// The table holds the proposal; the value now comes from
+			// this snapshot.
+			f = in.set(f.Change.Target, f.Change.Proposed).withNote(f.Note)
+		}
+		fix = append(fix, f)
 	}
 	return []Finding{{
 		Stage:    stage.IP,
@@ -97,10 +108,12 @@ func ruleNetfilter(in *input) []Finding {
 		Drops:    drops,
 		Evidence: ev,
 		Cause:    "a DROP or REJECT rule (or a chain's drop policy) matched; intended policy or a rule that is too broad: " + ev[0].Counter,
-		Fix: []string{
-			"nft -a list ruleset   # find the rule by its handle; iptables-save -c for iptables rules",
-			"nft delete rule <family> <table> <chain> handle <N>   # if the rule is wrong",
+		Fix: []Fix{
+			inspect("nft -a list ruleset", "find the rule by its handle"),
+			inspect("iptables-save -c", "for iptables rules, with their counters"),
+			advice("if the rule is wrong, delete it by its handle: nft delete rule FAMILY TABLE CHAIN handle N"),
 		},
+		NotAutomatic: "a firewall rule that drops may be your policy: netdrop never deletes one; delete it by hand if it is wrong",
 	}}
 }
 
@@ -157,11 +170,12 @@ func ruleConntrack(in *input) []Finding {
 			Drops:    d,
 			Evidence: evidence(insert, chain),
 			Cause:    "two packets of one new flow raced to confirm the same entry (insert_failed: typical of parallel UDP through SNAT/DNAT, e.g. DNS A and AAAA queries), or a hash chain grew too long (chainlength)",
-			Fix: []string{
-				"iptables -t nat ... -j MASQUERADE --random-fully   # or nft: masquerade random,fully",
-				"echo <larger> > /sys/module/nf_conntrack/parameters/hashsize   # if chainlength moved",
+			Fix: []Fix{
+				advice("randomize the source ports of NAT: --random-fully on the MASQUERADE or SNAT rule (nft: masquerade random,fully)"),
+				advice("if chainlength moved, raise the hash size: /sys/module/nf_conntrack/parameters/hashsize"),
 			},
-			Advice: "for DNS in containers: options single-request-reopen in resolv.conf, or a node-local DNS cache",
+			Advice:       "for DNS in containers: options single-request-reopen in resolv.conf, or a node-local DNS cache",
+			NotAutomatic: "the fix is in your NAT rules and resolver settings, which netdrop does not edit",
 		})
 	}
 	return out
@@ -170,18 +184,20 @@ func ruleConntrack(in *input) []Finding {
 // conntrackFixes raises the table size, and the hash buckets with it when
 // they would fall below a quarter of the new size (longer chains make every
 // lookup slower).
-func (in *input) conntrackFixes() []string {
-	fix := []string{in.raise("net.netfilter.nf_conntrack_max", 262144)}
+func (in *input) conntrackFixes() []Fix {
+	fix := []Fix{in.raise("net.netfilter.nf_conntrack_max", 262144)}
 	max := int64(262144)
 	if cur, ok := in.sysctlInt("net.netfilter.nf_conntrack_max"); ok && cur*2 > max {
 		max = cur * 2
 	}
 	buckets, ok := in.sysctlInt("net.netfilter.nf_conntrack_buckets")
-	switch {
-	case !ok:
-		fix = append(fix, fmt.Sprintf("echo %d > /sys/module/nf_conntrack/parameters/hashsize   # buckets at a quarter of the table", max/4))
-	case buckets < max/4:
-		fix = append(fix, fmt.Sprintf("echo %d > /sys/module/nf_conntrack/parameters/hashsize (now %d)   # buckets at a quarter of the table", max/4, buckets))
+	if !ok || buckets < max/4 {
+		now := ""
+		if ok {
+			now = fmt.Sprint(buckets)
+		}
+		fix = append(fix, manual(fmt.Sprintf("echo %d > /sys/module/nf_conntrack/parameters/hashsize", max/4), now, "buckets at a quarter of the table",
+			"resizing the hash table rehashes every tracked connection at once, a pause netdrop leaves you to choose the time of"))
 	}
 	return fix
 }
@@ -207,9 +223,10 @@ func ruleNoSocket(in *input) []Finding {
 		Drops:    d,
 		Evidence: evidence(cs),
 		Cause:    "datagrams arrived for a port with no socket (the kernel answered ICMP port unreachable): the service is down, restarting, bound to another address, or the sender is misconfigured",
-		Fix: []string{
-			"netdrop sockets --state listen   # is the service bound, and to which address?",
-			"netdrop trace --reason NO_SOCKET --flows   # which ports and senders",
+		Fix: []Fix{
+			inspect("netdrop sockets --state listen", "is the service bound, and to which address?"),
+			inspect("netdrop trace --reason NO_SOCKET --flows", "which ports and senders"),
 		},
+		NotAutomatic: "no setting makes a service listen: start it, or bind it to the address and port its senders use",
 	}}
 }

@@ -56,24 +56,27 @@ func ruleQdisc(in *input) []Finding {
 		switch kind {
 		case "tbf", "htb", "cake", "hfsc", "cbq", "police":
 			f.Cause = "a shaper (" + kind + ") limits the rate and its queue overflowed: traffic above the configured rate is dropped"
-			f.Fix = []string{
-				fmt.Sprintf("tc -s qdisc show dev %s   # the configured rate and limit", ifn),
-				fmt.Sprintf("tc qdisc change dev %s root %s ... limit <bytes>   # a larger queue absorbs bursts; raise the rate if it is too low", ifn, kind),
+			f.Fix = []Fix{
+				inspect(shellJoin("tc", "-s", "qdisc", "show", "dev", ifn), "the configured rate and limit"),
+				advice(fmt.Sprintf("a larger queue absorbs bursts: raise the limit (tc qdisc change dev %s root %s … limit BYTES), or the rate if it is too low", ifn, kind)),
 			}
+			f.NotAutomatic = "a shaper's rate and queue are a policy someone configured: netdrop does not change them"
 		case "pfifo_fast", "pfifo", "bfifo", "noqueue", "mq":
 			txq := 0
 			if n, ok := in.nic(ifn); ok {
 				txq = n.TxQueueLen
 			}
-			fix := fmt.Sprintf("ip link set dev %s txqueuelen 10000", ifn)
+			c := Change{Kind: ChangeTxQueueLen, Target: ifn, Proposed: "10000"}
 			if txq > 0 {
-				fix += fmt.Sprintf(" (now %d)", txq)
+				c.Current = fmt.Sprint(txq)
 			}
-			f.Fix = []string{fix, fmt.Sprintf("tc qdisc replace dev %s root fq_codel   # fair queueing keeps one flow from filling the queue", ifn)}
+			f.Fix = []Fix{setting(c, ""), manual(shellJoin("tc", "qdisc", "replace", "dev", ifn, "root", "fq_codel"), kind, "fair queueing keeps one flow from filling the queue",
+				"replacing the root qdisc drops the packets queued in it and its configuration; netdrop leaves the choice of queueing discipline to you")}
 		default:
-			f.Fix = []string{
-				fmt.Sprintf("tc qdisc replace dev %s root %s limit 10240   # if the limit is the problem", ifn, kind),
-				fmt.Sprintf("tc -s qdisc show dev %s", ifn),
+			f.Fix = []Fix{
+				inspect(shellJoin("tc", "-s", "qdisc", "show", "dev", ifn), "the limit and the backlog"),
+				manual(shellJoin("tc", "qdisc", "replace", "dev", ifn, "root", kind, "limit", "10240"), "", "if the limit is the problem",
+					"replacing the root qdisc resets its other options to their defaults; netdrop leaves qdisc settings to you"),
 			}
 		}
 		f.Advice = "pace the sender (SO_MAX_PACING_RATE, fq) rather than relying on drops to slow it"
@@ -99,6 +102,22 @@ func (in *input) qdiscDrops() uint64 {
 		t += v
 	}
 	return t
+}
+
+// wmemTarget is the send buffer limit proposed for sockets that run out of
+// send buffer: 4 MiB.
+const wmemTarget = 4194304
+
+// sendProto names the protocol of the send-buffer counters that moved, ""
+// when both did.
+func sendProto(udp, tcp []counters.Counter) string {
+	switch {
+	case len(tcp) == 0:
+		return "udp"
+	case len(udp) == 0:
+		return "tcp"
+	}
+	return ""
 }
 
 // ruleTxSocket: sends that failed for lack of send buffer. Udp SndbufErrors
@@ -132,9 +151,9 @@ func ruleTxSocket(in *input) []Finding {
 		Drops:    d,
 		Evidence: evidence(udp, tcp, outd),
 		Cause:    "the application wrote faster than the socket's send buffer drains (ENOBUFS / EAGAIN on send)",
-		Fix: []string{
-			in.raise("net.core.wmem_max", 4194304) + "   # the ceiling for SO_SNDBUF",
-			"setsockopt(SO_SNDBUF) in the application, up to wmem_max",
+		Fix: []Fix{
+			in.raise("net.core.wmem_max", wmemTarget).withNote("the ceiling for SO_SNDBUF"),
+			appFix(AppChange{Param: AppSndbuf, Proto: sendProto(udp, tcp), Value: wmemTarget, Limit: "net.core.wmem_max"}, "setsockopt before sending; the kernel caps it at net.core.wmem_max"),
 		},
 		Advice: "pace the sender, or handle EAGAIN/ENOBUFS by waiting for writability rather than retrying at once",
 	}
@@ -172,7 +191,7 @@ func ruleNeighbor(in *input) []Finding {
 	case sum(full) > 0:
 		f.Title = "neighbour table overflow"
 		f.Cause = "the ARP/NDP table reached gc_thresh3 and could not add entries (dmesg: neighbor table overflow)"
-		f.Fix = []string{
+		f.Fix = []Fix{
 			in.raise("net.ipv4.neigh.default.gc_thresh1", 4096),
 			in.raise("net.ipv4.neigh.default.gc_thresh2", 8192),
 			in.raise("net.ipv4.neigh.default.gc_thresh3", 16384),
@@ -184,7 +203,11 @@ func ruleNeighbor(in *input) []Finding {
 	}
 	if sum(full) == 0 {
 		f.Cause = "packets queued for a neighbour that did not answer (host down, wrong address, wrong subnet) or the per-neighbour queue overflowed"
-		f.Fix = []string{"ip neigh show nud failed   # which neighbours do not answer", "netdrop trace --reason NEIGH_FAILED --flows"}
+		f.Fix = []Fix{
+			inspect("ip neigh show nud failed", "which neighbours do not answer"),
+			inspect("netdrop trace --reason NEIGH_FAILED --flows", "which destinations"),
+		}
+		f.NotAutomatic = "a neighbour that does not answer is down, has another address, or is on another subnet: no setting on this host makes it answer"
 	}
 	return []Finding{f}
 }
@@ -203,9 +226,9 @@ func ruleTxRing(in *input) []Finding {
 			Cause:    "the driver dropped packets on transmit: TX ring full, carrier lost, or (for veth) the peer's receive side refused them",
 		}
 		if n, ok := in.nic(ifn); ok && n.TxRingMax > n.TxRing && n.TxRing > 0 {
-			f.Fix = append(f.Fix, fmt.Sprintf("ethtool -G %s tx %d (now %d)", ifn, n.TxRingMax, n.TxRing))
+			f.Fix = append(f.Fix, setting(Change{Kind: ChangeRing, Target: ifn, Param: "tx", Current: fmt.Sprint(n.TxRing), Proposed: fmt.Sprint(n.TxRingMax)}, "the driver's maximum"))
 		}
-		f.Fix = append(f.Fix, fmt.Sprintf("ethtool -S %s | grep -i tx   # which driver counter", ifn), "netdrop trace   # the drop reason and function")
+		f.Fix = append(f.Fix, inspect(shellJoin("ethtool", "-S", ifn)+" | grep -i tx", "which driver counter"), inspect("netdrop trace", "the drop reason and function"))
 		out = append(out, f)
 	}
 	return out

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/netdrop/netdrop/sockets"
@@ -18,11 +19,16 @@ func owners(ps []sockets.Process) string {
 	if len(ps) == 0 {
 		return ""
 	}
+	return " (" + processes(ps) + ")"
+}
+
+// processes names the owners of a socket, "" when unknown.
+func processes(ps []sockets.Process) string {
 	var names []string
 	for _, p := range ps {
 		names = append(names, p.String())
 	}
-	return " (" + strings.Join(names, ", ") + ")"
+	return strings.Join(names, ", ")
 }
 
 // socketPorts reports destinations whose share of the ephemeral range is
@@ -49,16 +55,16 @@ func socketPorts(in *input) []Finding {
 				{Source: sockDiag, Counter: fmt.Sprintf("TIME_WAIT to %s", d.Remote), Value: uint64(d.TimeWait)},
 			},
 			Cause: fmt.Sprintf("this host opens short connections to %s and closes them first: each leaves its local port in TIME_WAIT for 60 s, and connect() fails with EADDRNOTAVAIL once the %d ports of the range are used up", d.Remote, size),
-			Fix: []string{
-				fmt.Sprintf("sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\" (now \"%d %d\")", s.Settings.PortLow, s.Settings.PortHigh),
+			Fix: []Fix{
+				setting(Change{Kind: ChangeSysctl, Target: "net.ipv4.ip_local_port_range", Current: fmt.Sprintf("%d %d", s.Settings.PortLow, s.Settings.PortHigh), Proposed: "1024 65535"}, ""),
 			},
 			Advice: "reuse connections (keep-alive, a pool) instead of one per request; let the server close first if the protocol allows; or connect from more source addresses. Never tcp_tw_recycle",
 		}
 		switch d.TwReuse {
 		case sockets.TwReuseWouldHelp:
-			f.Fix = append(f.Fix, fmt.Sprintf("sysctl -w net.ipv4.tcp_tw_reuse=1 (now %d)   # lets connect() take over TIME_WAIT ports to this destination", s.Settings.TwReuse))
+			f.Fix = append(f.Fix, setting(Change{Kind: ChangeSysctl, Target: "net.ipv4.tcp_tw_reuse", Current: fmt.Sprint(s.Settings.TwReuse), Proposed: "1"}, "lets connect() take over TIME_WAIT ports to this destination"))
 		case sockets.TwReuseNoTimestamps:
-			f.Fix = append(f.Fix, "sysctl -w net.ipv4.tcp_timestamps=1 (now 0)   # tcp_tw_reuse needs timestamps")
+			f.Fix = append(f.Fix, setting(Change{Kind: ChangeSysctl, Target: "net.ipv4.tcp_timestamps", Current: "0", Proposed: "1"}, "tcp_tw_reuse needs timestamps"))
 		}
 		out = append(out, f)
 	}
@@ -82,6 +88,10 @@ type culprit struct {
 	name     string // "10.0.0.2:53 (named(812))"
 	evidence Evidence
 	full     bool // accept queue or receive buffer at its limit now
+	// proto, local and process say which socket an application fix is
+	// for; buf is its receive buffer (sk_rcvbuf) or listen backlog now.
+	proto, local, process string
+	buf                   uint64
 }
 
 // listenCulprits are the listeners that dropped in the interval (or ever,
@@ -107,6 +117,10 @@ func listenCulprits(in *input) []culprit {
 		out = append(out, culprit{
 			name:     name,
 			full:     l.Full,
+			proto:    "tcp",
+			local:    l.Local.String(),
+			process:  processes(l.Processes),
+			buf:      uint64(l.Backlog),
 			evidence: Evidence{Source: sockDiag, Counter: fmt.Sprintf("listener %s accept queue %d/%d, %s", name, l.Queued, l.Backlog, what), Delta: uint64(drops)},
 		})
 	}
@@ -142,10 +156,15 @@ func decorateListen(in *input, fs []Finding) []Finding {
 			full++
 		}
 	}
+	var apps []Fix
+	for _, c := range hot {
+		apps = append(apps, in.backlogApp(c))
+	}
 	for i := range fs {
 		if fs[i].Stage == stage.TCPListen {
 			fs[i].Evidence = append(fs[i].Evidence, ev...)
 			fs[i].Title += ": " + strings.Join(names, ", ")
+			fs[i].Fix = replaceApp(fs[i].Fix, AppListenBacklog, apps)
 			return fs
 		}
 	}
@@ -158,7 +177,7 @@ func decorateListen(in *input, fs []Finding) []Finding {
 		Title:    "accept queue full now: " + strings.Join(names, ", "),
 		Evidence: ev,
 		Cause:    "the listener's accept queue is at its backlog: the next connection attempts will be dropped",
-		Fix:      []string{"raise the backlog the application passes to listen(), up to net.core.somaxconn (now " + orUnknown(in.sysctl("net.core.somaxconn")) + ")"},
+		Fix:      apps,
 		Advice:   "the application accepts too slowly: accept in a dedicated loop or thread",
 	})
 }
@@ -181,6 +200,7 @@ func rcvbufCulprits(in *input) (udp, tcp []culprit) {
 			}
 			name := d.Local.String() + owners(d.Processes)
 			add(d.Protocol, culprit{name: name, full: d.Rcvbuf > 0 && float64(d.RmemAlloc) >= sockets.DefaultNearFull*float64(d.Rcvbuf),
+				proto: d.Protocol, local: d.Local.String(), process: processes(d.Processes), buf: uint64(d.Rcvbuf),
 				evidence: Evidence{Source: sockDiag, Counter: fmt.Sprintf("%s %s rcvbuf %d, queued %d, drops in the interval", d.Protocol, name, d.Rcvbuf, d.RmemAlloc), Delta: uint64(d.Drops)}})
 		}
 	}
@@ -190,6 +210,7 @@ func rcvbufCulprits(in *input) (udp, tcp []culprit) {
 		}
 		name := p.Local.String() + owners(p.Processes)
 		add(p.Protocol, culprit{name: name, full: p.Fill >= sockets.DefaultNearFull,
+			proto: p.Protocol, local: p.Local.String(), process: processes(p.Processes), buf: uint64(p.Rcvbuf),
 			evidence: Evidence{Source: sockDiag, Counter: fmt.Sprintf("%s %s rcvbuf %d, queued %d, drops since creation", p.Protocol, name, p.Rcvbuf, p.RmemAlloc), Value: uint64(p.Drops)}})
 	}
 	return udp, tcp
@@ -220,24 +241,36 @@ func decorateRcvbuf(in *input, fs []Finding) []Finding {
 		}
 		found = true
 		var names []string
+		var apps []Fix
 		for _, c := range cs {
 			fs[i].Evidence = append(fs[i].Evidence, c.evidence)
 			if len(names) < 3 {
 				names = append(names, c.name)
+				if c.proto != "tcp" { // TCP autotunes its buffer; SO_RCVBUF would stop that
+					apps = append(apps, in.rcvbufApp(c))
+				}
 			}
 		}
 		fs[i].Title += ": " + strings.Join(names, ", ")
+		fs[i].Fix = replaceApp(fs[i].Fix, AppRcvbuf, apps)
 	}
 	if found || in.once() {
 		return fs
 	}
 	var ev []Evidence
 	var names []string
+	var apps []Fix
 	for _, c := range append(udp, tcp...) {
 		if c.full {
 			ev = append(ev, c.evidence)
 			names = append(names, c.name)
+			if c.proto != "tcp" {
+				apps = append(apps, in.rcvbufApp(c))
+			}
 		}
+	}
+	if len(apps) == 0 {
+		apps = append(apps, advice("let TCP autotune the receive buffer (do not set SO_RCVBUF), up to the max of net.ipv4.tcp_rmem"))
 	}
 	if len(ev) == 0 {
 		return fs
@@ -248,7 +281,7 @@ func decorateRcvbuf(in *input, fs []Finding) []Finding {
 		Title:    "receive queues near their buffer: " + strings.Join(names, ", "),
 		Evidence: ev,
 		Cause:    "the application is not keeping up with these sockets: the next burst will be dropped",
-		Fix:      []string{"setsockopt(SO_RCVBUF) larger in the application, up to net.core.rmem_max (now " + orUnknown(in.sysctl("net.core.rmem_max")) + ")"},
+		Fix:      apps,
 		Advice:   "read faster: batch with recvmmsg, more reader threads (SO_REUSEPORT)",
 	})
 }
@@ -264,4 +297,45 @@ func ruleSockets(in *input, fs []Finding) []Finding {
 	fs = decorateListen(in, fs)
 	fs = decorateRcvbuf(in, fs)
 	return append(fs, socketPorts(in)...)
+}
+
+// rcvbufApp proposes a larger SO_RCVBUF for the socket c names (for the
+// application's sockets of its protocol when it names none): rmemTarget,
+// which the rmem_max fix of the same finding allows.
+func (in *input) rcvbufApp(c culprit) Fix {
+	return appFix(AppChange{Param: AppRcvbuf, Proto: c.proto, Socket: c.local, Process: c.process, Value: rmemTarget, Current: c.buf, Limit: "net.core.rmem_max"},
+		"setsockopt before bind; the kernel caps it at net.core.rmem_max and reports twice the value asked")
+}
+
+// backlogApp proposes a listen() backlog for the listener c names (for the
+// application's listeners when it names none): the somaxconn the same
+// finding proposes, since the kernel caps the backlog there.
+func (in *input) backlogApp(c culprit) Fix {
+	want, _ := strconv.ParseUint(in.raise("net.core.somaxconn", 4096).Change.Proposed, 10, 64)
+	return appFix(AppChange{Param: AppListenBacklog, Proto: "tcp", Socket: c.local, Process: c.process, Value: want, Current: c.buf, Limit: "net.core.somaxconn"},
+		"the accept queue holds min(backlog, net.core.somaxconn) connections")
+}
+
+// replaceApp replaces the generic application fix for param in fixes (one
+// that names no socket) with the fixes for the sockets found, or adds them.
+func replaceApp(fixes []Fix, param AppParam, with []Fix) []Fix {
+	if len(with) == 0 {
+		return fixes
+	}
+	var out []Fix
+	done := false
+	for _, f := range fixes {
+		if f.Kind == FixApp && f.App.Param == param && f.App.Socket == "" {
+			if !done {
+				out = append(out, with...)
+				done = true
+			}
+			continue
+		}
+		out = append(out, f)
+	}
+	if !done {
+		out = append(out, with...)
+	}
+	return out
 }

@@ -34,8 +34,8 @@ func TestSocketEvidenceNamesWhoIsResponsible(t *testing.T) {
 	if ports.Stage != stage.Ports || ports.Severity != Critical || !strings.Contains(ports.Title, "10.9.0.2:80") {
 		t.Errorf("ports finding = %+v", ports)
 	}
-	if !contains(ports.Fix, "sysctl -w net.ipv4.tcp_tw_reuse=1 (now 2)   # lets connect() take over TIME_WAIT ports to this destination") {
-		t.Errorf("ports fix = %q", ports.Fix)
+	if !contains(ports.Fix, "sysctl -w net.ipv4.tcp_tw_reuse=1  # now 2; lets connect() take over TIME_WAIT ports to this destination") {
+		t.Errorf("ports fix = %q", fixLines(ports.Fix))
 	}
 	if listen.Stage != stage.TCPListen || !strings.Contains(listen.Title, "0.0.0.0:8080 (server(42))") {
 		t.Errorf("listen finding = %+v", listen)

@@ -60,7 +60,7 @@ func ruleTrace(in *input, fs []Finding) ([]Finding, []Unexplained) {
 			Drops:    g.Drops,
 			Evidence: ev,
 			Cause:    fmt.Sprintf("the kernel dropped packets at the %s (reason %s in %s) and no counter of that stage moved", info.Title, top.Reason, top.Function),
-			Fix:      []string{fmt.Sprintf("netdrop trace --reason %s --flows --stacks   # which flows, and the call path", top.Reason)},
+			Fix:      []Fix{inspect(shellJoin("netdrop", "trace", "--reason", top.Reason, "--flows", "--stacks"), "which flows, and the call path")},
 		})
 	}
 	return fs, unexplained

@@ -5,14 +5,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/internal/report"
+	"github.com/netdrop/netdrop/internal/tune"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
-	"github.com/netdrop/netdrop/internal/tune"
 	"github.com/spf13/cobra"
 )
 
@@ -220,7 +220,13 @@ func renderTune(w io.Writer, out tuneOutput) error {
 	if len(p.Manual) > 0 {
 		fmt.Fprintln(w, "\nBy hand (tune does not make these):")
 		for _, m := range p.Manual {
-			fmt.Fprintf(w, "  %s\n", strings.TrimSpace(m))
+			fmt.Fprintf(w, "  # [%s] %s: %s\n  %s\n", m.Stage, m.Finding, m.Fix.NotAutomatic, report.CommandLine(m.Fix))
+		}
+	}
+	if len(p.NotAutomatic) > 0 {
+		fmt.Fprintln(w, "\nNo setting fixes these:")
+		for _, a := range p.NotAutomatic {
+			fmt.Fprintf(w, "  [%s] %s: %s\n", a.Stage, a.Finding, a.Advice)
 		}
 	}
 	if out.Applied != nil {

@@ -21,21 +21,24 @@ import (
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/internal/testnet"
-	"github.com/netdrop/netdrop/stage"
 	"github.com/netdrop/netdrop/internal/tune"
+	"github.com/netdrop/netdrop/stage"
 )
 
 func TestRenderTune(t *testing.T) {
 	plan := &tune.Plan{
 		Netns: "web",
 		Items: []tune.Item{
-			{Setting: tune.Setting{Kind: "sysctl", Target: "net.core.somaxconn"}, Current: "8", Proposed: "4096", Stage: stage.TCPListen,
+			{Setting: tune.Setting{Kind: diagnose.ChangeSysctl, Target: "net.core.somaxconn"}, Current: "8", Proposed: "4096", Stage: stage.TCPListen,
 				Severity: diagnose.Critical, Finding: "TCP accept queue full: 21 connection attempts dropped", Risk: "more pending connections", Note: "somaxconn caps the backlog of 10.0.0.2:8080"},
-			{Setting: tune.Setting{Kind: "sysctl", Target: "net.core.rmem_max"}, Current: "212992", Proposed: "8388608", Stage: stage.SocketRcvbuf,
+			{Setting: tune.Setting{Kind: diagnose.ChangeSysctl, Target: "net.core.rmem_max"}, Current: "212992", Proposed: "8388608", Stage: stage.SocketRcvbuf,
 				Finding: "UDP receive buffer full", Skip: "read-only setting: sysctl net.core.rmem_max is read-only in namespace web"},
 		},
 		Application: []tune.AppNote{{Stage: stage.TCPListen, Finding: "TCP accept queue full", Advice: "accept in a dedicated loop"}},
-		Manual:      []string{"tc qdisc change dev eth0 root fq_codel limit <packets>"},
+		Manual: []tune.ManualStep{{Stage: stage.Qdisc, Finding: "qdisc pfifo_fast on eth0 dropped 12 packets", Fix: diagnose.Fix{
+			Kind: diagnose.FixManual, Command: "tc qdisc replace dev eth0 root fq_codel", Now: "pfifo_fast", Note: "fair queueing",
+			NotAutomatic: "replacing the root qdisc drops the packets queued in it"}}},
+		NotAutomatic: []tune.AppNote{{Stage: stage.Netfilter, Finding: "firewall rules dropped 5 packets", Advice: "a rule may be policy"}},
 	}
 	var b bytes.Buffer
 	if err := renderTune(&b, tuneOutput{Plan: plan, DryRun: true}); err != nil {
@@ -57,7 +60,11 @@ The fix belongs in the application:
   [tcp-listen] TCP accept queue full: accept in a dedicated loop
 
 By hand (tune does not make these):
-  tc qdisc change dev eth0 root fq_codel limit <packets>
+  # [qdisc] qdisc pfifo_fast on eth0 dropped 12 packets: replacing the root qdisc drops the packets queued in it
+  tc qdisc replace dev eth0 root fq_codel  # now pfifo_fast; fair queueing
+
+No setting fixes these:
+  [netfilter] firewall rules dropped 5 packets: a rule may be policy
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("renderTune (-want +got):\n%s", diff)

@@ -74,11 +74,12 @@ func Diagnosis(w io.Writer, r *diagnose.Report) error {
 		if f.Cause != "" {
 			fmt.Fprintf(&b, "   cause: %s\n", f.Cause)
 		}
-		for _, fix := range f.Fix {
-			fmt.Fprintf(&b, "   fix: %s\n", fix)
-		}
+		fixes(&b, f, r.Netns)
 		if f.Advice != "" {
 			fmt.Fprintf(&b, "   advice: %s\n", f.Advice)
+		}
+		if f.NotAutomatic != "" {
+			fmt.Fprintf(&b, "   not automatic: %s\n", f.NotAutomatic)
 		}
 		b.WriteString("\n")
 	}

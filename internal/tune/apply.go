@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/netdrop/netdrop/diagnose"
 )
 
 // RollbackVersion is the version of the rollback file format.
@@ -105,7 +107,7 @@ func writeChecked(sys System, s Setting, v string) (written bool, err error) {
 	if err := sys.Write(s, v); err != nil {
 		return false, err
 	}
-	if s.Kind == "rps_cpus" {
+	if s.Kind == diagnose.ChangeRPSCPUs {
 		return true, nil
 	}
 	got, err := sys.Read(s)
@@ -167,10 +169,9 @@ func parseRollback(b []byte) (*Rollback, error) {
 		return nil, fmt.Errorf("rollback file: version %d, this netdrop reads version %d", rb.Version, RollbackVersion)
 	}
 	for i, e := range rb.Entries {
-		switch e.Setting.Kind {
-		case "sysctl", "ring", "channels", "txqueuelen", "rps_cpus":
-		default:
-			return nil, fmt.Errorf("rollback file: entry %d: unknown kind %q", i+1, e.Setting.Kind)
+		// Unknown kind names fail in decoding; a missing one is zero.
+		if !e.Setting.Kind.Valid() {
+			return nil, fmt.Errorf("rollback file: entry %d: no kind", i+1)
 		}
 		if e.Setting.Target == "" {
 			return nil, fmt.Errorf("rollback file: entry %d: no target", i+1)
@@ -226,7 +227,7 @@ func WritePersist(w io.Writer, p *Plan) error {
 	var other []Item
 	n := 0
 	for _, it := range p.Actionable() {
-		if it.Setting.Kind != "sysctl" {
+		if it.Setting.Kind != diagnose.ChangeSysctl {
 			other = append(other, it)
 			continue
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/internal/netns"
 )
 
@@ -55,7 +56,7 @@ func (k Kernel) where() string {
 // Read implements System.
 func (k Kernel) Read(s Setting) (string, error) {
 	var out string
-	if s.Kind == "rps_cpus" {
+	if s.Kind == diagnose.ChangeRPSCPUs {
 		err := k.sysfs(func(sys string) error {
 			var err error
 			out, err = k.readRPS(s, sys)
@@ -73,7 +74,7 @@ func (k Kernel) Read(s Setting) (string, error) {
 
 // Check implements System.
 func (k Kernel) Check(s Setting) error {
-	if s.Kind == "rps_cpus" {
+	if s.Kind == diagnose.ChangeRPSCPUs {
 		return k.sysfs(func(sys string) error { return k.checkRPS(s, sys) })
 	}
 	return netns.Do(k.Netns, func() error { return k.check(s) })
@@ -81,7 +82,7 @@ func (k Kernel) Check(s Setting) error {
 
 // Write implements System.
 func (k Kernel) Write(s Setting, v string) error {
-	if s.Kind == "rps_cpus" {
+	if s.Kind == diagnose.ChangeRPSCPUs {
 		return k.sysfs(func(sys string) error {
 			if err := k.checkRPS(s, sys); err != nil {
 				return err
@@ -188,7 +189,7 @@ func (k Kernel) fileErr(s Setting, op string, err error) error {
 
 func (k Kernel) read(s Setting) (string, error) {
 	switch s.Kind {
-	case "sysctl":
+	case diagnose.ChangeSysctl:
 		p, err := k.path(s)
 		if err != nil {
 			return "", err
@@ -198,38 +199,38 @@ func (k Kernel) read(s Setting) (string, error) {
 			return "", k.fileErr(s, "read", err)
 		}
 		return string(b), nil
-	case "txqueuelen":
+	case diagnose.ChangeTxQueueLen:
 		l, err := k.link(s)
 		if err != nil {
 			return "", err
 		}
 		return strconv.Itoa(l.Attrs().TxQLen), nil
-	case "ring", "channels":
+	case diagnose.ChangeRing, diagnose.ChangeChannels:
 		v, _, err := k.ethtoolGet(s)
 		if err != nil {
 			return "", err
 		}
 		return strconv.FormatUint(uint64(v), 10), nil
 	}
-	return "", fmt.Errorf("%w: kind %q", ErrUnknown, s.Kind)
+	return "", fmt.Errorf("%w: kind %s", ErrUnknown, s.Kind)
 }
 
 func (k Kernel) check(s Setting) error {
 	switch s.Kind {
-	case "sysctl":
+	case diagnose.ChangeSysctl:
 		p, err := k.path(s)
 		if err != nil {
 			return err
 		}
 		return k.checkFile(s, p)
-	case "txqueuelen":
+	case diagnose.ChangeTxQueueLen:
 		_, err := k.link(s)
 		return err
-	case "ring", "channels":
+	case diagnose.ChangeRing, diagnose.ChangeChannels:
 		_, _, err := k.ethtoolGet(s)
 		return err
 	}
-	return fmt.Errorf("%w: kind %q", ErrUnknown, s.Kind)
+	return fmt.Errorf("%w: kind %s", ErrUnknown, s.Kind)
 }
 
 // checkFile says whether a settings file exists and may be written.
@@ -277,13 +278,13 @@ func (k Kernel) writeFile(s Setting, p, v string) error {
 
 func (k Kernel) write(s Setting, v string) error {
 	switch s.Kind {
-	case "sysctl":
+	case diagnose.ChangeSysctl:
 		if err := k.check(s); err != nil {
 			return err
 		}
 		p, _ := k.path(s)
 		return k.writeFile(s, p, v)
-	case "txqueuelen":
+	case diagnose.ChangeTxQueueLen:
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 {
 			return fmt.Errorf("txqueuelen %s: %q is not a queue length", s.Target, v)
@@ -296,18 +297,18 @@ func (k Kernel) write(s Setting, v string) error {
 			return fmt.Errorf("set %s: %w", s, err)
 		}
 		return nil
-	case "ring", "channels":
+	case diagnose.ChangeRing, diagnose.ChangeChannels:
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
 		if err != nil {
 			return fmt.Errorf("%s: %q is not a count", s, v)
 		}
 		return k.ethtoolSet(s, uint32(n))
 	}
-	return fmt.Errorf("%w: kind %q", ErrUnknown, s.Kind)
+	return fmt.Errorf("%w: kind %s", ErrUnknown, s.Kind)
 }
 
 func (k Kernel) link(s Setting) (netlink.Link, error) {
-	if !ifaceName.MatchString(s.Target) {
+	if !validIfaceName(s.Target) {
 		return nil, fmt.Errorf("%w: %q is not an interface name", ErrUnknown, s.Target)
 	}
 	l, err := netlink.LinkByName(s.Target)
@@ -335,7 +336,7 @@ func (k Kernel) ethtoolErr(s Setting, err error) error {
 
 // ethtoolGet returns the current value and the driver's maximum.
 func (k Kernel) ethtoolGet(s Setting) (cur, max uint32, err error) {
-	if !ifaceName.MatchString(s.Target) {
+	if !validIfaceName(s.Target) {
 		return 0, 0, fmt.Errorf("%w: %q is not an interface name", ErrUnknown, s.Target)
 	}
 	e, err := ethtool.NewEthtool()
@@ -344,7 +345,7 @@ func (k Kernel) ethtoolGet(s Setting) (cur, max uint32, err error) {
 	}
 	defer e.Close()
 	switch s.Kind {
-	case "ring":
+	case diagnose.ChangeRing:
 		r, err := e.GetRing(s.Target)
 		if err != nil {
 			return 0, 0, k.ethtoolErr(s, err)
@@ -355,7 +356,7 @@ func (k Kernel) ethtoolGet(s Setting) (cur, max uint32, err error) {
 		case "tx":
 			return r.TxPending, r.TxMaxPending, nil
 		}
-	case "channels":
+	case diagnose.ChangeChannels:
 		c, err := e.GetChannels(s.Target)
 		if err != nil {
 			return 0, 0, k.ethtoolErr(s, err)
@@ -388,7 +389,7 @@ func (k Kernel) ethtoolSet(s Setting, n uint32) error {
 	}
 	defer e.Close()
 	switch s.Kind {
-	case "ring":
+	case diagnose.ChangeRing:
 		r, err := e.GetRing(s.Target)
 		if err != nil {
 			return k.ethtoolErr(s, err)
@@ -401,7 +402,7 @@ func (k Kernel) ethtoolSet(s Setting, n uint32) error {
 		if _, err := e.SetRing(s.Target, r); err != nil {
 			return k.ethtoolErr(s, err)
 		}
-	case "channels":
+	case diagnose.ChangeChannels:
 		c, err := e.GetChannels(s.Target)
 		if err != nil {
 			return k.ethtoolErr(s, err)

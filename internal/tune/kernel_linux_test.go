@@ -139,10 +139,10 @@ func TestKernelUnknownAndReadOnly(t *testing.T) {
 		{sysctl("net.core.no_such_setting"), ErrUnknown, "no sysctl net.core.no_such_setting in namespace " + p.B},
 		{sysctl("net.ipv4.tcp_available_congestion_control"), ErrReadOnly, "is read-only in namespace " + p.B},
 		{sysctl("net.ipv4.conf"), ErrUnknown, "a directory of settings"},
-		{Setting{Kind: "txqueuelen", Target: "nosuch0"}, ErrUnknown, "no interface nosuch0"},
-		{Setting{Kind: "ring", Target: "b0", Param: "rx"}, ErrNotSupported, "ring b0 rx"},
-		{Setting{Kind: "rps_cpus", Target: "nosuch0 rx-0"}, ErrUnknown, "no rps_cpus nosuch0 rx-0 in namespace " + p.B},
-		{Setting{Kind: "rps_cpus", Target: "b0 tx-0"}, ErrUnknown, `not "IFACE rx-N"`},
+		{Setting{Kind: diagnose.ChangeTxQueueLen, Target: "nosuch0"}, ErrUnknown, "no interface nosuch0"},
+		{Setting{Kind: diagnose.ChangeRing, Target: "b0", Param: "rx"}, ErrNotSupported, "ring b0 rx"},
+		{Setting{Kind: diagnose.ChangeRPSCPUs, Target: "nosuch0 rx-0"}, ErrUnknown, "no rps_cpus nosuch0 rx-0 in namespace " + p.B},
+		{Setting{Kind: diagnose.ChangeRPSCPUs, Target: "b0 tx-0"}, ErrUnknown, `not "IFACE rx-N"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.s.String(), func(t *testing.T) {
@@ -172,9 +172,9 @@ func TestKernelUnknownAndReadOnly(t *testing.T) {
 func TestKernelLinkSettings(t *testing.T) {
 	p := testnet.NewPair(t, "tune")
 	sys := Kernel{Netns: p.B}
-	qlen := Setting{Kind: "txqueuelen", Target: "b0"}
-	rx := Setting{Kind: "channels", Target: "b0", Param: "rx"}
-	rps := Setting{Kind: "rps_cpus", Target: "b0 rx-0"}
+	qlen := Setting{Kind: diagnose.ChangeTxQueueLen, Target: "b0"}
+	rx := Setting{Kind: diagnose.ChangeChannels, Target: "b0", Param: "rx"}
+	rps := Setting{Kind: diagnose.ChangeRPSCPUs, Target: "b0 rx-0"}
 	before := map[Setting]string{}
 	for _, s := range []Setting{qlen, rx, rps} {
 		v, err := sys.Read(s)
@@ -347,7 +347,7 @@ func TestKernelPlanFromDiagnosis(t *testing.T) {
 		}
 	}
 	if it == nil {
-		t.Fatalf("plan has no somaxconn change: %+v (finding fixes %q)", plan.Items, lf.Fix)
+		t.Fatalf("plan has no somaxconn change: %+v (finding fixes %+v)", plan.Items, lf.Fix)
 	}
 	if it.Current != "8" || it.Skip != "" || it.Stage != stage.TCPListen {
 		t.Fatalf("somaxconn item = %+v, want current 8, actionable, stage tcp-listen", *it)

@@ -2,7 +2,6 @@ package tune
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -21,14 +20,25 @@ type System interface {
 	Write(s Setting, value string) error
 }
 
-// sysctlName accepts dotted sysctl names as sysctl(8) prints them, and the
-// slash form it also takes (needed when an interface name holds a dot, as
-// VLANs do: net/ipv4/conf/eth0.100/rp_filter).
-var sysctlName = regexp.MustCompile(`^[A-Za-z0-9_\-]+([./][A-Za-z0-9_\-.]*)+$`)
+// validSysctlName accepts dotted sysctl names as sysctl(8) prints them, and
+// the slash form it also takes (needed when an interface name holds a dot,
+// as VLANs do: net/ipv4/conf/eth0.100/rp_filter): letters, digits, '_' and
+// '-' with at least one separator, not leading.
+func validSysctlName(name string) bool {
+	if name == "" || name[0] == '.' || name[0] == '/' || !strings.ContainsAny(name, "./") {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-./", r)) {
+			return false
+		}
+	}
+	return true
+}
 
 // sysctlPath returns the file below /proc/sys for a sysctl name.
 func sysctlPath(name string) (string, error) {
-	if !sysctlName.MatchString(name) {
+	if !validSysctlName(name) {
 		return "", fmt.Errorf("%w: %q is not a sysctl name", ErrUnknown, name)
 	}
 	rel := name
@@ -43,14 +53,30 @@ func sysctlPath(name string) (string, error) {
 	return rel, nil
 }
 
-// ifaceName accepts Linux interface names (IFNAMSIZ-1 bytes, no slash or
-// whitespace), so a target can never walk out of /sys/class/net.
-var ifaceName = regexp.MustCompile(`^[^/\s]{1,15}$`)
+// validIfaceName accepts Linux interface names (IFNAMSIZ-1 bytes, no slash
+// or whitespace), so a target can never walk out of /sys/class/net.
+func validIfaceName(name string) bool {
+	return len(name) > 0 && len(name) <= 15 && !strings.ContainsAny(name, "/ \t\n\f\r")
+}
+
+// validQueue accepts a receive queue name, "rx-N".
+func validQueue(q string) bool {
+	n, ok := strings.CutPrefix(q, "rx-")
+	if !ok || n == "" {
+		return false
+	}
+	for _, r := range n {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // splitQueue splits an rps_cpus target "eth0 rx-3".
 func splitQueue(target string) (ifname, queue string, err error) {
 	f := strings.Fields(target)
-	if len(f) != 2 || !ifaceName.MatchString(f[0]) || f[0] == "." || f[0] == ".." || !regexp.MustCompile(`^rx-\d+$`).MatchString(f[1]) {
+	if len(f) != 2 || !validIfaceName(f[0]) || f[0] == "." || f[0] == ".." || !validQueue(f[1]) {
 		return "", "", fmt.Errorf("%w: rps_cpus target %q is not \"IFACE rx-N\"", ErrUnknown, target)
 	}
 	return f[0], f[1], nil

@@ -3,10 +3,11 @@
 // rollback file before the first write, a failure half-way restores what was
 // already changed, and a rollback file restores every value byte for byte.
 //
-// The changes come from the findings (diagnose.Change, derived from the fix
-// commands a person reads), so the plan and the printed advice never
-// disagree. tune adds what the fix text cannot: the value re-read right
-// now, a risk note per change, and refusals. It never proposes settings
+// The changes come from the findings' structured fixes (diagnose.Fix: the
+// kernel settings as diagnose.Change, the application changes, the commands
+// left to a person), the same data the report prints, so the plan and the
+// printed advice never disagree. tune adds what a diagnosis cannot: the
+// value re-read right now, a risk note per change, and refusals. It never proposes settings
 // that are removed or harmful (tcp_tw_recycle, shrinking or disabling
 // conntrack, rp_filter off), and it says when a finding's fix belongs in the
 // application rather than the kernel.
@@ -44,8 +45,8 @@ var (
 
 // Setting names one value tune can read and write.
 type Setting struct {
-	// Kind is "sysctl", "ring", "channels", "txqueuelen" or "rps_cpus".
-	Kind string `json:"kind"`
+	// Kind is the kind of setting; it reads "sysctl", "ring", … in JSON.
+	Kind diagnose.ChangeKind `json:"kind"`
 	// Target is the sysctl name ("net.core.somaxconn"), the interface, or
 	// "IF rx-N" for a queue's RPS mask.
 	Target string `json:"target"`
@@ -55,7 +56,7 @@ type Setting struct {
 
 // String renders the setting as a person names it.
 func (s Setting) String() string {
-	out := s.Kind + " " + s.Target
+	out := s.Kind.String() + " " + s.Target
 	if s.Param != "" {
 		out += " " + s.Param
 	}
@@ -91,6 +92,17 @@ type AppNote struct {
 	Stage   stage.ID `json:"stage"`
 	Finding string   `json:"finding"`
 	Advice  string   `json:"advice"`
+	// Change is the structured change when the finding names one (a
+	// socket option or listen backlog on one socket), nil for advice.
+	Change *diagnose.AppChange `json:"change,omitempty"`
+}
+
+// ManualStep is a command that changes state and that tune leaves to a
+// person, with the reason.
+type ManualStep struct {
+	Stage   stage.ID     `json:"stage"`
+	Finding string       `json:"finding"`
+	Fix     diagnose.Fix `json:"fix"`
 }
 
 // Plan is what tune would change, and why.
@@ -103,7 +115,10 @@ type Plan struct {
 	Application []AppNote `json:"application"`
 	// Manual lists fix steps that are not settings tune can make (a tc
 	// qdisc limit, a hashsize module parameter, a firewall rule).
-	Manual []string `json:"manual"`
+	Manual []ManualStep `json:"manual"`
+	// NotAutomatic lists findings no setting can fix, with the reason (a
+	// firewall rule that may be policy, a service that is down).
+	NotAutomatic []AppNote `json:"not_automatic,omitempty"`
 }
 
 // Actionable returns the items Apply will change.
@@ -141,13 +156,31 @@ func Build(r *diagnose.Report, sys System, ctx Context) *Plan {
 		// rollback file name the namespace as internal/netns takes it.
 		ns = ""
 	}
-	p := &Plan{Netns: ns, Created: time.Now(), Items: []Item{}, Application: []AppNote{}, Manual: []string{}}
+	p := &Plan{Netns: ns, Created: time.Now(), Items: []Item{}, Application: []AppNote{}, Manual: []ManualStep{}}
 	seen := map[Setting]int{}
+	// Settings skipped because the application caps them go last among
+	// the application notes.
+	var inApp []AppNote
 	for _, f := range r.Findings {
-		if f.Severity < diagnose.Warning && len(f.Changes) == 0 {
-			continue
+		var changes []diagnose.Change
+		for _, fix := range f.Fix {
+			switch {
+			case fix.Kind == diagnose.FixSetting && fix.Change != nil:
+				changes = append(changes, *fix.Change)
+			case f.Severity < diagnose.Warning:
+				// Info findings are context: only their settings are
+				// listed (and skipped, below).
+			case fix.Kind == diagnose.FixManual:
+				p.Manual = append(p.Manual, ManualStep{Stage: f.Stage, Finding: f.Title, Fix: fix})
+			case fix.Kind == diagnose.FixApp && fix.App != nil:
+				a := *fix.App
+				p.Application = append(p.Application, AppNote{Stage: f.Stage, Finding: f.Title, Advice: fix.Text, Change: &a})
+			}
 		}
-		for _, c := range f.Changes {
+		if f.NotAutomatic != "" && f.Severity >= diagnose.Warning {
+			p.NotAutomatic = append(p.NotAutomatic, AppNote{Stage: f.Stage, Finding: f.Title, Advice: f.NotAutomatic})
+		}
+		for _, c := range changes {
 			set := Setting{Kind: c.Kind, Target: c.Target, Param: c.Param}
 			it := Item{
 				Setting:  set,
@@ -193,8 +226,12 @@ func Build(r *diagnose.Report, sys System, ctx Context) *Plan {
 				// happening here and now.
 				it.Skip = "informational finding: no loss on this host in the interval; change it by hand if you mean to"
 			}
-			if it.Skip == "" && set.Kind == "sysctl" && set.Target == "net.core.somaxconn" {
-				it.Skip, it.Note = somaxconnCheck(it.Current, ctx.Listeners)
+			if it.Skip == "" && set.Kind == diagnose.ChangeSysctl && set.Target == "net.core.somaxconn" {
+				var app bool
+				it.Skip, it.Note, app = somaxconnCheck(it.Current, ctx.Listeners)
+				if app {
+					inApp = append(inApp, AppNote{Stage: it.Stage, Finding: it.Finding, Advice: it.Skip})
+				}
 			}
 			seen[set] = len(p.Items)
 			p.Items = append(p.Items, it)
@@ -202,17 +239,8 @@ func Build(r *diagnose.Report, sys System, ctx Context) *Plan {
 		if f.Advice != "" && f.Severity >= diagnose.Warning {
 			p.Application = append(p.Application, AppNote{Stage: f.Stage, Finding: f.Title, Advice: f.Advice})
 		}
-		for _, fix := range f.Fix {
-			if f.Severity >= diagnose.Warning && manualStep(fix) {
-				p.Manual = append(p.Manual, fix)
-			}
-		}
 	}
-	for _, it := range p.Items {
-		if strings.Contains(it.Skip, "application") {
-			p.Application = append(p.Application, AppNote{Stage: it.Stage, Finding: it.Finding, Advice: it.Skip})
-		}
-	}
+	p.Application = append(p.Application, inApp...)
 	return p
 }
 
@@ -226,18 +254,6 @@ func larger(a, b string) bool {
 	x, err1 := strconv.ParseInt(a, 10, 64)
 	y, err2 := strconv.ParseInt(b, 10, 64)
 	return err1 == nil && err2 == nil && x > y
-}
-
-// manualStep says whether a fix line is a change a person must make by
-// hand: commands that change state but have no structured Change. Read-only
-// commands (netdrop, ethtool -S/-g/-l, nft list) and prose are left out.
-func manualStep(fix string) bool {
-	for _, p := range []string{"tc qdisc ", "echo ", "iptables ", "nft delete", "nft add", "ethtool -C "} {
-		if strings.HasPrefix(fix, p) && !strings.Contains(fix, "/rps_cpus (now") {
-			return true
-		}
-	}
-	return false
 }
 
 // capacity lists settings that are limits: raising them costs memory, and
@@ -267,9 +283,9 @@ func vet(s Setting, current, proposed string, f diagnose.Finding) string {
 		return "already set"
 	}
 	switch s.Kind {
-	case "sysctl":
+	case diagnose.ChangeSysctl:
 		return vetSysctl(s.Target, current, proposed, f)
-	case "ring", "channels", "txqueuelen":
+	case diagnose.ChangeRing, diagnose.ChangeChannels, diagnose.ChangeTxQueueLen:
 		if lower(current, proposed) {
 			return fmt.Sprintf("refused: would lower %s from %s to %s", s, current, proposed)
 		}
@@ -337,11 +353,12 @@ func maxField(s string) (int64, bool) {
 // somaxconnCheck decides whether raising somaxconn can help the listeners
 // that dropped: the accept queue limit is min(backlog passed to listen(),
 // somaxconn), so a listener whose own backlog is below somaxconn is capped by
-// the application (inet_listen in net/ipv4/af_inet.c).
-func somaxconnCheck(current string, ls []Listener) (skip, note string) {
+// the application (inet_listen in net/ipv4/af_inet.c). inApp says the skip is
+// because the fix belongs in the application.
+func somaxconnCheck(current string, ls []Listener) (skip, note string, inApp bool) {
 	cur, err := strconv.ParseUint(current, 10, 32)
 	if err != nil {
-		return "", ""
+		return "", "", false
 	}
 	var capped, app []string
 	for _, l := range ls {
@@ -357,26 +374,26 @@ func somaxconnCheck(current string, ls []Listener) (skip, note string) {
 	sort.Strings(app)
 	switch {
 	case len(app) > 0 && len(capped) == 0:
-		return fmt.Sprintf("the fix belongs in the application: the listeners that dropped pass a listen() backlog below somaxconn (%d): %s", cur, strings.Join(app, ", ")), ""
+		return fmt.Sprintf("the fix belongs in the application: the listeners that dropped pass a listen() backlog below somaxconn (%d): %s", cur, strings.Join(app, ", ")), "", true
 	case len(app) > 0:
-		return "", fmt.Sprintf("helps %s; %s need a larger listen() backlog in the application", strings.Join(capped, ", "), strings.Join(app, ", "))
+		return "", fmt.Sprintf("helps %s; %s need a larger listen() backlog in the application", strings.Join(capped, ", "), strings.Join(app, ", ")), false
 	case len(capped) > 0:
-		return "", fmt.Sprintf("somaxconn caps the backlog of %s", strings.Join(capped, ", "))
+		return "", fmt.Sprintf("somaxconn caps the backlog of %s", strings.Join(capped, ", ")), false
 	}
-	return "", ""
+	return "", "", false
 }
 
 // riskOf says what a change costs. The notes are short and specific: what
 // memory it commits, what traffic it affects, whether it interrupts links.
 func riskOf(s Setting, proposed string) string {
 	switch s.Kind {
-	case "ring":
+	case diagnose.ChangeRing:
 		return "the driver resets the interface to resize its rings: a short link flap; larger rings add memory and latency under load"
-	case "channels":
+	case diagnose.ChangeChannels:
 		return "the driver re-creates its queues: a short traffic interruption; IRQ affinity and RPS settings of the queues may reset"
-	case "txqueuelen":
+	case diagnose.ChangeTxQueueLen:
 		return "a longer transmit queue absorbs bursts at the cost of queueing delay (bufferbloat) on a slow link"
-	case "rps_cpus":
+	case diagnose.ChangeRPSCPUs:
 		return "softirq work moves to other CPUs: better spread, some cross-CPU cache traffic"
 	}
 	name := s.Target

@@ -17,14 +17,19 @@ func mem(values map[string]string) *MemSystem {
 	return &MemSystem{Values: values, ReadOnly: map[string]bool{}, Fail: map[string]bool{}}
 }
 
-func sysctl(name string) Setting { return Setting{Kind: "sysctl", Target: name} }
+func sysctl(name string) Setting { return Setting{Kind: diagnose.ChangeSysctl, Target: name} }
 
+// finding is a finding whose fixes are the settings changes.
 func finding(st stage.ID, title string, changes ...diagnose.Change) diagnose.Finding {
-	return diagnose.Finding{Stage: st, Severity: diagnose.Critical, Title: title, Changes: changes}
+	f := diagnose.Finding{Stage: st, Severity: diagnose.Critical, Title: title, Changes: changes}
+	for i := range changes {
+		f.Fix = append(f.Fix, diagnose.Fix{Kind: diagnose.FixSetting, Change: &changes[i], Command: changes[i].Command()})
+	}
+	return f
 }
 
 func change(name, proposed string) diagnose.Change {
-	return diagnose.Change{Kind: "sysctl", Target: name, Proposed: proposed}
+	return diagnose.Change{Kind: diagnose.ChangeSysctl, Target: name, Proposed: proposed}
 }
 
 // skips returns each item's setting with its skip reason cut to the first
@@ -62,7 +67,7 @@ func TestBuildVetsChanges(t *testing.T) {
 		finding(stage.Conntrack, "conntrack", change("net.netfilter.nf_conntrack_max", "0")),
 		finding(stage.IP, "rpf", change("net.ipv4.conf.all.rp_filter", "2")),
 		finding(stage.SocketRcvbuf, "udp mem", change("net.ipv4.udp_mem", "<min> <pressure> <max>"), change("net.core.rmem_max", "4194304"), change("net.core.nosuch", "1")),
-		finding(stage.Qdisc, "qdisc", diagnose.Change{Kind: "txqueuelen", Target: "veth0", Proposed: "100"}),
+		finding(stage.Qdisc, "qdisc", diagnose.Change{Kind: diagnose.ChangeTxQueueLen, Target: "veth0", Proposed: "100"}),
 		finding(stage.IP, "forward", change("net.ipv4.ip_forward", "1")),
 	}}
 	p := Build(r, sys, Context{})
@@ -110,7 +115,7 @@ func TestBuildRPFilterNeedsEvidence(t *testing.T) {
 	if len(p.Actionable()) != 1 {
 		t.Fatalf("rp_filter=2 with IPReversePathFilter drops: want 1 actionable item, got %+v", p.Items)
 	}
-	f.Changes[0].Proposed = "0"
+	f.Fix[0].Change.Proposed = "0"
 	p = Build(&diagnose.Report{Findings: []diagnose.Finding{f}}, sys, Context{})
 	if len(p.Actionable()) != 0 || !strings.Contains(p.Items[0].Skip, "source validation") {
 		t.Fatalf("rp_filter=0 must be refused even with evidence, got %+v", p.Items)
@@ -149,8 +154,8 @@ func TestSomaxconnCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			skip, note := somaxconnCheck("128", tt.ls)
-			if (skip != "") != tt.skip {
+			skip, note, inApp := somaxconnCheck("128", tt.ls)
+			if (skip != "") != tt.skip || inApp != tt.skip {
 				t.Errorf("skip = %q, want skip %v", skip, tt.skip)
 			}
 			if tt.sub != "" && !strings.Contains(skip, tt.sub) {
@@ -257,7 +262,7 @@ func TestParseRollbackErrors(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"not json", "hello", "not a netdrop rollback file"},
 		{"version", `{"version":9,"entries":[]}`, "version 9"},
-		{"kind", `{"version":1,"entries":[{"setting":{"kind":"bogus","target":"x"},"raw":"MQ=="}]}`, `unknown kind "bogus"`},
+		{"kind", `{"version":1,"entries":[{"setting":{"kind":"bogus","target":"x"},"raw":"MQ=="}]}`, `unknown change kind "bogus"`},
 		{"target", `{"version":1,"entries":[{"setting":{"kind":"sysctl"},"raw":"MQ=="}]}`, "no target"},
 		{"unknown field", `{"version":1,"entries":[],"extra":1}`, "not a netdrop rollback file"},
 	}
@@ -311,7 +316,7 @@ func TestWritePersist(t *testing.T) {
 	p := &Plan{Netns: "web", Items: []Item{
 		{Setting: sysctl("net.core.somaxconn"), Current: "128", Proposed: "4096", Stage: stage.TCPListen, Finding: "accept queue full", Risk: "memory"},
 		{Setting: sysctl("net.ipv4.tcp_tw_recycle"), Proposed: "1", Skip: "refused"},
-		{Setting: Setting{Kind: "ring", Target: "eth0", Param: "rx"}, Current: "256", Proposed: "4096"},
+		{Setting: Setting{Kind: diagnose.ChangeRing, Target: "eth0", Param: "rx"}, Current: "256", Proposed: "4096"},
 	}}
 	var b bytes.Buffer
 	if err := WritePersist(&b, p); err != nil {
