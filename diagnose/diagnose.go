@@ -102,6 +102,9 @@ type Finding struct {
 	// count replaced a counter of events, or that the counters and the
 	// tracer disagree.
 	Notes []string `json:"notes,omitempty"`
+	// Expected is the --expect declaration (STAGE[:MATCH]) that marked
+	// these drops intended; such a finding is information.
+	Expected string `json:"expected,omitempty"`
 }
 
 // StageDrops is the loss at one stage in the interval.
@@ -155,6 +158,9 @@ type Options struct {
 	// Progress, if set, is called when the first snapshot is taken, so
 	// a command line can say it is waiting.
 	Progress func(msg string)
+	// Expect declares drops the user intends (see Expect): the findings
+	// they match are information with the reason "expected".
+	Expect []Expect
 	// During, if set, runs between the two snapshots instead of waiting
 	// for Interval: the lab makes its traffic there, so the interval holds
 	// exactly the drops it caused.
@@ -232,6 +238,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		zero := &counters.Snapshot{}
 		r := AnalyzeWith(zero, a, 0, extra(ctx, opts, a))
 		r.Once = true
+		MarkExpected(r, opts.Expect)
 		return r, nil
 	}
 	var before *sockets.Summary
@@ -279,7 +286,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if tr.err != nil {
 		b.Fail(traceSource, tr.err)
 	}
-	return AnalyzeWith(a, b, b.Time.Sub(a.Time), x), nil
+	r := AnalyzeWith(a, b, b.Time.Sub(a.Time), x)
+	MarkExpected(r, opts.Expect)
+	return r, nil
 }
 
 // tracing is a running tracer and its first snapshot, or why there is none.

@@ -13,8 +13,9 @@ func init() { register(newDiagnoseCmd) }
 
 func newDiagnoseCmd(e *env) *cobra.Command {
 	var (
-		opts   diagnose.Options
-		asJSON bool
+		opts    diagnose.Options
+		asJSON  bool
+		expects []string
 	)
 	cmd := &cobra.Command{
 		Use:   "diagnose",
@@ -33,11 +34,16 @@ Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.
   netdrop diagnose --interval 10s   # a longer sample for rare drops
   netdrop diagnose --once           # totals since boot, no waiting
   netdrop diagnose --netns web      # inside the namespace /run/netns/web
-  netdrop diagnose --netns pid:1234 --json`,
+  netdrop diagnose --netns pid:1234 --json
+  netdrop diagnose --expect netfilter:9999 --expect no-socket   # drops declared intended`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Interval <= 0 && !opts.Once {
 				return fmt.Errorf("--interval must be positive (got %s)", opts.Interval)
+			}
+			var err error
+			if opts.Expect, err = diagnose.ParseExpects(expects); err != nil {
+				return err
 			}
 			// Progress goes to stderr even with --json: stdout stays one
 			// JSON object, and a person watching knows why it waits.
@@ -67,5 +73,6 @@ Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.StringVar(&opts.Trace, "trace", "auto", "trace drops in the kernel with eBPF (skb:kfree_skb) for function-level evidence: auto, on or off")
 	f.BoolVar(&opts.NoSockets, "no-sockets", false, "skip the socket view that names the sockets and processes responsible")
+	f.StringArrayVar(&expects, "expect", nil, "STAGE[:MATCH]: drops declared intended, shown as info with the reason \"expected\" and left out of the exit code; MATCH is a word of the finding's evidence: a rule's handle, comment or text, a port, a reason (repeatable)")
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/internal/exporter"
 	"github.com/netdrop/netdrop/internal/netns"
@@ -26,6 +27,7 @@ func newExporterCmd(e *env) *cobra.Command {
 		trace     bool
 		debug     bool
 		readyFile string
+		expects   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "exporter",
@@ -37,6 +39,7 @@ func newExporterCmd(e *env) *cobra.Command {
   netdrop_stage_drops_total{stage}     drops per stage of the packet path, as
       netdrop diagnose attributes them between two scrapes (use rate())
   netdrop_findings{stage,severity}     the findings of the last scrape interval
+  netdrop_findings_expected{stage}     of those, the ones --expect declared intended
   netdrop_conntrack_*                  conntrack table use
   netdrop_tcp_destination_*, netdrop_tcp_listen_*   TIME_WAIT per destination and
       accept queue fill, cut to the --top busiest (bounded cardinality)
@@ -52,6 +55,10 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Top <= 0 {
 				return fmt.Errorf("--top must be positive (got %d)", opts.Top)
+			}
+			var err error
+			if opts.Expect, err = diagnose.ParseExpects(expects); err != nil {
+				return err
 			}
 			if opts.Netns != "" {
 				if _, err := netns.ID(opts.Netns); err != nil {
@@ -89,6 +96,7 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 	f.BoolVar(&opts.NoSockets, "no-sockets", false, "skip the socket view (TIME_WAIT per destination, listen queues)")
 	f.BoolVar(&trace, "trace", false, "add the in-kernel drop aggregates by reason, location and stage (eBPF; needs CAP_BPF and CAP_PERFMON)")
 	f.BoolVar(&debug, "debug", false, "log missing sources and failing collectors")
+	f.StringArrayVar(&expects, "expect", nil, "STAGE[:MATCH]: drops declared intended, as in netdrop diagnose --expect (repeatable)")
 	f.StringVar(&readyFile, "ready-file", "", "write the listening address to this file once serving (for scripts and tests)")
 	return cmd
 }

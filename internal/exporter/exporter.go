@@ -74,6 +74,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Timeout bounds one scrape; 0 means 10 s.
 	Timeout time.Duration
+	// Expect declares drops the user intends (diagnose.Expect): their
+	// findings count as info and in netdrop_findings_expected, and still
+	// in the stage drop totals.
+	Expect []diagnose.Expect
 }
 
 // collector is one kind of evidence. Update sends its metrics for the scrape
@@ -129,7 +133,7 @@ func New(opts Options) *Exporter {
 	}
 	e.collectors = []collector{
 		newCountersCollector(e),
-		newStagesCollector(),
+		newStagesCollector(opts.Expect),
 		newFindingsCollector(),
 		newConntrackCollector(e),
 	}

@@ -23,13 +23,16 @@ type stagesCollector struct {
 	totals map[stage.ID]uint64
 	// prev is the snapshot of the previous scrape.
 	prev *counters.Snapshot
+	// expect marks the findings the user declared intended.
+	expect []diagnose.Expect
 
 	drops, rate, interval *prometheus.Desc
 }
 
-func newStagesCollector() *stagesCollector {
+func newStagesCollector(expect []diagnose.Expect) *stagesCollector {
 	c := &stagesCollector{
 		totals: map[stage.ID]uint64{},
+		expect: expect,
 		drops: prometheus.NewDesc(namespace+"_stage_drops_total",
 			"Packets lost at a stage of the packet path, as netdrop diagnose attributes the counter deltas between scrapes (a stage's drops are the largest among its findings, not their sum).",
 			[]string{"stage"}, nil),
@@ -60,6 +63,7 @@ func (c *stagesCollector) update(_ context.Context, s *scrape, ch chan<- prometh
 	var r *diagnose.Report
 	if c.prev != nil && s.snap.Time.After(c.prev.Time) {
 		r = diagnose.Analyze(c.prev, s.snap, s.snap.Time.Sub(c.prev.Time))
+		diagnose.MarkExpected(r, c.expect)
 		for _, sd := range r.Stages {
 			c.totals[sd.Stage] += sd.Drops
 		}
@@ -83,7 +87,7 @@ func (c *stagesCollector) update(_ context.Context, s *scrape, ch chan<- prometh
 // per stage and severity. Every combination is exported, zeros included,
 // so an alert can tell "no finding" from "no data".
 type findingsCollector struct {
-	findings, worst *prometheus.Desc
+	findings, worst, expected *prometheus.Desc
 }
 
 func newFindingsCollector() *findingsCollector {
@@ -93,6 +97,9 @@ func newFindingsCollector() *findingsCollector {
 			[]string{"stage", "severity"}, nil),
 		worst: prometheus.NewDesc(namespace+"_findings_worst_severity",
 			"The highest severity among the current findings: 0 none, 1 info, 2 warning, 3 critical.", nil, nil),
+		expected: prometheus.NewDesc(namespace+"_findings_expected",
+			"Findings of the last scrape interval that --expect declared intended (counted as info in netdrop_findings), by stage.",
+			[]string{"stage"}, nil),
 	}
 }
 
@@ -101,6 +108,7 @@ func (c *findingsCollector) name() string { return "findings" }
 func (c *findingsCollector) describe(ch chan<- *prometheus.Desc) {
 	ch <- c.findings
 	ch <- c.worst
+	ch <- c.expected
 }
 
 var severities = []diagnose.Severity{diagnose.Info, diagnose.Warning, diagnose.Critical}
@@ -119,9 +127,13 @@ func (c *findingsCollector) update(_ context.Context, s *scrape, ch chan<- prome
 		sev diagnose.Severity
 	}
 	n := map[key]int{}
+	expected := map[stage.ID]int{}
 	worst := 0
 	for _, f := range s.report.Findings {
 		n[key{f.Stage, f.Severity}]++
+		if f.Expected != "" {
+			expected[f.Stage]++
+		}
 		if int(f.Severity)+1 > worst {
 			worst = int(f.Severity) + 1
 		}
@@ -130,6 +142,7 @@ func (c *findingsCollector) update(_ context.Context, s *scrape, ch chan<- prome
 		for _, sev := range severities {
 			ch <- prometheus.MustNewConstMetric(c.findings, prometheus.GaugeValue, float64(n[key{st.ID, sev}]), string(st.ID), sev.String())
 		}
+		ch <- prometheus.MustNewConstMetric(c.expected, prometheus.GaugeValue, float64(expected[st.ID]), string(st.ID))
 	}
 	ch <- prometheus.MustNewConstMetric(c.worst, prometheus.GaugeValue, float64(worst))
 	return nil

@@ -43,7 +43,11 @@ func Diagnosis(w io.Writer, r *diagnose.Report) error {
 		b.WriteString("No drops or near-drops found.\n")
 	}
 	for i, f := range r.Findings {
-		fmt.Fprintf(&b, "%d. [%s] %s — %s\n", i+1, strings.ToUpper(f.Severity.String()), f.Stage, f.Title)
+		sev := strings.ToUpper(f.Severity.String())
+		if f.Expected != "" {
+			sev += ", EXPECTED"
+		}
+		fmt.Fprintf(&b, "%d. [%s] %s — %s\n", i+1, sev, f.Stage, f.Title)
 		if f.Drops > 0 {
 			noun := "packets"
 			if f.Drops == 1 {
