@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -15,6 +14,7 @@ import (
 	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/internal/exporter"
 	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/internal/safefile"
 	"github.com/spf13/cobra"
 )
 
@@ -136,13 +136,10 @@ func serveMetrics(ctx context.Context, e *env, addr, readyFile string, h http.Ha
 }
 
 // writeReadyFile writes b to path through a temporary file and a rename, so
-// a script polling for the file never reads it half written.
+// a script polling for the file never reads it half written, and a symlink
+// another user planted at path (in /tmp, say) is replaced, never followed.
 func writeReadyFile(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("ready file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := safefile.Write(path, b, 0o644); err != nil {
 		return fmt.Errorf("ready file: %w", err)
 	}
 	return nil

@@ -102,8 +102,8 @@ func runTrace(ctx context.Context, e *env, tf traceFlags) error {
 	}
 	info := tr.Info()
 	if tf.readyFile != "" {
-		if err := os.WriteFile(tf.readyFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			return fmt.Errorf("--ready-file: %w", err)
+		if err := writeReadyFile(tf.readyFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+			return err
 		}
 	}
 	if !tf.asJSON {
