@@ -143,6 +143,9 @@ func newLabCleanCmd(e *env) *cobra.Command {
 			for _, s := range left.Sysctls {
 				fmt.Fprintf(e.stdout, "restored %s = %s\n", s.Name, s.Value)
 			}
+			for _, k := range left.Kept {
+				fmt.Fprintf(e.stdout, "kept %s\n", k)
+			}
 			return err
 		},
 	}

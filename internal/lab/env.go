@@ -169,7 +169,7 @@ func (e *Env) SetGlobal(name, value string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.journal.save(name, old); err != nil {
+	if err := e.journal.save(name, old, value); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -188,7 +188,11 @@ func (e *Env) RestoreGlobals() error {
 		return nil
 	}
 	e.globals = nil
-	return e.journal.restore()
+	_, kept, err := e.journal.restore()
+	for _, k := range kept {
+		err = errors.Join(err, errors.New(k.String()))
+	}
+	return err
 }
 
 // nsName is the namespace name of one side of a scenario.

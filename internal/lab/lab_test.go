@@ -148,14 +148,14 @@ func TestJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]savedSysctl{{"net.core.netdev_max_backlog", "1000"}}, saved); diff != "" {
+	if diff := cmp.Diff([]savedSysctl{{"net.core.netdev_max_backlog", "1000", []string{"1", "2"}}}, saved); diff != "" {
 		t.Errorf("journal (-want +got):\n%s", diff)
 	}
 	if v, _ := readSysctlAt(j.root, "net.core.netdev_max_backlog"); v != "2" {
 		t.Errorf("value after SetGlobal = %q, want 2", v)
 	}
 	// What a killed run leaves, a fresh journal restores.
-	if err := newJournalAt(j).restore(); err != nil {
+	if _, _, err := newJournalAt(j).restore(); err != nil {
 		t.Fatal(err)
 	}
 	if v, _ := readSysctlAt(j.root, "net.core.netdev_max_backlog"); v != "1000" {
@@ -167,7 +167,7 @@ func TestJournal(t *testing.T) {
 
 	// A setting whose module has gone since is dropped from the journal,
 	// not retried forever; one that cannot be written stays.
-	if err := j.store([]savedSysctl{{"net.netfilter.nf_conntrack_max", "262144"}, {"net.core.netdev_max_backlog", "1000"}}); err != nil {
+	if err := j.store([]savedSysctl{{"net.netfilter.nf_conntrack_max", "262144", []string{"100"}}, {"net.core.netdev_max_backlog", "1000", []string{"1000"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(file, 0o444); err != nil {
@@ -182,15 +182,105 @@ func TestJournal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := j.restore(); err == nil {
+	if _, _, err := j.restore(); err == nil {
 		t.Error("restore reported success although a setting could not be written")
 	}
 	left, err := j.load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]savedSysctl{{"net.core.netdev_max_backlog", "1000"}}, left); diff != "" {
+	if diff := cmp.Diff([]savedSysctl{{"net.core.netdev_max_backlog", "1000", []string{"1000"}}}, left); diff != "" {
 		t.Errorf("journal after a partial restore (-want +got):\n%s", diff)
+	}
+}
+
+// TestJournalKeepsHandChanges is attack 4: a run killed after changing a
+// host-wide setting, then the user sets it by hand; the cleanup must keep the
+// user's value and say so, where it used to write the old value back.
+func TestJournalKeepsHandChanges(t *testing.T) {
+	root := t.TempDir()
+	j := &journal{path: filepath.Join(root, "journal.json"), root: filepath.Join(root, "sys")}
+	for name, v := range map[string]string{"net.core.netdev_max_backlog": "1000\n", "net.netfilter.nf_conntrack_max": "262144\n"} {
+		file := sysctlPath(j.root, name)
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &Env{journal: j}
+	if err := e.SetGlobal("net.core.netdev_max_backlog", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetGlobal("net.netfilter.nf_conntrack_max", "100"); err != nil {
+		t.Fatal(err)
+	}
+	// The run is killed here; the user then sets the backlog by hand.
+	if err := writeSysctlAt(j.root, "net.core.netdev_max_backlog", "2000"); err != nil {
+		t.Fatal(err)
+	}
+	restored, kept, err := newJournalAt(j).restore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := readSysctlAt(j.root, "net.core.netdev_max_backlog"); v != "2000" {
+		t.Errorf("the value set by hand became %q, want 2000 kept", v)
+	}
+	if v, _ := readSysctlAt(j.root, "net.netfilter.nf_conntrack_max"); v != "262144" {
+		t.Errorf("the lab's own change was not undone: %q", v)
+	}
+	if diff := cmp.Diff([]savedSysctl{{"net.netfilter.nf_conntrack_max", "262144", []string{"100"}}}, restored); diff != "" {
+		t.Errorf("restored (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]KeptSysctl{{Name: "net.core.netdev_max_backlog", Now: "2000", LabSet: "1", Before: "1000"}}, kept); diff != "" {
+		t.Errorf("kept (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(j.path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("journal left after the cleanup settled every entry: %v", err)
+	}
+	// A setting outside the lab's scope is never journalled.
+	if err := e.SetGlobal("kernel.core_pattern", "core"); err == nil {
+		t.Error("SetGlobal accepted kernel.core_pattern")
+	}
+}
+
+// TestJournalRefusesForeignFile is attack 1 on the lab: a journal another
+// user could write (0666, or owned by nobody) naming a setting is refused
+// before anything is written.
+func TestJournalRefusesForeignFile(t *testing.T) {
+	root := t.TempDir()
+	j := &journal{path: filepath.Join(root, "journal.json"), root: filepath.Join(root, "sys")}
+	file := sysctlPath(j.root, "net.core.netdev_max_backlog")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	forged := []byte(`[{"name":"net.core.netdev_max_backlog","value":"5","set":["1"]}]`)
+	cases := map[string]func() error{
+		"mode 0666": func() error { return os.Chmod(j.path, 0o666) },
+	}
+	if os.Geteuid() == 0 {
+		cases["owned by nobody"] = func() error { return os.Chown(j.path, 65534, 65534) }
+	}
+	for name, spoil := range cases {
+		t.Run(name, func(t *testing.T) {
+			os.Remove(j.path)
+			if err := os.WriteFile(j.path, forged, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := spoil(); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := j.restore(); err == nil {
+				t.Error("restore accepted the journal")
+			}
+			if v, _ := readSysctlAt(j.root, "net.core.netdev_max_backlog"); v != "1" {
+				t.Errorf("the forged journal was applied: value %q", v)
+			}
+		})
 	}
 }
 
@@ -202,8 +292,12 @@ func TestParseJournal(t *testing.T) {
 		want     []savedSysctl
 		wantErr  bool
 	}{
-		{"ok", `[{"name":"net.core.netdev_max_backlog","value":"1000"}]`, []savedSysctl{{"net.core.netdev_max_backlog", "1000"}}, false},
+		{"ok", `[{"name":"net.core.netdev_max_backlog","value":"1000","set":["1"]}]`, []savedSysctl{{"net.core.netdev_max_backlog", "1000", []string{"1"}}}, false},
 		{"empty", `[]`, []savedSysctl{}, false},
+		{"no set value", `[{"name":"net.core.netdev_max_backlog","value":"1000"}]`, nil, true},
+		{"outside the lab's scope", `[{"name":"vm.swappiness","value":"60","set":["1"]}]`, nil, true},
+		{"core_pattern", `[{"name":"kernel.core_pattern","value":"|/tmp/x","set":["core"]}]`, nil, true},
+		{"text value", `[{"name":"net.core.netdev_max_backlog","value":"1000\n2","set":["1"]}]`, nil, true},
 		{"truncated", `[{"name":"net.core`, nil, true},
 		{"path escape", `[{"name":"../../etc/passwd","value":"x"}]`, nil, true},
 		{"slash", `[{"name":"net/core/x","value":"1"}]`, nil, true},
@@ -226,7 +320,7 @@ func TestParseJournal(t *testing.T) {
 }
 
 func FuzzParseJournal(f *testing.F) {
-	f.Add([]byte(`[{"name":"net.core.netdev_max_backlog","value":"1000"}]`))
+	f.Add([]byte(`[{"name":"net.core.netdev_max_backlog","value":"1000","set":["1","2"]}]`))
 	f.Add([]byte(`[{"name":"..","value":""}]`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -235,8 +329,8 @@ func FuzzParseJournal(f *testing.F) {
 			return
 		}
 		for _, e := range got {
-			if !validSysctlName(e.Name) || strings.Contains(sysctlPath("/proc/sys", e.Name), "..") {
-				t.Fatalf("accepted unsafe name %q", e.Name)
+			if !journalScope[e.Name] || strings.Contains(sysctlPath("/proc/sys", e.Name), "..") {
+				t.Fatalf("accepted a name outside the lab's scope: %q", e.Name)
 			}
 		}
 	})
@@ -732,6 +826,46 @@ func TestBinaryCleanup(t *testing.T) {
 		}
 		if _, pending := pendingDiagnose["udp-no-socket"]; !pending && !results[0].Pass {
 			t.Errorf("fresh run after a kill failed: %+v", results[0])
+		}
+		assertClean(t, before)
+	})
+
+	t.Run("sigkill then a change by hand", func(t *testing.T) {
+		const name = "net.core.netdev_max_backlog"
+		cmd := exec.Command(bin, "lab", "run", "softirq-backlog")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitJournal(t, cmd)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		t.Cleanup(func() {
+			if err := writeSysctl(name, before[name]); err != nil {
+				t.Errorf("put %s back: %v", name, err)
+			}
+		})
+		n, err := strconv.Atoi(before[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		byHand := strconv.Itoa(n + 1234)
+		if err := writeSysctl(name, byHand); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(bin, "lab", "clean").CombinedOutput()
+		if err != nil {
+			t.Errorf("lab clean: %v\n%s", err, out)
+		}
+		if v, _ := readSysctl(name); v != byHand {
+			t.Errorf("lab clean set %s to %s over the %s set by hand", name, v, byHand)
+		}
+		if !strings.Contains(string(out), "kept "+name+" is "+byHand) {
+			t.Errorf("lab clean did not say it kept the value set by hand:\n%s", out)
+		}
+		if err := writeSysctl(name, before[name]); err != nil {
+			t.Fatal(err)
 		}
 		assertClean(t, before)
 	})

@@ -87,6 +87,9 @@ func Run(ctx context.Context, list []Scenario, opts Options, each func(Result)) 
 		opts.log("removed leftovers of an earlier lab run: namespaces %v, links %v, sysctls restored %v",
 			left.Namespaces, left.Links, left.Sysctls)
 	}
+	for _, k := range left.Kept {
+		opts.log("kept %s", k)
+	}
 	var out []Result
 	for _, s := range list {
 		if err := ctx.Err(); err != nil {

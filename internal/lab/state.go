@@ -7,11 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/internal/safefile"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -41,8 +43,13 @@ func acquireLock(wait time.Duration) (*lock, error) {
 	if err := os.MkdirAll(StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("lab state directory: %w", err)
 	}
+	// The journal in it names settings to restore as root: only a
+	// directory nobody else can write is trusted.
+	if err := safefile.CheckDir(StateDir); err != nil {
+		return nil, fmt.Errorf("lab state directory refused: %w", err)
+	}
 	path := filepath.Join(StateDir, lockFile)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lab lock: %w", err)
 	}
@@ -76,10 +83,46 @@ func (l *lock) release() {
 	l.f = nil
 }
 
-// savedSysctl is one global setting as it was before the lab changed it.
+// journalScope lists the host-wide settings the lab changes (Env.SetGlobal),
+// the only names a journal may hold: the journal is a file root acts on
+// after a crash, so it restores what the lab changed and nothing else.
+var journalScope = map[string]bool{
+	"net.core.netdev_max_backlog":    true,
+	"net.netfilter.nf_conntrack_max": true,
+}
+
+// maxSets bounds the values journalled per setting (a scenario sets one or
+// two).
+const maxSets = 16
+
+// maxJournal bounds the journal a restore reads; a real one holds a few
+// entries.
+const maxJournal = 64 << 10
+
+// savedSysctl is one global setting the lab changed.
 type savedSysctl struct {
-	Name  string `json:"name"`
+	Name string `json:"name"`
+	// Value is the setting before the lab changed it, the value to restore.
 	Value string `json:"value"`
+	// Set lists the values the lab wrote, the last one last. A restore
+	// writes Value back only while the setting reads one of them: anything
+	// else means someone changed it since, and their value stays. All are
+	// kept because a kill between journalling a value and writing it
+	// leaves the one before in place.
+	Set []string `json:"set"`
+}
+
+// KeptSysctl is a journalled setting a restore left alone because it no
+// longer holds the value the lab set.
+type KeptSysctl struct {
+	Name string
+	// Now is the value found, LabSet the value the lab had written, and
+	// Before the value from before the lab.
+	Now, LabSet, Before string
+}
+
+func (k KeptSysctl) String() string {
+	return fmt.Sprintf("%s is %s, not the %s the lab set: changed since the lab ran, left as is (it was %s before the lab)", k.Name, k.Now, k.LabSet, k.Before)
 }
 
 // journal records global settings before they change, on disk, so that the
@@ -94,13 +137,15 @@ func newJournal() *journal {
 	return &journal{path: filepath.Join(StateDir, journalFile), root: sysctlRoot}
 }
 
+// load reads the journal. Only a file this user (root) wrote and nobody
+// else can write is trusted: the journal names settings to write as root.
 func (j *journal) load() ([]savedSysctl, error) {
-	b, err := os.ReadFile(j.path)
+	b, err := safefile.ReadOwned(j.path, maxJournal)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("lab journal: %w", err)
+		return nil, fmt.Errorf("lab journal refused (remove it after checking the sysctls it names): %w", err)
 	}
 	out, err := parseJournal(b)
 	if err != nil {
@@ -109,20 +154,41 @@ func (j *journal) load() ([]savedSysctl, error) {
 	return out, nil
 }
 
-// parseJournal decodes a journal and checks every entry names a sysctl the
-// way the lab writes them, so a damaged file cannot make restore write
-// outside /proc/sys.
+// parseJournal decodes a journal and checks every entry is one the lab
+// writes: a setting in journalScope, with numbers for values, so a damaged
+// or forged file can neither name another setting nor write text into one.
 func parseJournal(b []byte) ([]savedSysctl, error) {
 	var out []savedSysctl
 	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, err
 	}
 	for _, e := range out {
-		if !validSysctlName(e.Name) {
-			return nil, fmt.Errorf("entry %q is not a sysctl name", e.Name)
+		if !validSysctlName(e.Name) || !journalScope[e.Name] {
+			return nil, fmt.Errorf("entry %q is not a setting the lab changes", e.Name)
+		}
+		if !numeric(e.Value) || len(e.Set) == 0 || len(e.Set) > maxSets {
+			return nil, fmt.Errorf("entry %s: value %q, %d values set: not a journal entry", e.Name, e.Value, len(e.Set))
+		}
+		for _, v := range e.Set {
+			if !numeric(v) {
+				return nil, fmt.Errorf("entry %s: value %q set is not a number", e.Name, v)
+			}
 		}
 	}
 	return out, nil
+}
+
+// numeric accepts the decimal values of the settings in journalScope.
+func numeric(v string) bool {
+	if v == "" || len(v) > 20 {
+		return false
+	}
+	for _, r := range v {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // validSysctlName accepts dotted names of letters, digits, '_' and '-'.
@@ -141,7 +207,8 @@ func validSysctlName(name string) bool {
 }
 
 // store writes the journal atomically: a rename after fsync, so a kill at
-// any moment leaves either the old or the new journal, never half of one.
+// any moment leaves either the old or the new journal, never half of one;
+// the new file is created beside it, never through a symlink.
 func (j *journal) store(entries []savedSysctl) error {
 	if len(entries) == 0 {
 		err := os.Remove(j.path)
@@ -154,50 +221,55 @@ func (j *journal) store(entries []savedSysctl) error {
 	if err != nil {
 		return err
 	}
-	tmp := j.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
+	if err := safefile.Write(j.path, b, 0o644); err != nil {
 		return fmt.Errorf("lab journal: %w", err)
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("lab journal: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("lab journal: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("lab journal: %w", err)
-	}
-	return os.Rename(tmp, j.path)
+	return nil
 }
 
-// save records name's current value unless the journal already holds it
-// (the oldest value is the one to restore).
-func (j *journal) save(name, value string) error {
+// save records that the lab is about to write set into name, whose value
+// is now old. The first value is the one to restore; set is always the
+// latest, so the journal is on disk before the value changes.
+func (j *journal) save(name, old, set string) error {
+	if !journalScope[name] {
+		return fmt.Errorf("lab journal: %s is not a setting the lab changes host-wide", name)
+	}
+	if !numeric(old) || !numeric(set) {
+		return fmt.Errorf("lab journal: %s: values %q and %q are not numbers", name, old, set)
+	}
 	entries, err := j.load()
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
+	for i, e := range entries {
 		if e.Name == name {
-			return nil
+			if slices.Contains(e.Set, set) {
+				return nil
+			}
+			if len(e.Set) >= maxSets {
+				return fmt.Errorf("lab journal: %s set more than %d times", name, maxSets)
+			}
+			entries[i].Set = append(e.Set, set)
+			return j.store(entries)
 		}
 	}
-	return j.store(append(entries, savedSysctl{Name: name, Value: value}))
+	return j.store(append(entries, savedSysctl{Name: name, Value: old, Set: []string{set}}))
 }
 
-// restore writes every journalled value back and forgets those it wrote.
-func (j *journal) restore() error {
+// restore puts back every journalled value that still reads as the lab set
+// it, and forgets every entry it settled: restored, found back at its old
+// value already (a kill before the write), or changed by someone since
+// (kept, and returned, so the caller can say so). Entries it could not
+// write stay for the next attempt.
+func (j *journal) restore() (restored []savedSysctl, kept []KeptSysctl, err error) {
 	entries, err := j.load()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	var left []savedSysctl
 	var errs []error
 	for _, e := range entries {
-		err := writeSysctlAt(j.root, e.Name, e.Value)
+		now, err := readSysctlAt(j.root, e.Name)
 		if errors.Is(err, fs.ErrNotExist) {
 			// The setting is gone with its module (nf_conntrack
 			// unloaded); it comes back at its default, nothing to
@@ -206,13 +278,27 @@ func (j *journal) restore() error {
 		}
 		if err != nil {
 			left = append(left, e)
-			errs = append(errs, fmt.Errorf("restore %s=%s: %w", e.Name, e.Value, err))
+			errs = append(errs, err)
+			continue
 		}
+		switch {
+		case now == e.Value:
+			continue
+		case !slices.Contains(e.Set, now):
+			kept = append(kept, KeptSysctl{Name: e.Name, Now: now, LabSet: e.Set[len(e.Set)-1], Before: e.Value})
+			continue
+		}
+		if err := writeSysctlAt(j.root, e.Name, e.Value); err != nil {
+			left = append(left, e)
+			errs = append(errs, fmt.Errorf("restore %s=%s: %w", e.Name, e.Value, err))
+			continue
+		}
+		restored = append(restored, e)
 	}
 	if err := j.store(left); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return restored, kept, errors.Join(errs...)
 }
 
 // sysctlPath turns a dotted name into its file under root (/proc/sys).
@@ -248,12 +334,15 @@ func writeSysctlAt(root, name, value string) error {
 type Leftovers struct {
 	Namespaces []string
 	Links      []string
-	Sysctls    []savedSysctl
+	// Sysctls are the settings restored; Kept those left alone because
+	// someone changed them after the lab did.
+	Sysctls []savedSysctl
+	Kept    []KeptSysctl
 }
 
 // Empty reports whether nothing was left behind.
 func (l Leftovers) Empty() bool {
-	return len(l.Namespaces) == 0 && len(l.Links) == 0 && len(l.Sysctls) == 0
+	return len(l.Namespaces) == 0 && len(l.Links) == 0 && len(l.Sysctls) == 0 && len(l.Kept) == 0
 }
 
 // findLeftovers lists lab namespaces under /run/netns, lab interfaces in
@@ -281,8 +370,7 @@ func findLeftovers() (Leftovers, error) {
 		}
 	}
 	sort.Strings(l.Links)
-	l.Sysctls, err = newJournal().load()
-	return l, err
+	return l, nil
 }
 
 // Clean removes what earlier lab runs left: namespaces, interfaces, and
@@ -303,8 +391,10 @@ func cleanLocked() (Leftovers, error) {
 		return l, err
 	}
 	var errs []error
-	if err := newJournal().restore(); err != nil {
-		errs = append(errs, err)
+	var err2 error
+	l.Sysctls, l.Kept, err2 = newJournal().restore()
+	if err2 != nil {
+		errs = append(errs, err2)
 	}
 	for _, name := range l.Links {
 		if k, err := netlink.LinkByName(name); err == nil {
