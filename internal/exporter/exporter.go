@@ -17,6 +17,7 @@
 package exporter
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"html"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/internal/buildinfo"
 	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/sockets"
 )
@@ -78,6 +80,8 @@ type Options struct {
 	// findings count as info and in netdrop_findings_expected, and still
 	// in the stage drop totals.
 	Expect []diagnose.Expect
+	// Build is what netdrop_build_info says; zero reads the running binary.
+	Build buildinfo.Info
 }
 
 // collector is one kind of evidence. Update sends its metrics for the scrape
@@ -236,5 +240,6 @@ func NewRegistry(opts Options) (*prometheus.Registry, *Exporter, error) {
 	if err := reg.Register(e); err != nil {
 		return nil, nil, fmt.Errorf("register exporter: %w", err)
 	}
+	reg.MustRegister(buildInfoCollector(cmp.Or(opts.Build, buildinfo.Read())))
 	return reg, e, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/droptrace"
+	"github.com/netdrop/netdrop/internal/buildinfo"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -98,6 +99,7 @@ func fixtureScrapes(t testing.TB) (first, second string) {
 		// The listen overflow is declared intended: its finding is info
 		// and expected, its drops still in the stage totals.
 		Expect: []diagnose.Expect{{Stage: stage.TCPListen}},
+		Build:  buildinfo.Info{Version: "v0.1.0", Revision: "0123456789abcdef", GoVersion: "go1.26.8", Platform: "linux/amd64"},
 	}
 	reg, e, err := NewRegistry(opts)
 	if err != nil {
