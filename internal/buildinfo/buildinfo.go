@@ -7,8 +7,11 @@
 // The data comes from the build information the Go toolchain embeds in every
 // binary (runtime/debug.ReadBuildInfo). A build without the VCS at hand (a
 // container build that does not copy .git) can set the version and revision
-// with the linker: -ldflags "-X github.com/netdrop/netdrop/internal/buildinfo.version=v1.2.3
-// -X github.com/netdrop/netdrop/internal/buildinfo.revision=abc123".
+// with the linker, as the Makefile does: -ldflags "-X
+// github.com/netdrop/netdrop/internal/buildinfo.version=v1.2.3" and likewise
+// revision, revisionTime (RFC 3339) and modified ("true"). The go command
+// stamps only a checkout whose .git is a directory (not a git worktree) and
+// only when -buildvcs is not false.
 package buildinfo
 
 import (
@@ -21,8 +24,10 @@ import (
 
 // Set by the linker (-X) when the build has no VCS information of its own.
 var (
-	version  string
-	revision string
+	version      string
+	revision     string
+	revisionTime string
+	modified     string
 )
 
 // Info describes one build of netdrop.
@@ -49,12 +54,15 @@ type Info struct {
 // Read returns the build information of the running binary.
 func Read() Info {
 	bi, _ := debug.ReadBuildInfo()
-	return fromBuildInfo(bi, version, revision)
+	return fromBuildInfo(bi, linkerVars{version, revision, revisionTime, modified})
 }
+
+// linkerVars are the values set with -ldflags -X; "" means unset.
+type linkerVars struct{ version, revision, time, modified string }
 
 // fromBuildInfo turns the embedded build information (nil when the binary
 // has none) and the linker overrides into an Info.
-func fromBuildInfo(bi *debug.BuildInfo, ldVersion, ldRevision string) Info {
+func fromBuildInfo(bi *debug.BuildInfo, ld linkerVars) Info {
 	in := Info{Version: "(devel)", GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if bi != nil {
 		if bi.Main.Version != "" {
@@ -86,11 +94,17 @@ func fromBuildInfo(bi *debug.BuildInfo, ldVersion, ldRevision string) Info {
 			in.Platform = goos + "/" + goarch
 		}
 	}
-	if ldVersion != "" {
-		in.Version = ldVersion
+	if ld.version != "" {
+		in.Version = ld.version
 	}
-	if ldRevision != "" {
-		in.Revision = ldRevision
+	if ld.revision != "" {
+		in.Revision = ld.revision
+	}
+	if t, err := time.Parse(time.RFC3339, ld.time); err == nil {
+		in.Time = t.UTC()
+	}
+	if m, err := strconv.ParseBool(ld.modified); err == nil {
+		in.Modified = m
 	}
 	return in
 }

@@ -25,11 +25,11 @@ func TestFromBuildInfo(t *testing.T) {
 	}
 	host := runtime.GOOS + "/" + runtime.GOARCH
 	for _, tc := range []struct {
-		name       string
-		bi         *debug.BuildInfo
-		ldv, ldrev string
-		want       Info
-		line       string
+		name string
+		bi   *debug.BuildInfo
+		ld   linkerVars
+		want Info
+		line string
 	}{
 		{
 			name: "stamped by the go command",
@@ -41,9 +41,10 @@ func TestFromBuildInfo(t *testing.T) {
 		{
 			name: "linker overrides win (image build without .git)",
 			bi:   &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "CGO_ENABLED", Value: "1"}}},
-			ldv:  "v1.2.3", ldrev: "0123456789abcdef",
-			want: Info{Version: "v1.2.3", Revision: "0123456789abcdef", GoVersion: "go1.26.8", Platform: host, CGO: true},
-			line: "netdrop v1.2.3 (0123456789ab) go1.26.8 " + host,
+			ld:   linkerVars{version: "v1.2.3", revision: "0123456789abcdef", time: "2026-12-05T09:00:00+01:00", modified: "true"},
+			want: Info{Version: "v1.2.3", Revision: "0123456789abcdef", Time: time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC), Modified: true,
+				GoVersion: "go1.26.8", Platform: host, CGO: true},
+			line: "netdrop v1.2.3 (0123456789ab, 2026-12-05T08:00:00Z, modified) go1.26.8 " + host,
 		},
 		{
 			name: "no build information at all",
@@ -52,7 +53,7 @@ func TestFromBuildInfo(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := fromBuildInfo(tc.bi, tc.ldv, tc.ldrev)
+			got := fromBuildInfo(tc.bi, tc.ld)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("Info (-want +got):\n%s", diff)
 			}
