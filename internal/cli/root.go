@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/netdrop/netdrop/internal/buildinfo"
 	"github.com/spf13/cobra"
 )
 
@@ -18,6 +19,10 @@ const (
 	ExitOK       = 0 // healthy, or the command did what was asked
 	ExitFindings = 1 // a finding at warning or above; a lab scenario failed
 	ExitError    = 2 // usage or runtime error
+	// ExitSignal plus the signal number is the code after SIGINT (130) or
+	// SIGTERM (143), as a shell reports a process the signal killed, so a
+	// script can tell "stopped" from "failed".
+	ExitSignal = 128
 )
 
 // exitError carries an exit code out of a command without printing an
@@ -32,9 +37,11 @@ var commands []func(*env) *cobra.Command
 
 func register(f func(*env) *cobra.Command) { commands = append(commands, f) }
 
-// env is what every command gets: where to write.
+// env is what every command gets: where to write, and how.
 type env struct {
 	stdout, stderr io.Writer
+	// color is the --color flag: auto, always or never (see color.go).
+	color string
 }
 
 // Main runs netdrop with args and returns the exit code.
@@ -46,6 +53,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	var ee exitError
+	if sig, ok := interruptedBy(ctx); ok {
+		// The command has printed what it had; if it failed on the way
+		// out, say why it stopped rather than "context canceled".
+		if err != nil && !errors.As(err, &ee) {
+			fmt.Fprintln(stderr, "netdrop: interrupted")
+		}
+		return ExitSignal + int(sig)
+	}
 	switch {
 	case err == nil:
 		return ExitOK
@@ -68,7 +83,13 @@ neighbour table), attributes what moved to a stage, and says what to change.
 Run without a command it diagnoses this host over 5 seconds (netdrop diagnose).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// `netdrop --version` and -v print the same line as `netdrop version`.
+		Version: buildinfo.Read().String(),
+		// Man pages and release archives are reproducible: no build date.
+		DisableAutoGenTag: true,
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.PersistentFlags().StringVar(&e.color, "color", "auto", "colour the output: auto (on a terminal, unless NO_COLOR is set), always or never")
 	for _, f := range commands {
 		root.AddCommand(f(e))
 	}
@@ -77,6 +98,7 @@ Run without a command it diagnoses this host over 5 seconds (netdrop diagnose).`
 		root.Flags().AddFlagSet(d.Flags())
 		root.RunE = d.RunE
 	}
+	decorateFlags(root)
 	return root
 }
 
