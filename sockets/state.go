@@ -126,3 +126,14 @@ func (s *State) UnmarshalText(b []byte) error {
 	}
 	return fmt.Errorf("unknown socket state %q", b)
 }
+
+// StateNames lists the names ParseStates takes, in ss spelling, lowercase:
+// the states in kernel order, then the groups. Shells complete --state from
+// it and errors list it.
+func StateNames() []string {
+	var out []string
+	for st := Established; st < NewSynRecv; st++ {
+		out = append(out, strings.ToLower(stateNames[st]))
+	}
+	return append(out, "all", "connected", "synchronized", "bucket", "big")
+}
