@@ -70,12 +70,16 @@ Each measurement runs for --duration: the whole run takes about
 				return fmt.Errorf("--duration must be positive (got %s)", duration)
 			}
 			opts := bench.Options{Sizes: sz, Duration: duration, Transports: transports, ShmPeer: shmPeerCommand}
-			opts.Progress = func(done, total int, what string) {
-				if done == total {
-					fmt.Fprintf(e.stderr, "\r\033[K")
-					return
+			// A live progress line only on a terminal: redirected
+			// stderr gets no carriage returns or escape codes.
+			if tty := e.progress(); tty != nil {
+				opts.Progress = func(done, total int, what string) {
+					if done == total {
+						fmt.Fprintf(tty, "\r\033[K")
+						return
+					}
+					fmt.Fprintf(tty, "\r\033[K[%d/%d] %s", done+1, total, what)
 				}
-				fmt.Fprintf(e.stderr, "\r\033[K[%d/%d] %s", done+1, total, what)
 			}
 			r, err := bench.Run(cmd.Context(), opts)
 			if err != nil {

@@ -55,7 +55,7 @@ Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.
 			if asJSON {
 				err = writeJSON(e.stdout, r)
 			} else {
-				err = report.Diagnosis(e.stdout, r)
+				err = report.DiagnosisStyled(e.stdout, r, e.style(e.stdout))
 			}
 			if err != nil {
 				return err

@@ -13,13 +13,16 @@ import (
 	"github.com/netdrop/netdrop/stage"
 )
 
-// Diagnosis writes a diagnosis report as text.
-func Diagnosis(w io.Writer, r *diagnose.Report) error {
+// Diagnosis writes a diagnosis report as plain text.
+func Diagnosis(w io.Writer, r *diagnose.Report) error { return DiagnosisStyled(w, r, Style{}) }
+
+// DiagnosisStyled writes a diagnosis report as text in style st.
+func DiagnosisStyled(w io.Writer, r *diagnose.Report, st Style) error {
 	var b strings.Builder
 	if r.Once {
-		fmt.Fprintf(&b, "netdrop diagnose — %s, totals since boot\n\n", nsLabel(r.Netns))
+		fmt.Fprintf(&b, "%s\n\n", st.Title(fmt.Sprintf("netdrop diagnose — %s, totals since boot", nsLabel(r.Netns))))
 	} else {
-		fmt.Fprintf(&b, "netdrop diagnose — %s, %.1fs interval\n\n", nsLabel(r.Netns), r.IntervalS)
+		fmt.Fprintf(&b, "%s\n\n", st.Title(fmt.Sprintf("netdrop diagnose — %s, %.1fs interval", nsLabel(r.Netns), r.IntervalS)))
 	}
 	drops := map[stage.ID]diagnose.StageDrops{}
 	for _, s := range r.Stages {
@@ -34,7 +37,7 @@ func Diagnosis(w io.Writer, r *diagnose.Report) error {
 			if i > 0 {
 				b.WriteString(" → ")
 			}
-			b.WriteString(stageCell(id, drops[id], r.Once))
+			b.WriteString(stageCell(id, drops[id], r.Once, st))
 		}
 		b.WriteString("\n")
 	}
@@ -47,7 +50,7 @@ func Diagnosis(w io.Writer, r *diagnose.Report) error {
 		if f.Expected != "" {
 			sev += ", EXPECTED"
 		}
-		fmt.Fprintf(&b, "%d. [%s] %s — %s\n", i+1, sev, f.Stage, f.Title)
+		fmt.Fprintf(&b, "%d. %s %s — %s\n", i+1, st.Severity(f.Severity, "["+sev+"]"), f.Stage, f.Title)
 		if f.Drops > 0 {
 			noun := "packets"
 			if f.Drops == 1 {
@@ -113,12 +116,12 @@ func nsLabel(ns string) string {
 
 // stageCell shows a stage with its rate, or quietly with a dot when nothing
 // was lost there.
-func stageCell(id stage.ID, d diagnose.StageDrops, once bool) string {
+func stageCell(id stage.ID, d diagnose.StageDrops, once bool, st Style) string {
 	if d.Drops == 0 {
 		return string(id) + " ·"
 	}
 	if once {
-		return fmt.Sprintf("%s [%d]", id, d.Drops)
+		return st.Drops(fmt.Sprintf("%s [%d]", id, d.Drops))
 	}
-	return fmt.Sprintf("%s [%.0f/s]", id, d.Rate)
+	return st.Drops(fmt.Sprintf("%s [%.0f/s]", id, d.Rate))
 }
