@@ -5,30 +5,61 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/netdrop/netdrop/internal/testnet"
 	"github.com/netdrop/netdrop/stage"
 )
 
-// build compiles netdrop once per test into a directory every user can read,
-// so the unprivileged test can run it too.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	builtBin  string
+	buildErr  error
+)
+
+// TestMain removes the binary the tests shared.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// readmeBuild is the build command README.md gives; TestStatic checks the
+// README still says it.
+const readmeBuild = "CGO_ENABLED=0 go build -o netdrop ./cmd/netdrop"
+
+// build compiles netdrop once for all the tests, as the README's build
+// command does, into a directory every user can read, so the unprivileged
+// test can run it too.
 func build(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "netdrop-e2e-"); buildErr != nil {
+			return
+		}
+		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(buildDir, "netdrop")
+		cmd := exec.Command("go", "build", "-o", builtBin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	bin := filepath.Join(dir, "netdrop")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return builtBin
 }
 
 // run executes the binary and returns stdout, stderr and the exit code.
