@@ -62,6 +62,7 @@ var enums = map[string]enum{
 // on every command.
 var completions = map[string]cobra.CompletionFunc{
 	"netns":     completeNetns,
+	"expect":    completeExpect,
 	"reason":    completeReasons,
 	"interface": completeInterfaces,
 	"dev":       completeInterfaces,
@@ -146,6 +147,15 @@ func completeEnum(e enum) cobra.CompletionFunc {
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 	}
+}
+
+// completeExpect offers the stages of --expect STAGE[:MATCH]; the match is
+// free text.
+func completeExpect(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if strings.Contains(toComplete, ":") {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return stageIDs(), cobra.ShellCompDirectiveNoFileComp
 }
 
 // netnsDir is where `ip netns add` mounts named namespaces.

@@ -109,6 +109,8 @@ func TestCompletion(t *testing.T) {
 	}{
 		{[]string{"counters", "--stage", ""}, stages},
 		{[]string{"--color", ""}, []string{"auto", "always", "never"}},
+		{[]string{"diagnose", "--expect", ""}, stages},
+		{[]string{"exporter", "--expect", ""}, stages},
 		{[]string{"diagnose", "--color", ""}, []string{"auto", "always", "never"}},
 		{[]string{"diagnose", "--trace", ""}, []string{"auto", "on", "off"}},
 		{[]string{"--trace", ""}, []string{"auto", "on", "off"}}, // netdrop alone is diagnose
