@@ -91,7 +91,7 @@ release: man completions
 	  mkdir -p $$dir; \
 	  GOOS=$$os GOARCH=$$arch $(GOBUILD) -o $$dir/netdrop ./cmd/netdrop; \
 	  cp -r $(BINDIR)/man $(BINDIR)/completions LICENSE README.md CHANGELOG.md $$dir/; \
-	  $(GO) run $(CYCLONEDX) bin -json -version $(VERSION) -output $(DIST)/$$name.cdx.json $$dir/netdrop; \
+	  $(GO) run $(CYCLONEDX) bin -json -noserial -notimestamp -version $(VERSION) -output $(DIST)/$$name.cdx.json $$dir/netdrop; \
 	  tar --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner \
 	      -C $(DIST) -czf $(DIST)/$$name.tar.gz $$name; \
 	  rm -rf $$dir; \
