@@ -91,7 +91,7 @@ Exit code: 0 every scenario passed, 1 one failed, 2 the lab could not run.`,
 			opts := lab.Options{Keep: keep, Log: func(msg string) { fmt.Fprintln(e.stderr, msg) }}
 			each := func(r lab.Result) {
 				if !asJSON {
-					printLabResult(e.stdout, r)
+					printLabResult(e.stdout, r, e.style(e.stdout))
 				}
 			}
 			results, runErr := lab.Run(cmd.Context(), list, opts, each)
@@ -153,10 +153,10 @@ func newLabCleanCmd(e *env) *cobra.Command {
 
 // printLabResult shows one scenario as a user would see netdrop diagnose it,
 // then the verdict.
-func printLabResult(w io.Writer, r lab.Result) {
+func printLabResult(w io.Writer, r lab.Result, st report.Style) {
 	fmt.Fprintf(w, "=== %s: %s (expects %s)\n\n", r.Scenario, r.Story, r.Expected)
 	if r.Report != nil {
-		_ = report.Diagnosis(w, r.Report)
+		_ = report.DiagnosisStyled(w, r.Report, st)
 		fmt.Fprintln(w)
 	}
 	verdict := "PASS"
@@ -167,7 +167,7 @@ func printLabResult(w io.Writer, r lab.Result) {
 	if found == "" {
 		found = "no finding"
 	}
-	fmt.Fprintf(w, "%s %s: expected %s, found %s (%d drops, %.1fs)\n", verdict, r.Scenario, r.Expected, found, r.Drops, r.DurationS)
+	fmt.Fprintf(w, "%s %s: expected %s, found %s (%d drops, %.1fs)\n", st.Verdict(r.Pass, verdict), r.Scenario, r.Expected, found, r.Drops, r.DurationS)
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
 	}

@@ -18,6 +18,7 @@ const (
 	sgrRed    = "\x1b[1;31m"
 	sgrYellow = "\x1b[33m"
 	sgrCyan   = "\x1b[36m"
+	sgrGreen  = "\x1b[32m"
 )
 
 func (s Style) wrap(sgr, text string) string {
@@ -43,4 +44,12 @@ func (s Style) Severity(sev diagnose.Severity, text string) string {
 	default:
 		return s.wrap(sgrCyan, text)
 	}
+}
+
+// Verdict colours a check's outcome: green when it passed, red when not.
+func (s Style) Verdict(pass bool, text string) string {
+	if pass {
+		return s.wrap(sgrGreen, text)
+	}
+	return s.wrap(sgrRed, text)
 }

@@ -55,3 +55,17 @@ func TestDiagnosisColor(t *testing.T) {
 		}
 	}
 }
+
+func TestVerdict(t *testing.T) {
+	on, off := Style{Color: true}, Style{}
+	for _, tc := range []struct{ got, want string }{
+		{on.Verdict(true, "PASS"), sgrGreen + "PASS" + sgrReset},
+		{on.Verdict(false, "FAIL"), sgrRed + "FAIL" + sgrReset},
+		{off.Verdict(false, "FAIL"), "FAIL"},
+		{on.Title(""), ""},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+}
