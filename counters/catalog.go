@@ -108,7 +108,7 @@ func LookupField(field string) (FieldInfo, bool) {
 // LookupCounter returns what the catalog knows about a field read from a
 // given source: the precise entry when the field's name is shared by
 // several sources ("entries", "drops"), else the field's entry.
-func LookupCounter(source, field string) (FieldInfo, bool) {
+func LookupCounter(source SourceID, field string) (FieldInfo, bool) {
 	if fi, ok := bySource[source][field]; ok {
 		return fi, true
 	}
@@ -136,7 +136,7 @@ type namedField struct {
 // it as read from source, as LookupCounter(source, string(b)) would: the
 // catalog's string when it knows the name (no allocation), else a new
 // string.
-func internField(source string, b []byte) (string, FieldInfo) {
+func internField(source SourceID, b []byte) (string, FieldInfo) {
 	e, ok := catalogNames[string(b)]
 	if !ok {
 		e = internUnknown(b)
@@ -185,22 +185,22 @@ func internUnknown(b []byte) namedField {
 }
 
 // stageOf is the stage a reader stamps on a counter it reads.
-func stageOf(source, field string) stage.ID {
+func stageOf(source SourceID, field string) stage.ID {
 	fi, _ := LookupCounter(source, field)
 	return fi.Stage
 }
 
 // bySource holds the entries for field names that mean different things in
 // different sources.
-var bySource = map[string]map[string]FieldInfo{
-	srcConntrackStat: {"entries": {Stage: stage.Conntrack, Gauge: true, Meaning: "connections tracked now (the table's size, not summed over CPUs)"}},
-	srcARPCache:      {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "ARP neighbour entries now (compared with net.ipv4.neigh.default.gc_thresh3)"}},
-	srcNDiscCache:    {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "NDP neighbour entries now (compared with net.ipv6.neigh.default.gc_thresh3)"}},
-	srcUDP:           {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
-	srcUDP6:          {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
+var bySource = map[SourceID]map[string]FieldInfo{
+	ProcNetStatConntrack:  {"entries": {Stage: stage.Conntrack, Gauge: true, Meaning: "connections tracked now (the table's size, not summed over CPUs)"}},
+	ProcNetStatARPCache:   {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "ARP neighbour entries now (compared with net.ipv4.neigh.default.gc_thresh3)"}},
+	ProcNetStatNDiscCache: {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "NDP neighbour entries now (compared with net.ipv6.neigh.default.gc_thresh3)"}},
+	ProcNetUDP:            {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
+	ProcNetUDP6:           {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
 	// A qdisc's requeues (the driver refused a packet that is retried) and
 	// overlimits (a shaper held a packet back) are not drops.
-	QdiscSource: {
+	NetlinkQdisc: {
 		"drops":      {Stage: stage.Qdisc, Unit: Drops, Meaning: "packets this qdisc dropped: its queue was full or a policy discarded them"},
 		"overlimits": {Stage: stage.Qdisc, Unit: Events, Meaning: "times this qdisc held a packet back because it was over its rate or limit (not a drop)"},
 		"requeues":   {Stage: stage.Qdisc, Unit: Events, Meaning: "packets the driver refused and the qdisc queued again (not a drop)"},

@@ -143,8 +143,8 @@ func (f FS) ReadFile(path string) ([]byte, error) {
 // an ioctl. Collect adds what it read to s and returns an error only when
 // nothing could be read; partial failures are recorded with s.Fail.
 type Source interface {
-	// Name is the source as shown to users in the unavailable list.
-	Name() string
+	// ID is the source as counters and the unavailable list name it.
+	ID() SourceID
 	Collect(ctx context.Context, fs FS, s *Snapshot) error
 }
 
@@ -234,7 +234,7 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 			// Entering failed: say so for every source this
 			// worker would have read.
 			for i := range next {
-				parts[i].Fail(srcs[i].Name(), err)
+				parts[i].Fail(srcs[i].ID(), err)
 			}
 		}
 	}
@@ -265,16 +265,16 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 // as measured by BenchmarkCollectEach; the others follow in registry
 // order. Only the parallel path uses it: a wrong guess costs some
 // parallelism, never a counter.
-var readOrder = []string{
-	LinkStatsSource, "/proc/sys", srcSNMP, "ethtool", srcInterrupts,
-	NftablesSource, QdiscSource, srcUDP,
+var readOrder = []SourceID{
+	NetlinkLinkStats, ProcSys, ProcNetSNMP, EthtoolStats, ProcInterrupts,
+	NetlinkNftables, NetlinkQdisc, ProcNetUDP,
 }
 
 // slowestFirst returns the indexes of srcs in the order to read them.
 func slowestFirst(srcs []Source) []int {
 	rank := func(src Source) int {
 		for r, name := range readOrder {
-			if src.Name() == name {
+			if src.ID() == name {
 				return r
 			}
 		}
@@ -292,11 +292,11 @@ func slowestFirst(srcs []Source) []int {
 // Unavailable entry.
 func readSourceInto(ctx context.Context, fs FS, src Source, s *Snapshot) {
 	if err := ctx.Err(); err != nil {
-		s.Fail(src.Name(), err)
+		s.Fail(src.ID(), err)
 		return
 	}
 	if err := src.Collect(ctx, fs, s); err != nil {
-		s.Fail(src.Name(), err)
+		s.Fail(src.ID(), err)
 	}
 }
 
@@ -381,7 +381,7 @@ func closeFD(fd int) error { return unix.Close(fd) }
 // that gives more than its hint grows its part as before.
 var partHints struct {
 	sync.Mutex
-	m map[string]int
+	m map[SourceID]int
 }
 
 // maxPartHints bounds partHints when tests pass sources of many names.
@@ -395,7 +395,7 @@ func layParts(srcs []Source, parts []Snapshot) (backing []Counter, offs, hints [
 	total := 0
 	partHints.Lock()
 	for i, src := range srcs {
-		hints[i] = partHints.m[src.Name()]
+		hints[i] = partHints.m[src.ID()]
 		offs[i] = total
 		total += hints[i]
 	}
@@ -435,11 +435,11 @@ func rememberParts(srcs []Source, parts []Snapshot) {
 	partHints.Lock()
 	defer partHints.Unlock()
 	if partHints.m == nil {
-		partHints.m = map[string]int{}
+		partHints.m = map[SourceID]int{}
 	}
 	for i, src := range srcs {
-		if _, ok := partHints.m[src.Name()]; ok || len(partHints.m) < maxPartHints {
-			partHints.m[src.Name()] = len(parts[i].Counters)
+		if _, ok := partHints.m[src.ID()]; ok || len(partHints.m) < maxPartHints {
+			partHints.m[src.ID()] = len(parts[i].Counters)
 		}
 	}
 }

@@ -35,7 +35,7 @@ func BenchmarkCollectEach(b *testing.B) {
 	ctx := context.Background()
 	fs := DefaultFS()
 	for _, src := range DefaultSources() {
-		b.Run(src.Name(), func(b *testing.B) {
+		b.Run(string(src.ID()), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				s := &Snapshot{Sysctls: map[string]string{}}

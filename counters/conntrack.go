@@ -11,11 +11,6 @@ import (
 // Connection tracking: the per-CPU event counters of /proc/net/stat and the
 // table's size and limit from /proc/sys/net/netfilter. All of it is per
 // network namespace except nf_conntrack_max, which is one global limit.
-const (
-	srcConntrackStat  = "/proc/net/stat/nf_conntrack"
-	srcConntrackCount = "/proc/sys/net/netfilter/nf_conntrack_count"
-	srcConntrackMax   = "/proc/sys/net/netfilter/nf_conntrack_max"
-)
 
 func init() { register(ConntrackSource{}) }
 
@@ -26,17 +21,20 @@ func init() { register(ConntrackSource{}) }
 // gives one unavailable line saying so, not an error per file.
 type ConntrackSource struct{}
 
-// Name implements Source.
-func (ConntrackSource) Name() string { return srcConntrackStat }
+// ID implements Source.
+func (ConntrackSource) ID() SourceID { return ProcNetStatConntrack }
 
 // Collect implements Source.
 func (ConntrackSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
-	statErr := collectCounters(fsys, s, srcConntrackStat, fsys.NetPath("stat", "nf_conntrack"), parseConntrackStat)
+	statErr := collectCounters(fsys, s, ProcNetStatConntrack, fsys.NetPath("stat", "nf_conntrack"), parseConntrackStat)
 	var gaugeErrs []error
 	gauges := 0
-	for _, g := range []struct{ src, field string }{
-		{srcConntrackCount, "nf_conntrack_count"},
-		{srcConntrackMax, "nf_conntrack_max"},
+	for _, g := range []struct {
+		src   SourceID
+		field string
+	}{
+		{ProcSysConntrackCount, "nf_conntrack_count"},
+		{ProcSysConntrackMax, "nf_conntrack_max"},
 	} {
 		v, err := readSource(fsys, g.src, fsys.ProcPath("sys", "net", "netfilter", g.field), parseUintFile)
 		if err != nil {
@@ -52,21 +50,21 @@ func (ConntrackSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 		// Neither the statistics nor the sysctls exist: the module is not
 		// loaded, so nothing can be dropped by conntrack either.
 		s.Unavailable = append(s.Unavailable, Unavailable{
-			Source: srcConntrackStat,
+			Source: ProcNetStatConntrack,
 			Reason: "conntrack is not loaded (no nf_conntrack module in this kernel or namespace): nothing to read, and nothing dropped by it",
 		})
 		return nil
 	case errors.Is(statErr, fs.ErrNotExist):
 		s.Unavailable = append(s.Unavailable, Unavailable{
-			Source: srcConntrackStat,
+			Source: ProcNetStatConntrack,
 			Reason: "conntrack is loaded but its per-CPU statistics are not in /proc (CONFIG_NF_CONNTRACK_PROCFS=n); `conntrack -S` reads them over netlink",
 		})
 	case statErr != nil:
-		s.Fail(srcConntrackStat, statErr)
+		s.Fail(ProcNetStatConntrack, statErr)
 	}
 	for _, err := range gaugeErrs {
 		if !errors.Is(err, fs.ErrNotExist) {
-			s.Fail(srcConntrackCount, err)
+			s.Fail(ProcSysConntrackCount, err)
 		}
 	}
 	return nil
@@ -93,5 +91,5 @@ func parseConntrackStat(r io.Reader) ([]Counter, error) {
 	if err == nil && len(t.Rows) == 0 {
 		err = fmt.Errorf("%w: no CPU lines", ErrFileParse)
 	}
-	return statCounters(srcConntrackStat, t, false, "entries"), err
+	return statCounters(ProcNetStatConntrack, t, false, "entries"), err
 }

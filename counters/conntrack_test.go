@@ -98,7 +98,7 @@ func TestConntrackNoProcfs(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("values (-want +got):\n%s", diff)
 	}
-	if rs := unavailable(s, srcConntrackStat); len(rs) != 1 || !strings.Contains(rs[0], "CONFIG_NF_CONNTRACK_PROCFS") {
+	if rs := unavailable(s, ProcNetStatConntrack); len(rs) != 1 || !strings.Contains(rs[0], "CONFIG_NF_CONNTRACK_PROCFS") {
 		t.Errorf("unavailable = %q", rs)
 	}
 }
@@ -121,12 +121,12 @@ func TestConntrackBroken(t *testing.T) {
 	if _, ok := got["nf_conntrack_count"]; ok {
 		t.Error("nf_conntrack_count read from a file that holds no number")
 	}
-	stat := unavailable(s, srcConntrackStat)
+	stat := unavailable(s, ProcNetStatConntrack)
 	if len(stat) != 1 || !strings.Contains(stat[0], "line 2") {
 		t.Errorf("stat unavailable = %q", stat)
 	}
-	count := unavailable(s, srcConntrackCount)
-	if len(count) != 1 || !strings.Contains(count[0], srcConntrackCount) || !strings.Contains(count[0], ErrFileParse.Error()) {
+	count := unavailable(s, ProcSysConntrackCount)
+	if len(count) != 1 || !strings.Contains(count[0], string(ProcSysConntrackCount)) || !strings.Contains(count[0], ErrFileParse.Error()) {
 		t.Errorf("count unavailable = %q", count)
 	}
 }

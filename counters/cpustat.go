@@ -7,10 +7,9 @@ import (
 	"strings"
 )
 
-// srcStat is /proc/stat, whose cpuN lines give each CPU's time by kind. The
-// softirq share of a CPU's time tells diagnose whether one CPU is saturated
-// by packet processing. Host-wide.
-const srcStat = "/proc/stat"
+// /proc/stat's cpuN lines give each CPU's time by kind. The softirq share
+// of a CPU's time tells diagnose whether one CPU is saturated by packet
+// processing. Host-wide.
 
 func init() { register(CPUStatSource{}) }
 
@@ -18,13 +17,13 @@ func init() { register(CPUStatSource{}) }
 // "softirq", "irq" and "total", in USER_HZ ticks.
 type CPUStatSource struct{}
 
-// Name implements Source.
-func (CPUStatSource) Name() string { return srcStat }
+// ID implements Source.
+func (CPUStatSource) ID() SourceID { return ProcStat }
 
 // Collect implements Source.
 func (CPUStatSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 	var cpus int
-	err := collectCounters(fs, s, srcStat, fs.ProcPath("stat"), func(r io.Reader) ([]Counter, error) {
+	err := collectCounters(fs, s, ProcStat, fs.ProcPath("stat"), func(r io.Reader) ([]Counter, error) {
 		ts, err := parseCPUStat(r)
 		cpus = len(ts)
 		return cpuStatCounters(ts), err
@@ -92,7 +91,7 @@ func cpuStatCounters(ts []cpuTime) []Counter {
 			name string
 			v    uint64
 		}{{"softirq", t.Softirq}, {"irq", t.IRQ}, {"total", t.Total}} {
-			out = append(out, Counter{Source: srcStat, Object: t.CPU, Field: f.name, Value: f.v, HostWide: true})
+			out = append(out, Counter{Source: ProcStat, Object: t.CPU, Field: f.name, Value: f.v, HostWide: true})
 		}
 	}
 	return out

@@ -33,14 +33,14 @@ func TestCPUStatSource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := values(s, srcStat)
+			got := values(s, ProcStat)
 			if diff := cmp.Diff(tt.want, pick(got, tt.want)); diff != "" {
 				t.Errorf("values (-want +got):\n%s", diff)
 			}
 			if len(got) != 3*tt.cpus {
 				t.Errorf("%d counters for %d CPUs", len(got), tt.cpus)
 			}
-			rs := unavailable(s, srcStat)
+			rs := unavailable(s, ProcStat)
 			if (len(rs) > 0) != tt.errs {
 				t.Errorf("unavailable = %q", rs)
 			}

@@ -20,15 +20,12 @@ import (
 	"github.com/netdrop/netdrop/stage"
 )
 
-// EthtoolStatsSource is the Source of driver statistics.
-const EthtoolStatsSource = "ethtool -S"
-
 func init() { register(ethtoolSource{}) }
 
 // ethtoolSource reads driver statistics and ring layout of every interface.
 type ethtoolSource struct{}
 
-func (ethtoolSource) Name() string { return "ethtool" }
+func (ethtoolSource) ID() SourceID { return EthtoolStats }
 
 func (ethtoolSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
 	links, err := snapshotLinks(ctx)
@@ -49,7 +46,7 @@ func (ethtoolSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
 		case err == nil:
 			s.Add(ethtoolStatCounters(l.Name, stats)...)
 		case !ethtoolUnsupported(err):
-			s.Fail(EthtoolStatsSource+" "+l.Name, err)
+			s.FailObject(EthtoolStats, l.Name, err)
 		}
 
 		// Ring, channels and coalescing: each is optional per driver.
@@ -60,7 +57,7 @@ func (ethtoolSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
 		if r, err := e.GetRing(l.Name); err == nil {
 			lay.Ring = &r
 		} else if !ethtoolUnsupported(err) {
-			s.Fail("ethtool -g "+l.Name, err)
+			s.FailObject(EthtoolRing, l.Name, err)
 		}
 		if lay.Ring == nil && l.ParentDev == "" {
 			continue
@@ -68,12 +65,12 @@ func (ethtoolSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
 		if c, err := e.GetChannels(l.Name); err == nil {
 			lay.Channels = &c
 		} else if !ethtoolUnsupported(err) {
-			s.Fail("ethtool -l "+l.Name, err)
+			s.FailObject(EthtoolChannels, l.Name, err)
 		}
 		if c, err := e.GetCoalesce(l.Name); err == nil {
 			lay.Coalesce = &c
 		} else if !ethtoolUnsupported(err) {
-			s.Fail("ethtool -c "+l.Name, err)
+			s.FailObject(EthtoolCoalesce, l.Name, err)
 		}
 		lay.apply(nicEntry(s, l.Name))
 	}
@@ -218,7 +215,7 @@ func ethtoolStatCounters(ifname string, stats map[string]uint64) []Counter {
 			continue
 		}
 		out = append(out, Counter{
-			Source: EthtoolStatsSource,
+			Source: EthtoolStats,
 			Object: ifname,
 			Field:  name,
 			Value:  v,

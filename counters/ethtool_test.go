@@ -79,9 +79,9 @@ func TestEthtoolStatCounters(t *testing.T) {
 	got := ethtoolStatCounters("eth0", stats)
 	sort.Slice(got, func(i, j int) bool { return got[i].Field < got[j].Field })
 	want := []Counter{
-		{Source: EthtoolStatsSource, Object: "eth0", Field: "rx_drops", Value: 3},
-		{Source: EthtoolStatsSource, Object: "eth0", Field: "rx_missed_errors", Value: 12, Stage: stage.RxRing},
-		{Source: EthtoolStatsSource, Object: "eth0", Field: "tx_tx_timeouts", Value: 1, Stage: stage.TxRing},
+		{Source: EthtoolStats, Object: "eth0", Field: "rx_drops", Value: 3},
+		{Source: EthtoolStats, Object: "eth0", Field: "rx_missed_errors", Value: 12, Stage: stage.RxRing},
+		{Source: EthtoolStats, Object: "eth0", Field: "tx_tx_timeouts", Value: 1, Stage: stage.TxRing},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ethtoolStatCounters (-want +got):\n%s", diff)

@@ -170,7 +170,7 @@ func FuzzAppendFields(f *testing.F) {
 // for every catalog name, for the sources with their own entries, and for
 // names the catalog does not know.
 func TestInternField(t *testing.T) {
-	check := func(source, name string) {
+	check := func(source SourceID, name string) {
 		t.Helper()
 		wantInfo, _ := LookupCounter(source, name)
 		got, info := internField(source, []byte(name))
@@ -182,24 +182,24 @@ func TestInternField(t *testing.T) {
 		}
 	}
 	for name := range catalog {
-		check(srcSNMP, name)
+		check(ProcNetSNMP, name)
 		for src := range bySource {
 			check(src, name)
 		}
 	}
 	for _, name := range []string{"Udp:NewField", "cpu3", "", "entries", "drops"} {
-		check(srcNetstat, name)
-		check(srcConntrackStat, name)
+		check(ProcNetNetstat, name)
+		check(ProcNetStatConntrack, name)
 	}
 	// A known name comes back as the catalog's own string, without
 	// allocating; so does a name outside the catalog met before.
 	for _, name := range []string{"Udp:RcvbufErrors", "TcpExt:SomeFieldNewerThanTheCatalog"} {
 		b := []byte(name)
-		first, _ := internField(srcNetstat, b)
-		if n := testing.AllocsPerRun(100, func() { internField(srcNetstat, b) }); n != 0 {
+		first, _ := internField(ProcNetNetstat, b)
+		if n := testing.AllocsPerRun(100, func() { internField(ProcNetNetstat, b) }); n != 0 {
 			t.Errorf("internField(%q) allocates %v times", name, n)
 		}
-		if again, _ := internField(srcNetstat, b); again != first || again != name {
+		if again, _ := internField(ProcNetNetstat, b); again != first || again != name {
 			t.Errorf("internField(%q) = %q then %q", name, first, again)
 		}
 	}
@@ -207,11 +207,11 @@ func TestInternField(t *testing.T) {
 
 // countingSource counts how often its Collect runs and records the order.
 type countingSource struct {
-	name  string
+	name  SourceID
 	calls *atomic.Int32
 }
 
-func (c countingSource) Name() string { return c.name }
+func (c countingSource) ID() SourceID { return c.name }
 func (c countingSource) Collect(_ context.Context, _ FS, s *Snapshot) error {
 	c.calls.Add(1)
 	s.Add(Counter{Source: c.name, Field: "x", Value: 1})
@@ -221,8 +221,8 @@ func (c countingSource) Collect(_ context.Context, _ FS, s *Snapshot) error {
 func TestSlowestFirst(t *testing.T) {
 	var calls atomic.Int32
 	srcs := []Source{
-		countingSource{"a", &calls}, countingSource{srcUDP, &calls}, countingSource{"b", &calls},
-		countingSource{LinkStatsSource, &calls}, countingSource{"/proc/sys", &calls},
+		countingSource{"a", &calls}, countingSource{ProcNetUDP, &calls}, countingSource{"b", &calls},
+		countingSource{NetlinkLinkStats, &calls}, countingSource{ProcSys, &calls},
 	}
 	got := slowestFirst(srcs)
 	if diff := cmp.Diff([]int{3, 4, 1, 0, 2}, got); diff != "" {
@@ -230,11 +230,11 @@ func TestSlowestFirst(t *testing.T) {
 	}
 	// Whatever the read order, the parallel path merges in source order.
 	s := Collect(context.Background(), Options{Sources: srcs, Enter: func(fn func() error) error { return fn() }, Workers: 2})
-	var names []string
+	var names []SourceID
 	for _, c := range s.Counters {
 		names = append(names, c.Source)
 	}
-	if diff := cmp.Diff([]string{"a", srcUDP, "b", LinkStatsSource, "/proc/sys"}, names); diff != "" {
+	if diff := cmp.Diff([]SourceID{"a", ProcNetUDP, "b", NetlinkLinkStats, ProcSys}, names); diff != "" {
 		t.Errorf("merged order (-want +got):\n%s", diff)
 	}
 	if calls.Load() != int32(len(srcs)) {
@@ -287,7 +287,7 @@ func TestReadSysctlAt(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = closeFD(dir) })
 	for i, name := range SysctlNames {
-		want, err := readSource(fs, name, fs.ProcPath("sys", sysctlPaths[i]), parseSysctl)
+		want, err := readSource(fs, ProcSys, fs.ProcPath("sys", sysctlPaths[i]), parseSysctl)
 		got, gotErr := readSysctlAt(dir, sysctlPaths[i], fs.ProcPath("sys"), sysctlPaths[i], name, buf)
 		if want != got || (err == nil) != (gotErr == nil) {
 			t.Errorf("%s: got %q, %v; readSource gives %q, %v", name, got, gotErr, want, err)
@@ -299,7 +299,7 @@ func TestReadSysctlAt(t *testing.T) {
 // are those made field by field, also when a group's header changes
 // between two reads (IcmpMsg gains a field with a new message type).
 func TestSNMPGroupCache(t *testing.T) {
-	byField := func(source string, vs []snmpValue) []Counter {
+	byField := func(source SourceID, vs []snmpValue) []Counter {
 		var out []Counter
 		for _, v := range vs {
 			name := v.Name()
@@ -319,14 +319,14 @@ func TestSNMPGroupCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := byField(srcSNMP, vs)
-		if diff := cmp.Diff(want, snmpCounters(srcSNMP, vs)); diff != "" {
+		want := byField(ProcNetSNMP, vs)
+		if diff := cmp.Diff(want, snmpCounters(ProcNetSNMP, vs)); diff != "" {
 			t.Errorf("read %d (-field by field +cached):\n%s", i, diff)
 		}
 	}
 	// The same group name in another file is another entry.
 	vs := []snmpValue{{Group: "Udp", Field: "InDatagrams", Value: 1}}
-	if got := snmpCounters(srcNetstat, vs); got[0].Source != srcNetstat || got[0].Field != "Udp:InDatagrams" {
+	if got := snmpCounters(ProcNetNetstat, vs); got[0].Source != ProcNetNetstat || got[0].Field != "Udp:InDatagrams" {
 		t.Errorf("netstat counter = %+v", got[0])
 	}
 }
@@ -341,11 +341,11 @@ func TestCPUName(t *testing.T) {
 
 // sizedSource adds as many counters as its current size says.
 type sizedSource struct {
-	name string
+	name SourceID
 	size *int
 }
 
-func (s sizedSource) Name() string { return s.name }
+func (s sizedSource) ID() SourceID { return s.name }
 func (s sizedSource) Collect(_ context.Context, _ FS, snap *Snapshot) error {
 	for i := 0; i < *s.size; i++ {
 		snap.Add(Counter{Source: s.name, Field: fmt.Sprint(i), Value: uint64(i)})
@@ -361,7 +361,7 @@ func TestCollectPartsInPlace(t *testing.T) {
 	sizes := []int{3, 0, 5, 2}
 	var srcs []Source
 	for i := range sizes {
-		srcs = append(srcs, sizedSource{fmt.Sprintf("test-inplace-%d", i), &sizes[i]})
+		srcs = append(srcs, sizedSource{SourceID(fmt.Sprintf("test-inplace-%d", i)), &sizes[i]})
 	}
 	rounds := [][]int{{3, 0, 5, 2}, {3, 0, 5, 2}, {1, 4, 5, 0}, {6, 6, 1, 2}, {6, 6, 1, 2}, {0, 0, 0, 0}, {2, 1, 2, 1}}
 	for r, round := range rounds {
@@ -374,7 +374,7 @@ func TestCollectPartsInPlace(t *testing.T) {
 			}
 		}
 		for _, c := range s.Counters {
-			got = append(got, c.Source+" "+c.Field)
+			got = append(got, string(c.Source)+" "+c.Field)
 		}
 		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("round %d %v (-want +got):\n%s", r, round, diff)

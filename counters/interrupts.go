@@ -11,10 +11,6 @@ import (
 // Per-CPU interrupt and softirq counts. They show where receive work lands:
 // a NIC whose queue interrupts, or whose NET_RX softirqs, all run on one CPU
 // drops there first. Both files are host-wide.
-const (
-	srcInterrupts = "/proc/interrupts"
-	srcSoftirqs   = "/proc/softirqs"
-)
 
 func init() { register(InterruptsSource{}) }
 
@@ -26,31 +22,31 @@ func init() { register(InterruptsSource{}) }
 // counters are Object "cpu0", Field "NET_RX" or "NET_TX".
 type InterruptsSource struct{}
 
-// Name implements Source.
-func (InterruptsSource) Name() string { return srcInterrupts }
+// ID implements Source.
+func (InterruptsSource) ID() SourceID { return ProcInterrupts }
 
 // Collect implements Source.
 func (InterruptsSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	var cpus int
-	errI := collectCountersFrom(s, srcInterrupts, func() ([]byte, error) { return snapshotInterrupts(ctx, fs) }, func(r io.Reader) ([]Counter, error) {
+	errI := collectCountersFrom(s, ProcInterrupts, func() ([]byte, error) { return snapshotInterrupts(ctx, fs) }, func(r io.Reader) ([]Counter, error) {
 		t, err := parseInterrupts(r)
 		cpus = len(t.CPUs)
 		return interruptCounters(t), err
 	})
-	errS := collectCounters(fs, s, srcSoftirqs, fs.ProcPath("softirqs"), func(r io.Reader) ([]Counter, error) {
+	errS := collectCounters(fs, s, ProcSoftirqs, fs.ProcPath("softirqs"), func(r io.Reader) ([]Counter, error) {
 		t, err := parseSoftirqs(r)
 		return softirqCounters(t), err
 	})
 	setCPUs(s, cpus)
 	if errI != nil && errS != nil {
-		s.Fail(srcSoftirqs, errS)
+		s.Fail(ProcSoftirqs, errS)
 		return errI
 	}
 	if errI != nil {
-		s.Fail(srcInterrupts, errI)
+		s.Fail(ProcInterrupts, errI)
 	}
 	if errS != nil {
-		s.Fail(srcSoftirqs, errS)
+		s.Fail(ProcSoftirqs, errS)
 	}
 	return nil
 }
@@ -83,7 +79,7 @@ type Interrupt struct {
 // ReadInterrupts reads /proc/interrupts, for callers that want every line
 // with its devices, such as matching a NIC's queue IRQs.
 func ReadInterrupts(fs FS) (Interrupts, error) {
-	return readSource(fs, srcInterrupts, fs.ProcPath("interrupts"), parseInterrupts)
+	return readSource(fs, ProcInterrupts, fs.ProcPath("interrupts"), parseInterrupts)
 }
 
 // parseInterrupts reads /proc/interrupts (kernel/irq/proc.c,
@@ -218,7 +214,7 @@ func interruptCounters(t Interrupts) []Counter {
 				continue
 			}
 			out = append(out, Counter{
-				Source: srcInterrupts, Object: obj, Field: cpuName(t.CPUs[i]),
+				Source: ProcInterrupts, Object: obj, Field: cpuName(t.CPUs[i]),
 				Value: v, HostWide: true,
 			})
 		}
@@ -265,7 +261,7 @@ func softirqCounters(t softirqTable) []Counter {
 	for _, name := range []string{"NET_RX", "NET_TX"} {
 		for i, v := range t.Counts[name] {
 			out = append(out, Counter{
-				Source: srcSoftirqs, Object: cpuName(t.CPUs[i]), Field: name,
+				Source: ProcSoftirqs, Object: cpuName(t.CPUs[i]), Field: name,
 				Value: v, HostWide: true,
 			})
 		}

@@ -35,11 +35,11 @@ func TestInterruptsSource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			irqs := values(s, srcInterrupts)
+			irqs := values(s, ProcInterrupts)
 			if diff := cmp.Diff(tt.irqs, pick(irqs, tt.irqs)); diff != "" {
 				t.Errorf("interrupts (-want +got):\n%s", diff)
 			}
-			soft := values(s, srcSoftirqs)
+			soft := values(s, ProcSoftirqs)
 			if diff := cmp.Diff(tt.softirq, pick(soft, tt.softirq)); diff != "" {
 				t.Errorf("softirqs (-want +got):\n%s", diff)
 			}
@@ -55,7 +55,7 @@ func TestInterruptsSource(t *testing.T) {
 				}
 			}
 			for _, c := range s.Counters {
-				if !c.HostWide || c.Value == 0 && c.Source == srcInterrupts {
+				if !c.HostWide || c.Value == 0 && c.Source == ProcInterrupts {
 					t.Errorf("%s: HostWide %v value %d", c.Name(), c.HostWide, c.Value)
 				}
 			}
@@ -95,20 +95,20 @@ func TestInterruptsBroken(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]uint64{"24 ACPI:Ged cpu0": 1, "41 virtio3-rx cpu0": 1648}
-	if diff := cmp.Diff(want, values(s, srcInterrupts)); diff != "" {
+	if diff := cmp.Diff(want, values(s, ProcInterrupts)); diff != "" {
 		t.Errorf("interrupts (-want +got):\n%s", diff)
 	}
 	// softirqs: NET_TX short, NET_RX not a number: nothing network-related
 	// survives, so the file's errors are what remains.
-	if got := values(s, srcSoftirqs); len(got) != 0 {
+	if got := values(s, ProcSoftirqs); len(got) != 0 {
 		t.Errorf("softirqs = %v", got)
 	}
-	ri := unavailable(s, srcInterrupts)
+	ri := unavailable(s, ProcInterrupts)
 	if len(ri) != 1 || !strings.Contains(ri[0], "line 3: IRQ 25") || !strings.Contains(ri[0], "line 4") {
 		t.Errorf("interrupts unavailable = %q", ri)
 	}
-	rs := unavailable(s, srcSoftirqs)
-	if len(rs) != 1 || !strings.Contains(rs[0], srcSoftirqs) || !strings.Contains(rs[0], "NET_RX") {
+	rs := unavailable(s, ProcSoftirqs)
+	if len(rs) != 1 || !strings.Contains(rs[0], string(ProcSoftirqs)) || !strings.Contains(rs[0], "NET_RX") {
 		t.Errorf("softirqs unavailable = %q", rs)
 	}
 }

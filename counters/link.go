@@ -29,16 +29,13 @@ import (
 	"github.com/netdrop/netdrop/stage"
 )
 
-// LinkStatsSource is the Source of the per-interface counters.
-const LinkStatsSource = "netlink link stats64"
-
 func init() { register(linkSource{}) }
 
 // linkSource reads struct rtnl_link_stats64 of every interface in the
 // namespace of the calling thread.
 type linkSource struct{}
 
-func (linkSource) Name() string { return LinkStatsSource }
+func (linkSource) ID() SourceID { return NetlinkLinkStats }
 
 func (linkSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	links, err := snapshotLinks(ctx)
@@ -52,7 +49,7 @@ func (linkSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 		s.Add(linkStatsCounters(l)...)
 	}
 	if err := collectNICs(ctx, fs, s, links); err != nil {
-		s.Fail(NICSource, err)
+		s.Fail(NICLayout, err)
 	}
 	return nil
 }
@@ -271,7 +268,7 @@ func linkStatsCounters(l linkInfo) []Counter {
 			continue
 		}
 		out = append(out, Counter{
-			Source: LinkStatsSource,
+			Source: NetlinkLinkStats,
 			Object: l.Name,
 			Field:  f.Name,
 			Value:  binary.NativeEndian.Uint64(l.Stats64[f.Index*8:]),

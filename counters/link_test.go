@@ -103,7 +103,7 @@ func TestParseLinkMessageErrors(t *testing.T) {
 
 func TestLinkStatsCounters(t *testing.T) {
 	c := func(field string, idx int, st stage.ID) Counter {
-		return Counter{Source: LinkStatsSource, Object: "eth0", Field: field, Value: uint64(1000 + idx), Stage: st}
+		return Counter{Source: NetlinkLinkStats, Object: "eth0", Field: field, Value: uint64(1000 + idx), Stage: st}
 	}
 	base := []Counter{
 		c("rx_packets", 0, ""), c("tx_packets", 1, ""), c("rx_errors", 4, ""), c("tx_errors", 5, ""),

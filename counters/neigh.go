@@ -12,10 +12,6 @@ import (
 // init_net's /proc/net/stat): the tables are shared by all namespaces, so
 // the values are host-wide and absent when read from inside another
 // namespace.
-const (
-	srcARPCache   = "/proc/net/stat/arp_cache"
-	srcNDiscCache = "/proc/net/stat/ndisc_cache"
-)
 
 func init() { register(NeighSource{}) }
 
@@ -24,17 +20,20 @@ func init() { register(NeighSource{}) }
 // "forced_gc_runs" …; the Source tells the two tables apart.
 type NeighSource struct{}
 
-// Name implements Source.
-func (NeighSource) Name() string { return srcARPCache }
+// ID implements Source.
+func (NeighSource) ID() SourceID { return ProcNetStatARPCache }
 
 // Collect implements Source.
 func (NeighSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
-	tables := []struct{ src, file string }{
-		{srcARPCache, "arp_cache"},
-		{srcNDiscCache, "ndisc_cache"},
+	tables := []struct {
+		src  SourceID
+		file string
+	}{
+		{ProcNetStatARPCache, "arp_cache"},
+		{ProcNetStatNDiscCache, "ndisc_cache"},
 	}
 	type miss struct {
-		src string
+		src SourceID
 		err error
 	}
 	var missing []miss
@@ -52,8 +51,8 @@ func (NeighSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 	}
 	if len(missing) == len(tables) {
 		s.Unavailable = append(s.Unavailable, Unavailable{
-			Source: srcARPCache,
-			Reason: "neighbour table statistics are host-wide and only visible from the initial network namespace (read them without --netns)",
+			Source: ProcNetStatARPCache,
+			Reason: "neighbour table statistics are host-wide and only visible from the initial network namespace (CollectIn reads them from there for a namespace)",
 		})
 		return nil
 	}
@@ -68,7 +67,7 @@ func (NeighSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 // (net/core/neighbour.c, neigh_stat_seq_show). entries is the table's size
 // printed on every CPU's line and is taken once; the other columns are
 // per-CPU event counts and are summed.
-func parseNeighStat(source string, r io.Reader) ([]Counter, error) {
+func parseNeighStat(source SourceID, r io.Reader) ([]Counter, error) {
 	t, err := parsePerCPUStat(r)
 	return statCounters(source, t, true, "entries"), err
 }

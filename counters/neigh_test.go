@@ -13,7 +13,7 @@ func TestNeighSource(t *testing.T) {
 	tests := []struct {
 		fixture     string
 		want        map[string]uint64
-		unavailable []string
+		unavailable []SourceID
 	}{
 		{"linux-6.18", map[string]uint64{
 			"arp_cache:entries": 2, "arp_cache:lookups": 8, "arp_cache:periodic_gc_runs": 32,
@@ -22,8 +22,8 @@ func TestNeighSource(t *testing.T) {
 		{"neigh-full", map[string]uint64{
 			"arp_cache:entries": 1024, "arp_cache:table_fulls": 0x30, "arp_cache:forced_gc_runs": 0x60,
 			"arp_cache:unresolved_discards": 8, "arp_cache:res_failed": 0x18,
-		}, []string{srcNDiscCache}},
-		{"broken", map[string]uint64{"arp_cache:table_fulls": 1, "arp_cache:res_failed": 1}, []string{srcARPCache, srcNDiscCache}},
+		}, []SourceID{ProcNetStatNDiscCache}},
+		{"broken", map[string]uint64{"arp_cache:table_fulls": 1, "arp_cache:res_failed": 1}, []SourceID{ProcNetStatARPCache, ProcNetStatNDiscCache}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {
@@ -33,7 +33,7 @@ func TestNeighSource(t *testing.T) {
 			}
 			got := map[string]uint64{}
 			for _, c := range s.Counters {
-				got[strings.TrimPrefix(c.Source, "/proc/net/stat/")+":"+c.Field] = c.Value
+				got[strings.TrimPrefix(string(c.Source), "/proc/net/stat/")+":"+c.Field] = c.Value
 				if !c.HostWide {
 					t.Errorf("%s is not marked host-wide", c.Field)
 				}
@@ -41,7 +41,7 @@ func TestNeighSource(t *testing.T) {
 			if diff := cmp.Diff(tt.want, pick(got, tt.want)); diff != "" {
 				t.Errorf("values (-want +got):\n%s", diff)
 			}
-			var srcs []string
+			var srcs []SourceID
 			for _, u := range s.Unavailable {
 				srcs = append(srcs, u.Source)
 			}
@@ -71,7 +71,7 @@ func FuzzParseNeighStat(f *testing.F) {
 	seedFiles(f, "proc/net/stat/arp_cache")
 	seedFiles(f, "proc/net/stat/ndisc_cache")
 	f.Fuzz(func(t *testing.T, in string) {
-		cs, _ := parseNeighStat(srcARPCache, strings.NewReader(in))
+		cs, _ := parseNeighStat(ProcNetStatARPCache, strings.NewReader(in))
 		seen := map[string]bool{}
 		for _, c := range cs {
 			if seen[c.Field] {

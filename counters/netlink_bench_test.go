@@ -23,7 +23,7 @@ func benchSource(b *testing.B, src Source) {
 	for b.Loop() {
 		s := Collect(ctx, opts)
 		if len(s.Unavailable) > 0 {
-			b.Fatalf("%s: %+v", src.Name(), s.Unavailable)
+			b.Fatalf("%s: %+v", src.ID(), s.Unavailable)
 		}
 	}
 }

@@ -199,19 +199,19 @@ func ktCollect(t *testing.T, ns string, src Source) *Snapshot {
 		t.Fatal(err)
 	}
 	if len(s.Unavailable) > 0 {
-		t.Errorf("%s in %s: unavailable %+v", src.Name(), ns, s.Unavailable)
+		t.Errorf("%s in %s: unavailable %+v", src.ID(), ns, s.Unavailable)
 	}
 	return s
 }
 
 // ktValue returns a counter's value or fails.
-func ktValue(t *testing.T, s *Snapshot, source, object, field string) uint64 {
+func ktValue(t *testing.T, s *Snapshot, source SourceID, object, field string) uint64 {
 	t.Helper()
 	v, ok := s.Value(source, object, field)
 	if !ok {
 		var have []string
 		for _, c := range s.Counters {
-			have = append(have, c.Source+"|"+c.Name())
+			have = append(have, string(c.Source)+"|"+c.Name())
 		}
 		t.Fatalf("no counter %s|%s %s; have %v", source, object, field, have)
 	}
@@ -307,11 +307,11 @@ func TestQdiscDropsMatchTC(t *testing.T) {
 
 	after := ktCollect(t, p.A, qdiscSource{})
 	tcAfter := tcDrops()
-	if abs := ktValue(t, after, QdiscSource, obj, "drops"); abs != tcAfter {
+	if abs := ktValue(t, after, NetlinkQdisc, obj, "drops"); abs != tcAfter {
 		t.Errorf("qdisc drops = %d, tc -s qdisc shows %d", abs, tcAfter)
 	}
 	d := Delta(before, after)
-	got := ktValue(t, d, QdiscSource, obj, "drops")
+	got := ktValue(t, d, NetlinkQdisc, obj, "drops")
 	if want := tcAfter - tcBefore; got != want {
 		t.Errorf("qdisc drops delta = %d, tc -s qdisc shows %d", got, want)
 	}
@@ -319,7 +319,7 @@ func TestQdiscDropsMatchTC(t *testing.T) {
 		t.Errorf("a 200-datagram burst into a 3000-byte tbf dropped nothing")
 	}
 	// The gauges are there too, and are levels, not deltas.
-	c, _ := d.Get(Key{QdiscSource, obj, "backlog"})
+	c, _ := d.Get(Key{NetlinkQdisc, obj, "backlog"})
 	if !c.Gauge {
 		t.Errorf("backlog is not a gauge: %+v", c)
 	}
@@ -377,7 +377,7 @@ func TestNftablesDropRuleMatchesNft(t *testing.T) {
 		ktSendUDP(t, p.A, p.IPB, 9999, n, 64)
 		var got uint64
 		ktWait(func() bool {
-			got, _ = Delta(before, ktCollect(t, p.B, nftablesSource{})).Value(NftablesSource, obj, "packets")
+			got, _ = Delta(before, ktCollect(t, p.B, nftablesSource{})).Value(NetlinkNftables, obj, "packets")
 			return got >= n
 		})
 		if got != n {
@@ -388,10 +388,10 @@ func TestNftablesDropRuleMatchesNft(t *testing.T) {
 
 	after := ktCollect(t, p.B, nftablesSource{})
 	_, nftAfter := nftCount()
-	if abs := ktValue(t, after, NftablesSource, obj, "packets"); abs != nftAfter {
+	if abs := ktValue(t, after, NetlinkNftables, obj, "packets"); abs != nftAfter {
 		t.Errorf("drop rule packets = %d, nft shows %d", abs, nftAfter)
 	}
-	if got, want := ktValue(t, Delta(first, after), NftablesSource, obj, "packets"), nftAfter-nftBefore; got != want || got == 0 {
+	if got, want := ktValue(t, Delta(first, after), NetlinkNftables, obj, "packets"), nftAfter-nftBefore; got != want || got == 0 {
 		t.Errorf("drop rule packets delta = %d, nft shows %d", got, want)
 	}
 }
@@ -426,7 +426,7 @@ func TestIptablesNftRejectAndPolicyMatchIptables(t *testing.T) {
 	findRule := func(s *Snapshot) string {
 		t.Helper()
 		for _, c := range s.Counters {
-			if c.Source == NftablesSource && strings.HasPrefix(c.Object, "ip filter INPUT handle ") {
+			if c.Source == NetlinkNftables && strings.HasPrefix(c.Object, "ip filter INPUT handle ") {
 				return c.Object
 			}
 		}
@@ -447,8 +447,8 @@ func TestIptablesNftRejectAndPolicyMatchIptables(t *testing.T) {
 		var a, b uint64
 		ktWait(func() bool {
 			d := Delta(before, ktCollect(t, p.B, nftablesSource{}))
-			a, _ = d.Value(NftablesSource, ruleObj, "packets")
-			b, _ = d.Value(NftablesSource, policyObj, "packets")
+			a, _ = d.Value(NetlinkNftables, ruleObj, "packets")
+			b, _ = d.Value(NetlinkNftables, policyObj, "packets")
 			return a >= nReject && b >= nPolicy
 		})
 		if a != nReject || b != nPolicy {
@@ -459,14 +459,14 @@ func TestIptablesNftRejectAndPolicyMatchIptables(t *testing.T) {
 
 	after := ktCollect(t, p.B, nftablesSource{})
 	polAfter, rejAfter := counts()
-	if a, b := ktValue(t, after, NftablesSource, ruleObj, "packets"), ktValue(t, after, NftablesSource, policyObj, "packets"); a != rejAfter || b != polAfter {
+	if a, b := ktValue(t, after, NetlinkNftables, ruleObj, "packets"), ktValue(t, after, NetlinkNftables, policyObj, "packets"); a != rejAfter || b != polAfter {
 		t.Errorf("REJECT rule = %d, policy = %d; iptables shows %d, %d", a, b, rejAfter, polAfter)
 	}
 	d := Delta(first, after)
-	if got := ktValue(t, d, NftablesSource, ruleObj, "packets"); got != rejAfter-rejBefore || got == 0 {
+	if got := ktValue(t, d, NetlinkNftables, ruleObj, "packets"); got != rejAfter-rejBefore || got == 0 {
 		t.Errorf("REJECT rule delta = %d, iptables shows %d", got, rejAfter-rejBefore)
 	}
-	if got := ktValue(t, d, NftablesSource, policyObj, "packets"); got != polAfter-polBefore || got == 0 {
+	if got := ktValue(t, d, NetlinkNftables, policyObj, "packets"); got != polAfter-polBefore || got == 0 {
 		t.Errorf("policy drop delta = %d, iptables shows %d", got, polAfter-polBefore)
 	}
 }
@@ -501,10 +501,10 @@ func TestLinkStatsMatchIP(t *testing.T) {
 		var d *Snapshot
 		ktWait(func() bool {
 			d = Delta(before, ktCollect(t, p.B, linkSource{}))
-			v, _ := d.Value(LinkStatsSource, p.VB, "rx_otherhost_dropped")
+			v, _ := d.Value(NetlinkLinkStats, p.VB, "rx_otherhost_dropped")
 			return v >= n
 		})
-		if v, ok := d.Value(LinkStatsSource, p.VB, "rx_otherhost_dropped"); !ok {
+		if v, ok := d.Value(NetlinkLinkStats, p.VB, "rx_otherhost_dropped"); !ok {
 			t.Logf("kernel sends no rx_otherhost_dropped (before 6.0)")
 		} else if v != n {
 			return fmt.Sprintf("rx_otherhost_dropped delta = %d, want %d", v, n)
@@ -523,13 +523,13 @@ func TestLinkStatsMatchIP(t *testing.T) {
 	var d *Snapshot
 	ktWait(func() bool {
 		d = Delta(before, ktCollect(t, p.B, linkSource{}))
-		v, _ := d.Value(LinkStatsSource, p.VB, "rx_dropped")
+		v, _ := d.Value(NetlinkLinkStats, p.VB, "rx_dropped")
 		return v >= n
 	})
-	if v := ktValue(t, d, LinkStatsSource, p.VB, "rx_dropped"); v != n {
+	if v := ktValue(t, d, NetlinkLinkStats, p.VB, "rx_dropped"); v != n {
 		t.Errorf("rx_dropped delta after %d unhandled frames = %d", n, v)
 	}
-	if v := ktValue(t, d, LinkStatsSource, p.VB, "rx_nohandler"); v != 0 {
+	if v := ktValue(t, d, NetlinkLinkStats, p.VB, "rx_nohandler"); v != 0 {
 		t.Errorf("rx_nohandler delta = %d, want 0 on a veth", v)
 	}
 
@@ -540,7 +540,7 @@ func TestLinkStatsMatchIP(t *testing.T) {
 	beforeA := ktCollect(t, p.A, linkSource{})
 	ktSendUDP(t, p.A, p.IPB, 9000, n, 64)
 	afterA := ktCollect(t, p.A, linkSource{})
-	if v := ktValue(t, Delta(beforeA, afterA), LinkStatsSource, p.VA, "tx_dropped"); v != n {
+	if v := ktValue(t, Delta(beforeA, afterA), NetlinkLinkStats, p.VA, "tx_dropped"); v != n {
 		t.Errorf("%s tx_dropped delta = %d, want %d", p.VA, v, n)
 	}
 
@@ -569,7 +569,7 @@ func TestLinkStatsMatchIP(t *testing.T) {
 				continue // iproute2 omits zero nohandler/otherhost
 			}
 			compared++
-			if got := ktValue(t, s, LinkStatsSource, side.dev, ours); got != want {
+			if got := ktValue(t, s, NetlinkLinkStats, side.dev, ours); got != want {
 				t.Errorf("%s %s = %d, ip -s link shows %d", side.dev, ours, got, want)
 			}
 		}
@@ -591,7 +591,7 @@ func TestEthtoolMatchesEthtool(t *testing.T) {
 			continue
 		}
 		want, _ := strconv.ParseUint(m[2], 10, 64)
-		if got := ktValue(t, s, EthtoolStatsSource, p.VA, m[1]); got != want {
+		if got := ktValue(t, s, EthtoolStats, p.VA, m[1]); got != want {
 			t.Errorf("%s %s = %d, ethtool -S shows %d", p.VA, m[1], got, want)
 		}
 		compared++
@@ -706,8 +706,8 @@ func TestQdiscHierarchyCountsOnceAtRoot(t *testing.T) {
 			tcLeaf = q.Drops
 		}
 	}
-	root, _ := s.Get(Key{QdiscSource, p.VA + " htb 1:", "drops"})
-	leaf, _ := s.Get(Key{QdiscSource, p.VA + " pfifo 10:", "drops"})
+	root, _ := s.Get(Key{NetlinkQdisc, p.VA + " htb 1:", "drops"})
+	leaf, _ := s.Get(Key{NetlinkQdisc, p.VA + " pfifo 10:", "drops"})
 	if root.Value != tcRoot || leaf.Value != tcLeaf {
 		t.Errorf("drops root %d leaf %d, tc shows root %d leaf %d", root.Value, leaf.Value, tcRoot, tcLeaf)
 	}
@@ -750,7 +750,7 @@ func TestQdiscObjectsMatchTC(t *testing.T) {
 		if q.Handle == "0:" {
 			obj += " parent " + q.Parent
 		}
-		c, ok := s.Get(Key{QdiscSource, obj, "drops"})
+		c, ok := s.Get(Key{NetlinkQdisc, obj, "drops"})
 		if !ok {
 			t.Errorf("no qdisc %q; tc shows %+v", obj, q)
 			continue
@@ -791,12 +791,12 @@ func TestNftablesUncountedDropRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		NftablesSource + " ip ndb input":             "(handle " + m[1] + ")",
-		NftablesSource + " ip ndb input policy drop": "keeps no counters",
+		"ip ndb input":             "(handle " + m[1] + ")",
+		"ip ndb input policy drop": "keeps no counters",
 	}
 	for _, u := range s.Unavailable {
-		if frag, ok := want[u.Source]; ok && strings.Contains(u.Reason, frag) {
-			delete(want, u.Source)
+		if frag, ok := want[u.Object]; ok && u.Source == NetlinkNftables && strings.Contains(u.Reason, frag) {
+			delete(want, u.Object)
 		}
 	}
 	if len(want) > 0 {

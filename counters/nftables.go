@@ -30,15 +30,12 @@ import (
 	"github.com/netdrop/netdrop/stage"
 )
 
-// NftablesSource is the Source of nftables rule and policy counters.
-const NftablesSource = "netlink nftables"
-
 func init() { register(nftablesSource{}) }
 
 // nftablesSource reads the counters of rules that drop or reject.
 type nftablesSource struct{}
 
-func (nftablesSource) Name() string { return NftablesSource }
+func (nftablesSource) ID() SourceID { return NetlinkNftables }
 
 func (nftablesSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	s.Unavailable = append(s.Unavailable, legacyXtables(fs)...)
@@ -47,7 +44,7 @@ func (nftablesSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	if err != nil {
 		if nftPermission(err) {
 			s.Unavailable = append(s.Unavailable, Unavailable{
-				Source: NftablesSource,
+				Source: NetlinkNftables,
 				Reason: "needs CAP_NET_ADMIN: nfnetlink refuses every request without it (" + err.Error() + ")",
 			})
 			return nil
@@ -58,7 +55,7 @@ func (nftablesSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	s.Add(pc...)
 	for _, m := range missing {
 		s.Unavailable = append(s.Unavailable, Unavailable{
-			Source: NftablesSource + " " + m,
+			Source: NetlinkNftables, Object: m,
 			Reason: "base chain policy is drop but the chain keeps no counters (nft counts policy drops only for chains created with counters, as iptables-nft does); add a final \"counter drop\" rule to count them",
 		})
 	}
@@ -78,14 +75,14 @@ func (nftablesSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 		t := &nftables.Table{Name: ch.Table, Family: nftables.TableFamily(ch.Family)}
 		rules, err := conn.GetRules(t, &nftables.Chain{Name: ch.Name, Table: t})
 		if err != nil {
-			s.Fail(NftablesSource+" "+ch.object(), err)
+			s.FailObject(NetlinkNftables, ch.object(), err)
 			continue
 		}
 		cs, blind := nftRuleCounters(ch, rules)
 		s.Add(cs...)
 		if len(blind) > 0 {
 			s.Unavailable = append(s.Unavailable, Unavailable{
-				Source: NftablesSource + " " + ch.object(),
+				Source: NetlinkNftables, Object: ch.object(),
 				Reason: fmt.Sprintf("drop or reject rules without a counter (handle %s): what they drop is not counted; add \"counter\" before the verdict", joinUints(blind)),
 			})
 		}
@@ -267,7 +264,7 @@ func nftPolicyCounters(chains []nftChain) (out []Counter, missing []string) {
 			missing = append(missing, obj)
 			continue
 		}
-		out = append(out, Counter{Source: NftablesSource, Object: obj, Field: "packets", Value: c.Packets, Stage: stage.Netfilter})
+		out = append(out, Counter{Source: NetlinkNftables, Object: obj, Field: "packets", Value: c.Packets, Stage: stage.Netfilter})
 	}
 	return out, missing
 }
@@ -303,7 +300,7 @@ func nftRuleCounters(ch nftChain, rules []*nftables.Rule) (out []Counter, uncoun
 			continue
 		}
 		out = append(out, Counter{
-			Source: NftablesSource,
+			Source: NetlinkNftables,
 			Object: fmt.Sprintf("%s handle %d", ch.object(), r.Handle),
 			Field:  "packets",
 			Value:  counter.Packets,
@@ -319,10 +316,13 @@ func nftRuleCounters(ch nftChain, rules []*nftables.Rule) (out []Counter, uncoun
 // only nftables is in use.
 func legacyXtables(fs FS) []Unavailable {
 	var out []Unavailable
-	for _, f := range []struct{ file, tool string }{
-		{"ip_tables_names", "iptables-legacy"},
-		{"ip6_tables_names", "ip6tables-legacy"},
-		{"arp_tables_names", "arptables-legacy"},
+	for _, f := range []struct {
+		file string
+		tool SourceID
+	}{
+		{"ip_tables_names", IptablesLegacy},
+		{"ip6_tables_names", Ip6tablesLegacy},
+		{"arp_tables_names", ArptablesLegacy},
 	} {
 		names, err := readTableNames(fs, fs.NetPath(f.file))
 		if err != nil || len(names) == 0 {

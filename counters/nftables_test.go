@@ -115,7 +115,7 @@ func TestNftPolicyCounters(t *testing.T) {
 		{Family: unix.NFPROTO_INET, Table: "t", Name: "regular"},
 	}
 	got, missing := nftPolicyCounters(chains)
-	want := []Counter{{Source: NftablesSource, Object: "ip filter INPUT policy drop", Field: "packets", Value: 7, Stage: stage.Netfilter}}
+	want := []Counter{{Source: NetlinkNftables, Object: "ip filter INPUT policy drop", Field: "packets", Value: 7, Stage: stage.Netfilter}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
@@ -149,7 +149,7 @@ func TestNftRuleCounters(t *testing.T) {
 		t.Errorf("uncounted drop rules (-want +got):\n%s", diff)
 	}
 	c := func(h string, v uint64) Counter {
-		return Counter{Source: NftablesSource, Object: "inet t input handle " + h, Field: "packets", Value: v, Stage: stage.Netfilter}
+		return Counter{Source: NetlinkNftables, Object: "inet t input handle " + h, Field: "packets", Value: v, Stage: stage.Netfilter}
 	}
 	want := []Counter{c("2", 50), c("5", 3), c("6", 4)}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -29,15 +29,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NICSource is the name of the NIC layout source.
-const NICSource = "nic layout"
-
 // nicSource fills Snapshot.NICs from sysfs, /proc and netlink. It is not
 // registered: linkSource reads the layout with the same link dump; tests
 // use it alone.
 type nicSource struct{}
 
-func (nicSource) Name() string { return NICSource }
+func (nicSource) ID() SourceID { return NICLayout }
 
 func (nicSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	links, err := snapshotLinks(ctx)
@@ -82,7 +79,7 @@ func collectNICs(ctx context.Context, fs FS, s *Snapshot, links []linkInfo) erro
 		applyLinkLayout(n, l)
 		if !sysOK {
 			s.Unavailable = append(s.Unavailable, Unavailable{
-				Source: NICSource + " " + l.Name,
+				Source: NICLayout, Object: l.Name,
 				Reason: "sysfs shows another network namespace's interfaces; queues, RPS/XPS masks, driver and IRQs not read (mount sysfs inside the namespace to see them)",
 			})
 			continue
@@ -90,13 +87,13 @@ func collectNICs(ctx context.Context, fs FS, s *Snapshot, links []linkInfo) erro
 		if irqNames == nil {
 			irqNames = map[int]string{}
 			if b, err := snapshotInterrupts(ctx, fs); err != nil {
-				s.Fail(fs.ProcPath("interrupts"), err)
+				s.Fail(ProcInterrupts, err)
 			} else if irqNames, err = parseIRQNames(bytes.NewReader(b)); err != nil {
-				s.Fail(fs.ProcPath("interrupts"), err)
+				s.Fail(ProcInterrupts, err)
 			}
 		}
 		if err := readNICLayout(fs, l.Name, irqNames, n); err != nil {
-			s.Fail(NICSource+" "+l.Name, err)
+			s.FailObject(NICLayout, l.Name, err)
 		}
 	}
 	return nil

@@ -25,13 +25,13 @@ func procSources() []Source {
 }
 
 func TestProcSourcesRegistered(t *testing.T) {
-	names := map[string]bool{}
+	names := map[SourceID]bool{}
 	for _, s := range DefaultSources() {
-		names[s.Name()] = true
+		names[s.ID()] = true
 	}
 	for _, s := range procSources() {
-		if !names[s.Name()] {
-			t.Errorf("%s is not registered", s.Name())
+		if !names[s.ID()] {
+			t.Errorf("%s is not registered", s.ID())
 		}
 	}
 }
@@ -115,7 +115,7 @@ func TestProcAgainstKernel(t *testing.T) {
 	d := Delta(a, b)
 
 	// Exact deltas from the events made above.
-	val := func(s *Snapshot, src, obj, field string) uint64 {
+	val := func(s *Snapshot, src SourceID, obj, field string) uint64 {
 		t.Helper()
 		v, ok := s.Value(src, obj, field)
 		if !ok {
@@ -128,7 +128,7 @@ func TestProcAgainstKernel(t *testing.T) {
 	// may add to it); with no backlog drops the counts are exact.
 	var backlog uint64
 	for _, x := range d.Counters {
-		if x.Source == srcSoftnet && x.Field == "dropped" {
+		if x.Source == ProcNetSoftnetStat && x.Field == "dropped" {
 			backlog += x.Value
 		}
 	}
@@ -139,8 +139,8 @@ func TestProcAgainstKernel(t *testing.T) {
 		}
 		t.Errorf("%s = %d, want %d (backlog drops on the host in between: %d)", name, got, want, backlog)
 	}
-	exact("Udp:NoPorts delta", val(d, srcSNMP, "", "Udp:NoPorts"), noPorts)
-	rcvbuf := val(d, srcSNMP, "", "Udp:RcvbufErrors")
+	exact("Udp:NoPorts delta", val(d, ProcNetSNMP, "", "Udp:NoPorts"), noPorts)
+	rcvbuf := val(d, ProcNetSNMP, "", "Udp:RcvbufErrors")
 	// Udp:InDatagrams counts on read: drain what the socket queued.
 	queued := 0
 	buf := make([]byte, 2048)
@@ -155,7 +155,7 @@ func TestProcAgainstKernel(t *testing.T) {
 		t.Errorf("no receive buffer drops from %d datagrams into a minimal buffer", flood)
 	}
 	exact("RcvbufErrors + datagrams queued", rcvbuf+uint64(queued), flood)
-	if got := val(d, srcSNMP, "", "Udp:InErrors"); got != rcvbuf {
+	if got := val(d, ProcNetSNMP, "", "Udp:InErrors"); got != rcvbuf {
 		t.Errorf("Udp:InErrors delta = %d, want RcvbufErrors %d", got, rcvbuf)
 	}
 
@@ -164,7 +164,7 @@ func TestProcAgainstKernel(t *testing.T) {
 	obj := fmt.Sprintf("udp %s:%d inode", local.IP, local.Port)
 	var sock Counter
 	for _, x := range d.Counters {
-		if x.Source == srcUDP && strings.HasPrefix(x.Object, obj) {
+		if x.Source == ProcNetUDP && strings.HasPrefix(x.Object, obj) {
 			sock = x
 		}
 	}
@@ -185,7 +185,7 @@ func TestProcAgainstKernel(t *testing.T) {
 	// reads taken before and after nstat.
 	ours := map[string][2]uint64{}
 	for _, x := range b.Counters {
-		if x.Source == srcSNMP || x.Source == srcNetstat || x.Source == srcSNMP6 {
+		if x.Source == ProcNetSNMP || x.Source == ProcNetNetstat || x.Source == ProcNetSNMP6 {
 			after, _ := c.Value(x.Source, x.Object, x.Field)
 			ours[nstatName(x.Field)] = [2]uint64{x.Value, after}
 		}
@@ -206,7 +206,7 @@ func TestProcAgainstKernel(t *testing.T) {
 
 	// Host-wide readers: neighbour statistics are not visible here; the
 	// per-CPU files agree on the number of online CPUs.
-	if !hasReason(b, srcARPCache, "initial network namespace") {
+	if !hasReason(b, ProcNetStatARPCache, "initial network namespace") {
 		t.Errorf("inside a namespace the neighbour statistics must be reported as host-wide: %v", b.Unavailable)
 	}
 	online, err := exec.Command("getconf", "_NPROCESSORS_ONLN").Output()
@@ -216,7 +216,7 @@ func TestProcAgainstKernel(t *testing.T) {
 	if n, _ := strconv.Atoi(strings.TrimSpace(string(online))); b.CPUs != n {
 		t.Errorf("CPUs = %d, getconf says %d online", b.CPUs, n)
 	}
-	for _, src := range []string{srcSoftnet, srcInterrupts, srcSoftirqs, srcStat} {
+	for _, src := range []SourceID{ProcNetSoftnetStat, ProcInterrupts, ProcSoftirqs, ProcStat} {
 		if !hasSource(b, src) {
 			t.Errorf("no counters from %s: %v", src, b.Unavailable)
 		}
@@ -225,7 +225,7 @@ func TestProcAgainstKernel(t *testing.T) {
 		t.Errorf("sysctls not read: %v", b.Sysctls)
 	}
 	for _, u := range b.Unavailable {
-		if u.Source != srcARPCache && u.Source != srcNDiscCache {
+		if u.Source != ProcNetStatARPCache && u.Source != ProcNetStatNDiscCache {
 			t.Errorf("unexpected unavailable source %s: %s", u.Source, u.Reason)
 		}
 	}
@@ -250,7 +250,7 @@ func TestConntrackAgainstKernel(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		s = pkCollect(t, p.B)
-		count, ok := s.Value(srcConntrackCount, "", "nf_conntrack_count")
+		count, ok := s.Value(ProcSysConntrackCount, "", "nf_conntrack_count")
 		if !ok {
 			t.Skipf("conntrack not available: %v", s.Unavailable)
 		}
@@ -262,12 +262,12 @@ func TestConntrackAgainstKernel(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	count, _ := s.Value(srcConntrackCount, "", "nf_conntrack_count")
+	count, _ := s.Value(ProcSysConntrackCount, "", "nf_conntrack_count")
 	out := testnet.In(t, p.B, "conntrack", "-C")
 	if want, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64); err != nil || count != want {
 		t.Errorf("nf_conntrack_count %d, conntrack -C %q", count, out)
 	}
-	if entries, _ := s.Value(srcConntrackStat, "", "entries"); entries != count {
+	if entries, _ := s.Value(ProcNetStatConntrack, "", "entries"); entries != count {
 		t.Errorf("entries %d, nf_conntrack_count %d: entries must be taken once, not summed", entries, count)
 	}
 
@@ -295,7 +295,7 @@ func TestConntrackAgainstKernel(t *testing.T) {
 		t.Fatalf("conntrack -S printed too little:\n%s", out)
 	}
 	for k, want := range sums {
-		got, ok := s.Value(srcConntrackStat, "", k)
+		got, ok := s.Value(ProcNetStatConntrack, "", k)
 		if !ok {
 			t.Errorf("conntrack -S shows %s, netdrop did not read it", k)
 			continue
@@ -313,7 +313,7 @@ func TestConntrackAgainstKernel(t *testing.T) {
 func TestNeighMatchesIPNtable(t *testing.T) {
 	testnet.RequireTool(t, "ip")
 	a := &Snapshot{}
-	if err := (NeighSource{}).Collect(context.Background(), DefaultFS(), a); err != nil || !hasSource(a, srcARPCache) {
+	if err := (NeighSource{}).Collect(context.Background(), DefaultFS(), a); err != nil || !hasSource(a, ProcNetStatARPCache) {
 		t.Skipf("arp_cache not readable here (a non-initial namespace?): %v %v", err, a.Unavailable)
 	}
 	out := testnet.MustRun(t, "ip", "-s", "ntable", "show", "name", "arp_cache")
@@ -334,8 +334,8 @@ func TestNeighMatchesIPNtable(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ip -s ntable: %s %s", f[i], f[i+1])
 		}
-		lo, ok1 := a.Value(srcARPCache, "", f[i])
-		hi, ok2 := c.Value(srcARPCache, "", f[i])
+		lo, ok1 := a.Value(ProcNetStatARPCache, "", f[i])
+		hi, ok2 := c.Value(ProcNetStatARPCache, "", f[i])
 		if !ok1 || !ok2 {
 			t.Errorf("ip -s ntable shows %s, netdrop did not read it", f[i])
 			continue
@@ -379,7 +379,7 @@ func pkSendTo(t *testing.T, ns, dst string, n int) int {
 	return sent
 }
 
-func hasReason(s *Snapshot, source, part string) bool {
+func hasReason(s *Snapshot, source SourceID, part string) bool {
 	for _, u := range s.Unavailable {
 		if u.Source == source && strings.Contains(u.Reason, part) {
 			return true
@@ -388,7 +388,7 @@ func hasReason(s *Snapshot, source, part string) bool {
 	return false
 }
 
-func hasSource(s *Snapshot, source string) bool {
+func hasSource(s *Snapshot, source SourceID) bool {
 	for _, c := range s.Counters {
 		if c.Source == source {
 			return true
@@ -417,7 +417,7 @@ func BenchmarkProcSource(b *testing.B) {
 	ctx := context.Background()
 	fs := DefaultFS()
 	for _, src := range procSources() {
-		b.Run(strings.TrimPrefix(src.Name(), "/proc/"), func(b *testing.B) {
+		b.Run(strings.TrimPrefix(string(src.ID()), "/proc/"), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				s := &Snapshot{Sysctls: map[string]string{}}

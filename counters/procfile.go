@@ -152,7 +152,7 @@ func appendFields(dst []string, s string) []string {
 // readSource opens path and hands it to parse. Open errors are returned as
 // they are (so fs.ErrNotExist and fs.ErrPermission stay detectable); parse
 // errors are named after the file's display name.
-func readSource[T any](fs FS, name, path string, parse func(io.Reader) (T, error)) (T, error) {
+func readSource[T any](fs FS, name SourceID, path string, parse func(io.Reader) (T, error)) (T, error) {
 	f, err := fs.Open(path)
 	if err != nil {
 		var zero T
@@ -160,7 +160,7 @@ func readSource[T any](fs FS, name, path string, parse func(io.Reader) (T, error
 	}
 	defer f.Close()
 	v, err := parse(f)
-	return v, fileError(name, err)
+	return v, fileError(string(name), err)
 }
 
 // collectCounters reads one file of counters into s. A file that could not be
@@ -169,13 +169,13 @@ func readSource[T any](fs FS, name, path string, parse func(io.Reader) (T, error
 // records the errors, so one malformed line costs only itself. The files
 // it reads are seq_files of short records (a whole file, or one line per
 // CPU), read through seqFileReader.
-func collectCounters(fs FS, s *Snapshot, name, path string, parse func(io.Reader) ([]Counter, error)) error {
+func collectCounters(fs FS, s *Snapshot, name SourceID, path string, parse func(io.Reader) ([]Counter, error)) error {
 	cs, err := readSource(fs, name, path, func(r io.Reader) ([]Counter, error) {
 		return parse(&seqFileReader{r: r})
 	})
 	if len(cs) == 0 {
 		if err == nil {
-			return fileError(name, fmt.Errorf("%w: no values", ErrFileParse))
+			return fileError(string(name), fmt.Errorf("%w: no values", ErrFileParse))
 		}
 		return err
 	}
@@ -189,16 +189,16 @@ func collectCounters(fs FS, s *Snapshot, name, path string, parse func(io.Reader
 // collectCountersFrom is collectCounters for a file already read (once
 // per snapshot, for several sources): read returns its bytes or the error
 // opening it.
-func collectCountersFrom(s *Snapshot, name string, read func() ([]byte, error), parse func(io.Reader) ([]Counter, error)) error {
+func collectCountersFrom(s *Snapshot, name SourceID, read func() ([]byte, error), parse func(io.Reader) ([]Counter, error)) error {
 	b, err := read()
 	if err != nil {
 		return err
 	}
 	cs, err := parse(bytes.NewReader(b))
-	err = fileError(name, err)
+	err = fileError(string(name), err)
 	if len(cs) == 0 {
 		if err == nil {
-			return fileError(name, fmt.Errorf("%w: no values", ErrFileParse))
+			return fileError(string(name), fmt.Errorf("%w: no values", ErrFileParse))
 		}
 		return err
 	}
@@ -363,7 +363,7 @@ func (t perCPUStat) sums(levels ...string) map[string]uint64 {
 
 // statCounters turns a per-CPU table into counters named as the header
 // names the columns, summed over CPUs except the level columns.
-func statCounters(source string, t perCPUStat, hostWide bool, levels ...string) []Counter {
+func statCounters(source SourceID, t perCPUStat, hostWide bool, levels ...string) []Counter {
 	if len(t.Rows) == 0 {
 		return nil
 	}

@@ -25,7 +25,7 @@ func collectOne(t *testing.T, fixtureName string, src Source) (*Snapshot, error)
 }
 
 // values maps Name() to Value for the counters of one source.
-func values(s *Snapshot, source string) map[string]uint64 {
+func values(s *Snapshot, source SourceID) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, c := range s.Counters {
 		if c.Source == source {
@@ -48,7 +48,7 @@ func pick(got map[string]uint64, want map[string]uint64) map[string]uint64 {
 }
 
 // unavailable returns the reasons recorded for source.
-func unavailable(s *Snapshot, source string) []string {
+func unavailable(s *Snapshot, source SourceID) []string {
 	var out []string
 	for _, u := range s.Unavailable {
 		if u.Source == source {
@@ -132,29 +132,30 @@ func TestPerCPUStatSums(t *testing.T) {
 
 func TestCatalog(t *testing.T) {
 	tests := []struct {
-		source, field string
-		want          FieldInfo
+		source SourceID
+		field  string
+		want   FieldInfo
 	}{
-		{srcSNMP, "Udp:RcvbufErrors", FieldInfo{Stage: "socket-rcvbuf", IncludedIn: "Udp:InErrors", Unit: Drops}},
-		{srcSNMP, "Udp:InErrors", FieldInfo{Unit: Events}},
-		{srcNetstat, "IpExt:InCsumErrors", FieldInfo{Stage: "ip", IncludedIn: "Ip:InHdrErrors", Unit: Drops}},
-		{srcSNMP, "Tcp:CurrEstab", FieldInfo{Gauge: true, Unit: Level}},
-		{srcSNMP6, "Ip6:ReasmTimeout", FieldInfo{Stage: "ip", IncludedIn: "Ip6:ReasmFails", Unit: Drops}},
-		{srcConntrackStat, "entries", FieldInfo{Stage: "conntrack", Gauge: true, Unit: Level}},
-		{srcARPCache, "entries", FieldInfo{Stage: "neighbor", Gauge: true, Unit: Level}},
-		{srcConntrackStat, "insert_failed", FieldInfo{Stage: "conntrack", Unit: Drops}},
-		{srcConntrackStat, "early_drop", FieldInfo{Stage: "conntrack", Unit: Events}},
-		{srcNDiscCache, "table_fulls", FieldInfo{Stage: "neighbor", Unit: Events}},
-		{srcARPCache, "res_failed", FieldInfo{Stage: "neighbor", Unit: Events}},
-		{srcARPCache, "unresolved_discards", FieldInfo{Stage: "neighbor", Unit: Drops}},
-		{srcNetstat, "TcpExt:TCPToZeroWindowAdv", FieldInfo{Stage: "socket-rcvbuf", Unit: NearDrops}},
-		{srcNetstat, "TcpExt:RcvPruned", FieldInfo{Stage: "socket-rcvbuf", Unit: Drops}},
-		{srcUDP6, "drops", FieldInfo{Stage: "socket-rcvbuf", Unit: Drops}},
-		{QdiscSource, "drops", FieldInfo{Stage: "qdisc", Unit: Drops}},
-		{QdiscSource, "requeues", FieldInfo{Stage: "qdisc", Unit: Events}},
-		{srcSoftnet, "flow_limit_count", FieldInfo{Stage: "softirq", IncludedIn: "dropped", Unit: Drops}},
-		{srcSoftnet, "time_squeeze", FieldInfo{Stage: "softirq", Unit: NearDrops}},
-		{srcInterrupts, "cpu12", FieldInfo{Unit: Events}},
+		{ProcNetSNMP, "Udp:RcvbufErrors", FieldInfo{Stage: "socket-rcvbuf", IncludedIn: "Udp:InErrors", Unit: Drops}},
+		{ProcNetSNMP, "Udp:InErrors", FieldInfo{Unit: Events}},
+		{ProcNetNetstat, "IpExt:InCsumErrors", FieldInfo{Stage: "ip", IncludedIn: "Ip:InHdrErrors", Unit: Drops}},
+		{ProcNetSNMP, "Tcp:CurrEstab", FieldInfo{Gauge: true, Unit: Level}},
+		{ProcNetSNMP6, "Ip6:ReasmTimeout", FieldInfo{Stage: "ip", IncludedIn: "Ip6:ReasmFails", Unit: Drops}},
+		{ProcNetStatConntrack, "entries", FieldInfo{Stage: "conntrack", Gauge: true, Unit: Level}},
+		{ProcNetStatARPCache, "entries", FieldInfo{Stage: "neighbor", Gauge: true, Unit: Level}},
+		{ProcNetStatConntrack, "insert_failed", FieldInfo{Stage: "conntrack", Unit: Drops}},
+		{ProcNetStatConntrack, "early_drop", FieldInfo{Stage: "conntrack", Unit: Events}},
+		{ProcNetStatNDiscCache, "table_fulls", FieldInfo{Stage: "neighbor", Unit: Events}},
+		{ProcNetStatARPCache, "res_failed", FieldInfo{Stage: "neighbor", Unit: Events}},
+		{ProcNetStatARPCache, "unresolved_discards", FieldInfo{Stage: "neighbor", Unit: Drops}},
+		{ProcNetNetstat, "TcpExt:TCPToZeroWindowAdv", FieldInfo{Stage: "socket-rcvbuf", Unit: NearDrops}},
+		{ProcNetNetstat, "TcpExt:RcvPruned", FieldInfo{Stage: "socket-rcvbuf", Unit: Drops}},
+		{ProcNetUDP6, "drops", FieldInfo{Stage: "socket-rcvbuf", Unit: Drops}},
+		{NetlinkQdisc, "drops", FieldInfo{Stage: "qdisc", Unit: Drops}},
+		{NetlinkQdisc, "requeues", FieldInfo{Stage: "qdisc", Unit: Events}},
+		{ProcNetSoftnetStat, "flow_limit_count", FieldInfo{Stage: "softirq", IncludedIn: "dropped", Unit: Drops}},
+		{ProcNetSoftnetStat, "time_squeeze", FieldInfo{Stage: "softirq", Unit: NearDrops}},
+		{ProcInterrupts, "cpu12", FieldInfo{Unit: Events}},
 	}
 	for _, tt := range tests {
 		got, ok := LookupCounter(tt.source, tt.field)
@@ -202,7 +203,7 @@ func TestCatalogConsistent(t *testing.T) {
 	}
 	for src, m := range bySource {
 		for name, fi := range m {
-			check(src+" "+name, fi)
+			check(string(src)+" "+name, fi)
 		}
 	}
 }

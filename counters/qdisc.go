@@ -21,16 +21,13 @@ import (
 	"github.com/netdrop/netdrop/stage"
 )
 
-// QdiscSource is the Source of qdisc counters.
-const QdiscSource = "netlink qdisc"
-
 func init() { register(qdiscSource{}) }
 
 // qdiscSource reads the statistics of every qdisc of every interface in the
 // namespace of the calling thread.
 type qdiscSource struct{}
 
-func (qdiscSource) Name() string { return QdiscSource }
+func (qdiscSource) ID() SourceID { return NetlinkQdisc }
 
 func (qdiscSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
 	links, err := snapshotLinks(ctx)
@@ -173,11 +170,11 @@ func qdiscCounters(names map[int]string, qs []netlink.Qdisc) []Counter {
 			stg = stage.Qdisc
 		}
 		out = append(out,
-			Counter{Source: QdiscSource, Object: obj, Field: "drops", Value: uint64(st.Drops), Stage: stg, Bits: 32},
-			Counter{Source: QdiscSource, Object: obj, Field: "overlimits", Value: uint64(st.Overlimits), Stage: stg, Bits: 32},
-			Counter{Source: QdiscSource, Object: obj, Field: "requeues", Value: uint64(st.Requeues), Stage: stg, Bits: 32},
-			Counter{Source: QdiscSource, Object: obj, Field: "backlog", Value: uint64(st.Backlog), Stage: stg, Gauge: true},
-			Counter{Source: QdiscSource, Object: obj, Field: "qlen", Value: uint64(st.Qlen), Stage: stg, Gauge: true},
+			Counter{Source: NetlinkQdisc, Object: obj, Field: "drops", Value: uint64(st.Drops), Stage: stg, Bits: 32},
+			Counter{Source: NetlinkQdisc, Object: obj, Field: "overlimits", Value: uint64(st.Overlimits), Stage: stg, Bits: 32},
+			Counter{Source: NetlinkQdisc, Object: obj, Field: "requeues", Value: uint64(st.Requeues), Stage: stg, Bits: 32},
+			Counter{Source: NetlinkQdisc, Object: obj, Field: "backlog", Value: uint64(st.Backlog), Stage: stg, Gauge: true},
+			Counter{Source: NetlinkQdisc, Object: obj, Field: "qlen", Value: uint64(st.Qlen), Stage: stg, Gauge: true},
 		)
 	}
 	return out

@@ -53,7 +53,7 @@ func TestQdiscCounters(t *testing.T) {
 	got := qdiscCounters(map[int]string{4: "veth0"}, []netlink.Qdisc{tbf, noStats, generic, leaf})
 	mk := func(st stage.ID) func(obj, field string, v uint64, gauge bool) Counter {
 		return func(obj, field string, v uint64, gauge bool) Counter {
-			c := Counter{Source: QdiscSource, Object: obj, Field: field, Value: v, Stage: st, Gauge: gauge}
+			c := Counter{Source: NetlinkQdisc, Object: obj, Field: field, Value: v, Stage: st, Gauge: gauge}
 			if !gauge {
 				c.Bits = 32
 			}

@@ -27,9 +27,8 @@ var ErrFileParse = errors.New("malformed kernel file")
 
 // Counter is one value read from the kernel.
 type Counter struct {
-	// Source says where the value was read, as a user could read it again:
-	// a path such as "/proc/net/snmp", or "netlink qdisc", "ethtool -S".
-	Source string `json:"source"`
+	// Source says where the value was read (see SourceID).
+	Source SourceID `json:"source"`
 	// Object qualifies the value when the source has many: an interface,
 	// a CPU ("cpu1"), a qdisc ("veth0 tbf 1:"), an nft rule. Empty for
 	// host- or namespace-wide values.
@@ -63,16 +62,30 @@ func (c Counter) Name() string {
 
 // Key identifies a counter across two snapshots.
 type Key struct {
-	Source, Object, Field string
+	Source        SourceID
+	Object, Field string
 }
 
 // Key returns c's identity.
 func (c Counter) Key() Key { return Key{c.Source, c.Object, c.Field} }
 
-// Unavailable says why a source could not be read, and what that costs.
+// Unavailable says why a source, or one object of it (an interface, a
+// chain), could not be read, and what that costs.
 type Unavailable struct {
-	Source string `json:"source"`
+	Source SourceID `json:"source"`
+	// Object is the interface, chain or table the reason is about; empty
+	// when it is about the whole source.
+	Object string `json:"object,omitempty"`
 	Reason string `json:"reason"`
+}
+
+// Where is the source and object as one line of text shows them:
+// "ethtool -g eth0".
+func (u Unavailable) Where() string {
+	if u.Object == "" {
+		return string(u.Source)
+	}
+	return string(u.Source) + " " + u.Object
 }
 
 // Snapshot is everything read from one host (or one network namespace) at one
@@ -149,8 +162,14 @@ func (s *Snapshot) adopt(cs []Counter) {
 
 // Fail records that source could not be read. Errors that say "not found"
 // and "permission denied" are turned into reasons a user can act on.
-func (s *Snapshot) Fail(source string, err error) {
-	s.Unavailable = append(s.Unavailable, Unavailable{Source: source, Reason: Reason(err)})
+func (s *Snapshot) Fail(source SourceID, err error) {
+	s.FailObject(source, "", err)
+}
+
+// FailObject records that one object of source (an interface, a chain)
+// could not be read.
+func (s *Snapshot) FailObject(source SourceID, object string, err error) {
+	s.Unavailable = append(s.Unavailable, Unavailable{Source: source, Object: object, Reason: Reason(err)})
 }
 
 // Reason turns an error into a short explanation for the unavailable list.
@@ -181,7 +200,7 @@ func (s *Snapshot) Get(k Key) (Counter, bool) {
 }
 
 // Value returns the value of source/object/field, or 0 and false.
-func (s *Snapshot) Value(source, object, field string) (uint64, bool) {
+func (s *Snapshot) Value(source SourceID, object, field string) (uint64, bool) {
 	c, ok := s.Get(Key{source, object, field})
 	return c.Value, ok
 }
@@ -189,7 +208,7 @@ func (s *Snapshot) Value(source, object, field string) (uint64, bool) {
 // Sort orders counters by source, object and field so output is stable.
 func (s *Snapshot) Sort() {
 	slices.SortFunc(s.Counters, func(a, b Counter) int {
-		if c := strings.Compare(a.Source, b.Source); c != 0 {
+		if c := strings.Compare(string(a.Source), string(b.Source)); c != 0 {
 			return c
 		}
 		if c := strings.Compare(a.Object, b.Object); c != 0 {

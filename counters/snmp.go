@@ -15,11 +15,6 @@ import (
 // "Ip6InReceives <tab> 1" line per field. They are parsed generically, as
 // nstat does, so every field the kernel prints becomes a counter, including
 // fields newer than this code.
-const (
-	srcSNMP    = "/proc/net/snmp"
-	srcNetstat = "/proc/net/netstat"
-	srcSNMP6   = "/proc/net/snmp6"
-)
 
 func init() { register(SNMPSource{}) }
 
@@ -29,19 +24,20 @@ func init() { register(SNMPSource{}) }
 // "TcpExt:ListenOverflows", "Udp6:RcvbufErrors".
 type SNMPSource struct{}
 
-// Name implements Source.
-func (SNMPSource) Name() string { return srcSNMP }
+// ID implements Source.
+func (SNMPSource) ID() SourceID { return ProcNetSNMP }
 
 // Collect implements Source. snmp6 is missing when IPv6 is disabled; that is
 // recorded as unavailable, the IPv4 files are still read.
 func (SNMPSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 	files := []struct {
-		name, path string
-		parse      func([]snmpValue, io.Reader) ([]snmpValue, error)
+		name  SourceID
+		path  string
+		parse func([]snmpValue, io.Reader) ([]snmpValue, error)
 	}{
-		{srcSNMP, fs.NetPath("snmp"), parseSNMPInto},
-		{srcNetstat, fs.NetPath("netstat"), parseSNMPInto},
-		{srcSNMP6, fs.NetPath("snmp6"), parseSNMP6Into},
+		{ProcNetSNMP, fs.NetPath("snmp"), parseSNMPInto},
+		{ProcNetNetstat, fs.NetPath("netstat"), parseSNMPInto},
+		{ProcNetSNMP6, fs.NetPath("snmp6"), parseSNMP6Into},
 	}
 	// One array of values serves the three files in turn: their values
 	// are copied into counters before the next file is read.
@@ -59,7 +55,7 @@ func (SNMPSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 			return f.parse(vbuf[:0], &seqFileReader{r: r})
 		})
 		if len(vs) == 0 && err == nil {
-			err = fileError(f.name, fmt.Errorf("%w: no values", ErrFileParse))
+			err = fileError(string(f.name), fmt.Errorf("%w: no values", ErrFileParse))
 		}
 		if len(vs) > 0 {
 			s.Counters = appendSNMPCounters(s.Counters, f.name, vs)
@@ -71,7 +67,7 @@ func (SNMPSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 			err = nil
 		}
 		if err != nil {
-			if f.name != srcSNMP {
+			if f.name != ProcNetSNMP {
 				s.Fail(f.name, err)
 				continue
 			}
@@ -84,7 +80,7 @@ func (SNMPSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 		return errors.Join(errs...)
 	}
 	for _, err := range errs {
-		s.Fail(srcSNMP, err)
+		s.Fail(ProcNetSNMP, err)
 	}
 	return nil
 }
@@ -103,12 +99,12 @@ func (v snmpValue) Name() string {
 	return v.Group + ":" + v.Field
 }
 
-func snmpCounters(source string, vs []snmpValue) []Counter {
+func snmpCounters(source SourceID, vs []snmpValue) []Counter {
 	return appendSNMPCounters(make([]Counter, 0, len(vs)), source, vs)
 }
 
 // appendSNMPCounters appends the counters of vs to out.
-func appendSNMPCounters(out []Counter, source string, vs []snmpValue) []Counter {
+func appendSNMPCounters(out []Counter, source SourceID, vs []snmpValue) []Counter {
 	for len(vs) > 0 {
 		n := 1
 		for n < len(vs) && vs[n].Group == vs[0].Group {
@@ -143,7 +139,10 @@ var snmpGroups struct {
 
 const maxSNMPGroups = 256
 
-type snmpGroupKey struct{ source, group string }
+type snmpGroupKey struct {
+	source SourceID
+	group  string
+}
 
 type snmpGroup struct {
 	fields []string
@@ -152,7 +151,7 @@ type snmpGroup struct {
 
 // snmpGroupNames returns the names and catalog entries of vs, one group's
 // values in header order.
-func snmpGroupNames(source string, vs []snmpValue) *snmpGroup {
+func snmpGroupNames(source SourceID, vs []snmpValue) *snmpGroup {
 	key := snmpGroupKey{source, vs[0].Group}
 	snmpGroups.RLock()
 	g := snmpGroups.m[key]

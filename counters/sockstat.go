@@ -11,10 +11,6 @@ import (
 // exist and how much memory TCP and UDP hold, in pages. They are gauges; the
 // limits they are compared with are sysctls (tcp_mem, udp_mem,
 // tcp_max_orphans, tcp_max_tw_buckets).
-const (
-	srcSockstat  = "/proc/net/sockstat"
-	srcSockstat6 = "/proc/net/sockstat6"
-)
 
 func init() { register(SockstatSource{}) }
 
@@ -22,26 +18,26 @@ func init() { register(SockstatSource{}) }
 // "TCP:inuse", "TCP:orphan", "TCP:tw", "TCP:mem", "UDP:mem", "TCP6:inuse" ….
 type SockstatSource struct{}
 
-// Name implements Source.
-func (SockstatSource) Name() string { return srcSockstat }
+// ID implements Source.
+func (SockstatSource) ID() SourceID { return ProcNetSockstat }
 
 // Collect implements Source. sockstat6 is absent with IPv6 disabled.
 func (SockstatSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
-	err4 := collectCounters(fs, s, srcSockstat, fs.NetPath("sockstat"), parseSockstatFor(srcSockstat))
-	err6 := collectCounters(fs, s, srcSockstat6, fs.NetPath("sockstat6"), parseSockstatFor(srcSockstat6))
+	err4 := collectCounters(fs, s, ProcNetSockstat, fs.NetPath("sockstat"), parseSockstatFor(ProcNetSockstat))
+	err6 := collectCounters(fs, s, ProcNetSockstat6, fs.NetPath("sockstat6"), parseSockstatFor(ProcNetSockstat6))
 	if err4 != nil && err6 != nil {
 		return errors.Join(err4, err6)
 	}
 	if err4 != nil {
-		s.Fail(srcSockstat, err4)
+		s.Fail(ProcNetSockstat, err4)
 	}
 	if err6 != nil {
-		s.Fail(srcSockstat6, err6)
+		s.Fail(ProcNetSockstat6, err6)
 	}
 	return nil
 }
 
-func parseSockstatFor(source string) func(io.Reader) ([]Counter, error) {
+func parseSockstatFor(source SourceID) func(io.Reader) ([]Counter, error) {
 	return func(r io.Reader) ([]Counter, error) {
 		vs, err := parseSockstat(r)
 		out := make([]Counter, 0, len(vs))

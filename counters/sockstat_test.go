@@ -14,14 +14,14 @@ func TestSockstatSource(t *testing.T) {
 		fixture     string
 		want        map[string]uint64
 		count       int
-		unavailable []string
+		unavailable []SourceID
 	}{
 		{"linux-6.18", map[string]uint64{
 			"sockets:used": 16, "TCP:inuse": 1, "TCP:orphan": 0, "TCP:tw": 6, "TCP:alloc": 1, "TCP:mem": 98,
 			"UDP:inuse": 0, "UDP:mem": 0, "FRAG:memory": 0, "TCP6:inuse": 0, "UDP6:inuse": 0, "FRAG6:memory": 0,
 		}, 12 + 6, nil},
-		{"linux-4.19", map[string]uint64{"TCP:tw": 12, "UDP:mem": 2}, 12, []string{srcSockstat6}},
-		{"broken", map[string]uint64{"sockets:used": 11, "TCP:mem": 98, "UDP:inuse": 0, "FRAG:memory": 0}, 8, []string{srcSockstat, srcSockstat6}},
+		{"linux-4.19", map[string]uint64{"TCP:tw": 12, "UDP:mem": 2}, 12, []SourceID{ProcNetSockstat6}},
+		{"broken", map[string]uint64{"sockets:used": 11, "TCP:mem": 98, "UDP:inuse": 0, "FRAG:memory": 0}, 8, []SourceID{ProcNetSockstat, ProcNetSockstat6}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {
@@ -42,7 +42,7 @@ func TestSockstatSource(t *testing.T) {
 			if len(got) != tt.count {
 				t.Errorf("%d counters, want %d: %v", len(got), tt.count, got)
 			}
-			var srcs []string
+			var srcs []SourceID
 			for _, u := range s.Unavailable {
 				srcs = append(srcs, u.Source)
 			}
@@ -55,11 +55,11 @@ func TestSockstatSource(t *testing.T) {
 
 func TestSockstatBrokenReasons(t *testing.T) {
 	s, _ := collectOne(t, "broken", SockstatSource{})
-	rs := unavailable(s, srcSockstat)
+	rs := unavailable(s, ProcNetSockstat)
 	if len(rs) != 1 {
 		t.Fatalf("unavailable = %q", rs)
 	}
-	for _, part := range []string{srcSockstat, "line 2: TCP:orphan", "line 3: UDP", "line 4"} {
+	for _, part := range []string{string(ProcNetSockstat), "line 2: TCP:orphan", "line 3: UDP", "line 4"} {
 		if !strings.Contains(rs[0], part) {
 			t.Errorf("reason %q lacks %q", rs[0], part)
 		}

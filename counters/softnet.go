@@ -6,10 +6,9 @@ import (
 	"strconv"
 )
 
-// srcSoftnet is /proc/net/softnet_stat: one line per online CPU of 32-bit
-// hex counters of the receive softirq. It is host-wide: every namespace sees
-// the same file.
-const srcSoftnet = "/proc/net/softnet_stat"
+// /proc/net/softnet_stat has one line per online CPU of 32-bit hex counters
+// of the receive softirq. It is host-wide: every namespace sees the same
+// file.
 
 func init() { register(SoftnetSource{}) }
 
@@ -19,13 +18,13 @@ func init() { register(SoftnetSource{}) }
 // far as the kernel's layout has them.
 type SoftnetSource struct{}
 
-// Name implements Source.
-func (SoftnetSource) Name() string { return srcSoftnet }
+// ID implements Source.
+func (SoftnetSource) ID() SourceID { return ProcNetSoftnetStat }
 
 // Collect implements Source.
 func (SoftnetSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 	var cpus int
-	err := collectCounters(fs, s, srcSoftnet, fs.NetPath("softnet_stat"), func(r io.Reader) ([]Counter, error) {
+	err := collectCounters(fs, s, ProcNetSoftnetStat, fs.NetPath("softnet_stat"), func(r io.Reader) ([]Counter, error) {
 		rows, err := parseSoftnet(r)
 		cpus = len(rows)
 		return softnetCounters(rows), err
@@ -131,7 +130,7 @@ func softnetCounters(rows []softnetCPU) []Counter {
 		obj := cpuName(r.CPU)
 		add := func(field string, v uint64) {
 			out = append(out, Counter{
-				Source: srcSoftnet, Object: obj, Field: field, Value: v,
+				Source: ProcNetSoftnetStat, Object: obj, Field: field, Value: v,
 				Stage: softnetInfo(field).Stage, Gauge: softnetInfo(field).Gauge, HostWide: true, Bits: 32,
 			})
 		}
@@ -166,7 +165,7 @@ var softnetFields = func() map[string]FieldInfo {
 	m := map[string]FieldInfo{}
 	for _, f := range []string{"processed", "dropped", "time_squeeze", "cpu_collision", "received_rps",
 		"flow_limit_count", "backlog_len", "input_qlen", "process_qlen"} {
-		m[f], _ = LookupCounter(srcSoftnet, f)
+		m[f], _ = LookupCounter(ProcNetSoftnetStat, f)
 	}
 	return m
 }()
@@ -176,6 +175,6 @@ func softnetInfo(field string) FieldInfo {
 	if fi, ok := softnetFields[field]; ok {
 		return fi
 	}
-	fi, _ := LookupCounter(srcSoftnet, field)
+	fi, _ := LookupCounter(ProcNetSoftnetStat, field)
 	return fi
 }

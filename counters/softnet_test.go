@@ -38,7 +38,7 @@ func TestSoftnetSource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := values(s, srcSoftnet)
+			got := values(s, ProcNetSoftnetStat)
 			if diff := cmp.Diff(tt.want, pick(got, tt.want)); diff != "" {
 				t.Errorf("values (-want +got):\n%s", diff)
 			}
@@ -69,7 +69,7 @@ func TestSoftnetWrap(t *testing.T) {
 	a := &Snapshot{Counters: softnetCounters([]softnetCPU{{CPU: 0, Columns: 15, Dropped: 0xfffffff0}})}
 	b := &Snapshot{Counters: softnetCounters([]softnetCPU{{CPU: 0, Columns: 15, Dropped: 0x10}})}
 	d := Delta(a, b)
-	if v, _ := d.Value(srcSoftnet, "cpu0", "dropped"); v != 0x20 {
+	if v, _ := d.Value(ProcNetSoftnetStat, "cpu0", "dropped"); v != 0x20 {
 		t.Errorf("wrapped delta = %d, want 32", v)
 	}
 }
@@ -79,7 +79,7 @@ func TestSoftnetBroken(t *testing.T) {
 	if err != nil {
 		t.Fatalf("good lines must be kept: %v", err)
 	}
-	got := values(s, srcSoftnet)
+	got := values(s, ProcNetSoftnetStat)
 	want := map[string]uint64{"cpu0 processed": 0x1e240, "cpu3 processed": 0x20, "cpu3 process_qlen": 2}
 	if diff := cmp.Diff(want, pick(got, want)); diff != "" {
 		t.Errorf("values (-want +got):\n%s", diff)
@@ -87,8 +87,8 @@ func TestSoftnetBroken(t *testing.T) {
 	if len(got) != 16 {
 		t.Errorf("%d counters, want 8 for each of the 2 good lines", len(got))
 	}
-	rs := unavailable(s, srcSoftnet)
-	if len(rs) != 1 || !strings.Contains(rs[0], "line 2") || !strings.Contains(rs[0], "line 3") || !strings.Contains(rs[0], srcSoftnet) {
+	rs := unavailable(s, ProcNetSoftnetStat)
+	if len(rs) != 1 || !strings.Contains(rs[0], "line 2") || !strings.Contains(rs[0], "line 3") || !strings.Contains(rs[0], string(ProcNetSoftnetStat)) {
 		t.Errorf("unavailable = %q, want one reason naming the file, lines 2 and 3", rs)
 	}
 }

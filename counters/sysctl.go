@@ -57,8 +57,8 @@ var sysctlPaths = func() []string {
 // IPv6 disabled) is simply absent.
 type SysctlSource struct{}
 
-// Name implements Source.
-func (SysctlSource) Name() string { return "/proc/sys" }
+// ID implements Source.
+func (SysctlSource) ID() SourceID { return ProcSys }
 
 // Collect implements Source. The files are opened relative to one
 // descriptor of /proc/sys, which spares the kernel the walk from / for

@@ -15,10 +15,6 @@ import (
 // The UDP socket tables of a network namespace. Their last column is the
 // socket's drop count (sk_drops, the SK_MEMINFO_DROPS that `ss -m` shows as
 // "d"): which socket lost the datagrams that Udp RcvbufErrors counts.
-const (
-	srcUDP  = "/proc/net/udp"
-	srcUDP6 = "/proc/net/udp6"
-)
 
 func init() { register(UDPSource{}) }
 
@@ -46,8 +42,8 @@ type UDPSocket struct {
 // nothing is lost, and busy hosts have many thousands of sockets.
 type UDPSource struct{}
 
-// Name implements Source.
-func (UDPSource) Name() string { return srcUDP }
+// ID implements Source.
+func (UDPSource) ID() SourceID { return ProcNetUDP }
 
 // Collect implements Source.
 func (UDPSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
@@ -57,7 +53,7 @@ func (UDPSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 	}
 	s.Add(udpDropCounters(socks)...)
 	if err != nil {
-		s.Fail(srcUDP, err)
+		s.Fail(ProcNetUDP, err)
 	}
 	return nil
 }
@@ -68,7 +64,10 @@ func (UDPSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 func ReadUDPSockets(fsys FS) ([]UDPSocket, error) {
 	var out []UDPSocket
 	var errs []error
-	for _, f := range []struct{ name, file, proto string }{{srcUDP, "udp", "udp"}, {srcUDP6, "udp6", "udp6"}} {
+	for _, f := range []struct {
+		name        SourceID
+		file, proto string
+	}{{ProcNetUDP, "udp", "udp"}, {ProcNetUDP6, "udp6", "udp6"}} {
 		socks, err := readSource(fsys, f.name, fsys.NetPath(f.file), func(r io.Reader) ([]UDPSocket, error) {
 			return parseUDPSockets(&seqFileReader{r: r})
 		})
@@ -89,9 +88,9 @@ func udpDropCounters(socks []UDPSocket) []Counter {
 		if k.Drops == 0 {
 			continue
 		}
-		src := srcUDP
+		src := ProcNetUDP
 		if k.Proto == "udp6" {
-			src = srcUDP6
+			src = ProcNetUDP6
 		}
 		out = append(out, Counter{
 			Source: src,

@@ -35,8 +35,8 @@ func TestUDPSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Counter{
-		{Source: srcUDP, Object: "udp 127.0.0.1:46869 inode 19341", Field: "drops", Value: 198, Stage: stage.SocketRcvbuf},
-		{Source: srcUDP6, Object: "udp6 [::1]:58231 inode 19344", Field: "drops", Value: 48, Stage: stage.SocketRcvbuf},
+		{Source: ProcNetUDP, Object: "udp 127.0.0.1:46869 inode 19341", Field: "drops", Value: 198, Stage: stage.SocketRcvbuf},
+		{Source: ProcNetUDP6, Object: "udp6 [::1]:58231 inode 19344", Field: "drops", Value: 48, Stage: stage.SocketRcvbuf},
 	}
 	if diff := cmp.Diff(want, s.Counters); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
@@ -48,13 +48,13 @@ func TestUDPBroken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := values(s, srcUDP)
+	got := values(s, ProcNetUDP)
 	want := map[string]uint64{"udp 127.0.0.1:46869 inode 19341 drops": 198, "udp 0.0.0.0:5353 inode 19342 drops": 7}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("values (-want +got):\n%s", diff)
 	}
-	rs := unavailable(s, srcUDP)
-	if len(rs) != 1 || !strings.Contains(rs[0], "line 3") || !strings.Contains(rs[0], "line 4: ") || !strings.Contains(rs[0], srcUDP+": ") {
+	rs := unavailable(s, ProcNetUDP)
+	if len(rs) != 1 || !strings.Contains(rs[0], "line 3") || !strings.Contains(rs[0], "line 4: ") || !strings.Contains(rs[0], string(ProcNetUDP)+": ") {
 		t.Errorf("unavailable = %q", rs)
 	}
 }

@@ -61,14 +61,49 @@ func (s *Severity) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Evidence is one counter that moved, and where it was read.
+// Evidence is one value behind a finding, named as `netdrop counters --json`
+// names a counter: where it was read, of what, and which value.
 type Evidence struct {
-	Source  string `json:"source"`
-	Counter string `json:"counter"`
-	Delta   uint64 `json:"delta"`
+	// Source is a counters source, SourceTracer or SourceSockDiag.
+	Source counters.SourceID `json:"source"`
+	// Object is the interface, CPU, qdisc, rule, socket or destination
+	// the value is about; for the tracer, the kernel function that
+	// dropped (with namespace, interface and protocol).
+	Object string `json:"object,omitempty"`
+	// Field is the counter's kernel name, the tracer's drop reason, or
+	// what sock_diag shows of the object.
+	Field string `json:"field"`
+	Delta uint64 `json:"delta"`
 	// Value is the counter's current level for gauges (table use, queue
 	// length); zero otherwise.
 	Value uint64 `json:"value,omitempty"`
+}
+
+// The evidence sources that are not counters.
+const (
+	// SourceTracer is drops counted by the skb:kfree_skb tracepoint.
+	SourceTracer counters.SourceID = "skb:kfree_skb"
+	// SourceSockDiag is sockets as sock_diag (inet_diag) shows them.
+	SourceSockDiag counters.SourceID = "sock_diag"
+)
+
+// Name is the evidence as one line of text shows it: "eth0 rx_dropped",
+// "NO_SOCKET at __udp4_lib_rcv (veth0, ipv4/udp)".
+func (e Evidence) Name() string {
+	switch {
+	case e.Source == SourceTracer:
+		return e.Field + " at " + e.Object
+	case e.Object == "":
+		return e.Field
+	case e.Field == "":
+		return e.Object
+	}
+	return e.Object + " " + e.Field
+}
+
+// counterEvidence is a counter's delta as evidence.
+func counterEvidence(c counters.Counter) Evidence {
+	return Evidence{Source: c.Source, Object: c.Object, Field: c.Field, Delta: c.Value}
 }
 
 // Finding is one diagnosed problem at one stage.
@@ -211,7 +246,7 @@ func Snapshot(ctx context.Context, spec string, fs counters.FS) (*counters.Snaps
 		snap.Add(host.Counters...)
 		kept := snap.Unavailable[:0]
 		for _, u := range snap.Unavailable {
-			if u.Source != neigh.Name() {
+			if u.Source != neigh.ID() {
 				kept = append(kept, u)
 			}
 		}
@@ -272,7 +307,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if tr.t != nil {
 		end, err := tr.t.Snapshot()
 		if err != nil {
-			b.Fail(traceSource, err)
+			b.Fail(SourceTracer, err)
 		} else {
 			d := droptrace.Delta(tr.start, end)
 			trace = &d
@@ -284,7 +319,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		x.SocketsBefore = before
 	}
 	if tr.err != nil {
-		b.Fail(traceSource, tr.err)
+		b.Fail(SourceTracer, tr.err)
 	}
 	r := AnalyzeWith(a, b, b.Time.Sub(a.Time), x)
 	MarkExpected(r, opts.Expect)
@@ -344,11 +379,11 @@ func extra(ctx context.Context, opts Options, s *counters.Snapshot) Extra {
 	if !opts.NoSockets {
 		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Owners: true, Top: -1})
 		if err != nil {
-			s.Fail("sock_diag", err)
+			s.Fail(SourceSockDiag, err)
 		} else {
 			x.Sockets = sum
 			for _, u := range sum.Unavailable {
-				s.Unavailable = append(s.Unavailable, counters.Unavailable{Source: "sock_diag", Reason: u})
+				s.Unavailable = append(s.Unavailable, counters.Unavailable{Source: SourceSockDiag, Reason: u})
 			}
 		}
 	}

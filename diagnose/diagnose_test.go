@@ -18,11 +18,11 @@ func snap(sysctls map[string]string, cs ...counters.Counter) *counters.Snapshot 
 	return s
 }
 
-func ctr(source, object, field string, v uint64, st stage.ID) counters.Counter {
+func ctr(source counters.SourceID, object, field string, v uint64, st stage.ID) counters.Counter {
 	return counters.Counter{Source: source, Object: object, Field: field, Value: v, Stage: st}
 }
 
-func gauge(source, object, field string, v uint64) counters.Counter {
+func gauge(source counters.SourceID, object, field string, v uint64) counters.Counter {
 	return counters.Counter{Source: source, Object: object, Field: field, Value: v, Gauge: true}
 }
 
@@ -37,7 +37,7 @@ var sys = map[string]string{
 }
 
 func TestAnalyzeTopFinding(t *testing.T) {
-	const snmp, netstat = "/proc/net/snmp", "/proc/net/netstat"
+	const snmp, netstat = counters.ProcNetSNMP, counters.ProcNetNetstat
 	tests := []struct {
 		name      string
 		a, b      []counters.Counter
@@ -56,10 +56,10 @@ func TestAnalyzeTopFinding(t *testing.T) {
 		{
 			name: "softnet backlog wraps at 32 bits",
 			a: []counters.Counter{
-				{Source: "/proc/net/softnet_stat", Object: "cpu1", Field: "dropped", Value: 0xfffffff0, Stage: stage.Softirq, Bits: 32, HostWide: true},
+				{Source: counters.ProcNetSoftnetStat, Object: "cpu1", Field: "dropped", Value: 0xfffffff0, Stage: stage.Softirq, Bits: 32, HostWide: true},
 			},
 			b: []counters.Counter{
-				{Source: "/proc/net/softnet_stat", Object: "cpu1", Field: "dropped", Value: 0x10, Stage: stage.Softirq, Bits: 32, HostWide: true},
+				{Source: counters.ProcNetSoftnetStat, Object: "cpu1", Field: "dropped", Value: 0x10, Stage: stage.Softirq, Bits: 32, HostWide: true},
 			},
 			wantStage: stage.Softirq, wantSev: Critical, wantDrops: 0x20,
 			wantFix: "sysctl -w net.core.netdev_max_backlog=10000  # now 1000",
@@ -78,10 +78,10 @@ func TestAnalyzeTopFinding(t *testing.T) {
 		{
 			name: "qdisc drops outrank the Udp SndbufErrors that repeat them",
 			a: []counters.Counter{
-				ctr("netlink qdisc", "veth0 tbf 1:", "drops", 0, stage.Qdisc), ctr(snmp, "", "Udp:SndbufErrors", 0, stage.TxSocket),
+				ctr(counters.NetlinkQdisc, "veth0 tbf 1:", "drops", 0, stage.Qdisc), ctr(snmp, "", "Udp:SndbufErrors", 0, stage.TxSocket),
 			},
 			b: []counters.Counter{
-				ctr("netlink qdisc", "veth0 tbf 1:", "drops", 900, stage.Qdisc), ctr(snmp, "", "Udp:SndbufErrors", 900, stage.TxSocket),
+				ctr(counters.NetlinkQdisc, "veth0 tbf 1:", "drops", 900, stage.Qdisc), ctr(snmp, "", "Udp:SndbufErrors", 900, stage.TxSocket),
 			},
 			wantStage: stage.Qdisc, wantSev: Critical, wantDrops: 900,
 			wantFix: "tc -s qdisc show dev veth0  # the configured rate and limit",
@@ -89,26 +89,26 @@ func TestAnalyzeTopFinding(t *testing.T) {
 		{
 			name: "conntrack table full",
 			a: []counters.Counter{
-				ctr("/proc/net/stat/nf_conntrack", "", "drop", 0, stage.Conntrack), gauge("/proc/sys/net/netfilter", "", "nf_conntrack_count", 1000),
-				gauge("/proc/sys/net/netfilter", "", "nf_conntrack_max", 1000),
+				ctr(counters.ProcNetStatConntrack, "", "drop", 0, stage.Conntrack), gauge(counters.ProcSysConntrackCount, "", "nf_conntrack_count", 1000),
+				gauge(counters.ProcSysConntrackMax, "", "nf_conntrack_max", 1000),
 			},
 			b: []counters.Counter{
-				ctr("/proc/net/stat/nf_conntrack", "", "drop", 5000, stage.Conntrack), gauge("/proc/sys/net/netfilter", "", "nf_conntrack_count", 1000),
-				gauge("/proc/sys/net/netfilter", "", "nf_conntrack_max", 1000),
+				ctr(counters.ProcNetStatConntrack, "", "drop", 5000, stage.Conntrack), gauge(counters.ProcSysConntrackCount, "", "nf_conntrack_count", 1000),
+				gauge(counters.ProcSysConntrackMax, "", "nf_conntrack_max", 1000),
 			},
 			wantStage: stage.Conntrack, wantSev: Critical, wantDrops: 5000,
 			wantFix: "sysctl -w net.netfilter.nf_conntrack_max=262144  # now 1000",
 		},
 		{
 			name:      "unknown counter with a stage still becomes a finding",
-			a:         []counters.Counter{ctr("ethtool -S", "eth0", "rx_weird_drop", 1, stage.RxRing)},
-			b:         []counters.Counter{ctr("ethtool -S", "eth0", "rx_weird_drop", 41, stage.RxRing)},
+			a:         []counters.Counter{ctr(counters.EthtoolStats, "eth0", "rx_weird_drop", 1, stage.RxRing)},
+			b:         []counters.Counter{ctr(counters.EthtoolStats, "eth0", "rx_weird_drop", 41, stage.RxRing)},
 			wantStage: stage.RxRing, wantSev: Critical, wantDrops: 40,
 		},
 		{
 			name:      "time-wait near the port range",
-			a:         []counters.Counter{gauge("/proc/net/sockstat", "", "TCP:tw", 28000)},
-			b:         []counters.Counter{gauge("/proc/net/sockstat", "", "TCP:tw", 28000)},
+			a:         []counters.Counter{gauge(counters.ProcNetSockstat, "", "TCP:tw", 28000)},
+			b:         []counters.Counter{gauge(counters.ProcNetSockstat, "", "TCP:tw", 28000)},
 			wantStage: stage.Ports, wantSev: Critical, wantDrops: 0,
 			wantFix: "sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"  # now 32768 60999; 28232 ports",
 		},
@@ -172,8 +172,8 @@ func fixLines(fixes []Fix) []string {
 }
 
 func TestHealthyHostHasNoFindings(t *testing.T) {
-	a := snap(sys, ctr("/proc/net/snmp", "", "Udp:RcvbufErrors", 7, stage.SocketRcvbuf))
-	b := snap(sys, ctr("/proc/net/snmp", "", "Udp:RcvbufErrors", 7, stage.SocketRcvbuf))
+	a := snap(sys, ctr(counters.ProcNetSNMP, "", "Udp:RcvbufErrors", 7, stage.SocketRcvbuf))
+	b := snap(sys, ctr(counters.ProcNetSNMP, "", "Udp:RcvbufErrors", 7, stage.SocketRcvbuf))
 	r := Analyze(a, b, time.Second)
 	if len(r.Findings) != 0 {
 		t.Fatalf("findings on an unchanged host: %+v", r.Findings)
@@ -203,8 +203,8 @@ func TestRankingSeverityThenDrops(t *testing.T) {
 }
 
 func TestNamespaceFindingsBeforeHostWide(t *testing.T) {
-	softnet := counters.Counter{Source: "/proc/net/softnet_stat", Object: "cpu0", Field: "dropped", Stage: stage.Softirq, HostWide: true}
-	noports := ctr("/proc/net/snmp", "", "Udp:NoPorts", 0, stage.NoSocket)
+	softnet := counters.Counter{Source: counters.ProcNetSoftnetStat, Object: "cpu0", Field: "dropped", Stage: stage.Softirq, HostWide: true}
+	noports := ctr(counters.ProcNetSNMP, "", "Udp:NoPorts", 0, stage.NoSocket)
 	a := snap(sys, softnet, noports)
 	softnet.Value, noports.Value = 5000, 2000
 	b := snap(sys, softnet, noports)
@@ -221,7 +221,7 @@ func TestNamespaceFindingsBeforeHostWide(t *testing.T) {
 }
 
 func TestOnceDowngradesHistory(t *testing.T) {
-	b := snap(sys, ctr("/proc/net/snmp", "", "Udp:RcvbufErrors", 4000, stage.SocketRcvbuf))
+	b := snap(sys, ctr(counters.ProcNetSNMP, "", "Udp:RcvbufErrors", 4000, stage.SocketRcvbuf))
 	r := Analyze(&counters.Snapshot{}, b, 0)
 	if len(r.Findings) != 1 || r.Findings[0].Severity != Warning || r.Findings[0].Drops != 4000 {
 		t.Fatalf("since-boot findings = %+v, want one warning with 4000 drops", r.Findings)
@@ -229,9 +229,9 @@ func TestOnceDowngradesHistory(t *testing.T) {
 }
 
 func TestJSONShape(t *testing.T) {
-	a := snap(sys, ctr("/proc/net/snmp", "", "Udp:NoPorts", 0, stage.NoSocket))
-	b := snap(sys, ctr("/proc/net/snmp", "", "Udp:NoPorts", 30, stage.NoSocket))
-	b.Unavailable = []counters.Unavailable{{Source: "nftables", Reason: "permission denied"}}
+	a := snap(sys, ctr(counters.ProcNetSNMP, "", "Udp:NoPorts", 0, stage.NoSocket))
+	b := snap(sys, ctr(counters.ProcNetSNMP, "", "Udp:NoPorts", 30, stage.NoSocket))
+	b.Unavailable = []counters.Unavailable{{Source: counters.NetlinkNftables, Reason: "permission denied"}}
 	r := Analyze(a, b, 2*time.Second)
 	raw, err := json.Marshal(r)
 	if err != nil {
@@ -253,9 +253,10 @@ func TestJSONShape(t *testing.T) {
 			} `json:"fix"`
 			NotAutomatic string `json:"not_automatic"`
 			Evidence     []struct {
-				Source  string `json:"source"`
-				Counter string `json:"counter"`
-				Delta   uint64 `json:"delta"`
+				Source string `json:"source"`
+				Object string `json:"object"`
+				Field  string `json:"field"`
+				Delta  uint64 `json:"delta"`
 			} `json:"evidence"`
 		} `json:"findings"`
 		Stages []struct {
@@ -277,7 +278,7 @@ func TestJSONShape(t *testing.T) {
 	if fx := f.Fix[0]; fx.Kind != "inspect" || fx.Command != "netdrop sockets --state listen" || fx.Note == "" {
 		t.Errorf("fix = %+v, want the command and its note apart", fx)
 	}
-	if len(f.Evidence) != 1 || f.Evidence[0].Counter != "Udp:NoPorts" || f.Evidence[0].Delta != 30 || f.Evidence[0].Source != "/proc/net/snmp" {
+	if len(f.Evidence) != 1 || f.Evidence[0].Field != "Udp:NoPorts" || f.Evidence[0].Object != "" || f.Evidence[0].Delta != 30 || f.Evidence[0].Source != string(counters.ProcNetSNMP) {
 		t.Errorf("evidence = %+v", f.Evidence)
 	}
 	for i, s := range got.Stages {
@@ -290,10 +291,10 @@ func TestJSONShape(t *testing.T) {
 func TestSoftirqConcentratedOnOneCPU(t *testing.T) {
 	mk := func(cpu0, cpu1, soft0, tot0 uint64) *counters.Snapshot {
 		s := snap(sys,
-			counters.Counter{Source: "/proc/softirqs", Object: "cpu0", Field: "NET_RX", Value: cpu0, HostWide: true},
-			counters.Counter{Source: "/proc/softirqs", Object: "cpu1", Field: "NET_RX", Value: cpu1, HostWide: true},
-			counters.Counter{Source: "/proc/stat", Object: "cpu0", Field: "softirq", Value: soft0, HostWide: true},
-			counters.Counter{Source: "/proc/stat", Object: "cpu0", Field: "total", Value: tot0, HostWide: true},
+			counters.Counter{Source: counters.ProcSoftirqs, Object: "cpu0", Field: "NET_RX", Value: cpu0, HostWide: true},
+			counters.Counter{Source: counters.ProcSoftirqs, Object: "cpu1", Field: "NET_RX", Value: cpu1, HostWide: true},
+			counters.Counter{Source: counters.ProcStat, Object: "cpu0", Field: "softirq", Value: soft0, HostWide: true},
+			counters.Counter{Source: counters.ProcStat, Object: "cpu0", Field: "total", Value: tot0, HostWide: true},
 		)
 		s.NICs = []counters.NIC{{Name: "eth0", RxQueues: 1, RPSCPUs: []string{"0"}, IRQs: []counters.IRQ{{Number: 25, Name: "virtio0-input.0", Affinity: "0"}}}}
 		return s
@@ -315,7 +316,7 @@ func TestSoftirqConcentratedOnOneCPU(t *testing.T) {
 }
 
 func TestIncludedCountersNotCountedTwice(t *testing.T) {
-	const snmp, netstat = "/proc/net/snmp", "/proc/net/netstat"
+	const snmp, netstat = counters.ProcNetSNMP, counters.ProcNetNetstat
 	a := snap(sys, ctr(snmp, "", "Ip:InHdrErrors", 0, stage.IP), ctr(netstat, "", "IpExt:InCsumErrors", 0, stage.IP))
 	b := snap(sys, ctr(snmp, "", "Ip:InHdrErrors", 50, stage.IP), ctr(netstat, "", "IpExt:InCsumErrors", 30, stage.IP))
 	r := Analyze(a, b, time.Second)
@@ -327,8 +328,8 @@ func TestIncludedCountersNotCountedTwice(t *testing.T) {
 func TestRxRingFixFromLayout(t *testing.T) {
 	mk := func(missed, drv uint64) *counters.Snapshot {
 		s := snap(sys,
-			ctr("netlink link stats64", "eth0", "rx_missed_errors", missed, stage.RxRing),
-			ctr("ethtool -S", "eth0", "rx_no_buffer_count", drv, stage.RxRing),
+			ctr(counters.NetlinkLinkStats, "eth0", "rx_missed_errors", missed, stage.RxRing),
+			ctr(counters.EthtoolStats, "eth0", "rx_no_buffer_count", drv, stage.RxRing),
 		)
 		s.CPUs = 8
 		s.NICs = []counters.NIC{{Name: "eth0", RxRing: 256, RxRingMax: 4096, CombinedChannels: 2, MaxCombinedChannels: 16, AdaptiveRx: true}}
@@ -352,8 +353,8 @@ func TestRxRingFixFromLayout(t *testing.T) {
 }
 
 func TestOutDiscardsRepeatQdiscDrops(t *testing.T) {
-	a := snap(sys, ctr("netlink qdisc", "a0 tbf 1:", "drops", 0, stage.Qdisc), ctr("/proc/net/snmp", "", "Udp:SndbufErrors", 0, stage.TxSocket), ctr("/proc/net/snmp", "", "Ip:OutDiscards", 0, stage.IP))
-	b := snap(sys, ctr("netlink qdisc", "a0 tbf 1:", "drops", 2946, stage.Qdisc), ctr("/proc/net/snmp", "", "Udp:SndbufErrors", 2946, stage.TxSocket), ctr("/proc/net/snmp", "", "Ip:OutDiscards", 2946, stage.IP))
+	a := snap(sys, ctr(counters.NetlinkQdisc, "a0 tbf 1:", "drops", 0, stage.Qdisc), ctr(counters.ProcNetSNMP, "", "Udp:SndbufErrors", 0, stage.TxSocket), ctr(counters.ProcNetSNMP, "", "Ip:OutDiscards", 0, stage.IP))
+	b := snap(sys, ctr(counters.NetlinkQdisc, "a0 tbf 1:", "drops", 2946, stage.Qdisc), ctr(counters.ProcNetSNMP, "", "Udp:SndbufErrors", 2946, stage.TxSocket), ctr(counters.ProcNetSNMP, "", "Ip:OutDiscards", 2946, stage.IP))
 	r := Analyze(a, b, time.Second)
 	if len(r.Findings) != 1 || r.Findings[0].Stage != stage.Qdisc {
 		t.Fatalf("findings = %+v, want the qdisc alone", r.Findings)

@@ -206,7 +206,7 @@ func measure(t *testing.T, tc kernelCase) (*diagnose.Report, uint64, uint64) {
 	}
 	var hostDrops uint64
 	for _, c := range counters.Delta(a, b).Counters {
-		if strings.HasSuffix(c.Source, "softnet_stat") && c.Field == "dropped" {
+		if c.Source == counters.ProcNetSoftnetStat && c.Field == "dropped" {
 			hostDrops += c.Value
 		}
 	}

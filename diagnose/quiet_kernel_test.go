@@ -50,7 +50,7 @@ func withEvidence(fs []diagnose.Finding) string {
 	for _, f := range fs {
 		fmt.Fprintf(&b, "\n  %s %s drops=%d %s", f.Severity, f.Stage, f.Drops, f.Title)
 		for _, e := range f.Evidence {
-			fmt.Fprintf(&b, "\n      %s %s +%d =%d", e.Source, e.Counter, e.Delta, e.Value)
+			fmt.Fprintf(&b, "\n      %s %s +%d =%d", e.Source, e.Name(), e.Delta, e.Value)
 		}
 	}
 	return b.String()

@@ -61,11 +61,11 @@ func field(names ...string) match {
 	}
 }
 
-// from matches counters whose Source ends with suffix and whose Field is one
-// of names (any field when names is empty).
-func from(suffix string, names ...string) match {
+// from matches counters read from src whose Field is one of names (any
+// field when names is empty).
+func from(src counters.SourceID, names ...string) match {
 	return func(c counters.Counter) bool {
-		if !strings.HasSuffix(c.Source, suffix) {
+		if c.Source != src {
 			return false
 		}
 		if len(names) == 0 {
@@ -73,6 +73,18 @@ func from(suffix string, names ...string) match {
 		}
 		for _, n := range names {
 			if c.Field == n {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// either matches counters that any of ms matches.
+func either(ms ...match) match {
+	return func(c counters.Counter) bool {
+		for _, m := range ms {
+			if m(c) {
 				return true
 			}
 		}
@@ -148,7 +160,7 @@ func evidence(cs ...[]counters.Counter) []Evidence {
 	var out []Evidence
 	for _, group := range cs {
 		for _, c := range group {
-			out = append(out, Evidence{Source: c.Source, Counter: c.Name(), Delta: c.Value})
+			out = append(out, counterEvidence(c))
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Delta > out[j].Delta })
@@ -157,7 +169,7 @@ func evidence(cs ...[]counters.Counter) []Evidence {
 
 // gaugeEvidence shows a level (table use, queue length) as evidence.
 func gaugeEvidence(c counters.Counter, delta uint64) Evidence {
-	return Evidence{Source: c.Source, Counter: c.Name(), Delta: delta, Value: c.Value}
+	return Evidence{Source: c.Source, Object: c.Object, Field: c.Field, Delta: delta, Value: c.Value}
 }
 
 // hostWide reports whether any of cs is a host-wide counter.

@@ -10,9 +10,6 @@ import (
 	"github.com/netdrop/netdrop/stage"
 )
 
-// linkStats is the Source of per-interface stats64 read over netlink.
-const linkStats = "link stats64"
-
 // perObject groups counters by their Object (an interface, a CPU).
 func perObject(cs []counters.Counter) map[string][]counters.Counter {
 	out := map[string][]counters.Counter{}
@@ -44,16 +41,16 @@ type ifaceDrops struct {
 // perInterface groups the moved stats64 fields and the driver counters of
 // stage st by interface, in name order.
 func (in *input) perInterface(st stage.ID, linkFields ...string) []ifaceDrops {
-	link := in.moved(from(linkStats, linkFields...))
+	link := in.moved(from(counters.NetlinkLinkStats, linkFields...))
 	drv := in.moved(func(c counters.Counter) bool {
-		return c.Stage == st && strings.HasPrefix(c.Source, "ethtool")
+		return c.Stage == st && c.Source == counters.EthtoolStats
 	})
 	byIf := perObject(append(link, drv...))
 	var out []ifaceDrops
 	for _, name := range objects(byIf) {
 		i := ifaceDrops{name: name}
 		for _, c := range byIf[name] {
-			if strings.HasPrefix(c.Source, "ethtool") {
+			if c.Source == counters.EthtoolStats {
 				i.drv = append(i.drv, c)
 			} else {
 				i.link = append(i.link, c)
@@ -81,9 +78,9 @@ func (in *input) nic(name string) (counters.NIC, bool) {
 // ruleNIC: frames that arrive corrupt. Driver (ethtool) counters with the
 // same meaning are evidence, not extra drops: stats64 already counts them.
 func ruleNIC(in *input) []Finding {
-	link := in.moved(from(linkStats, "rx_crc_errors", "rx_frame_errors", "rx_length_errors"))
+	link := in.moved(from(counters.NetlinkLinkStats, "rx_crc_errors", "rx_frame_errors", "rx_length_errors"))
 	drv := in.moved(func(c counters.Counter) bool {
-		return c.Stage == stage.NIC && strings.HasPrefix(c.Source, "ethtool")
+		return c.Stage == stage.NIC && c.Source == counters.EthtoolStats
 	})
 	if len(link)+len(drv) == 0 {
 		return nil
@@ -167,18 +164,15 @@ func ruleRxRing(in *input) []Finding {
 	return out
 }
 
-// softnet is the Source of the per-CPU softnet statistics.
-const softnet = "softnet_stat"
-
 // ruleSoftirq: the per-CPU backlog overflowed (dropped) or the NET_RX
 // budget ran out with work left (time_squeeze, a near-drop).
 func ruleSoftirq(in *input) []Finding {
 	var out []Finding
-	dropped := in.moved(from(softnet, "dropped"))
+	dropped := in.moved(from(counters.ProcNetSoftnetStat, "dropped"))
 	// flow_limit_count is included in dropped (net/core/dev.c counts a
 	// flow-limit drop as a backlog drop too): evidence only.
-	flow := in.moved(from(softnet, "flow_limit_count"))
-	rxdrop := in.moved(from(linkStats, "rx_dropped"))
+	flow := in.moved(from(counters.ProcNetSoftnetStat, "flow_limit_count"))
+	rxdrop := in.moved(from(counters.NetlinkLinkStats, "rx_dropped"))
 	if d := sum(dropped); d > 0 {
 		f := Finding{
 			Stage:    stage.Softirq,
@@ -208,7 +202,7 @@ func ruleSoftirq(in *input) []Finding {
 			Fix:      []Fix{inspect("netdrop trace", "the drop reason names which of these it is")},
 		})
 	}
-	squeeze := in.moved(from(softnet, "time_squeeze"))
+	squeeze := in.moved(from(counters.ProcNetSoftnetStat, "time_squeeze"))
 	if s := sum(squeeze); s > 0 {
 		f := Finding{
 			Stage:    stage.Softirq,
@@ -252,13 +246,8 @@ func ruleSoftirqBalance(in *input) []Finding {
 		return nil
 	}
 	var out []Finding
-	netrx := in.moved(from("softirqs", "NET_RX"))
-	if len(netrx) == 0 {
-		// Layout: Object is the CPU, Field the softirq.
-		netrx = in.moved(func(c counters.Counter) bool {
-			return strings.HasSuffix(c.Source, "softirqs") && c.Object == "NET_RX"
-		})
-	}
+	// Object is the CPU, Field the softirq.
+	netrx := in.moved(from(counters.ProcSoftirqs, "NET_RX"))
 	if hot, share, total := hottest(netrx); total > 0 && in.rate(total) >= concentratedRate && share >= 0.8 {
 		out = append(out, Finding{
 			Stage:    stage.Softirq,
@@ -271,8 +260,8 @@ func ruleSoftirqBalance(in *input) []Finding {
 		})
 	}
 	// Softirq share of CPU time, per CPU, from /proc/stat.
-	soft := in.moved(from("/proc/stat", "softirq"))
-	totals := perObject(in.moved(from("/proc/stat", "total")))
+	soft := in.moved(from(counters.ProcStat, "softirq"))
+	totals := perObject(in.moved(from(counters.ProcStat, "total")))
 	for _, c := range soft {
 		if c.Object == "cpu" {
 			continue // the all-CPU line: an average hides the hot CPU
@@ -287,7 +276,7 @@ func ruleSoftirqBalance(in *input) []Finding {
 				Stage:    stage.Softirq,
 				Severity: Warning,
 				Title:    fmt.Sprintf("%s spends %.0f%% of its time in softirq", c.Object, share*100),
-				Evidence: []Evidence{{Source: c.Source, Counter: c.Name(), Delta: c.Value}, {Source: t[0].Source, Counter: t[0].Name(), Delta: t[0].Value}},
+				Evidence: []Evidence{counterEvidence(c), counterEvidence(t[0])},
 				Cause:    "a CPU saturated by packet processing drops next: its backlog and the rings it serves overflow",
 				Fix:      in.spreadFixes(),
 				HostWide: true,
@@ -300,7 +289,7 @@ func ruleSoftirqBalance(in *input) []Finding {
 		for _, irq := range n.IRQs {
 			cs = append(cs, in.moved(func(c counters.Counter) bool {
 				n := strconv.Itoa(irq.Number)
-				return strings.HasSuffix(c.Source, "interrupts") && (c.Object == n || strings.HasPrefix(c.Object, n+" ")) && strings.HasPrefix(c.Field, "cpu")
+				return c.Source == counters.ProcInterrupts && (c.Object == n || strings.HasPrefix(c.Object, n+" ")) && strings.HasPrefix(c.Field, "cpu")
 			})...)
 		}
 		byCPU := map[string]uint64{}

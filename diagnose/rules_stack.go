@@ -2,7 +2,6 @@ package diagnose
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/stage"
@@ -47,11 +46,11 @@ func ruleIP(in *input) []Finding {
 	}
 	drops := sumDistinct(cs)
 	ev := evidence(cs)
-	top := ipCause[fieldOf(cs, ev[0].Counter)]
+	top := ipCause[ev[0].Field]
 	var fix []Fix
 	seen := map[string]bool{}
 	for _, e := range ev {
-		c, ok := ipCause[fieldOf(cs, e.Counter)]
+		c, ok := ipCause[e.Field]
 		if !ok || seen[c.fix.Command+c.fix.Text] {
 			continue
 		}
@@ -67,7 +66,7 @@ func ruleIP(in *input) []Finding {
 	return []Finding{{
 		Stage:    stage.IP,
 		Severity: in.lossSeverity(drops),
-		Title:    "IP layer discarded packets: " + strings.TrimPrefix(ev[0].Counter, ""),
+		Title:    "IP layer discarded packets: " + ev[0].Name(),
 		Drops:    drops,
 		Evidence: ev,
 		Cause:    top.cause,
@@ -75,22 +74,12 @@ func ruleIP(in *input) []Finding {
 	}}
 }
 
-// fieldOf maps an evidence display name back to the counter's Field.
-func fieldOf(cs []counters.Counter, name string) string {
-	for _, c := range cs {
-		if c.Name() == name {
-			return c.Field
-		}
-	}
-	return name
-}
-
 // ruleNetfilter: packets dropped or rejected by firewall rules. These are
 // often intended, so they are warnings: the finding says which rules, and
 // the user decides.
 func ruleNetfilter(in *input) []Finding {
 	cs := in.moved(func(c counters.Counter) bool {
-		return c.Stage == stage.Netfilter && (strings.Contains(c.Source, "nftables") || strings.Contains(c.Source, "iptables"))
+		return c.Stage == stage.Netfilter && c.Source == counters.NetlinkNftables
 	})
 	if len(cs) == 0 {
 		return nil
@@ -107,7 +96,7 @@ func ruleNetfilter(in *input) []Finding {
 		Title:    fmt.Sprintf("firewall rules dropped or rejected %d packets", drops),
 		Drops:    drops,
 		Evidence: ev,
-		Cause:    "a DROP or REJECT rule (or a chain's drop policy) matched; intended policy or a rule that is too broad: " + ev[0].Counter,
+		Cause:    "a DROP or REJECT rule (or a chain's drop policy) matched; intended policy or a rule that is too broad: " + ev[0].Name(),
 		Fix: []Fix{
 			inspect("nft -a list ruleset", "find the rule by its handle"),
 			inspect("iptables-save -c", "for iptables rules, with their counters"),
@@ -117,22 +106,19 @@ func ruleNetfilter(in *input) []Finding {
 	}}
 }
 
-// conntrackStat is the Source of the per-CPU conntrack statistics.
-const conntrackStat = "nf_conntrack"
-
 // ruleConntrack: the connection tracking table is full (drop), evicts
 // (early_drop), or refuses inserts (insert_failed: the NAT port race; or
 // chain length over the limit).
 func ruleConntrack(in *input) []Finding {
-	drop := in.moved(from(conntrackStat, "drop"))
-	early := in.moved(from(conntrackStat, "early_drop"))
-	insert := in.moved(from(conntrackStat, "insert_failed"))
-	chain := in.moved(from(conntrackStat, "chainlength"))
-	in.moved(from(conntrackStat)) // other columns are context
-	count, hasCount := in.gauge(field("nf_conntrack_count"))
-	max, hasMax := in.gauge(field("nf_conntrack_max"))
+	drop := in.moved(from(counters.ProcNetStatConntrack, "drop"))
+	early := in.moved(from(counters.ProcNetStatConntrack, "early_drop"))
+	insert := in.moved(from(counters.ProcNetStatConntrack, "insert_failed"))
+	chain := in.moved(from(counters.ProcNetStatConntrack, "chainlength"))
+	in.moved(from(counters.ProcNetStatConntrack)) // other columns are context
+	count, hasCount := in.gauge(from(counters.ProcSysConntrackCount, "nf_conntrack_count"))
+	max, hasMax := in.gauge(from(counters.ProcSysConntrackMax, "nf_conntrack_max"))
 	var countEv []Evidence
-	for _, g := range in.gauges(field("nf_conntrack_count", "nf_conntrack_max")) {
+	for _, g := range in.gauges(either(from(counters.ProcSysConntrackCount), from(counters.ProcSysConntrackMax))) {
 		countEv = append(countEv, gaugeEvidence(g, 0))
 	}
 	var out []Finding

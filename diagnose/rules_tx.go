@@ -8,9 +8,6 @@ import (
 	"github.com/netdrop/netdrop/stage"
 )
 
-// qdiscSource is the Source of qdisc statistics read over netlink.
-const qdiscSource = "qdisc"
-
 // qdiscObject splits a qdisc Object ("eth0 fq_codel 0:") into interface and
 // kind.
 func qdiscObject(obj string) (ifname, kind string) {
@@ -28,8 +25,8 @@ func qdiscObject(obj string) (ifname, kind string) {
 // children's drops too, so per interface the largest qdisc count is taken,
 // not the sum.
 func ruleQdisc(in *input) []Finding {
-	drops := in.moved(from(qdiscSource, "drops"))
-	in.moved(from(qdiscSource))
+	drops := in.moved(from(counters.NetlinkQdisc, "drops"))
+	in.moved(from(counters.NetlinkQdisc))
 	byIf := map[string][]counters.Counter{}
 	for _, c := range drops {
 		ifn, _ := qdiscObject(c.Object)
@@ -90,7 +87,7 @@ func ruleQdisc(in *input) []Finding {
 func (in *input) qdiscDrops() uint64 {
 	byIf := map[string]uint64{}
 	for _, c := range in.delta.Counters {
-		if strings.HasSuffix(c.Source, qdiscSource) && c.Field == "drops" && !c.Gauge {
+		if c.Source == counters.NetlinkQdisc && c.Field == "drops" && !c.Gauge {
 			ifn, _ := qdiscObject(c.Object)
 			if c.Value > byIf[ifn] {
 				byIf[ifn] = c.Value
@@ -166,16 +163,21 @@ func ruleTxSocket(in *input) []Finding {
 	return []Finding{f}
 }
 
+// neigh matches a column of either neighbour table's statistics.
+func neigh(names ...string) match {
+	return either(from(counters.ProcNetStatARPCache, names...), from(counters.ProcNetStatNDiscCache, names...))
+}
+
 // ruleNeighbor: packets dropped while the neighbour (ARP/NDP) entry was
 // unresolved, or the table overflowed. res_failed counts failed
 // resolutions, not packets: a resolution that fails drops every packet
 // queued for it, which only unresolved_discards (while queued) and the
 // tracer's NEIGH_FAILED count.
 func ruleNeighbor(in *input) []Finding {
-	unres := in.moved(field("unresolved_discards"))
-	full := in.moved(field("table_fulls"))
-	failed := in.moved(field("res_failed"))
-	in.moved(field("forced_gc_runs"))
+	unres := in.moved(neigh("unresolved_discards"))
+	full := in.moved(neigh("table_fulls"))
+	failed := in.moved(neigh("res_failed"))
+	in.moved(neigh("forced_gc_runs"))
 	if len(unres)+len(full)+len(failed) == 0 {
 		return nil
 	}

@@ -13,8 +13,6 @@ import (
 // ephemeral ports, which listener overflows, which socket drops. Counters
 // say that it happens; sock_diag says where.
 
-const sockDiag = "sock_diag"
-
 func owners(ps []sockets.Process) string {
 	if len(ps) == 0 {
 		return ""
@@ -51,8 +49,8 @@ func socketPorts(in *input) []Finding {
 			Title: fmt.Sprintf("connections to %s use %.0f%% of the ephemeral ports (%d of %d, %d in TIME_WAIT)",
 				d.Remote, d.Share*100, d.EphemeralInUse, size, d.TimeWait),
 			Evidence: []Evidence{
-				{Source: sockDiag, Counter: fmt.Sprintf("tcp sockets to %s", d.Remote), Value: uint64(d.Sockets)},
-				{Source: sockDiag, Counter: fmt.Sprintf("TIME_WAIT to %s", d.Remote), Value: uint64(d.TimeWait)},
+				{Source: SourceSockDiag, Object: "tcp to " + d.Remote.String(), Field: "sockets", Value: uint64(d.Sockets)},
+				{Source: SourceSockDiag, Object: "tcp to " + d.Remote.String(), Field: "TIME_WAIT", Value: uint64(d.TimeWait)},
 			},
 			Cause: fmt.Sprintf("this host opens short connections to %s and closes them first: each leaves its local port in TIME_WAIT for 60 s, and connect() fails with EADDRNOTAVAIL once the %d ports of the range are used up", d.Remote, size),
 			Fix: []Fix{
@@ -74,7 +72,7 @@ func socketPorts(in *input) []Finding {
 			Stage:    stage.Ports,
 			Severity: Info,
 			Title:    fmt.Sprintf("%d TIME_WAIT sockets on this host's listening ports (most on port %d: %d)", s.TimeWait.Server, top.Port, top.Count),
-			Evidence: []Evidence{{Source: sockDiag, Counter: "server-side TIME_WAIT", Value: uint64(s.TimeWait.Server)}},
+			Evidence: []Evidence{{Source: SourceSockDiag, Object: "listening ports", Field: "TIME_WAIT", Value: uint64(s.TimeWait.Server)}},
 			Cause:    "this host, as the server, closes connections first, so the TIME_WAIT state (60 s of kernel memory each) stays here",
 			Advice:   "let clients close first (HTTP keep-alive with client-side close), or reuse connections; TIME_WAIT on the server costs memory and tw buckets, not ports",
 		})
@@ -121,7 +119,7 @@ func listenCulprits(in *input) []culprit {
 			local:    l.Local.String(),
 			process:  processes(l.Processes),
 			buf:      uint64(l.Backlog),
-			evidence: Evidence{Source: sockDiag, Counter: fmt.Sprintf("listener %s accept queue %d/%d, %s", name, l.Queued, l.Backlog, what), Delta: uint64(drops)},
+			evidence: Evidence{Source: SourceSockDiag, Object: "listener " + name, Field: fmt.Sprintf("accept queue %d/%d, %s", l.Queued, l.Backlog, what), Delta: uint64(drops)},
 		})
 	}
 	return out
@@ -201,7 +199,7 @@ func rcvbufCulprits(in *input) (udp, tcp []culprit) {
 			name := d.Local.String() + owners(d.Processes)
 			add(d.Protocol, culprit{name: name, full: d.Rcvbuf > 0 && float64(d.RmemAlloc) >= sockets.DefaultNearFull*float64(d.Rcvbuf),
 				proto: d.Protocol, local: d.Local.String(), process: processes(d.Processes), buf: uint64(d.Rcvbuf),
-				evidence: Evidence{Source: sockDiag, Counter: fmt.Sprintf("%s %s rcvbuf %d, queued %d, drops in the interval", d.Protocol, name, d.Rcvbuf, d.RmemAlloc), Delta: uint64(d.Drops)}})
+				evidence: Evidence{Source: SourceSockDiag, Object: d.Protocol + " " + name, Field: fmt.Sprintf("rcvbuf %d, queued %d, drops in the interval", d.Rcvbuf, d.RmemAlloc), Delta: uint64(d.Drops)}})
 		}
 	}
 	for _, p := range in.sockets.Pressure {
@@ -211,7 +209,7 @@ func rcvbufCulprits(in *input) (udp, tcp []culprit) {
 		name := p.Local.String() + owners(p.Processes)
 		add(p.Protocol, culprit{name: name, full: p.Fill >= sockets.DefaultNearFull,
 			proto: p.Protocol, local: p.Local.String(), process: processes(p.Processes), buf: uint64(p.Rcvbuf),
-			evidence: Evidence{Source: sockDiag, Counter: fmt.Sprintf("%s %s rcvbuf %d, queued %d, drops since creation", p.Protocol, name, p.Rcvbuf, p.RmemAlloc), Value: uint64(p.Drops)}})
+			evidence: Evidence{Source: SourceSockDiag, Object: p.Protocol + " " + name, Field: fmt.Sprintf("rcvbuf %d, queued %d, drops since creation", p.Rcvbuf, p.RmemAlloc), Value: uint64(p.Drops)}})
 	}
 	return udp, tcp
 }

@@ -23,8 +23,8 @@ func TestSocketEvidenceNamesWhoIsResponsible(t *testing.T) {
 			Processes: []sockets.Process{{PID: 42, Comm: "server"}},
 		}},
 	}
-	a := snap(sys, ctr("/proc/net/netstat", "", "TcpExt:ListenOverflows", 0, stage.TCPListen))
-	b := snap(sys, ctr("/proc/net/netstat", "", "TcpExt:ListenOverflows", 12, stage.TCPListen))
+	a := snap(sys, ctr(counters.ProcNetNetstat, "", "TcpExt:ListenOverflows", 0, stage.TCPListen))
+	b := snap(sys, ctr(counters.ProcNetNetstat, "", "TcpExt:ListenOverflows", 12, stage.TCPListen))
 	r := AnalyzeWith(a, b, 5*time.Second, Extra{Sockets: sum})
 	if len(r.Findings) < 2 {
 		t.Fatalf("findings = %+v", r.Findings)

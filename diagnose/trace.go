@@ -3,12 +3,10 @@ package diagnose
 import (
 	"fmt"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/stage"
 )
-
-// traceSource labels evidence from the skb:kfree_skb tracepoint.
-const traceSource = "skb:kfree_skb"
 
 // maxTraceRows bounds the function-level evidence added to one finding.
 const maxTraceRows = 5
@@ -30,7 +28,7 @@ func ruleTrace(in *input, fs []Finding) ([]Finding, []Unexplained) {
 	if in.trace == nil {
 		return fs, nil
 	}
-	hints := droptrace.Hints{ConntrackDrops: sum(in.moved(from(conntrackStat, "drop"))) + sum(in.moved(from(conntrackStat, "early_drop")))}
+	hints := droptrace.Hints{ConntrackDrops: sum(in.moved(from(counters.ProcNetStatConntrack, "drop"))) + sum(in.moved(from(counters.ProcNetStatConntrack, "early_drop")))}
 	var unexplained []Unexplained
 	for _, g := range droptrace.ByStage(*in.trace, hints) {
 		if g.Stage == "" {
@@ -44,7 +42,7 @@ func ruleTrace(in *input, fs []Finding) ([]Finding, []Unexplained) {
 			if i == maxTraceRows {
 				break
 			}
-			ev = append(ev, Evidence{Source: traceSource, Counter: r.Evidence(), Delta: r.Count})
+			ev = append(ev, Evidence{Source: SourceTracer, Object: r.Place(), Field: r.ReasonName(), Delta: r.Count})
 		}
 		if i := bestAt(fs, g.Stage); i >= 0 {
 			fs[i].Evidence = append(fs[i].Evidence, ev...)

@@ -5,13 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/stage"
 )
 
 func TestTraceFoldsIntoFindings(t *testing.T) {
-	a := snap(sys, ctr("/proc/net/snmp", "", "Udp:NoPorts", 0, stage.NoSocket))
-	b := snap(sys, ctr("/proc/net/snmp", "", "Udp:NoPorts", 500, stage.NoSocket))
+	a := snap(sys, ctr(counters.ProcNetSNMP, "", "Udp:NoPorts", 0, stage.NoSocket))
+	b := snap(sys, ctr(counters.ProcNetSNMP, "", "Udp:NoPorts", 500, stage.NoSocket))
 	tr := &droptrace.Snapshot{Rows: []droptrace.Row{
 		{Count: 500, Reason: "NO_SOCKET", Location: "__udp4_lib_rcv+0x4bc", Function: "__udp4_lib_rcv", Stage: stage.NoSocket},
 		{Count: 70, Reason: "QDISC_DROP", Location: "__dev_queue_xmit+0x8c1", Function: "__dev_queue_xmit", Stage: stage.Qdisc},
@@ -31,7 +32,7 @@ func TestTraceFoldsIntoFindings(t *testing.T) {
 		t.Errorf("tcp finding = %+v", last)
 	}
 	ns := r.Findings[0]
-	if ns.Stage != stage.NoSocket || len(ns.Evidence) != 2 || ns.Evidence[1].Source != traceSource || ns.Evidence[1].Delta != 500 {
+	if ns.Stage != stage.NoSocket || len(ns.Evidence) != 2 || ns.Evidence[1].Source != SourceTracer || ns.Evidence[1].Delta != 500 {
 		t.Errorf("no-socket finding lacks the tracer's evidence: %+v", ns)
 	}
 	q := r.Findings[1]

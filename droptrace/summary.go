@@ -70,6 +70,21 @@ func ByStage(s Snapshot, h Hints) []StageDrops {
 // Evidence describes a row in one line for a finding's evidence, e.g.
 // "NETFILTER_DROP at nft_do_chain+0x3e8 (netns 4026532177, b0, ipv4/udp)".
 func (r Row) Evidence() string {
+	return r.ReasonName() + " at " + r.Place()
+}
+
+// ReasonName is the drop reason, or "drop" when the kernel gave none.
+func (r Row) ReasonName() string {
+	if r.Reason == "" {
+		return "drop"
+	}
+	return r.Reason
+}
+
+// Place is where the row's drops happened: the kernel function, with the
+// namespace, interface and protocol when known, e.g.
+// "nft_do_chain+0x3e8 (netns 4026532177, b0, ipv4/udp)".
+func (r Row) Place() string {
 	var ctx []string
 	if r.Netns != 0 {
 		ctx = append(ctx, fmt.Sprintf("netns %d", r.Netns))
@@ -83,11 +98,7 @@ func (r Row) Evidence() string {
 	if p := strings.Trim(r.Protocol+"/"+r.L4, "/"); p != "" {
 		ctx = append(ctx, p)
 	}
-	reason := r.Reason
-	if reason == "" {
-		reason = "drop"
-	}
-	s := reason + " at " + r.Location
+	s := r.Location
 	if len(ctx) > 0 {
 		s += " (" + strings.Join(ctx, ", ") + ")"
 	}

@@ -42,14 +42,14 @@ const maxEvidence = 8
 
 // Evidence is one counter that moved during the run.
 type Evidence struct {
-	Source string `json:"source"`
-	Object string `json:"object,omitempty"`
-	Field  string `json:"field"`
-	Delta  uint64 `json:"delta"`
+	Source counters.SourceID `json:"source"`
+	Object string            `json:"object,omitempty"`
+	Field  string            `json:"field"`
+	Delta  uint64            `json:"delta"`
 }
 
 // SocketDropsSource names the per-socket drop counter in evidence.
-const SocketDropsSource = "SO_MEMINFO / SO_RXQ_OVFL of the probe socket"
+const SocketDropsSource counters.SourceID = "SO_MEMINFO / SO_RXQ_OVFL of the probe socket"
 
 // txOrder is the order in which transmit-path stages are credited. A frame
 // the probe counts as sent has left its socket (the sender waits out a full

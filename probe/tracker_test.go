@@ -218,30 +218,30 @@ var udp4 = Traffic{UDP: true}
 
 func TestAttribute(t *testing.T) {
 	delta := &counters.Snapshot{Counters: []counters.Counter{
-		{Source: "/proc/net/snmp", Field: "Udp:RcvbufErrors", Value: 50, Stage: stage.SocketRcvbuf},
-		{Source: "nftables", Object: "inet t in handle 3", Field: "packets", Value: 30, Stage: stage.Netfilter},
-		{Source: "/proc/net/softnet_stat", Object: "cpu0", Field: "dropped", Value: 5, Stage: stage.Softirq, HostWide: true},
-		{Source: "/proc/net/softnet_stat", Object: "cpu1", Field: "dropped", Value: 2, Stage: stage.Softirq, HostWide: true},
-		{Source: "/proc/net/netstat", Field: "TcpExt:ListenDrops", Value: 9, Stage: stage.TCPListen},
-		{Source: "/proc/net/snmp", Field: "Udp:InDatagrams", Value: 1000},
+		{Source: counters.ProcNetSNMP, Field: "Udp:RcvbufErrors", Value: 50, Stage: stage.SocketRcvbuf},
+		{Source: counters.NetlinkNftables, Object: "inet t in handle 3", Field: "packets", Value: 30, Stage: stage.Netfilter},
+		{Source: counters.ProcNetSoftnetStat, Object: "cpu0", Field: "dropped", Value: 5, Stage: stage.Softirq, HostWide: true},
+		{Source: counters.ProcNetSoftnetStat, Object: "cpu1", Field: "dropped", Value: 2, Stage: stage.Softirq, HostWide: true},
+		{Source: counters.ProcNetNetstat, Field: "TcpExt:ListenDrops", Value: 9, Stage: stage.TCPListen},
+		{Source: counters.ProcNetSNMP, Field: "Udp:InDatagrams", Value: 1000},
 		// Not evidence for a UDP/IPv4 probe: IPv6 and TCP counters, and a
 		// qdisc's overlimits, which are not drops.
-		{Source: "/proc/net/snmp6", Field: "Ip6:InNoRoutes", Value: 3, Stage: stage.IP},
-		{Source: "/proc/net/netstat", Field: "TcpExt:TCPBacklogDrop", Value: 4, Stage: stage.SocketRcvbuf},
-		{Source: "netlink qdisc", Object: "eth0 tbf 1:", Field: "overlimits", Value: 99, Stage: stage.Qdisc},
+		{Source: counters.ProcNetSNMP6, Field: "Ip6:InNoRoutes", Value: 3, Stage: stage.IP},
+		{Source: counters.ProcNetNetstat, Field: "TcpExt:TCPBacklogDrop", Value: 4, Stage: stage.SocketRcvbuf},
+		{Source: counters.NetlinkQdisc, Object: "eth0 tbf 1:", Field: "overlimits", Value: 99, Stage: stage.Qdisc},
 	}}
 	got := Attribute(100, 40, 1, delta, udp4)
 	want := Attribution{Lost: 100, Unaccounted: 25, Stages: []StageLoss{
 		{Stage: stage.SocketRcvbuf, Frames: 40, Exact: true, Evidence: []Evidence{
 			{Source: SocketDropsSource, Field: "sk_drops", Delta: 40},
-			{Source: "/proc/net/snmp", Field: "Udp:RcvbufErrors", Delta: 50},
+			{Source: counters.ProcNetSNMP, Field: "Udp:RcvbufErrors", Delta: 50},
 		}},
 		{Stage: stage.Softirq, Frames: 5, Evidence: []Evidence{
-			{Source: "/proc/net/softnet_stat", Object: "cpu0", Field: "dropped", Delta: 5},
-			{Source: "/proc/net/softnet_stat", Object: "cpu1", Field: "dropped", Delta: 2},
+			{Source: counters.ProcNetSoftnetStat, Object: "cpu0", Field: "dropped", Delta: 5},
+			{Source: counters.ProcNetSoftnetStat, Object: "cpu1", Field: "dropped", Delta: 2},
 		}},
 		{Stage: stage.Netfilter, Frames: 30, Evidence: []Evidence{
-			{Source: "nftables", Object: "inet t in handle 3", Field: "packets", Delta: 30},
+			{Source: counters.NetlinkNftables, Object: "inet t in handle 3", Field: "packets", Delta: 30},
 		}},
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -269,9 +269,9 @@ func TestAttribute(t *testing.T) {
 	// Sender side: transmit stages only, qdisc before tx-socket (the kernel
 	// counts a qdisc drop as Udp:SndbufErrors too).
 	tx := &counters.Snapshot{Counters: []counters.Counter{
-		{Source: "/proc/net/snmp", Field: "Udp:SndbufErrors", Value: 7, Stage: stage.TxSocket},
-		{Source: "netlink qdisc", Object: "veth0 tbf 1:", Field: "drops", Value: 7, Stage: stage.Qdisc},
-		{Source: "/proc/net/softnet_stat", Object: "cpu0", Field: "dropped", Value: 5, Stage: stage.Softirq, HostWide: true},
+		{Source: counters.ProcNetSNMP, Field: "Udp:SndbufErrors", Value: 7, Stage: stage.TxSocket},
+		{Source: counters.NetlinkQdisc, Object: "veth0 tbf 1:", Field: "drops", Value: 7, Stage: stage.Qdisc},
+		{Source: counters.ProcNetSoftnetStat, Object: "cpu0", Field: "dropped", Value: 5, Stage: stage.Softirq, HostWide: true},
 	}}
 	got = AttributeSender(Attribution{Lost: 9, Unaccounted: 9, Stages: []StageLoss{}}, tx, udp4)
 	if len(got.Stages) != 2 || got.Stages[0].Stage != stage.Qdisc || got.Stages[0].Frames != 7 || got.Stages[0].Side != "sender" ||

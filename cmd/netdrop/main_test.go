@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/internal/testnet"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -89,9 +90,10 @@ type jsonReport struct {
 		Severity string `json:"severity"`
 		Drops    uint64 `json:"drops"`
 		Evidence []struct {
-			Source  string `json:"source"`
-			Counter string `json:"counter"`
-			Delta   uint64 `json:"delta"`
+			Source string `json:"source"`
+			Object string `json:"object"`
+			Field  string `json:"field"`
+			Delta  uint64 `json:"delta"`
 		} `json:"evidence"`
 	} `json:"findings"`
 	Stages []struct {
@@ -219,7 +221,7 @@ func TestNetnsEndToEnd(t *testing.T) {
 		}
 		found := false
 		for _, e := range r.Findings[0].Evidence {
-			if e.Source == "skb:kfree_skb" && strings.HasPrefix(e.Counter, "NO_SOCKET") {
+			if e.Source == string(diagnose.SourceTracer) && e.Field == "NO_SOCKET" {
 				found = true
 			}
 		}

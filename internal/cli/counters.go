@@ -84,7 +84,7 @@ evidence for. Values are totals since boot (or since the object was created).`,
 			if len(snap.Unavailable) > 0 {
 				fmt.Fprintln(e.stdout, "\nNot read:")
 				for _, u := range snap.Unavailable {
-					fmt.Fprintf(e.stdout, "  - %s: %s\n", u.Source, strings.TrimSpace(u.Reason))
+					fmt.Fprintf(e.stdout, "  - %s: %s\n", u.Where(), strings.TrimSpace(u.Reason))
 				}
 			}
 			return nil

@@ -57,7 +57,7 @@ func (f *probeFlags) collect(ctx context.Context) *counters.Snapshot {
 	})
 	if err != nil {
 		s = &counters.Snapshot{Netns: f.netns}
-		s.Fail("netns "+f.netns, err)
+		s.Fail(counters.SourceID("netns "+f.netns), err) // replaced by counters.CollectIn next
 	}
 	return s
 }

@@ -78,16 +78,16 @@ func (c *countersCollector) update(ctx context.Context, s *scrape, ch chan<- pro
 		if k.Gauge {
 			desc, typ = c.gauge, prometheus.GaugeValue
 		}
-		ch <- prometheus.MustNewConstMetric(desc, typ, float64(k.Value), k.Source, k.Object, k.Field, string(k.Stage), scope)
+		ch <- prometheus.MustNewConstMetric(desc, typ, float64(k.Value), string(k.Source), k.Object, k.Field, string(k.Stage), scope)
 	}
-	srcs := map[string]bool{}
+	srcs := map[counters.SourceID]bool{}
 	for _, u := range snap.Unavailable {
+		o.Logger.Debug("source unavailable", "source", u.Where(), "reason", u.Reason)
 		if srcs[u.Source] {
 			continue
 		}
 		srcs[u.Source] = true
-		ch <- prometheus.MustNewConstMetric(c.unavailable, prometheus.GaugeValue, 1, u.Source)
-		o.Logger.Debug("source unavailable", "source", u.Source, "reason", u.Reason)
+		ch <- prometheus.MustNewConstMetric(c.unavailable, prometheus.GaugeValue, 1, string(u.Source))
 	}
 	ch <- prometheus.MustNewConstMetric(c.sample, prometheus.GaugeValue, float64(snap.Time.UnixNano())/1e9)
 	if len(snap.Counters) == 0 {

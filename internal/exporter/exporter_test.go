@@ -156,7 +156,7 @@ func TestFixtureValues(t *testing.T) {
 		{second, `netdrop_stage_interval_seconds`, "10"},
 		{second, `netdrop_findings{severity="critical",stage="socket-rcvbuf"}`, "1"},
 		{second, `netdrop_findings_worst_severity`, "3"},
-		{second, `netdrop_kernel_events_total{field="Udp:RcvbufErrors",object="",scope="netns",source="/proc/net/snmp",stage="socket-rcvbuf"}`, "698"},
+		{second, `netdrop_kernel_events_total{field="Udp:RcvbufErrors",object="",scope="netns",source="` + string(counters.ProcNetSNMP) + `",stage="socket-rcvbuf"}`, "698"},
 		{second, `netdrop_conntrack_entries`, "1200"},
 		{second, `netdrop_conntrack_entries_limit`, "262144"},
 		{second, `netdrop_tcp_listen_queue{listen="10.231.1.2:8080"}`, "5"},
@@ -335,7 +335,7 @@ func TestCollectorFailureIsContained(t *testing.T) {
 			t.Errorf("empty tree: collector %s success = %s, want %s", c, got, v)
 		}
 	}
-	if got := sample(t, text, `netdrop_source_unavailable{source="/proc/net/snmp"}`); got != "1" {
+	if got := sample(t, text, `netdrop_source_unavailable{source="`+string(counters.ProcNetSNMP)+`"}`); got != "1" {
 		t.Errorf("unavailable source = %s, want 1", got)
 	}
 }

@@ -71,11 +71,11 @@ func DiagnosisStyled(w io.Writer, r *diagnose.Report, st Style) error {
 		for _, ev := range f.Evidence {
 			switch {
 			case ev.Value != 0 && ev.Delta == 0:
-				fmt.Fprintf(&b, "   evidence: %s = %d  [%s]\n", ev.Counter, ev.Value, ev.Source)
+				fmt.Fprintf(&b, "   evidence: %s = %d  [%s]\n", ev.Name(), ev.Value, ev.Source)
 			case ev.Value != 0:
-				fmt.Fprintf(&b, "   evidence: %s = %d (+%d)  [%s]\n", ev.Counter, ev.Value, ev.Delta, ev.Source)
+				fmt.Fprintf(&b, "   evidence: %s = %d (+%d)  [%s]\n", ev.Name(), ev.Value, ev.Delta, ev.Source)
 			default:
-				fmt.Fprintf(&b, "   evidence: %s +%d  [%s]\n", ev.Counter, ev.Delta, ev.Source)
+				fmt.Fprintf(&b, "   evidence: %s +%d  [%s]\n", ev.Name(), ev.Delta, ev.Source)
 			}
 		}
 		if f.Cause != "" {
@@ -100,7 +100,7 @@ func DiagnosisStyled(w io.Writer, r *diagnose.Report, st Style) error {
 	if len(r.Unavailable) > 0 {
 		b.WriteString("Not read:\n")
 		for _, u := range r.Unavailable {
-			fmt.Fprintf(&b, "  - %s: %s\n", u.Source, u.Reason)
+			fmt.Fprintf(&b, "  - %s: %s\n", u.Where(), u.Reason)
 		}
 	}
 	_, err := io.WriteString(w, b.String())

@@ -16,7 +16,7 @@ func TestDiagnosisText(t *testing.T) {
 		Findings: []diagnose.Finding{{
 			Stage: stage.SocketRcvbuf, Severity: diagnose.Critical, Title: "UDP receive buffers full",
 			Drops: 400, Rate: 200,
-			Evidence: []diagnose.Evidence{{Source: "/proc/net/snmp", Counter: "Udp:RcvbufErrors", Delta: 400}},
+			Evidence: []diagnose.Evidence{{Source: counters.ProcNetSNMP, Field: "Udp:RcvbufErrors", Delta: 400}},
 			Cause:    "slow reader",
 			Fix: []diagnose.Fix{
 				{Kind: diagnose.FixSetting, Command: "sysctl -w net.core.rmem_max=26214400", Now: "212992", Note: "the ceiling for SO_RCVBUF",
@@ -29,7 +29,7 @@ func TestDiagnosisText(t *testing.T) {
 			},
 			NotAutomatic: "no setting makes the reader faster",
 		}},
-		Unavailable: []counters.Unavailable{{Source: "netlink nftables", Reason: "needs CAP_NET_ADMIN"}},
+		Unavailable: []counters.Unavailable{{Source: counters.NetlinkNftables, Reason: "needs CAP_NET_ADMIN"}},
 	}
 	for _, s := range stage.All() {
 		d := diagnose.StageDrops{Stage: s.ID}

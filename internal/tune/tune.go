@@ -317,7 +317,7 @@ func vetSysctl(name, current, proposed string, f diagnose.Finding) string {
 
 func hasEvidence(f diagnose.Finding, counter string) bool {
 	for _, e := range f.Evidence {
-		if e.Counter == counter && e.Delta > 0 {
+		if e.Field == counter && e.Delta > 0 {
 			return true
 		}
 	}

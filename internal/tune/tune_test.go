@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -110,7 +111,7 @@ func TestBuildInfoFindingNotApplied(t *testing.T) {
 func TestBuildRPFilterNeedsEvidence(t *testing.T) {
 	sys := mem(map[string]string{"sysctl net.ipv4.conf.all.rp_filter": "1\n"})
 	f := finding(stage.IP, "rpf", change("net.ipv4.conf.all.rp_filter", "2"))
-	f.Evidence = []diagnose.Evidence{{Source: "/proc/net/netstat", Counter: "TcpExt:IPReversePathFilter", Delta: 12}}
+	f.Evidence = []diagnose.Evidence{{Source: counters.ProcNetNetstat, Field: "TcpExt:IPReversePathFilter", Delta: 12}}
 	p := Build(&diagnose.Report{Findings: []diagnose.Finding{f}}, sys, Context{})
 	if len(p.Actionable()) != 1 {
 		t.Fatalf("rp_filter=2 with IPReversePathFilter drops: want 1 actionable item, got %+v", p.Items)
