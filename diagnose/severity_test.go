@@ -34,7 +34,7 @@ func analyzeDeltas(interval time.Duration, tr *droptrace.Snapshot, cs ...counter
 // warning, and the tracer's exact count is a stage's drops when its counters
 // count something else.
 func TestUnitsAndFloors(t *testing.T) {
-	const netstat, snmp, snmp6, arp = "/proc/net/netstat", "/proc/net/snmp", "/proc/net/snmp6", "/proc/net/stat/arp_cache"
+	const netstat, snmp, snmp6, arp = counters.ProcNetNetstat, counters.ProcNetSNMP, counters.ProcNetSNMP6, counters.ProcNetStatARPCache
 	neighFailed := &droptrace.Snapshot{Rows: []droptrace.Row{
 		{Count: 256, Reason: "NEIGH_FAILED", Location: "neigh_invalidate+0x1", Function: "neigh_invalidate", Stage: stage.Neighbor},
 	}}
@@ -129,7 +129,7 @@ func TestTracerAndCountersDisagree(t *testing.T) {
 		counted uint64
 		note    bool
 	}{{1000, true}, {820, false}} {
-		r := analyzeDeltas(5*time.Second, tr, ctr("/proc/net/snmp", "", "Udp:NoPorts", tc.counted, stage.NoSocket))
+		r := analyzeDeltas(5*time.Second, tr, ctr(counters.ProcNetSNMP, "", "Udp:NoPorts", tc.counted, stage.NoSocket))
 		f := r.Findings[0]
 		if f.Drops != tc.counted {
 			t.Errorf("counted %d: drops %d", tc.counted, f.Drops)
