@@ -89,11 +89,11 @@ func expectOne(f Finding, exps []Expect, intervalS float64) []Finding {
 		var hit, rest []Evidence
 		var hitDrops, counted uint64
 		for _, ev := range f.Evidence {
-			if ev.Source == traceSource {
+			if ev.Source == SourceTracer {
 				continue
 			}
 			counted += ev.Delta
-			if hasWord(ev.Counter, e.Match) {
+			if hasWord(ev.Name(), e.Match) {
 				hit = append(hit, ev)
 				hitDrops += ev.Delta
 			} else {
@@ -137,8 +137,8 @@ func partial(f Finding, e Expect) bool {
 	var hits, misses int
 	for _, ev := range f.Evidence {
 		switch {
-		case ev.Source == traceSource:
-		case hasWord(ev.Counter, e.Match):
+		case ev.Source == SourceTracer:
+		case hasWord(ev.Name(), e.Match):
 			hits++
 		default:
 			misses++
@@ -168,7 +168,7 @@ func regrade(was Severity, drops uint64, intervalS float64) Severity {
 func traceEvidence(evs []Evidence) []Evidence {
 	var out []Evidence
 	for _, ev := range evs {
-		if ev.Source == traceSource {
+		if ev.Source == SourceTracer {
 			out = append(out, ev)
 		}
 	}
@@ -177,7 +177,7 @@ func traceEvidence(evs []Evidence) []Evidence {
 
 func anyWord(evs []Evidence, w string) bool {
 	for _, ev := range evs {
-		if hasWord(ev.Counter, w) {
+		if hasWord(ev.Name(), w) {
 			return true
 		}
 	}

@@ -60,12 +60,12 @@ func TestHasWord(t *testing.T) {
 // TestExpectedDrops: declared drops stay visible, as info with the reason
 // "expected", and a firewall finding is split by rule.
 func TestExpectedDrops(t *testing.T) {
-	const nft = counters.NftablesSource
+	const nft = counters.NetlinkNftables
 	rule := func(obj string, v uint64) counters.Counter { return ctr(nft, obj, "packets", v, stage.Netfilter) }
 	cs := []counters.Counter{
 		rule("inet filter input handle 7: udp dport 9999 drop", 2000),
 		rule("inet filter input handle 9: tcp dport 22 drop", 30),
-		ctr("/proc/net/snmp", "", "Udp:RcvbufErrors", 400, stage.SocketRcvbuf),
+		ctr(counters.ProcNetSNMP, "", "Udp:RcvbufErrors", 400, stage.SocketRcvbuf),
 	}
 	tr := &droptrace.Snapshot{Rows: []droptrace.Row{
 		{Count: 500, Reason: "NO_SOCKET", Location: "__udp4_lib_rcv+0x4bc", Function: "__udp4_lib_rcv", Stage: stage.NoSocket},
