@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -368,7 +369,7 @@ func TestNftablesDropRuleMatchesNft(t *testing.T) {
 		return 0, 0
 	}
 	handle, nftBefore := nftCount()
-	obj := fmt.Sprintf("inet ndt input handle %d", handle)
+	obj := fmt.Sprintf("inet ndt input handle %d: udp dport 9999 counter drop", handle)
 	first := ktCollect(t, p.B, nftablesSource{})
 
 	const n = 37
@@ -806,5 +807,106 @@ func TestNftablesUncountedDropRule(t *testing.T) {
 		if strings.HasPrefix(c.Object, "ip ndb input") {
 			t.Errorf("counter for an uncounted rule or policy: %+v", c)
 		}
+	}
+}
+
+// TestNftRuleTextMatchesNft loads rules of the common shapes, with nft and
+// with iptables-nft, and checks that each drop or reject rule is named as
+// `nft -a list ruleset` shows it: family, table, chain, handle and the
+// rule's text (counter values left out).
+func TestNftRuleTextMatchesNft(t *testing.T) {
+	ktNeed(t, "nft")
+	p := ktNewPair(t)
+	const ruleset = `table inet ndtext {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    udp dport 9999 counter drop
+    tcp dport { 22, 80 } counter reject
+    ip saddr 10.1.2.3 counter drop comment "block host"
+    iifname "veth0" meta l4proto icmp counter drop
+    ct state invalid counter drop
+    ip6 daddr ::1 udp sport 53 counter drop
+    tcp dport 1000-2000 counter reject with tcp reset
+    meta mark 0x00000010 counter drop
+    ip saddr 10.0.0.0/8 counter drop
+    tcp dport != 22 counter drop
+    ct state established,related counter accept
+  }
+}
+table ip ndtext4 {
+  chain c {
+    type filter hook input priority 0;
+    udp dport 7 counter drop
+    ip protocol udp counter drop
+    ip daddr 10.0.0.1 tcp dport 80 counter reject with icmp host-unreachable
+  }
+}
+`
+	f := filepath.Join(t.TempDir(), "rules.nft")
+	if err := os.WriteFile(f, []byte(ruleset), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ktRun(t, "ip", "netns", "exec", p.B, "nft", "-f", f)
+	iptNft := false
+	if out, _ := exec.Command("iptables", "-V").CombinedOutput(); strings.Contains(string(out), "nf_tables") {
+		iptNft = true
+		for _, r := range [][]string{
+			{"-A", "INPUT", "-p", "udp", "--dport", "9998", "-j", "DROP"},
+			{"-A", "INPUT", "-s", "10.9.9.9", "-i", "eth0", "-j", "REJECT"},
+			{"-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"},
+			{"-A", "INPUT", "-p", "tcp", "--dport", "443", "-m", "comment", "--comment", "no https", "-j", "DROP"},
+		} {
+			ktRun(t, "ip", append([]string{"netns", "exec", p.B, "iptables"}, r...)...)
+		}
+	}
+
+	// nft's text, by "family table chain handle N".
+	want := map[string]string{}
+	counter := regexp.MustCompile(`counter packets \d+ bytes \d+`)
+	handle := regexp.MustCompile(`^(.*?)\s*# handle (\d+)$`)
+	var table, chain string
+	for _, line := range strings.Split(ktRun(t, "ip", "netns", "exec", p.B, "nft", "-a", "list", "ruleset"), "\n") {
+		line = strings.TrimSpace(line)
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[0] == "table":
+			table = f[1] + " " + f[2]
+		case len(f) >= 2 && f[0] == "chain":
+			chain = f[1]
+		default:
+			if m := handle.FindStringSubmatch(line); m != nil && chain != "" {
+				text := strings.Join(strings.Fields(counter.ReplaceAllString(m[1], "counter")), " ")
+				want[table+" "+chain+" handle "+m[2]] = text
+			}
+		}
+	}
+	s := ktCollect(t, p.B, nftablesSource{})
+	seen := 0
+	for _, c := range s.Counters {
+		if c.Source != NetlinkNftables || strings.Contains(c.Object, "policy") {
+			continue
+		}
+		id, text, ok := strings.Cut(c.Object, ": ")
+		if !ok {
+			t.Errorf("%q: no rule text", c.Object)
+			continue
+		}
+		seen++
+		w := want[id]
+		if strings.Contains(text, "no https") {
+			// nft prints the x_tables comment match as nothing; ours
+			// names it, where it stands in the rule.
+			w = strings.Replace(w, "tcp dport 443 counter", `tcp dport 443 comment "no https" counter`, 1)
+		}
+		if text != w {
+			t.Errorf("%s:\n  netdrop %q\n  nft     %q", id, text, w)
+		}
+	}
+	wantSeen := 13
+	if iptNft {
+		wantSeen += 4
+	}
+	if seen != wantSeen {
+		t.Errorf("%d drop and reject rules named, want %d:\n%v", seen, wantSeen, s.Counters)
 	}
 }

@@ -13,11 +13,13 @@ package counters
 // own. Every socket is opened in the calling thread, whose namespace is read.
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,7 +80,7 @@ func (nftablesSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 			s.FailObject(NetlinkNftables, ch.object(), err)
 			continue
 		}
-		cs, blind := nftRuleCounters(ch, rules)
+		cs, blind := nftRuleCounters(ch, rules, anonSets(conn, t))
 		s.Add(cs...)
 		if len(blind) > 0 {
 			s.Unavailable = append(s.Unavailable, Unavailable{
@@ -88,6 +90,38 @@ func (nftablesSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 		}
 	}
 	return nil
+}
+
+// anonSets reads the elements of a table's anonymous sets when a rule
+// refers to one ("tcp dport { 22, 80 }"), once per table. Interval sets
+// are left as their name: their elements are range ends.
+func anonSets(conn *nftables.Conn, t *nftables.Table) nftSetElems {
+	var byName map[string][][]byte
+	return func(name string) [][]byte {
+		if byName == nil {
+			byName = map[string][][]byte{}
+			sets, err := conn.GetSets(t)
+			if err != nil {
+				return nil
+			}
+			for _, s := range sets {
+				if !s.Anonymous || s.Interval {
+					continue
+				}
+				els, err := conn.GetSetElements(s)
+				if err != nil {
+					continue
+				}
+				var keys [][]byte
+				for _, e := range els {
+					keys = append(keys, e.Key)
+				}
+				slices.SortFunc(keys, bytes.Compare)
+				byName[s.Name] = keys
+			}
+		}
+		return byName[name]
+	}
 }
 
 // joinUints prints rule handles as "2, 5".
@@ -274,7 +308,7 @@ func nftPolicyCounters(chains []nftChain) (out []Counter, missing []string) {
 // that keep no counter (their drops are invisible to counters). iptables-nft
 // expresses -j DROP as a drop verdict and -j REJECT as a reject expression or,
 // in older versions, the x_tables target "REJECT".
-func nftRuleCounters(ch nftChain, rules []*nftables.Rule) (out []Counter, uncounted []uint64) {
+func nftRuleCounters(ch nftChain, rules []*nftables.Rule, sets nftSetElems) (out []Counter, uncounted []uint64) {
 	for _, r := range rules {
 		var counter *expr.Counter
 		drops := false
@@ -301,7 +335,7 @@ func nftRuleCounters(ch nftChain, rules []*nftables.Rule) (out []Counter, uncoun
 		}
 		out = append(out, Counter{
 			Source: NetlinkNftables,
-			Object: fmt.Sprintf("%s handle %d", ch.object(), r.Handle),
+			Object: fmt.Sprintf("%s handle %d: %s", ch.object(), r.Handle, renderNftRule(ch.Family, r, sets)),
 			Field:  "packets",
 			Value:  counter.Packets,
 			Stage:  stage.Netfilter,

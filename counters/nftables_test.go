@@ -130,7 +130,7 @@ func TestNftRuleCounters(t *testing.T) {
 		return &nftables.Rule{Handle: handle, Exprs: exprs}
 	}
 	rules := []*nftables.Rule{
-		// udp dport 9999 counter drop
+		// meta l4proto udp counter drop
 		rule(2, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, &expr.Cmp{Register: 1, Data: []byte{unix.IPPROTO_UDP}},
 			&expr.Counter{Packets: 50, Bytes: 2900}, &expr.Verdict{Kind: expr.VerdictDrop}),
 		// counter accept: not a drop
@@ -144,14 +144,14 @@ func TestNftRuleCounters(t *testing.T) {
 		// jump to another chain is not a drop
 		rule(7, &expr.Counter{Packets: 1}, &expr.Verdict{Kind: expr.VerdictJump, Chain: "x"}),
 	}
-	got, uncounted := nftRuleCounters(ch, rules)
+	got, uncounted := nftRuleCounters(ch, rules, nil)
 	if diff := cmp.Diff([]uint64{4}, uncounted); diff != "" {
 		t.Errorf("uncounted drop rules (-want +got):\n%s", diff)
 	}
 	c := func(h string, v uint64) Counter {
 		return Counter{Source: NetlinkNftables, Object: "inet t input handle " + h, Field: "packets", Value: v, Stage: stage.Netfilter}
 	}
-	want := []Counter{c("2", 50), c("5", 3), c("6", 4)}
+	want := []Counter{c("2: meta l4proto udp counter drop", 50), c("5: counter reject with icmpx no-route", 3), c("6: counter reject", 4)}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("nftRuleCounters (-want +got):\n%s", diff)
 	}
