@@ -84,6 +84,12 @@ type Scenario struct {
 	// which the lab neither controls nor breaks, and a busy host must not
 	// fail a scenario about one namespace.
 	HostWide bool
+	// Expect declares the scenario's drops intended, as a user would
+	// with diagnose --expect STAGE[:MATCH]. The verdict then wants the
+	// finding at Stage marked expected, as information, with its drops
+	// counted, and nothing of the scenario's namespace at warning or
+	// above: the drops stay visible without setting the exit code.
+	Expect []string
 	// Inject puts the fault in place on a freshly built Env (rules, sysctls,
 	// sockets, qdiscs) and returns the traffic that makes packets hit it.
 	// Whatever it opens or changes it registers with Env so teardown undoes

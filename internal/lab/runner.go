@@ -151,7 +151,12 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 	// kernel allows it, and the socket views that name who is responsible —
 	// with the scenario's traffic as the interval.
 	var trafficErr error
-	rep, err := diagnose.Run(ctx, diagnose.Options{Netns: ns, Trace: "auto", During: func(ctx context.Context) error {
+	expects, err := diagnose.ParseExpects(s.Expect)
+	if err != nil {
+		res.Error = fmt.Sprintf("scenario %s: %v", s.Name, err)
+		return res
+	}
+	rep, err := diagnose.Run(ctx, diagnose.Options{Netns: ns, Trace: "auto", Expect: expects, During: func(ctx context.Context) error {
 		trafficErr = traffic(ctx)
 		return trafficErr
 	}})
@@ -171,11 +176,15 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 		return res
 	}
 	res.Report = rep
-	if top, ok := topFinding(rep, s.HostWide); ok {
-		res.Found = top.Stage
-		res.Drops = top.Drops
+	if len(expects) > 0 {
+		res.Found, res.Drops, res.Pass = expectedVerdict(rep, s)
+	} else {
+		if top, ok := topFinding(rep, s.HostWide); ok {
+			res.Found = top.Stage
+			res.Drops = top.Drops
+		}
+		res.Pass = res.Found == s.Stage
 	}
-	res.Pass = res.Found == s.Stage
 	if opts.Inspect != nil {
 		opts.Inspect(s, env, &res)
 	}
@@ -193,6 +202,24 @@ func topFinding(r *diagnose.Report, hostWide bool) (diagnose.Finding, bool) {
 		return f, true
 	}
 	return diagnose.Finding{}, false
+}
+
+// expectedVerdict judges a scenario whose drops are declared intended: the
+// finding at its stage is there, marked expected, as information, and no
+// finding of the scenario's own (not host-wide) is at warning or above.
+func expectedVerdict(r *diagnose.Report, s Scenario) (stage.ID, uint64, bool) {
+	var found stage.ID
+	var drops uint64
+	ok := false
+	for _, f := range r.Findings {
+		if f.Stage == s.Stage && f.Expected != "" && f.Severity == diagnose.Info {
+			found, drops, ok = f.Stage, f.Drops, true
+		}
+		if f.Severity >= diagnose.Warning && (!f.HostWide || s.HostWide) {
+			return f.Stage, f.Drops, false
+		}
+	}
+	return found, drops, ok
 }
 
 func joinErr(a, b string) string {

@@ -21,17 +21,26 @@ import (
 // to cost nothing.
 const ctxCheckEvery = 64
 
-func sockaddr(ap netip.AddrPort) *unix.SockaddrInet4 {
+func sockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is6() {
+		return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
 	return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
 }
 
 // socket opens a socket of the given type inside n's namespace, registers it
 // for closing at teardown, and applies opts before returning it.
 func (e *Env) socket(n *Node, typ int, opts ...func(fd int) error) (int, error) {
+	return e.socketOf(n, unix.AF_INET, typ, opts...)
+}
+
+// socketOf is socket for an address family (AF_INET6 for the IPv6
+// scenarios).
+func (e *Env) socketOf(n *Node, family, typ int, opts ...func(fd int) error) (int, error) {
 	fd := -1
 	err := n.Do(func() error {
 		var err error
-		fd, err = unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+		fd, err = unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
 		return err
 	})
 	if err != nil {
