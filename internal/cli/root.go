@@ -89,6 +89,7 @@ Run without a command it diagnoses this host over 5 seconds (netdrop diagnose).`
 		DisableAutoGenTag: true,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.Flags().BoolP("version", "v", false, "print the version, commit and Go version (as netdrop version) and exit")
 	root.PersistentFlags().StringVar(&e.color, "color", "auto", "colour the output: auto (on a terminal, unless NO_COLOR is set), always or never")
 	for _, f := range commands {
 		root.AddCommand(f(e))
