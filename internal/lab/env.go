@@ -66,10 +66,12 @@ func (n *Node) ReadSysctl(name string) (string, error) {
 	return v, err
 }
 
-// Netlink returns a netlink handle bound to the node's namespace. The caller
-// closes it.
+// Netlink returns an rtnetlink handle bound to the node's namespace. The
+// caller closes it. Only NETLINK_ROUTE is asked for: the library's default
+// also opens xfrm and netfilter sockets, which fail with "protocol not
+// supported" on kernels where xfrm_user is neither loaded nor loadable.
 func (n *Node) Netlink() (*netlink.Handle, error) {
-	h, err := netlink.NewHandleAt(n.handle)
+	h, err := netlink.NewHandleAt(n.handle, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink in %s: %w", n.NS, err)
 	}
