@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/internal/report"
 	"github.com/netdrop/netdrop/stage"
 )
 
@@ -583,7 +584,7 @@ var references = map[string]reference{
 // it is still in place, that netdrop's top finding names the expected stage
 // with the same count, and that nothing remains afterwards.
 func TestScenarios(t *testing.T) {
-	needRoot(t, "ip", "nstat", "nft", "tc", "conntrack", "ss")
+	needRoot(t, "ip", "nstat", "nft", "tc", "conntrack", "ss", "bash")
 	before := readGlobals(t)
 	t.Cleanup(func() { _, _ = Clean() })
 	arpUnresolvedAtStart = arpUnresolved(t)
@@ -591,6 +592,7 @@ func TestScenarios(t *testing.T) {
 	mainNS := mainThreadNS(t)
 	checked := map[string]bool{}
 	outranked := map[string]bool{}
+	printedFixes := 0
 	inspect := func(s Scenario, e *Env, r *Result) {
 		ref, ok := references[s.Name]
 		if !ok {
@@ -598,6 +600,7 @@ func TestScenarios(t *testing.T) {
 			return
 		}
 		checked[s.Name] = true
+		printedFixes += checkFixesRun(t, s.Name, r)
 		n, exact := ref(t, e)
 		if s.Name != "time-wait-ports" && n == 0 {
 			t.Errorf("%s: the reference tool shows no loss: the fault did not happen", s.Name)
@@ -663,10 +666,108 @@ func TestScenarios(t *testing.T) {
 	if len(results) != len(List()) {
 		t.Errorf("ran %d scenarios, want %d", len(results), len(List()))
 	}
+	t.Logf("%d printed fix commands checked", printedFixes)
+	if printedFixes < len(List()) {
+		t.Errorf("only %d printed fix commands over %d scenarios: the check saw no diagnosis", printedFixes, len(List()))
+	}
 	if got := mainThreadNS(t); got != mainNS {
 		t.Errorf("the main thread was left in another network namespace (%d, was %d): it keeps a lab namespace alive and /proc/net shows it", got, mainNS)
 	}
 	assertClean(t, before)
+}
+
+// checkFixesRun checks every command the text report of a scenario's
+// diagnosis prints, while the fault and its namespaces are still there:
+// each parses in bash (bash -n), each sysctl -w names a key that exists, and
+// each ip, tc or ethtool command names an interface that exists — in the
+// diagnosed namespace, or on the host for a host-wide finding, which is
+// where the report tells the user to run it.
+func checkFixesRun(t *testing.T, scenario string, r *Result) (checked int) {
+	t.Helper()
+	if r.Report == nil {
+		return 0
+	}
+	for _, f := range r.Report.Findings {
+		ns := r.Diagnosed
+		if f.HostWide {
+			ns = ""
+		}
+		for _, x := range f.Fix {
+			line := report.CommandLine(x)
+			if line == "" {
+				continue
+			}
+			checked++
+			if out, err := exec.Command("bash", "-n", "-c", line).CombinedOutput(); err != nil {
+				t.Errorf("%s: printed fix %q does not parse: %v\n%s", scenario, line, err, out)
+			}
+			for _, part := range strings.Split(x.Command, "|") {
+				args := strings.Fields(part)
+				if len(args) == 0 {
+					continue
+				}
+				switch args[0] {
+				case "sysctl":
+					for _, a := range args[1:] {
+						if key, _, ok := strings.Cut(a, "="); ok {
+							if !sysctlExists(ns, key) {
+								t.Errorf("%s: printed fix %q names sysctl %s, which does not exist in %s", scenario, line, key, where(ns))
+							}
+						}
+					}
+				case "ip", "tc", "ethtool":
+					if dev := deviceOf(args); dev != "" && !linkExists(ns, dev) {
+						t.Errorf("%s: printed fix %q names interface %s, which does not exist in %s", scenario, line, dev, where(ns))
+					}
+				}
+			}
+		}
+	}
+	return checked
+}
+
+func where(ns string) string {
+	if ns == "" {
+		return "the host namespace"
+	}
+	return "namespace " + ns
+}
+
+// deviceOf returns the interface an ip, tc or ethtool command names: the
+// word after "dev", or ethtool's first argument that is not an option.
+func deviceOf(args []string) string {
+	for i, a := range args[:len(args)-1] {
+		if a == "dev" {
+			return args[i+1]
+		}
+	}
+	if args[0] == "ethtool" {
+		for _, a := range args[1:] {
+			if !strings.HasPrefix(a, "-") {
+				return a
+			}
+		}
+	}
+	return ""
+}
+
+// sysctlExists says whether key is a sysctl of namespace ns ("" the host).
+func sysctlExists(ns, key string) bool {
+	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	cmd := exec.Command("test", "-f", path)
+	if ns != "" {
+		cmd = exec.Command("ip", "netns", "exec", ns, "test", "-f", path)
+	}
+	return cmd.Run() == nil
+}
+
+// linkExists says whether namespace ns ("" the host) has interface dev.
+func linkExists(ns, dev string) bool {
+	cmd := exec.Command("ip", "link", "show", "dev", dev)
+	if ns != "" {
+		cmd = exec.Command("ip", "-n", ns, "link", "show", "dev", dev)
+	}
+	return cmd.Run() == nil
 }
 
 // findingAt returns the first finding at stage st.
