@@ -151,6 +151,13 @@ type StageDrops struct {
 
 // Report is the result of one diagnosis.
 type Report struct {
+	// SchemaVersion, Host, Kernel and StartedAt say which shape of JSON
+	// this is and where and when the diagnosis was made (see stamp).
+	SchemaVersion int       `json:"schema_version"`
+	Host          string    `json:"host"`
+	Kernel        string    `json:"kernel"`
+	StartedAt     time.Time `json:"started_at"`
+
 	IntervalS   float64                `json:"interval_s"`
 	Netns       string                 `json:"netns"`
 	Once        bool                   `json:"since_boot,omitempty"`
@@ -274,6 +281,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r := AnalyzeWith(zero, a, 0, extra(ctx, opts, a))
 		r.Once = true
 		MarkExpected(r, opts.Expect)
+		r.stamp(a.Time)
 		return r, nil
 	}
 	var before *sockets.Summary
@@ -323,6 +331,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	r := AnalyzeWith(a, b, b.Time.Sub(a.Time), x)
 	MarkExpected(r, opts.Expect)
+	r.stamp(a.Time)
 	return r, nil
 }
 

@@ -115,6 +115,7 @@ func decode(t *testing.T, out string) jsonReport {
 	if len(r.Stages) != len(stage.All()) {
 		t.Errorf("%d stages in JSON, want all %d", len(r.Stages), len(stage.All()))
 	}
+	validateDiagnosis(t, out)
 	return r
 }
 
