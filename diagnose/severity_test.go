@@ -170,3 +170,26 @@ func TestSeverityFloors(t *testing.T) {
 		}
 	}
 }
+
+// TestUnspecifiedFreesAreNotGradedAsLoss: the lab's time-wait-ports
+// scenario's tracer sees 0 to 32 NOT_SPECIFIED frees at tcp_v4_rcv
+// (segments its TIME_WAIT sockets absorbed). They once made a TCP finding
+// that outranked the ports finding now and then; they are information.
+func TestUnspecifiedFreesAreNotGradedAsLoss(t *testing.T) {
+	for _, n := range []uint64{1, 17, 32} {
+		tr := &droptrace.Snapshot{Rows: []droptrace.Row{
+			{Count: n, Reason: "NOT_SPECIFIED", Location: "tcp_v4_rcv+0x1a4", Function: "tcp_v4_rcv", Stage: stage.TCP},
+		}}
+		r := analyzeDeltas(time.Second, tr)
+		if len(r.Findings) != 1 || r.Findings[0].Severity != Info || r.Findings[0].Drops != n || len(r.Findings[0].Notes) != 1 {
+			t.Errorf("%d NOT_SPECIFIED frees: %+v", n, r.Findings)
+		}
+	}
+	// With a reason, the same count is a drop graded as any other.
+	tr := &droptrace.Snapshot{Rows: []droptrace.Row{
+		{Count: 32, Reason: "TCP_INVALID_SEQUENCE", Location: "tcp_validate_incoming+0x1", Function: "tcp_validate_incoming", Stage: stage.TCP},
+	}}
+	if r := analyzeDeltas(time.Second, tr); r.Findings[0].Severity != Warning {
+		t.Errorf("32 TCP_INVALID_SEQUENCE drops: %s, want warning", r.Findings[0].Severity)
+	}
+}
