@@ -416,6 +416,7 @@ var catalog = func() map[string]FieldInfo {
 		"NET_TX":  {Meaning: "NET_TX softirqs run on this CPU"},
 		"softirq": {Meaning: "time this CPU spent in softirqs, in USER_HZ ticks; a CPU mostly in softirq drops next"},
 		"irq":     {Meaning: "time this CPU spent in hard interrupts, in USER_HZ ticks"},
+		"idle":    {Meaning: "time this CPU had nothing to run (idle and iowait), in USER_HZ ticks"},
 		"total":   {Meaning: "all time of this CPU, in USER_HZ ticks (user, nice, system, idle, iowait, irq, softirq, steal)"},
 	}
 

@@ -14,7 +14,7 @@ import (
 func init() { register(CPUStatSource{}) }
 
 // CPUStatSource reads per-CPU time from /proc/stat: Object "cpu0", fields
-// "softirq", "irq" and "total", in USER_HZ ticks.
+// "softirq", "irq", "idle" (idle and iowait) and "total", in USER_HZ ticks.
 type CPUStatSource struct{}
 
 // ID implements Source.
@@ -36,7 +36,9 @@ func (CPUStatSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
 type cpuTime struct {
 	CPU          string // "cpu0"
 	IRQ, Softirq uint64
-	Total        uint64
+	// Idle is idle and iowait: time the CPU had nothing to run.
+	Idle  uint64
+	Total uint64
 }
 
 // parseCPUStat reads the cpuN lines of /proc/stat (fs/proc/stat.c): user
@@ -72,6 +74,8 @@ func parseCPUStat(r io.Reader) ([]cpuTime, error) {
 			}
 			t.Total += v
 			switch i {
+			case 3, 4:
+				t.Idle += v
 			case 5:
 				t.IRQ = v
 			case 6:
@@ -85,12 +89,12 @@ func parseCPUStat(r io.Reader) ([]cpuTime, error) {
 }
 
 func cpuStatCounters(ts []cpuTime) []Counter {
-	out := make([]Counter, 0, 3*len(ts))
+	out := make([]Counter, 0, 4*len(ts))
 	for _, t := range ts {
 		for _, f := range []struct {
 			name string
 			v    uint64
-		}{{"softirq", t.Softirq}, {"irq", t.IRQ}, {"total", t.Total}} {
+		}{{"softirq", t.Softirq}, {"irq", t.IRQ}, {"idle", t.Idle}, {"total", t.Total}} {
 			out = append(out, Counter{Source: ProcStat, Object: t.CPU, Field: f.name, Value: f.v, HostWide: true})
 		}
 	}

@@ -15,13 +15,13 @@ func TestCPUStatSource(t *testing.T) {
 		errs    bool
 	}{
 		{"linux-6.18", map[string]uint64{
-			"cpu0 softirq": 5, "cpu0 irq": 0, "cpu0 total": 4942 + 1669 + 43710 + 24 + 5 + 4,
+			"cpu0 softirq": 5, "cpu0 irq": 0, "cpu0 idle": 43710 + 24, "cpu0 total": 4942 + 1669 + 43710 + 24 + 5 + 4,
 			"cpu1 softirq": 28, "cpu1 total": 5521 + 2268 + 42206 + 320 + 28 + 9,
 		}, 2, false},
 		// 2.6.32: nine columns (guest, no guest_nice); guest is not added
 		// to the total, it is already in user.
 		{"linux-2.6.32", map[string]uint64{
-			"cpu0 softirq": 2, "cpu0 irq": 1, "cpu0 total": 5 + 5 + 50 + 1 + 1 + 2, "cpu1 total": 62,
+			"cpu0 softirq": 2, "cpu0 irq": 1, "cpu0 idle": 50 + 1, "cpu0 total": 5 + 5 + 50 + 1 + 1 + 2, "cpu1 total": 62,
 		}, 2, false},
 		{"broken", map[string]uint64{
 			"cpu0 softirq": 3, "cpu3 softirq": 90, "cpu3 irq": 10, "cpu3 total": 1100,
@@ -37,7 +37,7 @@ func TestCPUStatSource(t *testing.T) {
 			if diff := cmp.Diff(tt.want, pick(got, tt.want)); diff != "" {
 				t.Errorf("values (-want +got):\n%s", diff)
 			}
-			if len(got) != 3*tt.cpus {
+			if len(got) != 4*tt.cpus {
 				t.Errorf("%d counters for %d CPUs", len(got), tt.cpus)
 			}
 			rs := unavailable(s, ProcStat)
@@ -61,7 +61,7 @@ func TestParseCPUStatOldLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]cpuTime{{CPU: "cpu0", Softirq: 1, Total: 8}}, got); diff != "" {
+	if diff := cmp.Diff([]cpuTime{{CPU: "cpu0", Softirq: 1, Idle: 5, Total: 8}}, got); diff != "" {
 		t.Errorf("parseCPUStat (-want +got):\n%s", diff)
 	}
 }

@@ -289,17 +289,20 @@ func TestJSONShape(t *testing.T) {
 }
 
 func TestSoftirqConcentratedOnOneCPU(t *testing.T) {
-	mk := func(cpu0, cpu1, soft0, tot0 uint64) *counters.Snapshot {
+	mk := func(cpu0, cpu1, soft0, tot0, idle1 uint64) *counters.Snapshot {
 		s := snap(sys,
 			counters.Counter{Source: counters.ProcSoftirqs, Object: "cpu0", Field: "NET_RX", Value: cpu0, HostWide: true},
 			counters.Counter{Source: counters.ProcSoftirqs, Object: "cpu1", Field: "NET_RX", Value: cpu1, HostWide: true},
 			counters.Counter{Source: counters.ProcStat, Object: "cpu0", Field: "softirq", Value: soft0, HostWide: true},
 			counters.Counter{Source: counters.ProcStat, Object: "cpu0", Field: "total", Value: tot0, HostWide: true},
+			counters.Counter{Source: counters.ProcStat, Object: "cpu1", Field: "idle", Value: idle1, HostWide: true},
+			counters.Counter{Source: counters.ProcStat, Object: "cpu1", Field: "total", Value: tot0, HostWide: true},
 		)
 		s.NICs = []counters.NIC{{Name: "eth0", RxQueues: 1, RPSCPUs: []string{"0"}, IRQs: []counters.IRQ{{Number: 25, Name: "virtio0-input.0", Affinity: "0"}}}}
 		return s
 	}
-	r := Analyze(mk(0, 0, 0, 0), mk(190000, 100, 400, 500), 5*time.Second)
+	// cpu1 idles 90% of the interval: the concentration is the problem.
+	r := Analyze(mk(0, 0, 0, 0, 0), mk(190000, 100, 400, 500, 450), 5*time.Second)
 	var titles []string
 	for _, f := range r.Findings {
 		titles = append(titles, f.Title)
@@ -312,6 +315,14 @@ func TestSoftirqConcentratedOnOneCPU(t *testing.T) {
 	}
 	if !contains(r.Findings[0].Fix, "echo 3 > /sys/class/net/eth0/queues/rx-0/rps_cpus  # now 0; RPS: spread this queue over all CPUs") {
 		t.Errorf("fix = %q", fixLines(r.Findings[0].Fix))
+	}
+	// cpu1 is as busy (10% idle): the host is short of CPU, and moving
+	// receive work onto cpu1 would not help; no concentration finding.
+	r = Analyze(mk(0, 0, 0, 0, 0), mk(190000, 100, 400, 500, 50), 5*time.Second)
+	for _, f := range r.Findings {
+		if strings.Contains(f.Title, "concentrated") {
+			t.Errorf("concentration reported while the other CPU is busy: %q", f.Title)
+		}
 	}
 }
 

@@ -248,7 +248,10 @@ func ruleSoftirqBalance(in *input) []Finding {
 	var out []Finding
 	// Object is the CPU, Field the softirq.
 	netrx := in.moved(from(counters.ProcSoftirqs, "NET_RX"))
-	if hot, share, total := hottest(netrx); total > 0 && in.rate(total) >= concentratedRate && share >= 0.8 {
+	// Concentration is a problem only while the other CPUs idle: when
+	// they are busy too, spreading the receive work onto them helps
+	// nothing, the host is short of CPU.
+	if hot, share, total := hottest(netrx); total > 0 && in.rate(total) >= concentratedRate && share >= 0.8 && in.othersIdle(hot) {
 		out = append(out, Finding{
 			Stage:    stage.Softirq,
 			Severity: Warning,
@@ -305,7 +308,7 @@ func ruleSoftirqBalance(in *input) []Finding {
 				hot, max = cpu, v
 			}
 		}
-		if total > 0 && in.rate(total) >= concentratedRate && float64(max)/float64(total) >= 0.8 {
+		if total > 0 && in.rate(total) >= concentratedRate && float64(max)/float64(total) >= 0.8 && in.othersIdle(hot) {
 			out = append(out, Finding{
 				Stage:    stage.Softirq,
 				Severity: Warning,
@@ -318,6 +321,37 @@ func ruleSoftirqBalance(in *input) []Finding {
 		}
 	}
 	return out
+}
+
+// othersIdle reports whether every CPU but hot spent at least
+// othersIdleShare of the interval idle, by /proc/stat; false when that is
+// not known.
+func (in *input) othersIdle(hot string) bool {
+	idle := map[string]uint64{}
+	total := map[string]uint64{}
+	for _, c := range in.delta.Counters {
+		if c.Source != counters.ProcStat || c.Object == "cpu" || c.Object == hot {
+			continue
+		}
+		switch c.Field {
+		case "idle":
+			idle[c.Object] = c.Value
+		case "total":
+			total[c.Object] = c.Value
+		}
+	}
+	if len(total) == 0 {
+		return false
+	}
+	for cpu, t := range total {
+		if t == 0 {
+			continue // no tick in a short interval: no evidence of work
+		}
+		if float64(idle[cpu]) < othersIdleShare*float64(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // concentratedRate is the NET_RX softirq (or NIC interrupt) rate per second

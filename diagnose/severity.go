@@ -24,6 +24,11 @@ var (
 	// TcpExt TCPToZeroWindowAdv +30 in 5 s (a reader pausing) stays
 	// information; a neighbour failing ten resolutions a second does not.
 	eventWarning = floor{Count: 50, Rate: 10}
+	// othersIdleShare: receive work concentrated on one CPU is a warning
+	// only while every other CPU spends at least this share of the
+	// interval idle (/proc/stat idle and iowait); when they are busy too,
+	// spreading the work helps nothing.
+	othersIdleShare = 0.5
 	// disagreement is the relative difference between a stage's counters
 	// and the drop tracer above which a finding says they disagree.
 	disagreement = 0.05
