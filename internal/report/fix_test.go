@@ -58,6 +58,9 @@ var ruleCases = []struct {
 	{name: "softirq concentrated", moved: []counters.Counter{
 		{Source: counters.ProcSoftirqs, Object: "cpu0", Field: "NET_RX", Value: 190000, HostWide: true},
 		{Source: counters.ProcSoftirqs, Object: "cpu1", Field: "NET_RX", Value: 100, HostWide: true},
+		// cpu1 idles: concentration is reported only then.
+		{Source: counters.ProcStat, Object: "cpu1", Field: "idle", Value: 450, HostWide: true},
+		{Source: counters.ProcStat, Object: "cpu1", Field: "total", Value: 500, HostWide: true},
 	}},
 	{name: "ip", moved: []counters.Counter{
 		{Source: counters.ProcNetNetstat, Field: "TcpExt:IPReversePathFilter", Value: 200, Stage: stage.IP},
