@@ -38,8 +38,10 @@ Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.
   netdrop diagnose --expect netfilter:9999 --expect no-socket   # drops declared intended`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if opts.Interval <= 0 && !opts.Once {
-				return fmt.Errorf("--interval must be positive (got %s)", opts.Interval)
+			if !opts.Once {
+				if err := checkInterval("--interval", opts.Interval, false); err != nil {
+					return err
+				}
 			}
 			var err error
 			if opts.Expect, err = diagnose.ParseExpects(expects); err != nil {

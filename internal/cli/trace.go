@@ -81,8 +81,11 @@ exits, however it exits, the kernel removes the program.`,
 }
 
 func runTrace(ctx context.Context, e *env, tf traceFlags) error {
-	if tf.interval < 0 || tf.duration < 0 {
-		return errors.New("--interval and --duration must not be negative")
+	if tf.duration < 0 {
+		return errors.New("--duration must not be negative")
+	}
+	if err := checkInterval("--interval", tf.interval, true); err != nil {
+		return err
 	}
 	if tf.host != "" {
 		a, err := netip.ParseAddr(tf.host)

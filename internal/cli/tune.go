@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/internal/report"
+	"github.com/netdrop/netdrop/internal/safefile"
 	"github.com/netdrop/netdrop/internal/tune"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
@@ -65,8 +67,8 @@ finding's fix belongs in the application rather than in the kernel.`,
 				}
 				return runRollback(e, rollback, opts.Netns, cmd.Flags().Changed("netns"), asJSON)
 			}
-			if opts.Interval <= 0 {
-				return fmt.Errorf("--interval must be positive (got %s)", opts.Interval)
+			if err := checkInterval("--interval", opts.Interval, false); err != nil {
+				return err
 			}
 			opts.Progress = func(msg string) { fmt.Fprintln(e.stderr, msg) }
 			r, err := diagnose.Run(cmd.Context(), opts)
@@ -77,7 +79,16 @@ finding's fix belongs in the application rather than in the kernel.`,
 			plan := tune.Build(r, sys, tuneContext(cmd, r, opts.Netns))
 			out := tuneOutput{Plan: plan, DryRun: !apply}
 			var applyErr error
+			var nothing bool
 			if apply {
+				nothing, applyErr = applyPrecheck(plan, os.Geteuid())
+			}
+			switch {
+			case apply && nothing:
+				out.Applied = &tune.Result{}
+			case apply && applyErr != nil:
+				out.DryRun = true
+			case apply:
 				if rollbackFile == "" {
 					rollbackFile, err = defaultRollbackFile()
 					if err != nil {
@@ -143,10 +154,28 @@ func tuneContext(cmd *cobra.Command, r *diagnose.Report, ns string) tune.Context
 	return tc
 }
 
+// applyPrecheck decides what --apply does before anything is created or
+// written: with nothing to change it needs no rollback file, no directory
+// for one and no privileges (nothing true, exit 0); otherwise a user other
+// than root is told it needs root, with the plan shown.
+func applyPrecheck(p *tune.Plan, euid int) (nothing bool, err error) {
+	if len(p.Actionable()) == 0 {
+		return true, nil
+	}
+	if euid != 0 {
+		return false, errors.New("tune --apply changes kernel settings and needs root: nothing changed (the plan above is what it would do)")
+	}
+	return false, nil
+}
+
 func defaultRollbackFile() (string, error) {
 	dir := "/run/netdrop"
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("rollback directory: %w (choose one with --rollback-file)", err)
+	}
+	// Rollback files are trusted only in a directory nobody else can write.
+	if err := safefile.CheckDir(dir); err != nil {
+		return "", fmt.Errorf("rollback directory refused: %w (choose one with --rollback-file)", err)
 	}
 	return filepath.Join(dir, "rollback-"+time.Now().UTC().Format("20060102T150405")+".json"), nil
 }
@@ -159,18 +188,30 @@ func runRollback(e *env, path, ns string, nsGiven, asJSON bool) error {
 	if !nsGiven {
 		ns = rb.Netns
 	}
-	if err := tune.RollbackFrom(tune.Kernel{Netns: ns}, rb); err != nil {
+	done, err := tune.RollbackFrom(tune.Kernel{Netns: ns}, rb)
+	if asJSON {
+		if jerr := writeJSON(e.stdout, map[string]any{"rolled_back_from": path, "netns": ns, "restored": done}); jerr != nil {
+			return jerr
+		}
+	} else {
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "rollback from %s:\n", path)
+		for _, r := range done {
+			switch r.Outcome {
+			case tune.Restored:
+				fmt.Fprintf(tw, "  %s\t= %s\t(was %s)\n", r.Setting, r.Value, r.Applied)
+			case tune.AlreadyRestored:
+				fmt.Fprintf(tw, "  %s\t= %s\t(already)\n", r.Setting, r.Value)
+			case tune.ChangedSince:
+				fmt.Fprintf(tw, "  %s\t= %s\t(left as is: netdrop set %s, someone changed it since)\n", r.Setting, r.Now, r.Applied)
+			}
+		}
+		tw.Flush()
+	}
+	if err != nil {
 		return fmt.Errorf("rollback from %s: %w", path, err)
 	}
-	if asJSON {
-		return writeJSON(e.stdout, map[string]any{"rolled_back_from": path, "netns": ns, "restored": rb.Entries})
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "restored from %s:\n", path)
-	for _, en := range rb.Entries {
-		fmt.Fprintf(tw, "  %s\t= %s\t(was %s)\n", en.Setting, en.Value, en.Applied)
-	}
-	return tw.Flush()
+	return nil
 }
 
 func renderTune(w io.Writer, out tuneOutput) error {

@@ -2,29 +2,16 @@ package tune
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/internal/safefile"
 )
-
-// RollbackVersion is the version of the rollback file format.
-const RollbackVersion = 1
-
-// Rollback is the content of a rollback file: every value Apply was about
-// to change, as the kernel printed it before the change.
-type Rollback struct {
-	Version int       `json:"version"`
-	Netns   string    `json:"netns"`
-	Created time.Time `json:"created"`
-	Entries []Entry   `json:"entries"`
-}
 
 // Entry is one value to restore.
 type Entry struct {
@@ -60,6 +47,10 @@ func Apply(p *Plan, sys System, rollbackPath string) (*Result, error) {
 	}
 	rb := Rollback{Version: RollbackVersion, Netns: p.Netns, Created: time.Now().UTC()}
 	for _, it := range items {
+		// A change a rollback file could not carry back is not made.
+		if err := Known(it.Setting, it.Proposed); err != nil {
+			return nil, fmt.Errorf("nothing changed: %w", err)
+		}
 		if err := sys.Check(it.Setting); err != nil {
 			return nil, fmt.Errorf("nothing changed: %w", err)
 		}
@@ -143,78 +134,6 @@ func restore(sys System, entries []Entry) error {
 	return errors.Join(errs...)
 }
 
-// RollbackFrom restores every value saved in the rollback file at path.
-// sys must act on the namespace named in the file (ReadRollback tells which).
-func RollbackFrom(sys System, rb *Rollback) error {
-	return restore(sys, rb.Entries)
-}
-
-// ReadRollback reads and validates a rollback file.
-func ReadRollback(path string) (*Rollback, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("rollback file: %w", err)
-	}
-	return parseRollback(b)
-}
-
-func parseRollback(b []byte) (*Rollback, error) {
-	var rb Rollback
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rb); err != nil {
-		return nil, fmt.Errorf("rollback file: not a netdrop rollback file: %w", err)
-	}
-	if rb.Version != RollbackVersion {
-		return nil, fmt.Errorf("rollback file: version %d, this netdrop reads version %d", rb.Version, RollbackVersion)
-	}
-	for i, e := range rb.Entries {
-		// Unknown kind names fail in decoding; a missing one is zero.
-		if !e.Setting.Kind.Valid() {
-			return nil, fmt.Errorf("rollback file: entry %d: no kind", i+1)
-		}
-		if e.Setting.Target == "" {
-			return nil, fmt.Errorf("rollback file: entry %d: no target", i+1)
-		}
-	}
-	return &rb, nil
-}
-
-// writeRollback saves rb durably before anything changes: the file is
-// created exclusively, written, synced, and its directory synced, so a crash
-// right after the first change still leaves the originals on disk.
-func writeRollback(path string, rb *Rollback) error {
-	b, err := json.MarshalIndent(rb, "", "  ")
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("rollback file %s exists: roll back with it first, or choose another name", path)
-		}
-		return fmt.Errorf("rollback file: %w", err)
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("rollback file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("rollback file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("rollback file: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
 // WritePersist writes the plan's actionable sysctls in sysctl.d format to w,
 // for /etc/sysctl.d/NN-netdrop.conf. Other kinds have no sysctl.d form and
 // are listed as comments with where they belong.
@@ -231,6 +150,11 @@ func WritePersist(w io.Writer, p *Plan) error {
 			other = append(other, it)
 			continue
 		}
+		if err := Known(it.Setting, it.Proposed); err != nil {
+			// Plans come from Build, which skips such items; a plan
+			// built otherwise still writes nothing tune would not.
+			return err
+		}
 		fmt.Fprintf(&b, "\n# %s: %s (was %s)\n# risk: %s\n%s = %s\n", it.Stage, it.Finding, it.Current, it.Risk, it.Setting.Target, it.Proposed)
 		n++
 	}
@@ -245,29 +169,14 @@ func WritePersist(w io.Writer, p *Plan) error {
 }
 
 // Persist writes the sysctl.d file at path atomically (a temporary file
-// renamed over it), so a reader never sees half a file.
+// renamed over it, never written through a symlink), so a reader never sees
+// half a file.
 func Persist(path string, p *Plan) error {
 	var buf bytes.Buffer
 	if err := WritePersist(&buf, p); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".netdrop-sysctl-*")
-	if err != nil {
-		return fmt.Errorf("persist: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("persist: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("persist: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("persist: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := safefile.Write(path, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}
 	return nil

@@ -81,7 +81,7 @@ func TestKernelApplyRollbackByteExact(t *testing.T) {
 	if rb.Netns != p.B {
 		t.Errorf("rollback file netns = %q, want %q", rb.Netns, p.B)
 	}
-	if err := RollbackFrom(sys, rb); err != nil {
+	if _, err := RollbackFrom(sys, rb); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range names {
@@ -215,7 +215,7 @@ func TestKernelLinkSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := RollbackFrom(sys, rb); err != nil {
+	if _, err := RollbackFrom(sys, rb); err != nil {
 		t.Fatal(err)
 	}
 	for s, v := range before {
@@ -373,7 +373,7 @@ func TestKernelPlanFromDiagnosis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := RollbackFrom(sys, rb); err != nil {
+	if _, err := RollbackFrom(sys, rb); err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range applied.Applied {

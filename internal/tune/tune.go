@@ -220,6 +220,11 @@ func Build(r *diagnose.Report, sys System, ctx Context) *Plan {
 			if it.Skip == "" {
 				it.Skip = vet(set, it.Current, c.Proposed, f)
 			}
+			if it.Skip == "" {
+				if err := Known(set, c.Proposed); err != nil {
+					it.Skip = err.Error() + ""
+				}
+			}
 			if it.Skip == "" && f.Severity < diagnose.Warning {
 				// Info findings are context (totals since boot, loss
 				// beyond this host): tune changes settings for loss

@@ -209,7 +209,7 @@ func TestApplyAndRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := RollbackFrom(sys, rb); err != nil {
+	if _, err := RollbackFrom(sys, rb); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(orig, sys.Values); diff != "" {
@@ -223,21 +223,21 @@ func TestApplyAndRollback(t *testing.T) {
 
 func TestApplyFailureRollsBack(t *testing.T) {
 	orig := map[string]string{
-		"sysctl a.b": "1\n",
-		"sysctl c.d": "2\n",
-		"sysctl e.f": "3\n",
+		"sysctl net.core.rmem_max": "1\n",
+		"sysctl net.core.wmem_max": "2\n",
+		"sysctl net.core.somaxconn": "3\n",
 	}
 	sys := mem(copyMap(orig))
-	sys.Fail["sysctl e.f"] = true
+	sys.Fail["sysctl net.core.somaxconn"] = true
 	path := filepath.Join(t.TempDir(), "rb.json")
-	_, err := Apply(planOf(item(sysctl("a.b"), "10"), item(sysctl("c.d"), "20"), item(sysctl("e.f"), "30")), sys, path)
+	_, err := Apply(planOf(item(sysctl("net.core.rmem_max"), "10"), item(sysctl("net.core.wmem_max"), "20"), item(sysctl("net.core.somaxconn"), "30")), sys, path)
 	if err == nil || !strings.Contains(err.Error(), "change 3 of 3 failed") || !strings.Contains(err.Error(), "2 changes made were rolled back") {
 		t.Fatalf("err = %v, want change 3 failed and 2 rolled back", err)
 	}
 	if diff := cmp.Diff(orig, sys.Values); diff != "" {
 		t.Errorf("values after a failed apply (-want +got):\n%s", diff)
 	}
-	want := []string{"sysctl a.b=10", "sysctl c.d=20", "sysctl c.d=2\n", "sysctl a.b=1\n"}
+	want := []string{"sysctl net.core.rmem_max=10", "sysctl net.core.wmem_max=20", "sysctl net.core.wmem_max=2\n", "sysctl net.core.rmem_max=1\n"}
 	if diff := cmp.Diff(want, sys.Writes); diff != "" {
 		t.Errorf("writes, undo in reverse order (-want +got):\n%s", diff)
 	}
@@ -247,10 +247,10 @@ func TestApplyFailureRollsBack(t *testing.T) {
 }
 
 func TestApplyChecksBeforeChanging(t *testing.T) {
-	sys := mem(map[string]string{"sysctl a.b": "1\n", "sysctl ro.x": "5\n"})
-	sys.ReadOnly["sysctl ro.x"] = true
+	sys := mem(map[string]string{"sysctl net.core.rmem_max": "1\n", "sysctl net.core.netdev_budget": "5\n"})
+	sys.ReadOnly["sysctl net.core.netdev_budget"] = true
 	path := filepath.Join(t.TempDir(), "rb.json")
-	_, err := Apply(planOf(item(sysctl("a.b"), "10"), item(sysctl("ro.x"), "6"), item(sysctl("no.such"), "1")), sys, path)
+	_, err := Apply(planOf(item(sysctl("net.core.rmem_max"), "10"), item(sysctl("net.core.netdev_budget"), "6"), item(sysctl("net.core.rmem_default"), "1")), sys, path)
 	if !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), "nothing changed") {
 		t.Fatalf("err = %v, want ErrReadOnly and nothing changed", err)
 	}
