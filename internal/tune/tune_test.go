@@ -223,8 +223,8 @@ func TestApplyAndRollback(t *testing.T) {
 
 func TestApplyFailureRollsBack(t *testing.T) {
 	orig := map[string]string{
-		"sysctl net.core.rmem_max": "1\n",
-		"sysctl net.core.wmem_max": "2\n",
+		"sysctl net.core.rmem_max":  "1\n",
+		"sysctl net.core.wmem_max":  "2\n",
 		"sysctl net.core.somaxconn": "3\n",
 	}
 	sys := mem(copyMap(orig))
