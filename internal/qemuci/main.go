@@ -114,6 +114,9 @@ var (
 	resultRE = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(`)
 	labRE    = regexp.MustCompile(`^(PASS|FAIL) ([a-z0-9-]+): expected`)
 	kmsgRE   = regexp.MustCompile(`^\[\s*\d+\.\d+\] `)
+	// ansiRE matches colour escapes: the console is a terminal, so the
+	// lab colours its verdicts.
+	ansiRE = regexp.MustCompile(`\x1b\[[0-9;]*m`)
 )
 
 // parse reads a console log. Output lines of a test are the lines between
@@ -127,7 +130,7 @@ func parse(r io.Reader) (*Run, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
+		line := ansiRE.ReplaceAllString(strings.TrimRight(sc.Text(), "\r"), "")
 		if i := strings.Index(line, "ND-KERNEL "); i > 0 {
 			// The first marker comes glued to the firmware's escapes.
 			line = line[i:]
@@ -204,6 +207,9 @@ func (r *Run) judge(want []string) []string {
 		}
 		if s.RC != 0 {
 			out = append(out, fmt.Sprintf("step %s exited %d", s.Name, s.RC))
+		}
+		if len(s.Tests) == 0 && len(s.Scenarios) == 0 {
+			out = append(out, fmt.Sprintf("step %s reported no test or scenario", s.Name))
 		}
 		for _, t := range s.Tests {
 			switch {

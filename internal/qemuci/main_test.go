@@ -92,6 +92,11 @@ ND-ALL-DONE
 ND-STEP-END a rc=0 seconds=1
 ND-ALL-DONE
 `, nil},
+		{"coloured lab verdicts", "ND-STEP-BEGIN a\n\x1b[32mPASS\x1b[0m udp-rcvbuf: expected socket-rcvbuf, found socket-rcvbuf (2994 drops, 0.3s)\n" +
+			"\x1b[31mFAIL\x1b[0m qdisc-drop: expected qdisc, found no finding (0 drops, 0.2s)\nND-STEP-END a rc=1 seconds=1\nND-ALL-DONE\n",
+			[]string{"a: scenario qdisc-drop failed", "step a exited 1"}},
+		{"a step that printed no result", "ND-STEP-BEGIN a\nsh: not found\nND-STEP-END a rc=0 seconds=0\nND-ALL-DONE\n",
+			[]string{"step a reported no test or scenario"}},
 		{"guest died in a step", `ND-STEP-BEGIN a
 === RUN   TestA
 [   99.000000] Kernel panic - not syncing
