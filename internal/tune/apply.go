@@ -98,7 +98,7 @@ func writeChecked(sys System, s Setting, v string) (written bool, err error) {
 	if err := sys.Write(s, v); err != nil {
 		return false, err
 	}
-	if s.Kind == diagnose.ChangeRPSCPUs {
+	if kinds[s.Kind].reprints {
 		return true, nil
 	}
 	got, err := sys.Read(s)

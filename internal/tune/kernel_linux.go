@@ -53,44 +53,96 @@ func (k Kernel) where() string {
 	return "namespace " + k.Netns
 }
 
+// kernelApplier is the kernel half of a kind's applier: how to read, check
+// and write a setting of that kind, each run where the kind lives
+// (netns.Do for sysctls and links, the namespace's own sysfs for RPS
+// masks). The other half, risk and refusals, is kinds in kinds.go.
+type kernelApplier struct {
+	read  func(k Kernel, s Setting) (string, error)
+	check func(k Kernel, s Setting) error
+	write func(k Kernel, s Setting, v string) error
+}
+
+var kernelAppliers = map[diagnose.ChangeKind]kernelApplier{
+	diagnose.ChangeSysctl:     inNetns(Kernel.readSysctl, Kernel.checkSysctl, Kernel.writeSysctl),
+	diagnose.ChangeTxQueueLen: inNetns(Kernel.readTxQLen, Kernel.checkLink, Kernel.writeTxQLen),
+	diagnose.ChangeRing:       inNetns(Kernel.readEthtool, Kernel.checkEthtool, Kernel.writeEthtool),
+	diagnose.ChangeChannels:   inNetns(Kernel.readEthtool, Kernel.checkEthtool, Kernel.writeEthtool),
+	diagnose.ChangeRPSCPUs: {
+		read: func(k Kernel, s Setting) (out string, err error) {
+			err = k.sysfs(func(sys string) error {
+				out, err = k.readRPS(s, sys)
+				return err
+			})
+			return out, err
+		},
+		check: func(k Kernel, s Setting) error {
+			return k.sysfs(func(sys string) error { return k.checkRPS(s, sys) })
+		},
+		write: func(k Kernel, s Setting, v string) error {
+			return k.sysfs(func(sys string) error {
+				if err := k.checkRPS(s, sys); err != nil {
+					return err
+				}
+				return k.writeFile(s, rpsPath(sys, s), v)
+			})
+		},
+	},
+}
+
+// inNetns makes an applier whose operations run inside the namespace on a
+// locked thread.
+func inNetns(read func(Kernel, Setting) (string, error), check func(Kernel, Setting) error, write func(Kernel, Setting, string) error) kernelApplier {
+	return kernelApplier{
+		read: func(k Kernel, s Setting) (out string, err error) {
+			err = netns.Do(k.Netns, func() error {
+				out, err = read(k, s)
+				return err
+			})
+			return out, err
+		},
+		check: func(k Kernel, s Setting) error {
+			return netns.Do(k.Netns, func() error { return check(k, s) })
+		},
+		write: func(k Kernel, s Setting, v string) error {
+			return netns.Do(k.Netns, func() error { return write(k, s, v) })
+		},
+	}
+}
+
+func applierOf(s Setting) (kernelApplier, error) {
+	a, ok := kernelAppliers[s.Kind]
+	if !ok {
+		return kernelApplier{}, fmt.Errorf("%w: kind %s", ErrUnknown, s.Kind)
+	}
+	return a, nil
+}
+
 // Read implements System.
 func (k Kernel) Read(s Setting) (string, error) {
-	var out string
-	if s.Kind == diagnose.ChangeRPSCPUs {
-		err := k.sysfs(func(sys string) error {
-			var err error
-			out, err = k.readRPS(s, sys)
-			return err
-		})
-		return out, err
+	a, err := applierOf(s)
+	if err != nil {
+		return "", err
 	}
-	err := netns.Do(k.Netns, func() error {
-		var err error
-		out, err = k.read(s)
-		return err
-	})
-	return out, err
+	return a.read(k, s)
 }
 
 // Check implements System.
 func (k Kernel) Check(s Setting) error {
-	if s.Kind == diagnose.ChangeRPSCPUs {
-		return k.sysfs(func(sys string) error { return k.checkRPS(s, sys) })
+	a, err := applierOf(s)
+	if err != nil {
+		return err
 	}
-	return netns.Do(k.Netns, func() error { return k.check(s) })
+	return a.check(k, s)
 }
 
 // Write implements System.
 func (k Kernel) Write(s Setting, v string) error {
-	if s.Kind == diagnose.ChangeRPSCPUs {
-		return k.sysfs(func(sys string) error {
-			if err := k.checkRPS(s, sys); err != nil {
-				return err
-			}
-			return k.writeFile(s, rpsPath(sys, s), v)
-		})
+	a, err := applierOf(s)
+	if err != nil {
+		return err
 	}
-	return netns.Do(k.Netns, func() error { return k.write(s, v) })
+	return a.write(k, s, v)
 }
 
 // sysfs runs fn with the root of a sysfs that shows the namespace's
@@ -187,50 +239,81 @@ func (k Kernel) fileErr(s Setting, op string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, s, err)
 }
 
-func (k Kernel) read(s Setting) (string, error) {
-	switch s.Kind {
-	case diagnose.ChangeSysctl:
-		p, err := k.path(s)
-		if err != nil {
-			return "", err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return "", k.fileErr(s, "read", err)
-		}
-		return string(b), nil
-	case diagnose.ChangeTxQueueLen:
-		l, err := k.link(s)
-		if err != nil {
-			return "", err
-		}
-		return strconv.Itoa(l.Attrs().TxQLen), nil
-	case diagnose.ChangeRing, diagnose.ChangeChannels:
-		v, _, err := k.ethtoolGet(s)
-		if err != nil {
-			return "", err
-		}
-		return strconv.FormatUint(uint64(v), 10), nil
+func (k Kernel) readSysctl(s Setting) (string, error) {
+	p, err := k.path(s)
+	if err != nil {
+		return "", err
 	}
-	return "", fmt.Errorf("%w: kind %s", ErrUnknown, s.Kind)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", k.fileErr(s, "read", err)
+	}
+	return string(b), nil
 }
 
-func (k Kernel) check(s Setting) error {
-	switch s.Kind {
-	case diagnose.ChangeSysctl:
-		p, err := k.path(s)
-		if err != nil {
-			return err
-		}
-		return k.checkFile(s, p)
-	case diagnose.ChangeTxQueueLen:
-		_, err := k.link(s)
-		return err
-	case diagnose.ChangeRing, diagnose.ChangeChannels:
-		_, _, err := k.ethtoolGet(s)
+func (k Kernel) checkSysctl(s Setting) error {
+	p, err := k.path(s)
+	if err != nil {
 		return err
 	}
-	return fmt.Errorf("%w: kind %s", ErrUnknown, s.Kind)
+	return k.checkFile(s, p)
+}
+
+func (k Kernel) writeSysctl(s Setting, v string) error {
+	if err := k.checkSysctl(s); err != nil {
+		return err
+	}
+	p, _ := k.path(s)
+	return k.writeFile(s, p, v)
+}
+
+func (k Kernel) readTxQLen(s Setting) (string, error) {
+	l, err := k.link(s)
+	if err != nil {
+		return "", err
+	}
+	return strconv.Itoa(l.Attrs().TxQLen), nil
+}
+
+func (k Kernel) checkLink(s Setting) error {
+	_, err := k.link(s)
+	return err
+}
+
+func (k Kernel) writeTxQLen(s Setting, v string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return fmt.Errorf("txqueuelen %s: %q is not a queue length", s.Target, v)
+	}
+	l, err := k.link(s)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetTxQLen(l, n); err != nil {
+		return fmt.Errorf("set %s: %w", s, err)
+	}
+	return nil
+}
+
+func (k Kernel) readEthtool(s Setting) (string, error) {
+	v, _, err := k.ethtoolGet(s)
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatUint(uint64(v), 10), nil
+}
+
+func (k Kernel) checkEthtool(s Setting) error {
+	_, _, err := k.ethtoolGet(s)
+	return err
+}
+
+func (k Kernel) writeEthtool(s Setting, v string) error {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a count", s, v)
+	}
+	return k.ethtoolSet(s, uint32(n))
 }
 
 // checkFile says whether a settings file exists and may be written.
@@ -274,37 +357,6 @@ func (k Kernel) writeFile(s Setting, p, v string) error {
 		return k.fileErr(s, "write", cerr)
 	}
 	return nil
-}
-
-func (k Kernel) write(s Setting, v string) error {
-	switch s.Kind {
-	case diagnose.ChangeSysctl:
-		if err := k.check(s); err != nil {
-			return err
-		}
-		p, _ := k.path(s)
-		return k.writeFile(s, p, v)
-	case diagnose.ChangeTxQueueLen:
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 0 {
-			return fmt.Errorf("txqueuelen %s: %q is not a queue length", s.Target, v)
-		}
-		l, err := k.link(s)
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetTxQLen(l, n); err != nil {
-			return fmt.Errorf("set %s: %w", s, err)
-		}
-		return nil
-	case diagnose.ChangeRing, diagnose.ChangeChannels:
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
-		if err != nil {
-			return fmt.Errorf("%s: %q is not a count", s, v)
-		}
-		return k.ethtoolSet(s, uint32(n))
-	}
-	return fmt.Errorf("%w: kind %s", ErrUnknown, s.Kind)
 }
 
 func (k Kernel) link(s Setting) (netlink.Link, error) {

@@ -287,18 +287,23 @@ func vet(s Setting, current, proposed string, f diagnose.Finding) string {
 	if display(proposed) == current {
 		return "already set"
 	}
-	switch s.Kind {
-	case diagnose.ChangeSysctl:
-		return vetSysctl(s.Target, current, proposed, f)
-	case diagnose.ChangeRing, diagnose.ChangeChannels, diagnose.ChangeTxQueueLen:
-		if lower(current, proposed) {
-			return fmt.Sprintf("refused: would lower %s from %s to %s", s, current, proposed)
-		}
+	if k, ok := kinds[s.Kind]; ok && k.vet != nil {
+		return k.vet(s, current, proposed, f)
 	}
 	return ""
 }
 
-func vetSysctl(name, current, proposed string, f diagnose.Finding) string {
+// refuseLower refuses a change that lowers a size: a smaller ring, fewer
+// queues or a shorter transmit queue drops more.
+func refuseLower(s Setting, current, proposed string, _ diagnose.Finding) string {
+	if lower(current, proposed) {
+		return fmt.Sprintf("refused: would lower %s from %s to %s", s, current, proposed)
+	}
+	return ""
+}
+
+func vetSysctl(s Setting, current, proposed string, f diagnose.Finding) string {
+	name := s.Target
 	last := name[strings.LastIndex(name, ".")+1:]
 	switch {
 	case last == "tcp_tw_recycle":
@@ -391,16 +396,14 @@ func somaxconnCheck(current string, ls []Listener) (skip, note string, inApp boo
 // riskOf says what a change costs. The notes are short and specific: what
 // memory it commits, what traffic it affects, whether it interrupts links.
 func riskOf(s Setting, proposed string) string {
-	switch s.Kind {
-	case diagnose.ChangeRing:
-		return "the driver resets the interface to resize its rings: a short link flap; larger rings add memory and latency under load"
-	case diagnose.ChangeChannels:
-		return "the driver re-creates its queues: a short traffic interruption; IRQ affinity and RPS settings of the queues may reset"
-	case diagnose.ChangeTxQueueLen:
-		return "a longer transmit queue absorbs bursts at the cost of queueing delay (bufferbloat) on a slow link"
-	case diagnose.ChangeRPSCPUs:
-		return "softirq work moves to other CPUs: better spread, some cross-CPU cache traffic"
+	if k, ok := kinds[s.Kind]; ok {
+		return k.risk(s)
 	}
+	return "changes a kernel setting"
+}
+
+// sysctlRisk says what changing one sysctl costs, by its name.
+func sysctlRisk(s Setting) string {
 	name := s.Target
 	switch {
 	case strings.HasSuffix(name, "rmem_max"), strings.HasSuffix(name, "wmem_max"):
