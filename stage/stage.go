@@ -17,10 +17,14 @@ type ID string
 const (
 	NIC          ID = "nic"           // link, MAC, PHY: CRC, frame and length errors
 	RxRing       ID = "rx-ring"       // NIC receive descriptor ring full, driver out of buffers
+	XDP          ID = "xdp"           // XDP programs (native in the driver, or generic) returning XDP_DROP
 	Softirq      ID = "softirq"       // NAPI budget, per-CPU backlog, RPS, flow limit
+	TCIngress    ID = "tc-ingress"    // tc ingress / clsact classifiers and actions, tcx programs
+	Bridge       ID = "bridge"        // a Linux bridge refusing a frame: port state, VLAN filter, MAC checks
 	IP           ID = "ip"            // IP receive and routing, rp_filter, reassembly
 	Netfilter    ID = "netfilter"     // iptables / nftables DROP and REJECT rules
 	Conntrack    ID = "conntrack"     // connection tracking table full or clashing
+	Tunnel       ID = "tunnel"        // tunnel decapsulation (vxlan, GRE, IPIP): bad header, unknown VNI
 	NoSocket     ID = "no-socket"     // nobody listening on the destination port
 	SocketRcvbuf ID = "socket-rcvbuf" // socket receive queue full: small buffer or slow reader
 	TCPListen    ID = "tcp-listen"    // SYN queue and accept queue of listeners
@@ -31,6 +35,17 @@ const (
 	Neighbor     ID = "neighbor"      // ARP / NDP resolution failed or table full
 	TxRing       ID = "tx-ring"       // NIC transmit ring, driver, carrier
 )
+
+// The receive-side hooks (XDP, TCIngress) and the L2/L3 devices in the path
+// (Bridge, Tunnel) were added after the first fifteen stages because drops
+// there were folded into stages that name the wrong direction: a tc ingress
+// program's TC_ACT_SHOT was read as the transmit qdisc overflowing, whose fix
+// (a bigger egress queue) cannot help and replaces the host's egress qdisc.
+// Each sits where the kernel runs it: XDP in the driver before an skb exists
+// (native) or first thing in the receive softirq (generic); tc ingress in
+// __netif_receive_skb_core after the backlog; the bridge's rx_handler after
+// tc ingress; tunnel decapsulation in the encapsulating UDP/IP socket, after
+// the IP layer and netfilter of the outer packet.
 
 // Path says on which direction of traffic a stage lies.
 type Path int
@@ -51,10 +66,14 @@ type Info struct {
 var all = []Info{
 	{NIC, RX, "NIC / link", "the link, MAC and PHY of a network interface: frames arriving corrupt"},
 	{RxRing, RX, "NIC RX ring", "the NIC's receive descriptor ring: the driver did not refill it in time"},
+	{XDP, RX, "XDP program", "an XDP program on an interface (in the driver, or generic mode) that returned XDP_DROP or XDP_ABORTED"},
 	{Softirq, RX, "softirq backlog", "the per-CPU backlog and NAPI budget of the NET_RX softirq"},
+	{TCIngress, RX, "tc ingress", "tc ingress / clsact filters, actions and tcx programs on an interface's receive side that returned TC_ACT_SHOT"},
+	{Bridge, RX, "bridge", "a Linux bridge refusing a frame on a port: STP state, VLAN filtering, invalid or local MAC"},
 	{IP, RX, "IP layer", "IP receive and routing: bad headers, no route, reverse-path filter, reassembly"},
 	{Netfilter, RX, "netfilter rules", "iptables / nftables rules that DROP or REJECT"},
 	{Conntrack, RX, "conntrack table", "the connection tracking table: full, or insert clashes"},
+	{Tunnel, RX, "tunnel decapsulation", "a tunnel device (vxlan, GRE, IPIP) refusing an encapsulated packet: bad header, unknown VNI, looped MAC"},
 	{NoSocket, RX, "no socket", "datagrams or segments for a port nobody listens on"},
 	{SocketRcvbuf, RX, "socket receive buffer", "a socket's receive queue: buffer too small or the application reads too slowly"},
 	{TCPListen, RX, "TCP listen queue", "the SYN queue and accept queue of a listening socket"},
@@ -70,6 +89,16 @@ var all = []Info{
 func All() []Info {
 	out := make([]Info, len(all))
 	copy(out, all)
+	return out
+}
+
+// IDs returns every stage ID in packet order (RX then TX): the values a
+// --stage flag or a metric label may take.
+func IDs() []ID {
+	out := make([]ID, len(all))
+	for i, s := range all {
+		out[i] = s.ID
+	}
 	return out
 }
 
