@@ -20,94 +20,10 @@ type Class struct {
 	// Noise marks frees that are not loss: queue purges when a socket
 	// closes, multicast not for this host, consumed packets.
 	Noise bool `json:"noise,omitempty"`
-}
-
-// reasonStage maps core drop reasons (the names of enum skb_drop_reason,
-// stable across kernels even though their values are not) to stages. A
-// reason missing here is classified by its location, then left without a
-// stage. Names from include/net/dropreason-core.h.
-var reasonStage = map[string]stage.ID{
-	"NO_SOCKET": stage.NoSocket,
-
-	"SOCKET_RCVBUFF":      stage.SocketRcvbuf,
-	"SOCKET_BACKLOG":      stage.SocketRcvbuf,
-	"PROTO_MEM":           stage.SocketRcvbuf,
-	"TCP_ZEROWINDOW":      stage.SocketRcvbuf,
-	"TCP_OFO_QUEUE_PRUNE": stage.SocketRcvbuf,
-
-	"TCP_LISTEN_OVERFLOW": stage.TCPListen,
-
-	"NETFILTER_DROP": stage.Netfilter,
-
-	"CPU_BACKLOG": stage.Softirq,
-
-	"QDISC_DROP":         stage.Qdisc,
-	"QDISC_OVERLIMIT":    stage.Qdisc,
-	"QDISC_CONGESTED":    stage.Qdisc,
-	"CAKE_FLOOD":         stage.Qdisc,
-	"FQ_BAND_LIMIT":      stage.Qdisc,
-	"FQ_HORIZON_LIMIT":   stage.Qdisc,
-	"FQ_FLOW_LIMIT":      stage.Qdisc,
-	"DUALPI2_STEP_DROP":  stage.Qdisc,
-	"TC_EGRESS":          stage.Qdisc,
-	"TC_INGRESS":         stage.Qdisc,
-	"TC_COOKIE_ERROR":    stage.Qdisc,
-	"TC_CHAIN_NOTFOUND":  stage.Qdisc,
-	"TC_RECLASSIFY_LOOP": stage.Qdisc,
-
-	"NEIGH_CREATEFAIL":  stage.Neighbor,
-	"NEIGH_FAILED":      stage.Neighbor,
-	"NEIGH_QUEUEFULL":   stage.Neighbor,
-	"NEIGH_DEAD":        stage.Neighbor,
-	"NEIGH_HH_FILLFAIL": stage.Neighbor,
-
-	"FULL_RING": stage.RxRing,
-	"NOMEM":     stage.RxRing,
-	"DEV_HDR":   stage.RxRing,
-	"XDP":       stage.RxRing,
-	"DEV_READY": stage.TxRing,
-
-	"PKT_TOO_SMALL":           stage.IP,
-	"IP_CSUM":                 stage.IP,
-	"IP_INHDR":                stage.IP,
-	"IP_RPFILTER":             stage.IP,
-	"OTHERHOST":               stage.IP,
-	"UNICAST_IN_L2_MULTICAST": stage.IP,
-	"XFRM_POLICY":             stage.IP,
-	"IP_NOPROTO":              stage.IP,
-	"IP_OUTNOROUTES":          stage.IP,
-	"IPV6DISABLED":            stage.IP,
-	"IP_INADDRERRORS":         stage.IP,
-	"IP_INNOROUTES":           stage.IP,
-	"IP_LOCAL_SOURCE":         stage.IP,
-	"IP_INVALID_SOURCE":       stage.IP,
-	"IP_LOCALNET":             stage.IP,
-	"IP_INVALID_DEST":         stage.IP,
-	"PKT_TOO_BIG":             stage.IP,
-	"DUP_FRAG":                stage.IP,
-	"FRAG_REASM_TIMEOUT":      stage.IP,
-	"FRAG_TOO_FAR":            stage.IP,
-	"IPV6_BAD_EXTHDR":         stage.IP,
-	"IPV6_NDISC_FRAG":         stage.IP,
-	"IPV6_NDISC_HOP_LIMIT":    stage.IP,
-	"IPV6_NDISC_BAD_CODE":     stage.IP,
-	"IPV6_NDISC_BAD_OPTIONS":  stage.IP,
-	"IPV6_NDISC_NS_OTHERHOST": stage.IP,
-	"UDP_CSUM":                stage.IP,
-	"ICMP_CSUM":               stage.IP,
-	"INVALID_PROTO":           stage.IP,
-	"UNHANDLED_PROTO":         stage.IP,
-	"HDR_TRUNC":               stage.IP,
-}
-
-// noiseReasons are frees that are not packet loss on the path.
-var noiseReasons = map[string]bool{
-	"NOT_DROPPED_YET": true,
-	"CONSUMED":        true,
-	"QUEUE_PURGE":     true, // a queue emptied because its owner went away
-	"SOCKET_CLOSE":    true, // unread data freed when the socket closed
-	"UNIX_DISCONNECT": true, // AF_UNIX, not the network
-	"UNIX_SKIP_OOB":   true,
+	// Class is the reason's place (see ReasonClass): ClassStage with a
+	// Stage, ClassNoise with Noise, ClassPolicy or ClassOther for drops
+	// outside the stages, which are shown with their reason.
+	Class ReasonClass `json:"class,omitempty"`
 }
 
 // noiseFuncs free with NOT_SPECIFIED (or, before 5.17, no reason) while
@@ -156,53 +72,92 @@ var funcStage = []struct {
 	{"ip6_forward*", stage.IP},
 	{"ip_defrag*", stage.IP},
 	{"ip_frag_*", stage.IP},
+	// The receive-side hooks and L2/L3 devices, for kernels whose
+	// reasons do not say (and NOT_SPECIFIED frees inside them).
+	{"do_xdp_generic", stage.XDP},
+	{"veth_xdp_rcv_skb", stage.XDP}, // native XDP on veth: the skb behind the XDP buffer
+	{"netif_receive_generic_xdp", stage.XDP},
+	{"bpf_prog_run_generic_xdp", stage.XDP},
+	{"sch_handle_ingress", stage.TCIngress},
+	{"tcx_run", stage.TCIngress},
+	{"br_*", stage.Bridge},
+	{"__br_*", stage.Bridge},
+	{"nbp_*", stage.Bridge},
+	{"vxlan_*", stage.Tunnel},
+	{"geneve_*", stage.Tunnel},
+	{"ip_tunnel_rcv", stage.Tunnel},
+	{"__iptunnel_pull_header", stage.Tunnel},
+	{"gre_rcv", stage.Tunnel},
+	{"ipgre_rcv", stage.Tunnel},
+}
+
+// tcIngressFuncs are the functions a tc verdict on the receive side is
+// freed in: sch_handle_ingress, or __netif_receive_skb_core where the
+// compiler inlined it. Everywhere else (sch_handle_egress, __dev_queue_xmit)
+// a tc verdict is on the transmit side.
+var tcIngressFuncs = []string{"sch_handle_ingress", "tcx_run", "__netif_receive_skb_core", "netif_receive_skb"}
+
+// tcStage places a tc verdict (TC_INGRESS, TC_EGRESS, TC_COOKIE_ERROR, …)
+// by the function that freed it; def when the function does not say.
+func tcStage(function string, def stage.ID) stage.ID {
+	for _, f := range tcIngressFuncs {
+		if strings.HasPrefix(function, f) {
+			return stage.TCIngress
+		}
+	}
+	if strings.HasPrefix(function, "sch_handle_egress") || strings.HasPrefix(function, "__dev_queue_xmit") {
+		return stage.Qdisc
+	}
+	return def
 }
 
 // Classify maps a drop to a stage from its reason name (as Reasons.Name
 // gives it; "" when the kernel has no reasons) and the function it was
-// freed in. It is a pure table: the lead's diagnose folds its result into
-// findings and may prefer Alt when counters point there.
+// freed in. It is a pure table: the place of each reason is in reasonTable
+// (LookupReason), the freeing function refines the reasons that say little
+// by themselves, and diagnose folds the result into findings and may prefer
+// Alt when counters point there.
 func Classify(reason, function string) Class {
-	if noiseReasons[reason] {
-		return Class{Noise: true}
+	ri := ReasonInfo{Class: ClassLocation}
+	if reason != "" {
+		ri = LookupReason(reason)
 	}
-	unspecified := reason == "" || reason == "NOT_SPECIFIED" || strings.HasPrefix(reason, "REASON_")
-	if unspecified {
-		for _, p := range noiseFuncs {
-			if strings.HasPrefix(function, p) {
-				return Class{Noise: true}
-			}
-		}
-	}
-	if reason == "NETFILTER_DROP" {
+	switch ri.Class {
+	case ClassNoise:
+		return Class{Noise: true, Class: ClassNoise}
+	case ClassPolicy, ClassOther:
+		return Class{Class: ri.Class}
+	case ClassStage:
 		switch {
-		case strings.HasPrefix(function, "nf_conntrack") || strings.HasPrefix(function, "__nf_conntrack"):
-			return Class{Stage: stage.Conntrack}
-		case function == "nf_hook_slow":
-			return Class{Stage: stage.Netfilter, Alt: stage.Conntrack}
+		case reason == "NETFILTER_DROP":
+			switch {
+			case strings.HasPrefix(function, "nf_conntrack") || strings.HasPrefix(function, "__nf_conntrack"):
+				return Class{Stage: stage.Conntrack, Class: ClassStage}
+			case function == "nf_hook_slow":
+				return Class{Stage: stage.Netfilter, Alt: stage.Conntrack, Class: ClassStage}
+			}
+		case ri.ByLocation:
+			return Class{Stage: tcStage(function, ri.Stage), Class: ClassStage}
 		}
-		return Class{Stage: stage.Netfilter}
+		return Class{Stage: ri.Stage, Class: ClassStage}
 	}
-	if s, ok := reasonStage[reason]; ok {
-		return Class{Stage: s}
-	}
-	if strings.HasPrefix(reason, "TCP_") {
-		return Class{Stage: stage.TCP}
-	}
-	if !unspecified {
-		return Class{}
+	// ClassLocation: NOT_SPECIFIED, an unnamed value, or no reasons at all.
+	for _, p := range noiseFuncs {
+		if strings.HasPrefix(function, p) {
+			return Class{Noise: true, Class: ClassNoise}
+		}
 	}
 	if function == "nf_hook_slow" {
-		return Class{Stage: stage.Netfilter, Alt: stage.Conntrack}
+		return Class{Stage: stage.Netfilter, Alt: stage.Conntrack, Class: ClassStage}
 	}
 	for _, e := range funcStage {
 		if p, ok := strings.CutSuffix(e.fn, "*"); ok {
 			if strings.HasPrefix(function, p) {
-				return Class{Stage: e.stage}
+				return Class{Stage: e.stage, Class: ClassStage}
 			}
 		} else if function == e.fn {
-			return Class{Stage: e.stage}
+			return Class{Stage: e.stage, Class: ClassStage}
 		}
 	}
-	return Class{}
+	return Class{Class: ClassOther}
 }

@@ -1,6 +1,7 @@
 package droptrace
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -16,50 +17,70 @@ func TestClassify(t *testing.T) {
 		reason, fn string
 		want       Class
 	}{
-		{"NETFILTER_DROP", "nft_do_chain", Class{Stage: stage.Netfilter}},
-		{"NETFILTER_DROP", "nf_hook_slow", Class{Stage: stage.Netfilter, Alt: stage.Conntrack}},
-		{"NETFILTER_DROP", "nf_conntrack_in", Class{Stage: stage.Conntrack}},
-		{"NETFILTER_DROP", "__nf_conntrack_confirm", Class{Stage: stage.Conntrack}},
-		{"NO_SOCKET", "__udp4_lib_rcv", Class{Stage: stage.NoSocket}},
-		{"NO_SOCKET", "tcp_v4_rcv", Class{Stage: stage.NoSocket}},
-		{"SOCKET_RCVBUFF", "__udp_enqueue_schedule_skb", Class{Stage: stage.SocketRcvbuf}},
-		{"SOCKET_BACKLOG", "tcp_add_backlog", Class{Stage: stage.SocketRcvbuf}},
-		{"PROTO_MEM", "udp_queue_rcv_one_skb", Class{Stage: stage.SocketRcvbuf}},
-		{"TCP_ZEROWINDOW", "tcp_data_queue", Class{Stage: stage.SocketRcvbuf}},
-		{"TCP_LISTEN_OVERFLOW", "tcp_conn_request", Class{Stage: stage.TCPListen}},
-		{"TCP_INVALID_SEQUENCE", "tcp_validate_incoming", Class{Stage: stage.TCP}},
-		{"TCP_CSUM", "tcp_v4_rcv", Class{Stage: stage.TCP}},
-		{"QDISC_DROP", "__dev_queue_xmit", Class{Stage: stage.Qdisc}},
-		{"QDISC_OVERLIMIT", "tbf_enqueue", Class{Stage: stage.Qdisc}},
-		{"TC_EGRESS", "sch_handle_egress", Class{Stage: stage.Qdisc}},
-		{"CPU_BACKLOG", "enqueue_to_backlog", Class{Stage: stage.Softirq}},
-		{"IP_RPFILTER", "ip_rcv_finish_core", Class{Stage: stage.IP}},
-		{"IP_INNOROUTES", "ip_route_input_slow", Class{Stage: stage.IP}},
-		{"OTHERHOST", "ip_rcv_core", Class{Stage: stage.IP}},
-		{"NEIGH_FAILED", "neigh_invalidate", Class{Stage: stage.Neighbor}},
-		{"NEIGH_QUEUEFULL", "__neigh_event_send", Class{Stage: stage.Neighbor}},
-		{"FULL_RING", "veth_xdp_rcv", Class{Stage: stage.RxRing}},
-		{"DEV_READY", "__dev_queue_xmit", Class{Stage: stage.TxRing}},
+		{"NETFILTER_DROP", "nft_do_chain", st(stage.Netfilter)},
+		{"NETFILTER_DROP", "nf_hook_slow", Class{Stage: stage.Netfilter, Alt: stage.Conntrack, Class: ClassStage}},
+		{"NETFILTER_DROP", "nf_conntrack_in", st(stage.Conntrack)},
+		{"NETFILTER_DROP", "__nf_conntrack_confirm", st(stage.Conntrack)},
+		{"NO_SOCKET", "__udp4_lib_rcv", st(stage.NoSocket)},
+		{"NO_SOCKET", "tcp_v4_rcv", st(stage.NoSocket)},
+		{"SOCKET_RCVBUFF", "__udp_enqueue_schedule_skb", st(stage.SocketRcvbuf)},
+		{"SOCKET_BACKLOG", "tcp_add_backlog", st(stage.SocketRcvbuf)},
+		{"PROTO_MEM", "udp_queue_rcv_one_skb", st(stage.SocketRcvbuf)},
+		{"TCP_ZEROWINDOW", "tcp_data_queue", st(stage.SocketRcvbuf)},
+		{"TCP_LISTEN_OVERFLOW", "tcp_conn_request", st(stage.TCPListen)},
+		{"TCP_INVALID_SEQUENCE", "tcp_validate_incoming", st(stage.TCP)},
+		{"TCP_CSUM", "tcp_v4_rcv", st(stage.TCP)},
+		{"QDISC_DROP", "__dev_queue_xmit", st(stage.Qdisc)},
+		{"QDISC_OVERLIMIT", "tbf_enqueue", st(stage.Qdisc)},
+		{"TC_EGRESS", "sch_handle_egress", st(stage.Qdisc)},
+		{"CPU_BACKLOG", "enqueue_to_backlog", st(stage.Softirq)},
+		{"IP_RPFILTER", "ip_rcv_finish_core", st(stage.IP)},
+		{"IP_INNOROUTES", "ip_route_input_slow", st(stage.IP)},
+		{"OTHERHOST", "ip_rcv_core", st(stage.IP)},
+		{"NEIGH_FAILED", "neigh_invalidate", st(stage.Neighbor)},
+		{"NEIGH_QUEUEFULL", "__neigh_event_send", st(stage.Neighbor)},
+		{"FULL_RING", "veth_xdp_rcv", st(stage.RxRing)},
+		{"DEV_READY", "__dev_queue_xmit", st(stage.TxRing)},
 		// Noise: not loss.
-		{"NOT_SPECIFIED", "ip6_mc_input", Class{Noise: true}},
-		{"NOT_SPECIFIED", "skb_queue_purge_reason", Class{Noise: true}},
-		{"NOT_SPECIFIED", "unix_release_sock", Class{Noise: true}},
-		{"NOT_SPECIFIED", "udp_destruct_common", Class{Noise: true}},
-		{"QUEUE_PURGE", "skb_queue_purge_reason", Class{Noise: true}},
-		{"SOCKET_CLOSE", "tcp_close", Class{Noise: true}},
-		{"CONSUMED", "anything", Class{Noise: true}},
+		{"NOT_SPECIFIED", "ip6_mc_input", noise},
+		{"NOT_SPECIFIED", "skb_queue_purge_reason", noise},
+		{"NOT_SPECIFIED", "unix_release_sock", noise},
+		{"NOT_SPECIFIED", "udp_destruct_common", noise},
+		{"QUEUE_PURGE", "skb_queue_purge_reason", noise},
+		{"SOCKET_CLOSE", "tcp_close", noise},
+		{"CONSUMED", "anything", noise},
 		// NOT_SPECIFIED elsewhere, and kernels without reasons: by location.
-		{"NOT_SPECIFIED", "enqueue_to_backlog", Class{Stage: stage.Softirq}},
-		{"NOT_SPECIFIED", "__dev_forward_skb2", Class{}},
-		{"", "nf_hook_slow", Class{Stage: stage.Netfilter, Alt: stage.Conntrack}},
-		{"", "__udp4_lib_rcv", Class{Stage: stage.NoSocket}},
-		{"", "__udp_enqueue_schedule_skb", Class{Stage: stage.SocketRcvbuf}},
-		{"", "tcp_v4_rcv", Class{Stage: stage.TCP}},
-		{"", "skb_queue_purge", Class{Noise: true}},
-		{"REASON_999", "neigh_invalidate", Class{Stage: stage.Neighbor}},
-		// Reasons without a stage stay without one.
-		{"VXLAN_INVALID_HDR", "vxlan_rcv", Class{}},
-		{"OVS_DROP_LAST_ACTION", "ovs_execute_actions", Class{}},
+		{"NOT_SPECIFIED", "enqueue_to_backlog", st(stage.Softirq)},
+		{"NOT_SPECIFIED", "__dev_forward_skb2", Class{Class: ClassOther}},
+		{"", "nf_hook_slow", Class{Stage: stage.Netfilter, Alt: stage.Conntrack, Class: ClassStage}},
+		{"", "__udp4_lib_rcv", st(stage.NoSocket)},
+		{"", "__udp_enqueue_schedule_skb", st(stage.SocketRcvbuf)},
+		{"", "tcp_v4_rcv", st(stage.TCP)},
+		{"", "skb_queue_purge", noise},
+		{"REASON_999", "neigh_invalidate", st(stage.Neighbor)},
+		// The receive-side hooks and devices.
+		{"TC_INGRESS", "sch_handle_ingress", st(stage.TCIngress)},
+		{"TC_INGRESS", "__netif_receive_skb_core", st(stage.TCIngress)},
+		{"TC_CHAIN_NOTFOUND", "sch_handle_ingress", st(stage.TCIngress)},
+		{"TC_CHAIN_NOTFOUND", "sch_handle_egress", st(stage.Qdisc)},
+		{"TC_EGRESS", "__dev_queue_xmit", st(stage.Qdisc)},
+		{"XDP", "do_xdp_generic", st(stage.XDP)},
+		{"NOT_SPECIFIED", "do_xdp_generic", st(stage.XDP)},
+		{"NOT_SPECIFIED", "veth_xdp_rcv_skb", st(stage.XDP)},
+		{"VXLAN_INVALID_HDR", "vxlan_rcv", st(stage.Tunnel)},
+		{"VXLAN_VNI_NOT_FOUND", "vxlan_rcv", st(stage.Tunnel)},
+		{"NOT_SPECIFIED", "br_handle_frame", st(stage.Bridge)},
+		{"BRIDGE_INGRESS_STP_STATE", "br_handle_frame_finish", st(stage.Bridge)},
+		{"NO_TX_TARGET", "vxlan_xmit_one", st(stage.TxRing)},
+		// Outside the stages: shown with their reason, never noise.
+		{"SECURITY_HOOK", "selinux_ip_postroute", Class{Class: ClassPolicy}},
+		{"CAN_RX_INVALID_FRAME", "can_rcv", Class{Class: ClassOther}},
+		// Unknown to the table: by prefix, conservatively.
+		{"OVS_DROP_LAST_ACTION", "ovs_execute_actions", Class{Class: ClassOther}},
+		{"TCP_SOMETHING_NEW", "tcp_v4_rcv", st(stage.TCP)},
+		{"IPV6_SOMETHING_NEW", "ip6_rcv_core", st(stage.IP)},
+		{"SOMETHING_NEW", "ip_rcv_core", Class{Class: ClassOther}},
+		{"TC_SOMETHING_NEW", "sch_handle_ingress", Class{Class: ClassOther}},
 	}
 	for _, tt := range tests {
 		got := Classify(tt.reason, tt.fn)
@@ -70,9 +91,43 @@ func TestClassify(t *testing.T) {
 			t.Errorf("Classify(%q, %q) = %+v: not a stage ID", tt.reason, tt.fn, got)
 		}
 	}
-	for r, s := range reasonStage {
-		if !stage.Valid(s) {
-			t.Errorf("reasonStage[%s] = %q is not a stage", r, s)
+}
+
+// st is a classification on stage s.
+func st(s stage.ID) Class { return Class{Stage: s, Class: ClassStage} }
+
+// noise is the classification of frees that are not loss.
+var noise = Class{Noise: true, Class: ClassNoise}
+
+// TestReasonTable checks the table itself: every row has a meaning, a
+// stage exactly when its class is ClassStage, and a real stage; no name is
+// listed twice (reasonIndex panics on that at init).
+func TestReasonTable(t *testing.T) {
+	for _, ri := range reasonTable {
+		if ri.Meaning == "" || strings.Contains(ri.Meaning, "\n") {
+			t.Errorf("%s: want a one-line meaning, got %q", ri.Name, ri.Meaning)
+		}
+		if (ri.Class == ClassStage) != (ri.Stage != "") {
+			t.Errorf("%s: class %q with stage %q", ri.Name, ri.Class, ri.Stage)
+		}
+		if ri.Stage != "" && !stage.Valid(ri.Stage) {
+			t.Errorf("%s: %q is not a stage", ri.Name, ri.Stage)
+		}
+		if ri.Fallback {
+			t.Errorf("%s: a table row marked as fallback", ri.Name)
+		}
+	}
+	for _, name := range []string{"OVS_DROP_LAST_ACTION", "REASON_200", "OPENVSWITCH:3", "BRAND_NEW"} {
+		ri := LookupReason(name)
+		if !ri.Fallback || ri.Meaning == "" || ri.Class == "" {
+			t.Errorf("LookupReason(%q) = %+v: want a described fallback", name, ri)
+		}
+	}
+	// The receive-side hooks of the path are named by their reasons.
+	for reason, want := range map[string]stage.ID{"TC_INGRESS": stage.TCIngress, "XDP": stage.XDP,
+		"VXLAN_VNI_NOT_FOUND": stage.Tunnel, "BRIDGE_INGRESS_STP_STATE": stage.Bridge} {
+		if got := LookupReason(reason).Stage; got != want {
+			t.Errorf("%s: stage %q, want %q", reason, got, want)
 		}
 	}
 }

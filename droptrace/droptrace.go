@@ -82,13 +82,16 @@ type Row struct {
 	Stage      stage.ID `json:"stage,omitempty"`
 	AltStage   stage.ID `json:"alt_stage,omitempty"`
 	Noise      bool     `json:"noise,omitempty"`
-	Netns      uint32   `json:"netns"`
-	Ifindex    uint32   `json:"ifindex,omitempty"`
-	Ifname     string   `json:"ifname,omitempty"`
-	Protocol   string   `json:"protocol,omitempty"`
-	L4         string   `json:"l4,omitempty"`
-	Stacks     []Stack  `json:"stacks,omitempty"`
-	Flows      []Flow   `json:"flows,omitempty"`
+	// Class is the reason's place: "stage", "noise", or "policy" and
+	// "other" for drops outside the stages (shown with their reason).
+	Class    ReasonClass `json:"class,omitempty"`
+	Netns    uint32      `json:"netns"`
+	Ifindex  uint32      `json:"ifindex,omitempty"`
+	Ifname   string      `json:"ifname,omitempty"`
+	Protocol string      `json:"protocol,omitempty"`
+	L4       string      `json:"l4,omitempty"`
+	Stacks   []Stack     `json:"stacks,omitempty"`
+	Flows    []Flow      `json:"flows,omitempty"`
 
 	key rowKey
 }

@@ -476,7 +476,7 @@ func (t *Tracer) row(k droptraceDropKey) Row {
 		r.Location = "0x" + strconv.FormatUint(k.Location, 16)
 	}
 	c := Classify(r.Reason, r.Function)
-	r.Stage, r.AltStage, r.Noise = c.Stage, c.Alt, c.Noise
+	r.Stage, r.AltStage, r.Noise, r.Class = c.Stage, c.Alt, c.Noise, c.Class
 	if k.Ifindex != 0 {
 		r.Ifname = t.names.name(k.Netns, k.Ifindex)
 	}
