@@ -28,6 +28,7 @@ type traceFlags struct {
 	host      string
 	asJSON    bool
 	readyFile string
+	reasons   bool
 }
 
 func newTraceCmd(e *env) *cobra.Command {
@@ -54,9 +55,13 @@ exits, however it exits, the kernel removes the program.`,
 		Example: `  netdrop trace                               # every drop on the host, each second
   netdrop trace --netns web --proto udp --port 53 --flows
   netdrop trace --reason NETFILTER_DROP --stacks --duration 10s
-  netdrop trace --events --json | jq .`,
+  netdrop trace --events --json | jq .
+  netdrop trace --reasons                     # every drop reason of this kernel: stage or class, meaning`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if tf.reasons {
+				return runTraceReasons(e, tf)
+			}
 			return runTrace(cmd.Context(), e, tf)
 		},
 	}
@@ -73,6 +78,7 @@ exits, however it exits, the kernel removes the program.`,
 	f.IntVar(&tf.opts.FlowsPerRow, "top-flows", 5, "how many flows per row --flows prints")
 	f.BoolVar(&tf.opts.Events, "events", false, "print one line per drop (through a ring buffer; losses are counted)")
 	f.BoolVar(&tf.asJSON, "json", false, "print JSON lines: one object per interval, per event, and a summary")
+	f.BoolVar(&tf.reasons, "reasons", false, "list every drop reason of the running kernel with its stage (or class outside the path) and meaning, and exit")
 	f.StringVar(&tf.opts.Attach, "attach", "auto", "attach as tp_btf or tracepoint (auto: tp_btf when the kernel has BTF)")
 	f.StringVar(&tf.readyFile, "ready-file", "", "create this file once the program is attached (for scripts and tests)")
 	_ = f.MarkHidden("attach")
@@ -182,6 +188,67 @@ loop:
 	return out(func(w io.Writer) error {
 		return writeTraceTable(w, "summary", end.Time.Sub(start.Time), sum, tf)
 	})
+}
+
+// reasonJSON is one reason in `trace --reasons --json`.
+type reasonJSON struct {
+	Value uint32 `json:"value"`
+	droptrace.ReasonInfo
+}
+
+// runTraceReasons lists the running kernel's drop reasons with their place
+// on the packet path, so a user can see where any reason a tool prints
+// belongs and that none is lumped silently.
+func runTraceReasons(e *env, tf traceFlags) error {
+	rs, err := droptrace.KernelReasons(tf.opts.Tracefs)
+	if err != nil {
+		return err
+	}
+	list := droptrace.ReasonTable(rs)
+	if tf.asJSON {
+		out := struct {
+			Source  string       `json:"source"`
+			Reasons []reasonJSON `json:"reasons"`
+		}{Source: rs.Source, Reasons: make([]reasonJSON, 0, len(list))}
+		for _, ri := range list {
+			v, _ := rs.Code(ri.Name)
+			out.Reasons = append(out.Reasons, reasonJSON{Value: v, ReasonInfo: ri})
+		}
+		return writeTraceJSON(e.stdout, out)
+	}
+	return writeReasons(e.stdout, rs, list)
+}
+
+// writeReasons prints the reason table: value, name, place, meaning. A
+// place guessed from the name (a reason newer than netdrop) is marked.
+func writeReasons(w io.Writer, rs *droptrace.Reasons, list []droptrace.ReasonInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VALUE\tREASON\tSTAGE/CLASS\tMEANING")
+	fallback := 0
+	for _, ri := range list {
+		v, _ := rs.Code(ri.Name)
+		place := string(ri.Stage)
+		if ri.Class != droptrace.ClassStage {
+			place = "(" + string(ri.Class) + ")"
+		}
+		if ri.ByLocation {
+			place += " by location"
+		}
+		if ri.Fallback {
+			place += " *"
+			fallback++
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", v, ri.Name, place, ri.Meaning)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n%d reasons from %s.", len(list), rs.Source)
+	if fallback > 0 {
+		fmt.Fprintf(w, " * %d not in netdrop's table (a newer kernel or a subsystem): placed by name prefix, conservatively.", fallback)
+	}
+	_, err := fmt.Fprintln(w, " (noise): not loss; (policy), (other): drops outside the stages, shown with their reason; by location: the freeing function refines the stage.")
+	return err
 }
 
 // traceJSON is one JSON line of trace output.
