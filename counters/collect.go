@@ -317,6 +317,7 @@ func (s *Snapshot) merge(p *Snapshot) {
 	for _, n := range p.NICs {
 		mergeNIC(nicEntry(s, n.Name), n)
 	}
+	s.Hooks = append(s.Hooks, p.Hooks...)
 }
 
 // mergeNIC copies every field of src that dst has not set. Reflection keeps

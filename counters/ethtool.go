@@ -157,14 +157,19 @@ func ethtoolSelected(name string) bool {
 // wins. dir is the direction the name starts with ("rx", "tx" or "" when the
 // name has none): a counter on the transmit side is the TX ring whatever its
 // cause, corrupt frames are the link, and a receive counter is the RX ring
-// only for causes that are about ring space. Other receive drops (XDP
-// verdicts, driver "rx_drops") stay context: their cause is not known.
+// only for causes that are about ring space. XDP verdicts are the xdp stage.
+// Other receive drops (driver "rx_drops") stay context: their cause is not
+// known.
 var ethtoolStagePatterns = []struct {
 	dir   string
 	words []string
 	stage stage.ID
 }{
 	{"", []string{"crc", "fcs", "frame", "length", "symbol", "align"}, stage.NIC},
+	// XDP verdicts: native XDP frees no skb, so the driver's counters
+	// are the only evidence (veth, virtio: rx_queue_N_xdp_drops; mlx5:
+	// rx_xdp_drop; XDP_TX that could not be sent: xdp_tx_err[ors]).
+	{"", []string{"xdp_drop", "xdp_abort", "xdp_tx_err"}, stage.XDP},
 	{"tx", nil, stage.TxRing},
 	{"rx", []string{"miss", "no_buf", "fifo", "over", "out_of_buf", "discard", "alloc"}, stage.RxRing},
 }

@@ -21,12 +21,14 @@ func TestEthtoolStage(t *testing.T) {
 		// virtio_net
 		{"rx_drops", true, ""},
 		{"rx0_drops", true, ""},
-		{"rx_xdp_drops", true, ""},
+		{"rx_xdp_drops", true, stage.XDP},
 		{"rx_kicks", false, ""},
 		{"tx_tx_timeouts", true, stage.TxRing},
 		{"tx0_xdp_tx_drops", true, stage.TxRing},
 		// veth
-		{"rx_queue_0_xdp_tx_errors", true, ""},
+		{"rx_queue_0_xdp_drops", true, stage.XDP},
+		{"rx_queue_0_xdp_tx_errors", true, stage.XDP},
+		{"rx_queue_0_xdp_packets", false, ""},
 		{"tx_queue_0_xdp_xmit_errors", true, stage.TxRing},
 		{"peer_ifindex", false, ""},
 		// ixgbe / igb / e1000e

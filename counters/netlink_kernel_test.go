@@ -24,6 +24,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/netdrop/netdrop/stage"
+
 	"github.com/netdrop/netdrop/internal/netns"
 )
 
@@ -763,9 +765,15 @@ func TestQdiscObjectsMatchTC(t *testing.T) {
 		if c.Value != q.Drops {
 			t.Errorf("%s drops = %d, tc shows %d", obj, c.Value, q.Drops)
 		}
-		wantStage := q.Root || q.Kind == "ingress"
-		if (c.Stage == "qdisc") != wantStage {
-			t.Errorf("%s stage %q; only the root and ingress carry the qdisc stage", obj, c.Stage)
+		want := stage.ID("")
+		switch {
+		case q.Root:
+			want = stage.Qdisc
+		case q.Kind == "ingress":
+			want = stage.TCIngress // its drops are filter verdicts on receive
+		}
+		if c.Stage != want {
+			t.Errorf("%s stage %q, want %q: the root carries the qdisc stage, ingress the tc-ingress stage", obj, c.Stage, want)
 		}
 	}
 }

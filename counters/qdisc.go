@@ -165,9 +165,19 @@ func qdiscCounters(names map[int]string, qs []netlink.Qdisc) []Counter {
 		// report the sum of their per-queue children. Children are kept
 		// as context so the user can see which leaf dropped, without a
 		// drop being counted twice.
+		//
+		// The ingress and clsact qdiscs (parent ffff:fff1) queue nothing:
+		// their "dropped" counts the TC_ACT_SHOT verdicts of the filters
+		// and actions attached to them (mini_qdisc_qstats_cpu_drop in
+		// tc_run), on the receive side — and for clsact also its egress
+		// hook. They are the tc-ingress stage, never the transmit queue:
+		// a bigger egress queue cannot help a filter that drops.
 		stg := stage.ID("")
-		if a.Parent == netlink.HANDLE_ROOT || a.Parent == netlink.HANDLE_INGRESS {
+		switch a.Parent {
+		case netlink.HANDLE_ROOT:
 			stg = stage.Qdisc
+		case netlink.HANDLE_INGRESS:
+			stg = stage.TCIngress
 		}
 		out = append(out,
 			Counter{Source: NetlinkQdisc, Object: obj, Field: "drops", Value: uint64(st.Drops), Stage: stg, Bits: 32},

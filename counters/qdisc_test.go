@@ -50,7 +50,13 @@ func TestQdiscCounters(t *testing.T) {
 		LinkIndex: 4, Handle: 0x100000, Parent: 0x10001,
 		Statistics: &netlink.QdiscStatistics{Queue: &netlink.GnetStatsQueue{Drops: 11}},
 	}}
-	got := qdiscCounters(map[int]string{4: "veth0"}, []netlink.Qdisc{tbf, noStats, generic, leaf})
+	// A clsact qdisc's drops are its filters' TC_ACT_SHOT verdicts: the
+	// tc-ingress stage, not the transmit queue.
+	clsact := &netlink.GenericQdisc{QdiscType: "clsact", QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: 4, Handle: 0xffff0000, Parent: netlink.HANDLE_CLSACT,
+		Statistics: &netlink.QdiscStatistics{Queue: &netlink.GnetStatsQueue{Drops: 42}},
+	}}
+	got := qdiscCounters(map[int]string{4: "veth0"}, []netlink.Qdisc{tbf, noStats, generic, leaf, clsact})
 	mk := func(st stage.ID) func(obj, field string, v uint64, gauge bool) Counter {
 		return func(obj, field string, v uint64, gauge bool) Counter {
 			c := Counter{Source: NetlinkQdisc, Object: obj, Field: field, Value: v, Stage: st, Gauge: gauge}
@@ -60,7 +66,7 @@ func TestQdiscCounters(t *testing.T) {
 			return c
 		}
 	}
-	q, child := mk(stage.Qdisc), mk("")
+	q, child, ing := mk(stage.Qdisc), mk(""), mk(stage.TCIngress)
 	want := []Counter{
 		q("veth0 tbf 1:", "drops", 4294967295, false),
 		q("veth0 tbf 1:", "overlimits", 77, false),
@@ -78,6 +84,11 @@ func TestQdiscCounters(t *testing.T) {
 		child("veth0 pfifo 10:", "requeues", 0, false),
 		child("veth0 pfifo 10:", "backlog", 0, true),
 		child("veth0 pfifo 10:", "qlen", 0, true),
+		ing("veth0 clsact ffff:", "drops", 42, false),
+		ing("veth0 clsact ffff:", "overlimits", 0, false),
+		ing("veth0 clsact ffff:", "requeues", 0, false),
+		ing("veth0 clsact ffff:", "backlog", 0, true),
+		ing("veth0 clsact ffff:", "qlen", 0, true),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("qdiscCounters (-want +got):\n%s", diff)

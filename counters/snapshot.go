@@ -102,6 +102,9 @@ type Snapshot struct {
 	NICs []NIC `json:"nics,omitempty"`
 	// CPUs is the number of online CPUs seen in per-CPU files.
 	CPUs int `json:"cpus"`
+	// Hooks are the XDP programs and tc filters attached to interfaces
+	// (hooks.go): who to ask when the xdp or tc-ingress stage drops.
+	Hooks []Hook `json:"hooks,omitempty"`
 
 	index map[Key]int
 }
@@ -232,6 +235,7 @@ func Delta(a, b *Snapshot) *Snapshot {
 		Sysctls:     b.Sysctls,
 		NICs:        b.NICs,
 		CPUs:        b.CPUs,
+		Hooks:       b.Hooks,
 		Counters:    make([]Counter, 0, len(b.Counters)),
 	}
 	for _, cb := range b.Counters {

@@ -243,11 +243,15 @@ type rule func(in *input) []Finding
 var rules = []rule{
 	ruleNIC,
 	ruleRxRing,
+	ruleXDP,
 	ruleSoftirq,
 	ruleSoftirqBalance,
+	ruleTCIngress, // before qdisc: it claims the ingress/clsact qdiscs' drops
+	ruleBridge,
 	ruleIP,
 	ruleNetfilter,
 	ruleConntrack,
+	ruleTunnel,
 	ruleNoSocket,
 	ruleSocketRcvbuf,
 	ruleTCPMemory,

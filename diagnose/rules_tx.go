@@ -25,8 +25,13 @@ func qdiscObject(obj string) (ifname, kind string) {
 // children's drops too, so per interface the largest qdisc count is taken,
 // not the sum.
 func ruleQdisc(in *input) []Finding {
-	drops := in.moved(from(counters.NetlinkQdisc, "drops"))
-	in.moved(from(counters.NetlinkQdisc))
+	// The ingress and clsact qdiscs' drops are filter verdicts on the
+	// receive side (stage tc-ingress, ruleTCIngress): not a transmit queue.
+	egress := func(m match) match {
+		return func(c counters.Counter) bool { return c.Stage != stage.TCIngress && m(c) }
+	}
+	drops := in.moved(egress(from(counters.NetlinkQdisc, "drops")))
+	in.moved(egress(from(counters.NetlinkQdisc)))
 	byIf := map[string][]counters.Counter{}
 	for _, c := range drops {
 		ifn, _ := qdiscObject(c.Object)
@@ -87,7 +92,7 @@ func ruleQdisc(in *input) []Finding {
 func (in *input) qdiscDrops() uint64 {
 	byIf := map[string]uint64{}
 	for _, c := range in.delta.Counters {
-		if c.Source == counters.NetlinkQdisc && c.Field == "drops" && !c.Gauge {
+		if c.Source == counters.NetlinkQdisc && c.Field == "drops" && !c.Gauge && c.Stage != stage.TCIngress {
 			ifn, _ := qdiscObject(c.Object)
 			if c.Value > byIf[ifn] {
 				byIf[ifn] = c.Value

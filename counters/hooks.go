@@ -1,0 +1,243 @@
+package counters
+
+// The programs and filters attached to an interface's receive-side hooks
+// (XDP, tc ingress/clsact) and the clsact egress hook: which program on which
+// interface, so that a drop at the xdp or tc-ingress stage can be pinned on
+// it. The links' IFLA_XDP attribute (RTM_GETLINK) names the XDP program and
+// its mode; an RTM_GETTFILTER dump of each interface that has an ingress or
+// clsact qdisc lists its filters (for bpf filters: TCA_BPF_ID, TCA_BPF_NAME,
+// direct-action). The program's run statistics (run_cnt, from
+// BPF_OBJ_GET_INFO_BY_FD) are kept as a counter when kernel.bpf_stats_enabled
+// is on; they are runs, not drops, and stay context.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+)
+
+// HooksSource is the Source of the attached hook programs and filters.
+const HooksSource = "netlink hooks"
+
+// BPFProgSource is the Source of BPF program run statistics.
+const BPFProgSource = "bpf prog stats"
+
+func init() { register(hooksSource{}) }
+
+// HookPoint is where on an interface a program or filter is attached.
+type HookPoint string
+
+const (
+	HookXDP       HookPoint = "xdp"        // XDP, any mode (Hook.Mode says which)
+	HookTCIngress HookPoint = "tc-ingress" // ingress or clsact qdisc, receive side
+	HookTCEgress  HookPoint = "tc-egress"  // clsact qdisc, transmit side
+)
+
+// Hook is one program or filter attached to an interface's hook.
+type Hook struct {
+	Ifname  string    `json:"ifname"`
+	Ifindex int       `json:"ifindex"`
+	Point   HookPoint `json:"point"`
+	// Mode is the XDP attach mode ("native", "generic", "offload"); for tc,
+	// "direct-action" when a bpf filter gives its own verdict.
+	Mode string `json:"mode,omitempty"`
+	// Kind is the tc classifier ("bpf", "u32", …); "" for XDP.
+	Kind string `json:"kind,omitempty"`
+	// Pref and Handle identify a tc filter as `tc filter show` prints them.
+	Pref   uint16 `json:"pref,omitempty"`
+	Handle uint32 `json:"handle,omitempty"`
+	// ProgID and ProgName name the BPF program, when there is one; the
+	// name is the program's own (bpf_prog_info.name), else the tc filter's
+	// TCA_BPF_NAME.
+	ProgID   uint32 `json:"prog_id,omitempty"`
+	ProgName string `json:"prog_name,omitempty"`
+	// RunCount is how often the program ran (bpf_stats_enabled only).
+	RunCount uint64 `json:"run_count,omitempty"`
+	RunStats bool   `json:"run_stats,omitempty"`
+}
+
+// Label names a hook for evidence and findings: "eth0 tc-ingress bpf pref 1
+// prog 42 tc_drop_udp (direct-action)".
+func (h Hook) Label() string {
+	s := h.Ifname + " " + string(h.Point)
+	if h.Kind != "" {
+		s += " " + h.Kind
+	}
+	if h.Pref != 0 {
+		s += " pref " + strconv.Itoa(int(h.Pref))
+	}
+	if h.ProgID != 0 {
+		s += " prog " + strconv.FormatUint(uint64(h.ProgID), 10)
+	}
+	if h.ProgName != "" {
+		s += " " + h.ProgName
+	}
+	if h.Mode != "" {
+		s += " (" + h.Mode + ")"
+	}
+	return s
+}
+
+// hooksSource reads the hooks of every interface in the namespace of the
+// calling thread.
+type hooksSource struct{}
+
+func (hooksSource) Name() string { return HooksSource }
+
+func (hooksSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("rtm_getlink dump: %w", err)
+	}
+	qs, err := netlink.QdiscList(nil)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return fmt.Errorf("rtm_getqdisc dump: %w", err)
+	}
+	filters := map[int][]tcFilterAt{}
+	var errs []error
+	for _, q := range qs {
+		a := q.Attrs()
+		if a.Parent != netlink.HANDLE_INGRESS {
+			continue
+		}
+		points := []HookPoint{HookTCIngress}
+		if q.Type() == "clsact" {
+			points = append(points, HookTCEgress)
+		}
+		for _, p := range points {
+			parent := uint32(netlink.HANDLE_MIN_INGRESS)
+			if p == HookTCEgress {
+				parent = netlink.HANDLE_MIN_EGRESS
+			}
+			fs, err := netlink.FilterList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: a.LinkIndex}}, parent)
+			if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+				errs = append(errs, fmt.Errorf("rtm_gettfilter ifindex %d %s: %w", a.LinkIndex, p, err))
+				continue
+			}
+			for _, f := range fs {
+				filters[a.LinkIndex] = append(filters[a.LinkIndex], tcFilterAt{p, f})
+			}
+		}
+	}
+	hooks := hooksOf(links, filters)
+	// Run counts are kept only while statistics are on (the sysctl, or a
+	// BPF_ENABLE_STATS descriptor some tool holds, which shows as counts
+	// that move); otherwise the kernel reports zeros that mean nothing.
+	b, _ := fsys.ReadFile(fsys.ProcPath("sys/kernel/bpf_stats_enabled"))
+	statsOn := strings.TrimSpace(string(b)) == "1"
+	for i := range hooks {
+		if hooks[i].ProgID != 0 {
+			progStats(&hooks[i], statsOn)
+		}
+	}
+	s.Hooks = append(s.Hooks, hooks...)
+	s.Add(hookCounters(hooks)...)
+	return errors.Join(errs...)
+}
+
+// tcFilterAt is a tc filter and the hook it was listed under.
+type tcFilterAt struct {
+	point  HookPoint
+	filter netlink.Filter
+}
+
+// xdpModes names IFLA_XDP_ATTACHED values as `ip link` prints the mode
+// (xdp, xdpgeneric, xdpoffload).
+var xdpModes = map[uint32]string{
+	nl.XDP_ATTACHED_DRV: "native",
+	nl.XDP_ATTACHED_SKB: "generic",
+	nl.XDP_ATTACHED_HW:  "offload",
+}
+
+// hooksOf lists the XDP programs of links and the tc filters of each
+// interface, by interface name then point and preference.
+func hooksOf(links []netlink.Link, filters map[int][]tcFilterAt) []Hook {
+	names := map[int]string{}
+	var out []Hook
+	for _, l := range links {
+		a := l.Attrs()
+		names[a.Index] = a.Name
+		if x := a.Xdp; x != nil && x.Attached && x.ProgId != 0 {
+			mode := xdpModes[x.AttachMode]
+			if mode == "" {
+				mode = "mode " + strconv.Itoa(int(x.AttachMode))
+			}
+			out = append(out, Hook{Ifname: a.Name, Ifindex: a.Index, Point: HookXDP, Mode: mode, ProgID: x.ProgId})
+		}
+	}
+	for idx, fs := range filters {
+		name, ok := names[idx]
+		if !ok {
+			name = "ifindex" + strconv.Itoa(idx)
+		}
+		for _, f := range fs {
+			fa := f.filter.Attrs()
+			h := Hook{Ifname: name, Ifindex: idx, Point: f.point, Kind: f.filter.Type(), Pref: fa.Priority, Handle: fa.Handle}
+			if b, ok := f.filter.(*netlink.BpfFilter); ok {
+				h.ProgID, h.ProgName = uint32(b.Id), b.Name
+				if b.DirectAction {
+					h.Mode = "direct-action"
+				}
+			}
+			out = append(out, h)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Ifname != b.Ifname {
+			return a.Ifname < b.Ifname
+		}
+		if a.Point != b.Point {
+			return a.Point < b.Point
+		}
+		return a.Pref < b.Pref
+	})
+	return out
+}
+
+// progStats fills in the program's own name and, with statistics on, its
+// run count. Without the privilege to open programs by id the names netlink
+// gave stay.
+func progStats(h *Hook, statsOn bool) {
+	p, err := ebpf.NewProgramFromID(ebpf.ProgramID(h.ProgID))
+	if err != nil {
+		return
+	}
+	defer p.Close()
+	info, err := p.Info()
+	if err != nil {
+		return
+	}
+	if info.Name != "" {
+		h.ProgName = info.Name
+	}
+	if st, err := p.Stats(); err == nil && (statsOn || st.RunCount > 0) {
+		h.RunCount, h.RunStats = st.RunCount, true
+	}
+}
+
+// hookCounters turns the run counts of hook programs into counters: runs,
+// not drops, so context without a stage.
+func hookCounters(hooks []Hook) []Counter {
+	var out []Counter
+	for _, h := range hooks {
+		if !h.RunStats {
+			continue
+		}
+		out = append(out, Counter{Source: BPFProgSource, Object: HookObject(h), Field: "run_cnt", Value: h.RunCount})
+	}
+	return out
+}
+
+// HookObject is the counter Object of a hook program's statistics:
+// "eth0 xdp prog 42".
+func HookObject(h Hook) string {
+	return h.Ifname + " " + string(h.Point) + " prog " + strconv.FormatUint(uint64(h.ProgID), 10)
+}

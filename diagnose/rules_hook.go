@@ -1,0 +1,307 @@
+package diagnose
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/droptrace"
+	"github.com/netdrop/netdrop/stage"
+)
+
+// The receive-side hooks (XDP, tc ingress) and the L2/L3 devices on the path
+// (bridge, tunnel). Their drops are verdicts of a program, a filter or a
+// device's configuration, never a queue that was too short: each finding
+// names what refused the packets on which interface, and its fix is the
+// command that shows that program or setting — never a transmit-path knob.
+
+// hookGroup is what one interface lost at one hook stage: counter evidence,
+// tracer rows, and the larger of the two counts. The tracer's rows become
+// evidence through ruleTrace, which adds them to the stage's finding.
+type hookGroup struct {
+	ifname   string
+	counters []counters.Counter
+	rows     []droptrace.Row
+	traced   uint64
+}
+
+// drops is the group's loss: the tracer's exact count where it ran, the
+// counters' where it did not (native XDP frees no skb, so only the driver
+// counts it), the larger when both saw part of it.
+func (g hookGroup) drops() uint64 {
+	return max(sum(g.counters), g.traced)
+}
+
+// hookGroups groups the counters cs (by their interface, the first word of
+// Object) and the tracer's rows at st (by interface) per interface.
+func (in *input) hookGroups(st stage.ID, cs []counters.Counter) []hookGroup {
+	byIf := map[string]*hookGroup{}
+	get := func(ifn string) *hookGroup {
+		g, ok := byIf[ifn]
+		if !ok {
+			g = &hookGroup{ifname: ifn}
+			byIf[ifn] = g
+		}
+		return g
+	}
+	for _, c := range cs {
+		ifn, _, _ := strings.Cut(c.Object, " ")
+		g := get(ifn)
+		g.counters = append(g.counters, c)
+	}
+	for _, r := range in.traceRows(st) {
+		ifn := r.Ifname
+		if ifn == "" && r.Ifindex != 0 {
+			ifn = "ifindex" + strconv.Itoa(int(r.Ifindex))
+		}
+		g := get(ifn)
+		g.rows = append(g.rows, r)
+		g.traced += r.Count
+	}
+	out := make([]hookGroup, 0, len(byIf))
+	for _, g := range byIf {
+		if g.drops() > 0 {
+			out = append(out, *g)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ifname < out[j].ifname })
+	return out
+}
+
+// traceRows returns the tracer's rows of the interval at stage st.
+func (in *input) traceRows(st stage.ID) []droptrace.Row {
+	if in.trace == nil {
+		return nil
+	}
+	var out []droptrace.Row
+	for _, r := range in.trace.Rows {
+		if r.Stage == st {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// tracedAt counts the tracer's drops at stage st on interface ifn with
+// reason.
+func (in *input) tracedAt(st stage.ID, ifn, reason string) uint64 {
+	var n uint64
+	for _, r := range in.traceRows(st) {
+		if r.Ifname == ifn && r.Reason == reason {
+			n += r.Count
+		}
+	}
+	return n
+}
+
+// hooksAt returns the hooks attached at point p of interface ifn.
+func (in *input) hooksAt(ifn string, p counters.HookPoint) []counters.Hook {
+	var out []counters.Hook
+	for _, h := range in.after.Hooks {
+		if h.Ifname == ifn && h.Point == p {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// hookLabels lists hooks for a cause: "bpf pref 1 prog 42 tc_drop (direct-action)".
+func hookLabels(hs []counters.Hook) string {
+	var parts []string
+	for _, h := range hs {
+		l := strings.TrimPrefix(h.Label(), h.Ifname+" "+string(h.Point))
+		parts = append(parts, strings.TrimSpace(l))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// progFixes are the inspection commands for the BPF programs of hs.
+func progFixes(hs []counters.Hook) []string {
+	var out []string
+	for _, h := range hs {
+		if h.ProgID != 0 {
+			out = append(out, fmt.Sprintf("bpftool prog show id %d   # the program %s: load time, run_cnt with kernel.bpf_stats_enabled=1", h.ProgID, h.ProgName))
+		}
+	}
+	return out
+}
+
+// ruleTCIngress: tc ingress / clsact filters and actions that returned
+// TC_ACT_SHOT. The ingress or clsact qdisc counts them as its "dropped"
+// (counters give those the tc-ingress stage); the tracer sees TC_INGRESS.
+// A clsact qdisc counts its egress filters' drops in the same counter: when
+// the tracer saw only TC_EGRESS there, or only egress filters exist, those
+// drops are left to the transmit side.
+func ruleTCIngress(in *input) []Finding {
+	isIngress := func(c counters.Counter) bool {
+		return strings.HasSuffix(c.Source, qdiscSource) && c.Stage == stage.TCIngress
+	}
+	cs := in.moved(func(c counters.Counter) bool { return isIngress(c) && c.Field == "drops" })
+	in.moved(isIngress) // overlimits, requeues: nothing queues here
+	var out []Finding
+	for _, g := range in.hookGroups(stage.TCIngress, cs) {
+		ing := in.hooksAt(g.ifname, counters.HookTCIngress)
+		egr := in.hooksAt(g.ifname, counters.HookTCEgress)
+		d := g.drops()
+		if g.traced == 0 && (in.trace != nil && in.tracedAt(stage.Qdisc, g.ifname, "TC_EGRESS") > 0 ||
+			in.trace == nil && len(ing) == 0 && len(egr) > 0) {
+			// The clsact qdisc's count is its egress filters' verdicts.
+			out = append(out, Finding{
+				Stage:    stage.Qdisc,
+				Severity: in.lossSeverity(d),
+				Title:    fmt.Sprintf("tc egress filters on %s dropped %d packets", g.ifname, d),
+				Drops:    d,
+				Evidence: evidence(g.counters),
+				Cause:    fmt.Sprintf("a filter or action on %s's transmit side (its clsact qdisc) returned TC_ACT_SHOT: a policy refused these packets; no queue was full", g.ifname),
+				Fix: append([]string{
+					fmt.Sprintf("tc -s filter show dev %s egress   # which filter drops", g.ifname),
+					fmt.Sprintf("bpftool net show dev %s", g.ifname),
+				}, progFixes(egr)...),
+			})
+			continue
+		}
+		f := Finding{
+			Stage:    stage.TCIngress,
+			Severity: in.lossSeverity(d),
+			Title:    fmt.Sprintf("tc ingress filters on %s dropped %d packets", g.ifname, d),
+			Drops:    d,
+			Evidence: evidence(g.counters),
+			Cause: fmt.Sprintf("a filter or action on %s's receive side (its ingress/clsact qdisc) returned TC_ACT_SHOT: "+
+				"a policy, policer or eBPF datapath program refused these packets; no queue was full", g.ifname),
+			Fix: append([]string{
+				fmt.Sprintf("tc -s filter show dev %s ingress   # which filter drops, and its actions", g.ifname),
+				fmt.Sprintf("bpftool net show dev %s   # the eBPF programs on the interface, tcx included", g.ifname),
+			}, progFixes(ing)...),
+			Advice: fmt.Sprintf("the drop is the filter's verdict: change the program's or filter's policy; if it should not be there, remove it (tc filter del dev %s ingress pref N). Buffer and queue sizes do not help here", g.ifname),
+		}
+		if len(ing) > 0 {
+			f.Cause += " (attached: " + hookLabels(ing) + ")"
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// ruleXDP: XDP programs that returned XDP_DROP or XDP_ABORTED. Native
+// (driver) XDP frees no skb, so the tracer never sees it: the driver's XDP
+// statistics (ethtool -S, e.g. xdp_drops) count it. Generic XDP frees an skb
+// the tracer sees (reason XDP, or NOT_SPECIFIED in do_xdp_generic). The
+// program's run count (bpf_stats_enabled) is context: runs, not drops.
+func ruleXDP(in *input) []Finding {
+	cs := in.moved(func(c counters.Counter) bool {
+		return c.Stage == stage.XDP && strings.HasPrefix(c.Source, "ethtool")
+	})
+	runs := in.moved(from(counters.BPFProgSource))
+	var out []Finding
+	for _, g := range in.hookGroups(stage.XDP, cs) {
+		hs := in.hooksAt(g.ifname, counters.HookXDP)
+		d := g.drops()
+		f := Finding{
+			Stage:    stage.XDP,
+			Severity: in.lossSeverity(d),
+			Title:    fmt.Sprintf("XDP program on %s dropped %d packets", g.ifname, d),
+			Drops:    d,
+			Evidence: evidence(g.counters),
+			Cause: fmt.Sprintf("an XDP program on %s returned XDP_DROP (or XDP_ABORTED) for these packets: "+
+				"they were refused before the network stack saw them", g.ifname),
+			Fix: append([]string{
+				fmt.Sprintf("ip -d link show dev %s   # the XDP program and its mode (xdp, xdpgeneric)", g.ifname),
+				fmt.Sprintf("bpftool net show dev %s", g.ifname),
+			}, progFixes(hs)...),
+			Advice: fmt.Sprintf("an XDP verdict is the program's policy: change its rules, or detach it (ip link set dev %s xdp off) if it should not drop this traffic. Ring, buffer and backlog sizes do not help here", g.ifname),
+		}
+		if len(cs) > 0 {
+			f.Fix = append(f.Fix, fmt.Sprintf("ethtool -S %s | grep -i xdp   # the driver's XDP verdict counters", g.ifname))
+		}
+		if len(hs) > 0 {
+			f.Cause += " (attached: " + hookLabels(hs) + ")"
+			for _, r := range runs {
+				for _, h := range hs {
+					if r.Object == counters.HookObject(h) {
+						f.Evidence = append(f.Evidence, Evidence{Source: r.Source, Counter: r.Name() + " (runs, not drops)", Delta: r.Value})
+					}
+				}
+			}
+		}
+		if len(g.rows) == 0 {
+			f.Cause += "; native XDP frees no socket buffer, so only the driver's counters see these drops"
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// bridgeCauses explain a bridge drop by its reason.
+var bridgeCauses = map[string]string{
+	"BRIDGE_INGRESS_STP_STATE": "the bridge port's STP state (disabled, blocking or listening) does not accept frames",
+	"MAC_IEEE_MAC_CONTROL":     "IEEE 802.3 MAC control (pause) frames arrived on a bridge port; bridges never forward them",
+}
+
+// ruleBridge: frames a Linux bridge refused on a port. Only the tracer sees
+// these (no bridge counter counts them).
+func ruleBridge(in *input) []Finding {
+	var out []Finding
+	for _, g := range in.hookGroups(stage.Bridge, nil) {
+		top := g.rows[0]
+		port := g.ifname
+		if port == "" {
+			port = "PORT"
+		}
+		cause, ok := bridgeCauses[top.Reason]
+		if !ok {
+			cause = fmt.Sprintf("the bridge refused frames arriving on %s (%s in %s): the port is disabled or blocking (STP), VLAN filtering does not admit the frame's VLAN, or the port is locked", g.ifname, top.Reason, top.Function)
+		}
+		out = append(out, Finding{
+			Stage:    stage.Bridge,
+			Severity: in.lossSeverity(g.drops()),
+			Title:    fmt.Sprintf("the bridge dropped %d frames arriving on %s", g.drops(), g.ifname),
+			Drops:    g.drops(),
+			Cause:    cause,
+			Fix: []string{
+				fmt.Sprintf("bridge -d link show dev %s   # the port's state, learning and locked flags", port),
+				fmt.Sprintf("bridge vlan show dev %s   # the VLANs the port admits", port),
+			},
+			Advice: "set the port forwarding (bridge link set dev PORT state 3) or admit its VLAN (bridge vlan add dev PORT vid N) once the reason is clear",
+		})
+	}
+	return out
+}
+
+// tunnelCauses explain a tunnel drop by its reason.
+var tunnelCauses = map[string]string{
+	"VXLAN_VNI_NOT_FOUND": "VXLAN packets arrived for a VNI no vxlan device on this host has: the sender's VNI (id) differs from this host's",
+	"VXLAN_INVALID_HDR":   "VXLAN packets with flags or reserved bits this host's vxlan device does not accept (a peer using GBP or GPE, or not VXLAN at all)",
+	"MAC_INVALID_SOURCE":  "the encapsulated frames carry an invalid source MAC (zero or multicast)",
+	"LOCAL_MAC":           "the encapsulated frames carry this host's own MAC as source: a forwarding loop between tunnel endpoints",
+	"VXLAN_ENTRY_EXISTS":  "the inner source MAC is pinned to another destination by a static FDB entry",
+	"IP_TUNNEL_ECN":       "the outer and inner headers' ECN bits contradict each other (RFC 6040)",
+}
+
+// ruleTunnel: encapsulated packets a tunnel device refused on decapsulation.
+// The encapsulating UDP socket counts them as delivered (Udp InDatagrams):
+// only the tracer sees the drop.
+func ruleTunnel(in *input) []Finding {
+	var out []Finding
+	for _, g := range in.hookGroups(stage.Tunnel, nil) {
+		top := g.rows[0]
+		cause, ok := tunnelCauses[top.Reason]
+		if !ok {
+			cause = fmt.Sprintf("a tunnel device refused encapsulated packets (%s in %s)", top.Reason, top.Function)
+		}
+		out = append(out, Finding{
+			Stage:    stage.Tunnel,
+			Severity: in.lossSeverity(g.drops()),
+			Title:    fmt.Sprintf("tunnel decapsulation dropped %d packets arriving on %s", g.drops(), g.ifname),
+			Drops:    g.drops(),
+			Cause:    cause,
+			Fix: []string{
+				"ip -d link show type vxlan   # each vxlan device's id (VNI), dstport and remote",
+				"netdrop trace --reason " + top.Reason + " --flows   # which tunnel peers send them",
+			},
+			Advice: "make both tunnel endpoints agree (same VNI, port and flags): change the peer that sends, or add a device for its VNI here",
+		})
+	}
+	return out
+}
