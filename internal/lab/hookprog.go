@@ -1,0 +1,126 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// loadHookProg loads one program of testdata/bpf/hookdrop.c (committed as
+// hookdrop_bpfe{l,b}.o, see gen.go) set to drop IPv4 UDP datagrams to port.
+// The caller attaches it; Env closes it at the end of the scenario (an
+// attached program lives on while its interface holds it, and goes with the
+// namespace).
+func (e *Env) loadHookProg(name string, port uint16) (*ebpf.Program, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise memlock limit: %w", err)
+	}
+	spec, err := loadHookdrop()
+	if err != nil {
+		return nil, fmt.Errorf("hookdrop object: %w", err)
+	}
+	v, ok := spec.Variables["drop_port"]
+	if !ok {
+		return nil, errors.New("hookdrop object has no drop_port")
+	}
+	if err := v.Set(port); err != nil {
+		return nil, fmt.Errorf("set drop_port: %w", err)
+	}
+	ps, ok := spec.Programs[name]
+	if !ok {
+		return nil, fmt.Errorf("hookdrop object has no program %s", name)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{
+		Programs:  map[string]*ebpf.ProgramSpec{name: ps},
+		Maps:      spec.Maps,
+		Variables: spec.Variables,
+		Types:     spec.Types,
+	}, ebpf.CollectionOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", name, err)
+	}
+	prog := coll.DetachProgram(name)
+	coll.Close()
+	e.mu.Lock()
+	e.closers = append(e.closers, prog.Close)
+	e.mu.Unlock()
+	return prog, nil
+}
+
+// addTCIngressBPF attaches prog to n's link as a tc ingress filter of a
+// clsact qdisc in direct-action mode, the way eBPF datapaths install their
+// programs (`tc filter add dev X ingress bpf da obj F sec tc`).
+func (e *Env) addTCIngressBPF(n *Node, prog *ebpf.Program, name string) error {
+	idx, err := n.LinkIndex()
+	if err != nil {
+		return err
+	}
+	h, err := n.Netlink()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	q := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: idx, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	if err := h.QdiscAdd(q); err != nil {
+		return fmt.Errorf("clsact qdisc on %s in %s: %w", n.Link, n.NS, err)
+	}
+	f := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{
+			LinkIndex: idx,
+			Parent:    netlink.HANDLE_MIN_INGRESS,
+			Handle:    1,
+			Priority:  1,
+			Protocol:  unix.ETH_P_ALL,
+		},
+		Fd:           prog.FD(),
+		Name:         name,
+		DirectAction: true,
+	}
+	if err := h.FilterAdd(f); err != nil {
+		return fmt.Errorf("bpf ingress filter on %s in %s: %w", n.Link, n.NS, err)
+	}
+	e.Defer(func() error {
+		h, err := n.Netlink()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		if err := h.QdiscDel(q); err != nil {
+			return fmt.Errorf("delete clsact qdisc in %s: %w", n.NS, err)
+		}
+		return nil
+	})
+	return nil
+}
+
+// attachXDP attaches prog to n's link in the given mode
+// (nl.XDP_FLAGS_SKB_MODE for generic, nl.XDP_FLAGS_DRV_MODE for native),
+// over netlink from inside n's namespace (the ifindex is the namespace's).
+func (e *Env) attachXDP(n *Node, prog *ebpf.Program, flags int) error {
+	set := func(fd int) error {
+		return n.Do(func() error {
+			l, err := netlink.LinkByName(n.Link)
+			if err != nil {
+				return fmt.Errorf("%s in %s: %w", n.Link, n.NS, err)
+			}
+			return netlink.LinkSetXdpFdWithFlags(l, fd, flags)
+		})
+	}
+	if err := set(prog.FD()); err != nil {
+		return fmt.Errorf("attach xdp to %s in %s: %w", n.Link, n.NS, err)
+	}
+	e.Defer(func() error {
+		if err := set(-1); err != nil {
+			return fmt.Errorf("detach xdp in %s: %w", n.NS, err)
+		}
+		return nil
+	})
+	return nil
+}
