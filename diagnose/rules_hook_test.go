@@ -1,0 +1,141 @@
+package diagnose
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/droptrace"
+	"github.com/netdrop/netdrop/stage"
+)
+
+// hasFix reports whether any fix line of f starts with prefix.
+func hasFix(f Finding, prefix string) bool {
+	for _, x := range f.Fix {
+		if strings.HasPrefix(x, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// transmitFix reports a fix that changes the transmit path: the harmful
+// answer to a receive-side drop.
+func transmitFix(f Finding) bool {
+	for _, x := range f.Fix {
+		if strings.Contains(x, " root ") || strings.Contains(x, "txqueuelen") || strings.Contains(x, "wmem") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestTCIngressIsNotTheTransmitQueue: a clsact qdisc whose ingress bpf
+// filter dropped 2000 packets is a tc-ingress finding that names the
+// program, never a qdisc finding with a transmit-path fix.
+func TestTCIngressIsNotTheTransmitQueue(t *testing.T) {
+	const src = counters.QdiscSource
+	q := func(v uint64) counters.Counter { return ctr(src, "veth1 clsact ffff:", "drops", v, stage.TCIngress) }
+	a, b := snap(sys, q(10)), snap(sys, q(2010))
+	b.Hooks = []counters.Hook{{Ifname: "veth1", Point: counters.HookTCIngress, Kind: "bpf", Pref: 1, ProgID: 42, ProgName: "tc_drop", Mode: "direct-action"}}
+	tr := &droptrace.Snapshot{Rows: []droptrace.Row{{Count: 2000, Reason: "TC_INGRESS", Function: "__netif_receive_skb_core", Location: "__netif_receive_skb_core+0x56b", Stage: stage.TCIngress, Ifname: "veth1"}}}
+	r := AnalyzeWith(a, b, 2*time.Second, Extra{Trace: tr})
+	if len(r.Findings) != 1 {
+		t.Fatalf("want one finding, got %+v", r.Findings)
+	}
+	f := r.Findings[0]
+	if f.Stage != stage.TCIngress || f.Drops != 2000 || f.Severity != Critical {
+		t.Errorf("finding = %+v", f)
+	}
+	if !strings.Contains(f.Cause, "prog 42 tc_drop") || !hasFix(f, "tc -s filter show dev veth1 ingress") || !hasFix(f, "bpftool prog show id 42") {
+		t.Errorf("the finding does not name the filter and program: cause %q fix %q", f.Cause, f.Fix)
+	}
+	if transmitFix(f) {
+		t.Errorf("a receive-side drop got a transmit-path fix: %q", f.Fix)
+	}
+	// Without the tracer the counter alone still says tc-ingress.
+	r = AnalyzeWith(a, b, 2*time.Second, Extra{})
+	if len(r.Findings) != 1 || r.Findings[0].Stage != stage.TCIngress || r.Findings[0].Drops != 2000 {
+		t.Errorf("counter only: %+v", r.Findings)
+	}
+}
+
+// TestClsactEgressOnly: a clsact qdisc with only egress filters drops on
+// the transmit side: a qdisc finding pointing at the egress filters.
+func TestClsactEgressOnly(t *testing.T) {
+	const src = counters.QdiscSource
+	q := func(v uint64) counters.Counter { return ctr(src, "veth1 clsact ffff:", "drops", v, stage.TCIngress) }
+	a, b := snap(sys, q(0)), snap(sys, q(50))
+	b.Hooks = []counters.Hook{{Ifname: "veth1", Point: counters.HookTCEgress, Kind: "bpf", Pref: 1, ProgID: 7}}
+	r := AnalyzeWith(a, b, 2*time.Second, Extra{})
+	if len(r.Findings) != 1 || r.Findings[0].Stage != stage.Qdisc || !hasFix(r.Findings[0], "tc -s filter show dev veth1 egress") {
+		t.Fatalf("egress-only clsact: %+v", r.Findings)
+	}
+	// The tracer says TC_EGRESS: the same.
+	b.Hooks = nil
+	tr := &droptrace.Snapshot{Rows: []droptrace.Row{{Count: 50, Reason: "TC_EGRESS", Function: "sch_handle_egress", Stage: stage.Qdisc, Ifname: "veth1"}}}
+	r = AnalyzeWith(a, b, 2*time.Second, Extra{Trace: tr})
+	if len(r.Findings) != 1 || r.Findings[0].Stage != stage.Qdisc || !strings.Contains(r.Findings[0].Title, "egress") {
+		t.Fatalf("TC_EGRESS traced: %+v", r.Findings)
+	}
+}
+
+// TestXDPNative: native XDP drops counted only by the driver (ethtool -S)
+// are an xdp finding that names the program, with the run count as
+// context, not as drops.
+func TestXDPNative(t *testing.T) {
+	drv := func(v uint64) counters.Counter {
+		return ctr(counters.EthtoolStatsSource, "eth0", "rx_queue_0_xdp_drops", v, stage.XDP)
+	}
+	runs := func(v uint64) counters.Counter {
+		return ctr(counters.BPFProgSource, "eth0 xdp prog 9", "run_cnt", v, "")
+	}
+	a, b := snap(sys, drv(0), runs(0)), snap(sys, drv(500), runs(800))
+	b.Hooks = []counters.Hook{{Ifname: "eth0", Point: counters.HookXDP, Mode: "native", ProgID: 9, ProgName: "fw", RunStats: true, RunCount: 800}}
+	r := AnalyzeWith(a, b, 2*time.Second, Extra{})
+	if len(r.Findings) != 1 {
+		t.Fatalf("findings: %+v", r.Findings)
+	}
+	f := r.Findings[0]
+	if f.Stage != stage.XDP || f.Drops != 500 || !strings.Contains(f.Cause, "prog 9 fw (native)") || !strings.Contains(f.Cause, "native XDP frees no socket buffer") {
+		t.Errorf("finding = %+v", f)
+	}
+	if !hasFix(f, "ethtool -S eth0") || !hasFix(f, "bpftool prog show id 9") || transmitFix(f) {
+		t.Errorf("fixes = %q", f.Fix)
+	}
+	var sawRuns bool
+	for _, e := range f.Evidence {
+		sawRuns = sawRuns || e.Source == counters.BPFProgSource && e.Delta == 800
+	}
+	if !sawRuns {
+		t.Errorf("run count not shown as context: %+v", f.Evidence)
+	}
+}
+
+// TestBridgeAndTunnelFromTrace: drops only the tracer sees inside a bridge
+// or a vxlan device are findings of their own stages with their causes.
+func TestBridgeAndTunnelFromTrace(t *testing.T) {
+	a, b := snap(sys), snap(sys)
+	tr := &droptrace.Snapshot{Rows: []droptrace.Row{
+		{Count: 300, Reason: "VXLAN_VNI_NOT_FOUND", Function: "vxlan_rcv", Location: "vxlan_rcv+0x1", Stage: stage.Tunnel, Ifname: "eth0"},
+		{Count: 40, Reason: "BRIDGE_INGRESS_STP_STATE", Function: "br_handle_frame_finish", Location: "br_handle_frame_finish+0x2", Stage: stage.Bridge, Ifname: "veth3"},
+	}}
+	r := AnalyzeWith(a, b, 2*time.Second, Extra{Trace: tr})
+	if len(r.Findings) != 2 {
+		t.Fatalf("findings: %+v", r.Findings)
+	}
+	got := map[stage.ID]Finding{}
+	for _, f := range r.Findings {
+		got[f.Stage] = f
+	}
+	if f := got[stage.Tunnel]; f.Drops != 300 || !strings.Contains(f.Cause, "VNI") || !hasFix(f, "ip -d link show type vxlan") || len(f.Evidence) == 0 {
+		t.Errorf("tunnel finding = %+v", f)
+	}
+	if f := got[stage.Bridge]; f.Drops != 40 || !strings.Contains(f.Cause, "STP") || !hasFix(f, "bridge -d link show dev veth3") {
+		t.Errorf("bridge finding = %+v", f)
+	}
+	if len(r.Unexplained) != 0 {
+		t.Errorf("unexplained: %+v", r.Unexplained)
+	}
+}
