@@ -118,11 +118,12 @@ func hookLabels(hs []counters.Hook) string {
 }
 
 // progFixes are the inspection commands for the BPF programs of hs.
-func progFixes(hs []counters.Hook) []string {
-	var out []string
+func progFixes(hs []counters.Hook) []Fix {
+	var out []Fix
 	for _, h := range hs {
 		if h.ProgID != 0 {
-			out = append(out, fmt.Sprintf("bpftool prog show id %d   # the program %s: load time, run_cnt with kernel.bpf_stats_enabled=1", h.ProgID, h.ProgName))
+			out = append(out, inspect(shellJoin("bpftool", "prog", "show", "id", strconv.FormatUint(uint64(h.ProgID), 10)),
+				fmt.Sprintf("the program %s: load time, and run_cnt with kernel.bpf_stats_enabled=1", h.ProgName)))
 		}
 	}
 	return out
@@ -155,10 +156,11 @@ func ruleTCIngress(in *input) []Finding {
 				Drops:    d,
 				Evidence: evidence(g.counters),
 				Cause:    fmt.Sprintf("a filter or action on %s's transmit side (its clsact qdisc) returned TC_ACT_SHOT: a policy refused these packets; no queue was full", g.ifname),
-				Fix: append([]string{
-					fmt.Sprintf("tc -s filter show dev %s egress   # which filter drops", g.ifname),
-					fmt.Sprintf("bpftool net show dev %s", g.ifname),
+				Fix: append([]Fix{
+					inspect(shellJoin("tc", "-s", "filter", "show", "dev", g.ifname, "egress"), "which filter drops"),
+					inspect(shellJoin("bpftool", "net", "show", "dev", g.ifname), "the eBPF programs on the interface"),
 				}, progFixes(egr)...),
+				NotAutomatic: "a filter's verdict is a policy someone installed: netdrop does not change or remove it",
 			})
 			continue
 		}
@@ -170,11 +172,13 @@ func ruleTCIngress(in *input) []Finding {
 			Evidence: evidence(g.counters),
 			Cause: fmt.Sprintf("a filter or action on %s's receive side (its ingress/clsact qdisc) returned TC_ACT_SHOT: "+
 				"a policy, policer or eBPF datapath program refused these packets; no queue was full", g.ifname),
-			Fix: append([]string{
-				fmt.Sprintf("tc -s filter show dev %s ingress   # which filter drops, and its actions", g.ifname),
-				fmt.Sprintf("bpftool net show dev %s   # the eBPF programs on the interface, tcx included", g.ifname),
+			Fix: append(append([]Fix{
+				inspect(shellJoin("tc", "-s", "filter", "show", "dev", g.ifname, "ingress"), "which filter drops, and its actions"),
+				inspect(shellJoin("bpftool", "net", "show", "dev", g.ifname), "the eBPF programs on the interface, tcx included"),
 			}, progFixes(ing)...),
-			Advice: fmt.Sprintf("the drop is the filter's verdict: change the program's or filter's policy; if it should not be there, remove it (tc filter del dev %s ingress pref N). Buffer and queue sizes do not help here", g.ifname),
+				advice(fmt.Sprintf("change the program's or filter's policy; if it should not be there, remove it (tc filter del dev %s ingress pref N)", g.ifname))),
+			Advice:       "the drop is the filter's verdict, not a full queue: buffer and queue sizes do not help here",
+			NotAutomatic: "a filter's verdict is a policy someone installed: netdrop does not change or remove it",
 		}
 		if len(ing) > 0 {
 			f.Cause += " (attached: " + hookLabels(ing) + ")"
@@ -206,15 +210,17 @@ func ruleXDP(in *input) []Finding {
 			Evidence: evidence(g.counters),
 			Cause: fmt.Sprintf("an XDP program on %s returned XDP_DROP (or XDP_ABORTED) for these packets: "+
 				"they were refused before the network stack saw them", g.ifname),
-			Fix: append([]string{
-				fmt.Sprintf("ip -d link show dev %s   # the XDP program and its mode (xdp, xdpgeneric)", g.ifname),
-				fmt.Sprintf("bpftool net show dev %s", g.ifname),
+			Fix: append([]Fix{
+				inspect(shellJoin("ip", "-d", "link", "show", "dev", g.ifname), "the XDP program and its mode (xdp, xdpgeneric)"),
+				inspect(shellJoin("bpftool", "net", "show", "dev", g.ifname), "the eBPF programs on the interface"),
 			}, progFixes(hs)...),
-			Advice: fmt.Sprintf("an XDP verdict is the program's policy: change its rules, or detach it (ip link set dev %s xdp off) if it should not drop this traffic. Ring, buffer and backlog sizes do not help here", g.ifname),
+			Advice:       "an XDP verdict is the program's policy, not a full ring: ring, buffer and backlog sizes do not help here",
+			NotAutomatic: "an XDP program is a policy someone installed: netdrop does not change or detach it",
 		}
 		if len(cs) > 0 {
-			f.Fix = append(f.Fix, fmt.Sprintf("ethtool -S %s | grep -i xdp   # the driver's XDP verdict counters", g.ifname))
+			f.Fix = append(f.Fix, inspect(shellJoin("ethtool", "-S", g.ifname)+" | grep -i xdp", "the driver's XDP verdict counters"))
 		}
+		f.Fix = append(f.Fix, advice(fmt.Sprintf("change the program's rules, or detach it (ip link set dev %s xdp off) if it should not drop this traffic", g.ifname)))
 		if len(hs) > 0 {
 			f.Cause += " (attached: " + hookLabels(hs) + ")"
 			for _, r := range runs {
@@ -259,11 +265,12 @@ func ruleBridge(in *input) []Finding {
 			Title:    fmt.Sprintf("the bridge dropped %d frames arriving on %s", g.drops(), g.ifname),
 			Drops:    g.drops(),
 			Cause:    cause,
-			Fix: []string{
-				fmt.Sprintf("bridge -d link show dev %s   # the port's state, learning and locked flags", port),
-				fmt.Sprintf("bridge vlan show dev %s   # the VLANs the port admits", port),
+			Fix: []Fix{
+				inspect(shellJoin("bridge", "-d", "link", "show", "dev", port), "the port's state, learning and locked flags"),
+				inspect(shellJoin("bridge", "vlan", "show", "dev", port), "the VLANs the port admits"),
+				advice("set the port forwarding (bridge link set dev PORT state 3) or admit its VLAN (bridge vlan add dev PORT vid N) once the reason is clear"),
 			},
-			Advice: "set the port forwarding (bridge link set dev PORT state 3) or admit its VLAN (bridge vlan add dev PORT vid N) once the reason is clear",
+			NotAutomatic: "port states and VLAN filters are the bridge's configuration (or STP's decision): netdrop does not change them",
 		})
 	}
 	return out
@@ -296,11 +303,12 @@ func ruleTunnel(in *input) []Finding {
 			Title:    fmt.Sprintf("tunnel decapsulation dropped %d packets arriving on %s", g.drops(), g.ifname),
 			Drops:    g.drops(),
 			Cause:    cause,
-			Fix: []string{
-				"ip -d link show type vxlan   # each vxlan device's id (VNI), dstport and remote",
-				"netdrop trace --reason " + top.Reason + " --flows   # which tunnel peers send them",
+			Fix: []Fix{
+				inspect("ip -d link show type vxlan", "each vxlan device's id (VNI), dstport and remote"),
+				inspect(shellJoin("netdrop", "trace", "--reason", top.Reason, "--flows"), "which tunnel peers send them"),
+				advice("make both tunnel endpoints agree (same VNI, port and flags): change the peer that sends, or add a device for its VNI here"),
 			},
-			Advice: "make both tunnel endpoints agree (same VNI, port and flags): change the peer that sends, or add a device for its VNI here",
+			NotAutomatic: "tunnel endpoints are configured in pairs: the change belongs on whichever side is wrong",
 		})
 	}
 	return out

@@ -13,7 +13,7 @@ import (
 // hasFix reports whether any fix line of f starts with prefix.
 func hasFix(f Finding, prefix string) bool {
 	for _, x := range f.Fix {
-		if strings.HasPrefix(x, prefix) {
+		if strings.HasPrefix(x.Command, prefix) {
 			return true
 		}
 	}
@@ -24,7 +24,7 @@ func hasFix(f Finding, prefix string) bool {
 // answer to a receive-side drop.
 func transmitFix(f Finding) bool {
 	for _, x := range f.Fix {
-		if strings.Contains(x, " root ") || strings.Contains(x, "txqueuelen") || strings.Contains(x, "wmem") {
+		if x.Kind == FixSetting || strings.Contains(x.Command, " root ") || strings.Contains(x.Command, "txqueuelen") || strings.Contains(x.Command, "wmem") {
 			return true
 		}
 	}
@@ -49,10 +49,10 @@ func TestTCIngressIsNotTheTransmitQueue(t *testing.T) {
 		t.Errorf("finding = %+v", f)
 	}
 	if !strings.Contains(f.Cause, "prog 42 tc_drop") || !hasFix(f, "tc -s filter show dev veth1 ingress") || !hasFix(f, "bpftool prog show id 42") {
-		t.Errorf("the finding does not name the filter and program: cause %q fix %q", f.Cause, f.Fix)
+		t.Errorf("the finding does not name the filter and program: cause %q fix %+v", f.Cause, f.Fix)
 	}
 	if transmitFix(f) {
-		t.Errorf("a receive-side drop got a transmit-path fix: %q", f.Fix)
+		t.Errorf("a receive-side drop got a transmit-path fix: %+v", f.Fix)
 	}
 	// Without the tracer the counter alone still says tc-ingress.
 	r = AnalyzeWith(a, b, 2*time.Second, Extra{})
@@ -102,7 +102,7 @@ func TestXDPNative(t *testing.T) {
 		t.Errorf("finding = %+v", f)
 	}
 	if !hasFix(f, "ethtool -S eth0") || !hasFix(f, "bpftool prog show id 9") || transmitFix(f) {
-		t.Errorf("fixes = %q", f.Fix)
+		t.Errorf("fixes = %+v", f.Fix)
 	}
 	var sawRuns bool
 	for _, e := range f.Evidence {
