@@ -30,6 +30,15 @@ func init() {
 		id := xdpProgID(t, e, 2) // XDP_ATTACHED_SKB: generic
 		return progRuns(t, id), true
 	}
+	references["tunnel-vni-mismatch"] = func(t *testing.T, e *Env) (uint64, bool) {
+		// The receiver's VXLAN socket counts every encapsulated datagram
+		// as delivered before decapsulation drops it; no other UDP
+		// reaches the receiver.
+		if out := inNS(t, e.Receiver.NS, "ip", "-d", "link", "show", "dev", vxlanLink); !strings.Contains(out, "vxlan id 100") {
+			t.Errorf("tunnel-vni-mismatch: receiver's vxlan is not VNI 100:\n%s", out)
+		}
+		return nstat(t, e.Receiver.NS, "UdpInDatagrams"), true
+	}
 	references["xdp-native-drop"] = func(t *testing.T, e *Env) (uint64, bool) {
 		xdpProgID(t, e, 1) // XDP_ATTACHED_DRV: native
 		out := inNS(t, e.Receiver.NS, "ethtool", "-S", e.Receiver.Link)
@@ -97,7 +106,7 @@ func progRuns(t *testing.T, id uint32) uint64 {
 
 // TestHookCatalog checks the hook scenarios exist on their stages.
 func TestHookCatalog(t *testing.T) {
-	for name, st := range map[string]string{"tc-ingress-drop": "tc-ingress", "xdp-drop": "xdp", "xdp-native-drop": "xdp"} {
+	for name, st := range map[string]string{"tc-ingress-drop": "tc-ingress", "xdp-drop": "xdp", "xdp-native-drop": "xdp", "tunnel-vni-mismatch": "tunnel"} {
 		s, ok := scenarios[name]
 		if !ok || string(s.Stage) != st {
 			t.Errorf("scenario %s: registered %v, stage %q; want stage %q", name, ok, s.Stage, st)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -45,6 +46,7 @@ var ruleCases = []struct {
 	moved   []counters.Counter // deltas over the interval
 	gauges  []counters.Counter // levels at the second snapshot
 	sockets *sockets.Summary
+	trace   *droptrace.Snapshot // the tracer's rows of the interval (bridge, tunnel: only it sees them)
 }{
 	{name: "nic", moved: []counters.Counter{{Source: counters.NetlinkLinkStats, Object: "eth0", Field: "rx_crc_errors", Value: 50, Stage: stage.NIC}}},
 	{name: "rx-ring", moved: []counters.Counter{{Source: counters.NetlinkLinkStats, Object: "eth0", Field: "rx_missed_errors", Value: 900, Stage: stage.RxRing}}},
@@ -112,6 +114,12 @@ var ruleCases = []struct {
 	{name: "neighbor unresolved", moved: []counters.Counter{{Source: counters.ProcNetStatARPCache, Field: "unresolved_discards", Value: 256, Stage: stage.Neighbor}}},
 	{name: "neighbor overflow", moved: []counters.Counter{{Source: counters.ProcNetStatARPCache, Field: "table_fulls", Value: 3, Stage: stage.Neighbor}}},
 	{name: "tx-ring", moved: []counters.Counter{{Source: counters.NetlinkLinkStats, Object: "eth0", Field: "tx_dropped", Value: 30, Stage: stage.TxRing}}},
+	{name: "xdp", moved: []counters.Counter{{Source: counters.EthtoolStats, Object: "eth0", Field: "rx_queue_0_xdp_drops", Value: 500, Stage: stage.XDP}}},
+	{name: "tc-ingress", moved: []counters.Counter{{Source: counters.NetlinkQdisc, Object: "eth0 clsact ffff:", Field: "drops", Value: 500, Stage: stage.TCIngress}}},
+	{name: "bridge and tunnel", trace: &droptrace.Snapshot{Rows: []droptrace.Row{
+		{Count: 40, Reason: "BRIDGE_INGRESS_STP_STATE", Function: "br_handle_frame_finish", Location: "br_handle_frame_finish+0x2", Stage: stage.Bridge, Ifname: "eth0"},
+		{Count: 300, Reason: "VXLAN_VNI_NOT_FOUND", Function: "vxlan_rcv", Location: "vxlan_rcv+0x1", Stage: stage.Tunnel, Ifname: "eth0"},
+	}}},
 	{name: "generic", moved: []counters.Counter{{Source: counters.ProcNetSNMP, Field: "Ip6:InUnknownProtos", Value: 40, Stage: stage.IP}}},
 }
 
@@ -134,7 +142,7 @@ func ruleReports(t *testing.T) map[string]*diagnose.Report {
 			s.Counters = append(s.Counters, c.gauges...)
 			return s
 		}
-		r := diagnose.AnalyzeWith(mk(false), mk(true), 5*time.Second, diagnose.Extra{Sockets: c.sockets})
+		r := diagnose.AnalyzeWith(mk(false), mk(true), 5*time.Second, diagnose.Extra{Sockets: c.sockets, Trace: c.trace})
 		if len(r.Findings) == 0 {
 			t.Errorf("%s: no finding", c.name)
 		}
