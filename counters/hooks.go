@@ -23,12 +23,6 @@ import (
 	"github.com/vishvananda/netlink/nl"
 )
 
-// HooksSource is the Source of the attached hook programs and filters.
-const HooksSource = "netlink hooks"
-
-// BPFProgSource is the Source of BPF program run statistics.
-const BPFProgSource = "bpf prog stats"
-
 func init() { register(hooksSource{}) }
 
 // HookPoint is where on an interface a program or filter is attached.
@@ -89,7 +83,7 @@ func (h Hook) Label() string {
 // calling thread.
 type hooksSource struct{}
 
-func (hooksSource) Name() string { return HooksSource }
+func (hooksSource) ID() SourceID { return NetlinkHooks }
 
 func (hooksSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
 	links, err := netlink.LinkList()
@@ -231,7 +225,7 @@ func hookCounters(hooks []Hook) []Counter {
 		if !h.RunStats {
 			continue
 		}
-		out = append(out, Counter{Source: BPFProgSource, Object: HookObject(h), Field: "run_cnt", Value: h.RunCount})
+		out = append(out, Counter{Source: BPFProgStats, Object: HookObject(h), Field: "run_cnt", Value: h.RunCount})
 	}
 	return out
 }

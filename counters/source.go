@@ -52,6 +52,11 @@ const (
 	NetlinkLinkStats SourceID = "netlink link stats64"
 	// NetlinkQdisc is the statistics of every qdisc (qdisc.go).
 	NetlinkQdisc SourceID = "netlink qdisc"
+	// NetlinkHooks is the XDP programs and tc filters attached to each
+	// interface, which give Snapshot.Hooks; BPFProgStats their programs'
+	// run counts with kernel.bpf_stats_enabled (hooks.go).
+	NetlinkHooks SourceID = "netlink hooks"
+	BPFProgStats SourceID = "bpf prog stats"
 	// NetlinkNftables is nftables rule and base-chain policy counters
 	// (nftables.go).
 	NetlinkNftables SourceID = "netlink nftables"

@@ -137,7 +137,7 @@ func progFixes(hs []counters.Hook) []Fix {
 // drops are left to the transmit side.
 func ruleTCIngress(in *input) []Finding {
 	isIngress := func(c counters.Counter) bool {
-		return strings.HasSuffix(c.Source, qdiscSource) && c.Stage == stage.TCIngress
+		return c.Source == counters.NetlinkQdisc && c.Stage == stage.TCIngress
 	}
 	cs := in.moved(func(c counters.Counter) bool { return isIngress(c) && c.Field == "drops" })
 	in.moved(isIngress) // overlimits, requeues: nothing queues here
@@ -195,9 +195,9 @@ func ruleTCIngress(in *input) []Finding {
 // program's run count (bpf_stats_enabled) is context: runs, not drops.
 func ruleXDP(in *input) []Finding {
 	cs := in.moved(func(c counters.Counter) bool {
-		return c.Stage == stage.XDP && strings.HasPrefix(c.Source, "ethtool")
+		return c.Stage == stage.XDP && c.Source == counters.EthtoolStats
 	})
-	runs := in.moved(from(counters.BPFProgSource))
+	runs := in.moved(from(counters.BPFProgStats))
 	var out []Finding
 	for _, g := range in.hookGroups(stage.XDP, cs) {
 		hs := in.hooksAt(g.ifname, counters.HookXDP)
@@ -226,7 +226,7 @@ func ruleXDP(in *input) []Finding {
 			for _, r := range runs {
 				for _, h := range hs {
 					if r.Object == counters.HookObject(h) {
-						f.Evidence = append(f.Evidence, Evidence{Source: r.Source, Counter: r.Name() + " (runs, not drops)", Delta: r.Value})
+						f.Evidence = append(f.Evidence, Evidence{Source: r.Source, Object: r.Object, Field: r.Field + " (runs, not drops)", Delta: r.Value})
 					}
 				}
 			}

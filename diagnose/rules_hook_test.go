@@ -35,7 +35,7 @@ func transmitFix(f Finding) bool {
 // filter dropped 2000 packets is a tc-ingress finding that names the
 // program, never a qdisc finding with a transmit-path fix.
 func TestTCIngressIsNotTheTransmitQueue(t *testing.T) {
-	const src = counters.QdiscSource
+	const src = counters.NetlinkQdisc
 	q := func(v uint64) counters.Counter { return ctr(src, "veth1 clsact ffff:", "drops", v, stage.TCIngress) }
 	a, b := snap(sys, q(10)), snap(sys, q(2010))
 	b.Hooks = []counters.Hook{{Ifname: "veth1", Point: counters.HookTCIngress, Kind: "bpf", Pref: 1, ProgID: 42, ProgName: "tc_drop", Mode: "direct-action"}}
@@ -64,7 +64,7 @@ func TestTCIngressIsNotTheTransmitQueue(t *testing.T) {
 // TestClsactEgressOnly: a clsact qdisc with only egress filters drops on
 // the transmit side: a qdisc finding pointing at the egress filters.
 func TestClsactEgressOnly(t *testing.T) {
-	const src = counters.QdiscSource
+	const src = counters.NetlinkQdisc
 	q := func(v uint64) counters.Counter { return ctr(src, "veth1 clsact ffff:", "drops", v, stage.TCIngress) }
 	a, b := snap(sys, q(0)), snap(sys, q(50))
 	b.Hooks = []counters.Hook{{Ifname: "veth1", Point: counters.HookTCEgress, Kind: "bpf", Pref: 1, ProgID: 7}}
@@ -86,10 +86,10 @@ func TestClsactEgressOnly(t *testing.T) {
 // context, not as drops.
 func TestXDPNative(t *testing.T) {
 	drv := func(v uint64) counters.Counter {
-		return ctr(counters.EthtoolStatsSource, "eth0", "rx_queue_0_xdp_drops", v, stage.XDP)
+		return ctr(counters.EthtoolStats, "eth0", "rx_queue_0_xdp_drops", v, stage.XDP)
 	}
 	runs := func(v uint64) counters.Counter {
-		return ctr(counters.BPFProgSource, "eth0 xdp prog 9", "run_cnt", v, "")
+		return ctr(counters.BPFProgStats, "eth0 xdp prog 9", "run_cnt", v, "")
 	}
 	a, b := snap(sys, drv(0), runs(0)), snap(sys, drv(500), runs(800))
 	b.Hooks = []counters.Hook{{Ifname: "eth0", Point: counters.HookXDP, Mode: "native", ProgID: 9, ProgName: "fw", RunStats: true, RunCount: 800}}
@@ -106,7 +106,7 @@ func TestXDPNative(t *testing.T) {
 	}
 	var sawRuns bool
 	for _, e := range f.Evidence {
-		sawRuns = sawRuns || e.Source == counters.BPFProgSource && e.Delta == 800
+		sawRuns = sawRuns || e.Source == counters.BPFProgStats && e.Delta == 800
 	}
 	if !sawRuns {
 		t.Errorf("run count not shown as context: %+v", f.Evidence)
