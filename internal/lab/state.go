@@ -89,6 +89,7 @@ func (l *lock) release() {
 var journalScope = map[string]bool{
 	"net.core.netdev_max_backlog":    true,
 	"net.netfilter.nf_conntrack_max": true,
+	"kernel.bpf_stats_enabled":       true, // xdp-drop: the program's run count as evidence
 }
 
 // maxSets bounds the values journalled per setting (a scenario sets one or
