@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
-	"github.com/netdrop/netdrop/diagnose"
 )
 
 // handTools is what a user runs to see the same counters by hand: the
@@ -90,7 +89,7 @@ func BenchmarkSnapshotVsTools(b *testing.B) {
 	var counted int
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		s, err := diagnose.Snapshot(ctx, "", counters.FS{})
+		s, err := counters.CollectIn(ctx, counters.CurrentNetns(), counters.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

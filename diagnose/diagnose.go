@@ -3,8 +3,9 @@
 // path, applies the rules that explain each stage (cause and fix, computed
 // from the current settings) and ranks what it found.
 //
-// It does not read the kernel itself (counters/, droptrace/ and sockets/ do)
-// and it does not print (report/ and internal/cli do).
+// Run reads the kernel through the evidence packages (counters.CollectIn,
+// droptrace, sockets) and Analyze is pure; diagnose parses no kernel file
+// itself, and it does not print (internal/report and internal/cli do).
 package diagnose
 
 import (
@@ -15,7 +16,6 @@ import (
 
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/droptrace"
-	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -183,9 +183,9 @@ func (r *Report) Worst() (Severity, bool) {
 type Options struct {
 	// Interval between the two snapshots.
 	Interval time.Duration
-	// Netns names the namespace to diagnose (see internal/netns); "" is
-	// the current one.
-	Netns string
+	// Netns is the namespace to diagnose; the zero value is the caller's
+	// own.
+	Netns counters.Target
 	// Once reports totals since boot instead of a delta.
 	Once bool
 	// NoSockets skips the sock_diag view (which names the sockets and
@@ -209,59 +209,6 @@ type Options struct {
 	During func(ctx context.Context) error
 }
 
-// Snapshot takes one snapshot inside the namespace named by spec.
-func Snapshot(ctx context.Context, spec string, fs counters.FS) (*counters.Snapshot, error) {
-	var snap *counters.Snapshot
-	label := spec
-	if label == "" {
-		label = "current"
-	}
-	// Enter once to fail early and clearly on a bad namespace; then the
-	// sources are read in parallel, each worker inside the namespace.
-	if err := netns.Do(spec, func() error { return nil }); err != nil {
-		return nil, err
-	}
-	snap = counters.Collect(ctx, counters.Options{FS: fs, Netns: label, Enter: func(fn func() error) error {
-		return netns.Do(spec, fn)
-	}})
-	if spec == "" {
-		return snap, nil
-	}
-	// Global settings (net.core.netdev_max_backlog, nf_conntrack_max, …)
-	// exist only in the initial namespace's /proc/sys: read them from here
-	// so the fixes can still show their current values.
-	if fs == (counters.FS{}) {
-		fs = counters.DefaultFS()
-	}
-	host := &counters.Snapshot{Sysctls: map[string]string{}}
-	if err := (counters.SysctlSource{}).Collect(ctx, fs, host); err == nil {
-		for k, v := range host.Sysctls {
-			if _, ok := snap.Sysctls[k]; !ok {
-				snap.Sysctls[k] = v
-			}
-		}
-	}
-	// The neighbour tables are one per host, shared by every namespace,
-	// and their statistics show only in the initial namespace: read them
-	// from here, marked host-wide.
-	neigh := counters.NeighSource{}
-	host = &counters.Snapshot{}
-	if err := neigh.Collect(ctx, fs, host); err == nil && len(host.Counters) > 0 {
-		for i := range host.Counters {
-			host.Counters[i].HostWide = true
-		}
-		snap.Add(host.Counters...)
-		kept := snap.Unavailable[:0]
-		for _, u := range snap.Unavailable {
-			if u.Source != neigh.ID() {
-				kept = append(kept, u)
-			}
-		}
-		snap.Unavailable = kept
-	}
-	return snap, nil
-}
-
 // Run takes two snapshots opts.Interval apart (or one with opts.Once) and
 // analyzes them.
 func Run(ctx context.Context, opts Options) (*Report, error) {
@@ -272,7 +219,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if tr.t != nil {
 		defer tr.t.Close()
 	}
-	a, err := Snapshot(ctx, opts.Netns, opts.FS)
+	a, err := counters.CollectIn(ctx, opts.Netns, counters.Options{FS: opts.FS})
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +234,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	var before *sockets.Summary
 	if !opts.NoSockets {
 		// Every socket, no owners: only the drop counts matter here.
-		before, _ = sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Top: -1})
+		before, _ = sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns.Spec(), Top: -1})
 	}
 	if opts.During != nil {
 		if err := opts.During(ctx); err != nil {
@@ -305,7 +252,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		case <-t.C:
 		}
 	}
-	b, err := Snapshot(ctx, opts.Netns, opts.FS)
+	b, err := counters.CollectIn(ctx, opts.Netns, counters.Options{FS: opts.FS})
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +306,7 @@ func startTrace(ctx context.Context, opts Options) (tracing, error) {
 	// Trace only the namespace being diagnosed: its counters are the
 	// namespace's own, so the host's trace must not bring in drops of
 	// every container.
-	ns := opts.Netns
+	ns := opts.Netns.Path()
 	if ns == "" {
 		ns = "/proc/self/ns/net"
 	}
@@ -386,7 +333,7 @@ func startTrace(ctx context.Context, opts Options) (tracing, error) {
 func extra(ctx context.Context, opts Options, s *counters.Snapshot) Extra {
 	var x Extra
 	if !opts.NoSockets {
-		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Owners: true, Top: -1})
+		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns.Spec(), Owners: true, Top: -1})
 		if err != nil {
 			s.Fail(SourceSockDiag, err)
 		} else {
@@ -439,7 +386,7 @@ func AnalyzeWith(a, b *counters.Snapshot, interval time.Duration, x Extra) *Repo
 	r.Findings = ruleGeneric(in, r.Findings)
 	r.Findings = ruleSockets(in, r.Findings)
 	r.Findings, r.Unexplained = ruleTrace(in, r.Findings)
-	if b.Netns == "" || b.Netns == "current" {
+	if counters.IsCurrentNetns(b.Netns) {
 		// Diagnosing the host itself: nothing is foreign to it.
 		for i := range r.Findings {
 			r.Findings[i].HostWide = false

@@ -185,7 +185,11 @@ func measure(t *testing.T, tc kernelCase) (*diagnose.Report, uint64, uint64) {
 	ns := tc.where(p)
 	ctx := context.Background()
 	ref0 := tc.reference(t, p)
-	a, err := diagnose.Snapshot(ctx, ns, counters.FS{})
+	target, terr := counters.ParseTarget(ns)
+	if terr != nil {
+		t.Fatal(terr)
+	}
+	a, err := counters.CollectIn(ctx, target, counters.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +199,7 @@ func measure(t *testing.T, tc kernelCase) (*diagnose.Report, uint64, uint64) {
 	}
 	tc.traffic(t, p)
 	time.Sleep(50 * time.Millisecond) // let the receiver's softirq finish
-	b, err := diagnose.Snapshot(ctx, ns, counters.FS{})
+	b, err := counters.CollectIn(ctx, target, counters.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

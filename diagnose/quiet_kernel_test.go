@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/internal/testnet"
 )
@@ -28,7 +29,7 @@ func TestQuietHostExitsZero(t *testing.T) {
 	ns := fmt.Sprintf("ndquiet%d", os.Getpid())
 	testnet.MustRun(t, "ip", "netns", "add", ns)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	for _, where := range []string{"", ns} {
+	for _, where := range []counters.Target{counters.CurrentNetns(), counters.NamedNetns(ns)} {
 		for run := 1; run <= 3; run++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			r, err := diagnose.Run(ctx, diagnose.Options{Interval: time.Second, Netns: where, Trace: "auto"})

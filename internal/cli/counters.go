@@ -6,7 +6,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/netdrop/netdrop/counters"
-	"github.com/netdrop/netdrop/diagnose"
 	"github.com/spf13/cobra"
 )
 
@@ -14,7 +13,7 @@ func init() { register(newCountersCmd) }
 
 func newCountersCmd(e *env) *cobra.Command {
 	var (
-		ns       string
+		ns       counters.Target
 		asJSON   bool
 		nonZero  bool
 		stageArg string
@@ -33,7 +32,7 @@ evidence for. Values are totals since boot (or since the object was created).`,
   netdrop counters --netns web --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			snap, err := diagnose.Snapshot(cmd.Context(), ns, counters.FS{})
+			snap, err := counters.CollectIn(cmd.Context(), ns, counters.Options{})
 			if err != nil {
 				return err
 			}
@@ -91,7 +90,7 @@ evidence for. Values are totals since boot (or since the object was created).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&ns, "netns", "n", "", "network namespace to read: NAME (/run/netns), PATH, or pid:N")
+	f.VarP(&ns, "netns", "n", "network namespace to read: NAME (/run/netns), PATH, or pid:N")
 	f.BoolVar(&asJSON, "json", false, "print the snapshot as JSON")
 	f.BoolVar(&nonZero, "nonzero", false, "only counters that are not zero")
 	f.StringVar(&stageArg, "stage", "", "only counters of one stage (e.g. socket-rcvbuf)")

@@ -70,7 +70,7 @@ Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.
 	}
 	f := cmd.Flags()
 	f.DurationVarP(&opts.Interval, "interval", "i", 5*time.Second, "time between the two snapshots")
-	f.StringVarP(&opts.Netns, "netns", "n", "", "network namespace to diagnose: NAME (/run/netns), PATH, or pid:N")
+	f.VarP(&opts.Netns, "netns", "n", "network namespace to diagnose: NAME (/run/netns), PATH, or pid:N")
 	f.BoolVar(&opts.Once, "once", false, "report totals since boot instead of waiting for a delta")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.StringVar(&opts.Trace, "trace", "auto", "trace drops in the kernel with eBPF (skb:kfree_skb) for function-level evidence: auto, on or off")

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
-	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/probe"
 	"github.com/spf13/cobra"
 )
@@ -36,28 +35,28 @@ type probeFlags struct {
 	gro         bool
 	once        bool
 	asJSON      bool
-	netns       string
+	netns       counters.Target
 }
 
 // inNetns runs fn with its sockets created in the namespace of --netns (on
 // a thread that entered it), or in the current one.
 func (f *probeFlags) inNetns(fn func() error) error {
-	if f.netns == "" {
+	if f.netns.IsCurrent() {
 		return fn()
 	}
-	return netns.Do(f.netns, fn)
+	return f.netns.Do(fn)
 }
 
 // collect reads the counters of the --netns namespace (or the current one).
 func (f *probeFlags) collect(ctx context.Context) *counters.Snapshot {
-	var s *counters.Snapshot
-	err := f.inNetns(func() error {
-		s = counters.Collect(ctx, counters.Options{Netns: f.netns})
-		return nil
-	})
+	s, err := counters.CollectIn(ctx, f.netns, counters.Options{})
 	if err != nil {
-		s = &counters.Snapshot{Netns: f.netns}
-		s.Fail(counters.SourceID("netns "+f.netns), err) // replaced by counters.CollectIn next
+		// The namespace went away during the run: every source is
+		// unavailable, for the same reason.
+		s = &counters.Snapshot{Netns: f.netns.String()}
+		for _, src := range counters.DefaultSources() {
+			s.Fail(src.ID(), err)
+		}
 	}
 	return s
 }
@@ -105,7 +104,7 @@ func addClientFlags(cmd *cobra.Command, f *probeFlags) {
 func addCommonFlags(cmd *cobra.Command, f *probeFlags) {
 	cmd.Flags().StringVar(&f.proto, "proto", "udp", "transport: udp, or tcp (no loss by design: latency, corruption, resynchronisation)")
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the final report as one JSON object")
-	cmd.Flags().StringVarP(&f.netns, "netns", "n", "", "run in this network namespace: NAME (/run/netns), PATH, or pid:N")
+	cmd.Flags().VarP(&f.netns, "netns", "n", "run in this network namespace: NAME (/run/netns), PATH, or pid:N")
 }
 
 func (f *probeFlags) check() error {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/spf13/cobra"
 )
@@ -118,7 +119,7 @@ func socketsAlarm(s *sockets.Summary) bool {
 func renderSockets(w io.Writer, s *sockets.Summary) error {
 	ns := s.Netns
 	if ns == "" {
-		ns = "current"
+		ns = counters.CurrentNetns().String()
 	}
 	st := s.Settings
 	reuse := map[int]string{0: "off", 1: "on", 2: "loopback only"}[st.TwReuse]

@@ -65,7 +65,7 @@ finding's fix belongs in the application rather than in the kernel.`,
 				if apply || persist != "" {
 					return fmt.Errorf("--rollback cannot be combined with --apply or --persist")
 				}
-				return runRollback(e, rollback, opts.Netns, cmd.Flags().Changed("netns"), asJSON)
+				return runRollback(e, rollback, opts.Netns.Spec(), cmd.Flags().Changed("netns"), asJSON)
 			}
 			if err := checkInterval("--interval", opts.Interval, false); err != nil {
 				return err
@@ -75,8 +75,8 @@ finding's fix belongs in the application rather than in the kernel.`,
 			if err != nil {
 				return err
 			}
-			sys := tune.Kernel{Netns: opts.Netns}
-			plan := tune.Build(r, sys, tuneContext(cmd, r, opts.Netns))
+			sys := tune.Kernel{Netns: opts.Netns.Spec()}
+			plan := tune.Build(r, sys, tuneContext(cmd, r, opts.Netns.Spec()))
 			out := tuneOutput{Plan: plan, DryRun: !apply}
 			var applyErr error
 			var nothing bool
@@ -121,7 +121,7 @@ finding's fix belongs in the application rather than in the kernel.`,
 	}
 	f := cmd.Flags()
 	f.DurationVarP(&opts.Interval, "interval", "i", 5*time.Second, "time between the two snapshots of the diagnosis")
-	f.StringVarP(&opts.Netns, "netns", "n", "", "network namespace to tune: NAME (/run/netns), PATH, or pid:N")
+	f.VarP(&opts.Netns, "netns", "n", "network namespace to tune: NAME (/run/netns), PATH, or pid:N")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.BoolVar(&apply, "apply", false, "make the changes (after saving a rollback file)")
 	f.StringVar(&rollbackFile, "rollback-file", "", "where --apply saves the previous values (default /run/netdrop/rollback-TIME.json)")

@@ -48,15 +48,13 @@ func (c *countersCollector) describe(ch chan<- *prometheus.Desc) {
 
 func (c *countersCollector) update(ctx context.Context, s *scrape, ch chan<- prometheus.Metric) error {
 	o := c.e.opts
-	var snap *counters.Snapshot
-	err := c.e.inNetns(func() error {
-		label := o.Netns
-		if label == "" {
-			label = "current"
-		}
-		snap = counters.Collect(ctx, counters.Options{FS: o.FS, Netns: label, Sources: o.Sources})
-		return nil
-	})
+	// The same snapshot diagnose takes, host-wide merge included, so
+	// the findings of a scrape are those of `netdrop diagnose`.
+	target, err := counters.ParseTarget(o.Netns)
+	if err != nil {
+		return err
+	}
+	snap, err := counters.CollectIn(ctx, target, counters.Options{FS: o.FS, Sources: o.Sources})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -150,13 +151,17 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 	// The whole diagnosis a user gets — counters, the drop tracer when the
 	// kernel allows it, and the socket views that name who is responsible —
 	// with the scenario's traffic as the interval.
+	target := counters.CurrentNetns()
+	if ns != "" {
+		target = counters.NamedNetns(ns)
+	}
 	var trafficErr error
 	expects, err := diagnose.ParseExpects(s.Expect)
 	if err != nil {
 		res.Error = fmt.Sprintf("scenario %s: %v", s.Name, err)
 		return res
 	}
-	rep, err := diagnose.Run(ctx, diagnose.Options{Netns: ns, Trace: "auto", Expect: expects, During: func(ctx context.Context) error {
+	rep, err := diagnose.Run(ctx, diagnose.Options{Netns: target, Trace: "auto", Expect: expects, During: func(ctx context.Context) error {
 		trafficErr = traffic(ctx)
 		return trafficErr
 	}})

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -108,7 +109,7 @@ func DiagnosisStyled(w io.Writer, r *diagnose.Report, st Style) error {
 }
 
 func nsLabel(ns string) string {
-	if ns == "" || ns == "current" {
+	if counters.IsCurrentNetns(ns) {
 		return "this host"
 	}
 	return "netns " + ns

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
 )
 
@@ -67,7 +68,7 @@ func fixes(b *strings.Builder, f diagnose.Finding, ns string) {
 	}
 	where := ""
 	switch {
-	case ns == "" || ns == "current":
+	case counters.IsCurrentNetns(ns):
 	case f.HostWide:
 		// Host-wide evidence: the settings that answer it are the host's.
 		where = ", on the host"

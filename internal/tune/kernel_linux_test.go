@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/internal/testnet"
@@ -283,7 +284,7 @@ func TestKernelPlanFromDiagnosis(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		r, err := diagnose.Run(ctx, diagnose.Options{Interval: 2 * time.Second, Netns: p.B, Progress: func(string) { close(started) }})
+		r, err := diagnose.Run(ctx, diagnose.Options{Interval: 2 * time.Second, Netns: counters.NamedNetns(p.B), Progress: func(string) { close(started) }})
 		done <- result{r, err}
 	}()
 	<-started

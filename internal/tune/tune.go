@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -151,9 +152,9 @@ type Context struct {
 // be seconds old or may not know the value at all.
 func Build(r *diagnose.Report, sys System, ctx Context) *Plan {
 	ns := r.Netns
-	if ns == "current" {
-		// diagnose labels its own namespace "current"; a plan and its
-		// rollback file name the namespace as internal/netns takes it.
+	if counters.IsCurrentNetns(ns) {
+		// A plan and its rollback file name the namespace as
+		// internal/netns parses it: "" for the current one.
 		ns = ""
 	}
 	p := &Plan{Netns: ns, Created: time.Now(), Items: []Item{}, Application: []AppNote{}, Manual: []ManualStep{}}
