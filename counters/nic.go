@@ -17,6 +17,7 @@ package counters
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	iofs "io/fs"
@@ -170,10 +171,11 @@ func readSysString(path string) (string, error) {
 	return strings.TrimSpace(string(buf[:n])), nil
 }
 
-// readNICLayout fills n from /sys/class/net/NAME and the IRQ tables. Missing
-// optional files (rps_cpus without CONFIG_RPS, xps_cpus on a device with one
-// queue) leave their field empty; only an unreadable queues directory is an
-// error.
+// readNICLayout fills n from /sys/class/net/NAME and the IRQ tables. A
+// missing optional file (rps_cpus without CONFIG_RPS, xps_cpus on a device
+// with one queue) leaves its mask "" (unknown), as does one that cannot be
+// read, whose error is returned with the others once the rest is read; an
+// unreadable queues directory ends the read.
 func readNICLayout(fs FS, name string, irqNames map[int]string, n *NIC) error {
 	dir := fs.SysPath("class", "net", name)
 	// IFLA_TXQLEN, when the link dump had it, is the same dev->tx_queue_len.
@@ -194,14 +196,24 @@ func readNICLayout(fs FS, name string, irqNames map[int]string, n *NIC) error {
 	}
 	rx, tx := queueIndexes(ents)
 	n.RxQueues, n.TxQueues = len(rx), len(tx)
+	var errs []error
+	mask := func(path string) string {
+		v, err := readSysString(path)
+		switch {
+		case errors.Is(err, iofs.ErrNotExist):
+			return ""
+		case err != nil:
+			errs = append(errs, err)
+			return ""
+		}
+		return trimCPUMask(v)
+	}
 	n.RPSCPUs, n.XPSCPUs = nil, nil
 	for _, q := range rx {
-		v, _ := readSysString(filepath.Join(dir, "queues", fmt.Sprintf("rx-%d", q), "rps_cpus"))
-		n.RPSCPUs = append(n.RPSCPUs, trimCPUMask(v))
+		n.RPSCPUs = append(n.RPSCPUs, mask(filepath.Join(dir, "queues", fmt.Sprintf("rx-%d", q), "rps_cpus")))
 	}
 	for _, q := range tx {
-		v, _ := readSysString(filepath.Join(dir, "queues", fmt.Sprintf("tx-%d", q), "xps_cpus"))
-		n.XPSCPUs = append(n.XPSCPUs, trimCPUMask(v))
+		n.XPSCPUs = append(n.XPSCPUs, mask(filepath.Join(dir, "queues", fmt.Sprintf("tx-%d", q), "xps_cpus")))
 	}
 
 	irqs := nicIRQNumbers(fs, name, irqNames)
@@ -213,7 +225,7 @@ func readNICLayout(fs FS, name string, irqNames map[int]string, n *NIC) error {
 	if len(n.IRQs) == 0 {
 		n.IRQs = nil
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // queueIndexes returns the sorted indexes of the rx-N and tx-N directories.

@@ -2,6 +2,8 @@ package counters
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,8 +36,9 @@ func TestReadNICLayout(t *testing.T) {
 				{Number: 38, Name: "virtio2-input.0", Affinity: "0-1"},
 				{Number: 39, Name: "virtio2-output.0", Affinity: "0-1"},
 			},
-			// tx-0 of a single-queue virtio_net has no xps_cpus file.
-			RPSCPUs: []string{"0"}, XPSCPUs: []string{"0"},
+			// tx-0 of a single-queue virtio_net has no xps_cpus
+			// file: its mask is unknown, not off.
+			RPSCPUs: []string{"0"}, XPSCPUs: []string{""},
 		}},
 		{"eth1", NIC{
 			Name: "eth1", Driver: "e1000e", RxQueues: 2, TxQueues: 2, TxQueueLen: 10000,
@@ -123,5 +126,30 @@ func TestTrimCPUMask(t *testing.T) {
 		if got := trimCPUMask(in); got != want {
 			t.Errorf("trimCPUMask(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// An RPS mask that cannot be read is unknown (""), not off ("0"), and the
+// read error is reported: a fix must not turn on what may already be on.
+func TestReadNICLayoutUnreadableMask(t *testing.T) {
+	root := t.TempDir()
+	fs := NewFS(root)
+	q := fs.SysPath("class", "net", "eth5", "queues")
+	// A directory where the file should be: reading it fails (EISDIR).
+	for _, d := range []string{"rx-0/rps_cpus", "rx-1", "tx-0"} {
+		if err := os.MkdirAll(filepath.Join(q, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(q, "rx-1", "rps_cpus"), []byte("00000000,00000000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := NIC{Name: "eth5"}
+	err := readNICLayout(fs, "eth5", nil, &n)
+	if err == nil || !strings.Contains(err.Error(), "rx-0/rps_cpus") {
+		t.Errorf("error = %v, want the unreadable rx-0 mask named", err)
+	}
+	if diff := cmp.Diff([]string{"", "0"}, n.RPSCPUs); diff != "" {
+		t.Errorf("RPSCPUs (-want +got):\n%s", diff)
 	}
 }

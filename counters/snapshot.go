@@ -134,7 +134,8 @@ type NIC struct {
 	// IRQs of the interface's queues with their affinity (CPU list as in
 	// /proc/irq/N/smp_affinity_list).
 	IRQs []IRQ `json:"irqs,omitempty"`
-	// RPS and XPS masks per queue, as hex strings from sysfs; "0" is off.
+	// RPS and XPS masks per queue, as hex strings from sysfs; "0" is off,
+	// "" unknown (the file is missing or could not be read).
 	RPSCPUs []string `json:"rps_cpus,omitempty"`
 	XPSCPUs []string `json:"xps_cpus,omitempty"`
 }

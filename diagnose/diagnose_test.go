@@ -324,6 +324,16 @@ func TestSoftirqConcentratedOnOneCPU(t *testing.T) {
 			t.Errorf("concentration reported while the other CPU is busy: %q", f.Title)
 		}
 	}
+	// A mask that could not be read may be on already: no RPS fix then.
+	a, b := mk(0, 0, 0, 0, 0), mk(190000, 100, 400, 500, 450)
+	b.NICs[0].RPSCPUs = []string{""}
+	for _, f := range Analyze(a, b, 5*time.Second).Findings {
+		for _, x := range f.Fix {
+			if x.Change != nil && x.Change.Kind == ChangeRPSCPUs {
+				t.Errorf("RPS proposed for a queue whose mask is unknown: %q", fixLines(f.Fix))
+			}
+		}
+	}
 }
 
 func TestIncludedCountersNotCountedTwice(t *testing.T) {

@@ -397,7 +397,8 @@ func (in *input) spreadFixes() []Fix {
 		}
 		if n.RxQueues > 0 && n.RxQueues < cpus {
 			for q, m := range n.RPSCPUs {
-				if strings.Trim(m, "0,") == "" {
+				// "" is a mask that could not be read: it may be on.
+				if m != "" && strings.Trim(m, "0,") == "" {
 					fix = append(fix, setting(Change{Kind: ChangeRPSCPUs, Target: fmt.Sprintf("%s rx-%d", n.Name, q), Current: m, Proposed: mask}, "RPS: spread this queue over all CPUs"))
 				}
 			}
