@@ -210,7 +210,8 @@ var bySource = map[SourceID]map[string]FieldInfo{
 }
 
 // catalog holds every field the /proc readers know, keyed by Field. Stages
-// follow DESIGN.md's stage table and reference/counters.md; the inclusion
+// follow the stage table in stage/stage.go (where each stage says which
+// kernel functions drop there); the inclusion
 // notes follow the kernel's counting code (a checksum error falls through to
 // the header-error counter in ip_rcv_core, tcp_v4_rcv and icmp_rcv; UDP
 // increments InErrors after every receive error). Retransmissions and

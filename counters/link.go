@@ -225,7 +225,7 @@ type linkStat struct {
 }
 
 // linkStats lists the fields by their position in struct rtnl_link_stats64.
-// Names are the kernel's (and sysfs's). Stages follow DESIGN.md:
+// Names are the kernel's (and sysfs's). Stages follow the stage table in stage/stage.go:
 //   - rx_dropped counts packets the stack dropped after the driver handed
 //     them over: no protocol handler for the EtherType
 //     (__netif_receive_skb_core), per-CPU backlog full

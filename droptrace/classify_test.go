@@ -10,7 +10,7 @@ import (
 )
 
 // TestClassify is the reason/location -> stage table. Locations are those
-// seen on 6.18 (see /work/shared/reference/kfree_skb.md) and, for the
+// seen on 6.18 (the drop reasons this kernel reports) and, for the
 // reasonless rows, what kernels before 5.17 report.
 func TestClassify(t *testing.T) {
 	tests := []struct {
