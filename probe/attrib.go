@@ -178,7 +178,10 @@ func evidence(delta *counters.Snapshot, t Traffic) stageEvidence {
 		return e
 	}
 	for _, c := range delta.Counters {
-		if c.Stage == "" || c.Gauge || c.Value == 0 || notDrops[c.Field] || !t.relevant(c.Field) {
+		// Only counters of packets dropped can explain a lost frame: a
+		// softirq time_squeeze or a neighbour resolution failure is an
+		// event, not a frame (counters.Unit).
+		if c.Stage == "" || c.Unit() != counters.Drops || c.Value == 0 || notDrops[c.Field] || !t.relevant(c.Field) {
 			continue
 		}
 		e.byStage[c.Stage] = append(e.byStage[c.Stage], Evidence{Source: c.Source, Object: c.Object, Field: c.Field, Delta: c.Value})

@@ -229,6 +229,8 @@ func TestAttribute(t *testing.T) {
 		{Source: counters.ProcNetSNMP6, Field: "Ip6:InNoRoutes", Value: 3, Stage: stage.IP},
 		{Source: counters.ProcNetNetstat, Field: "TcpExt:TCPBacklogDrop", Value: 4, Stage: stage.SocketRcvbuf},
 		{Source: counters.NetlinkQdisc, Object: "eth0 tbf 1:", Field: "overlimits", Value: 99, Stage: stage.Qdisc},
+		// A softirq budget run out is a near-drop, not a lost frame.
+		{Source: counters.ProcNetSoftnetStat, Object: "cpu0", Field: "time_squeeze", Value: 1, Stage: stage.Softirq, HostWide: true},
 	}}
 	got := Attribute(100, 40, 1, delta, udp4)
 	want := Attribution{Lost: 100, Unaccounted: 25, Stages: []StageLoss{
