@@ -1,8 +1,11 @@
 package lab
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
@@ -51,6 +54,35 @@ func (e *Env) loadHookProg(name string, port uint16) (*ebpf.Program, error) {
 	return prog, nil
 }
 
+// hookDropTraffic is the part every hook scenario shares: a receiving
+// socket on port so only the hook can drop, the program of hookdrop.c named
+// prog set to that port and handed to attach, and a flood of 2000 datagrams
+// from the sender.
+func (e *Env) hookDropTraffic(port uint16, prog string, attach func(*ebpf.Program) error) (Traffic, error) {
+	dst := netip.AddrPortFrom(e.Receiver.Addr, port)
+	if _, err := e.socket(e.Receiver, unix.SOCK_DGRAM, bindTo(dst)); err != nil {
+		return nil, err
+	}
+	p, err := e.loadHookProg(prog, port)
+	if err != nil {
+		return nil, err
+	}
+	if err := attach(p); err != nil {
+		return nil, err
+	}
+	src, err := e.socket(e.Sender, unix.SOCK_DGRAM)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		r, err := floodUDP(ctx, src, dst, flood{Size: 200, Count: 2000, Spread: 400 * time.Millisecond, Budget: 2 * time.Second})
+		if err == nil && r.Sent == 0 {
+			err = fmt.Errorf("no datagram was sent")
+		}
+		return err
+	}, nil
+}
+
 // addTCIngressBPF attaches prog to n's link as a tc ingress filter of a
 // clsact qdisc in direct-action mode, the way eBPF datapaths install their
 // programs (`tc filter add dev X ingress bpf da obj F sec tc`).
@@ -86,17 +118,7 @@ func (e *Env) addTCIngressBPF(n *Node, prog *ebpf.Program, name string) error {
 	if err := h.FilterAdd(f); err != nil {
 		return fmt.Errorf("bpf ingress filter on %s in %s: %w", n.Link, n.NS, err)
 	}
-	e.Defer(func() error {
-		h, err := n.Netlink()
-		if err != nil {
-			return err
-		}
-		defer h.Close()
-		if err := h.QdiscDel(q); err != nil {
-			return fmt.Errorf("delete clsact qdisc in %s: %w", n.NS, err)
-		}
-		return nil
-	})
+	e.deferQdiscDel(n, q, "clsact")
 	return nil
 }
 

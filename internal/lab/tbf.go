@@ -29,6 +29,13 @@ func (e *Env) addTbf(n *Node, rate uint64, burst, limit uint32) error {
 	if err := h.QdiscReplace(q); err != nil {
 		return fmt.Errorf("tbf qdisc on %s in %s: %w", n.Link, n.NS, err)
 	}
+	e.deferQdiscDel(n, q, "tbf")
+	return nil
+}
+
+// deferQdiscDel removes q from n's link at teardown, before the namespace
+// goes, so a failed teardown does not leave a qdisc on a kept namespace.
+func (e *Env) deferQdiscDel(n *Node, q netlink.Qdisc, kind string) {
 	e.Defer(func() error {
 		h, err := n.Netlink()
 		if err != nil {
@@ -36,9 +43,8 @@ func (e *Env) addTbf(n *Node, rate uint64, burst, limit uint32) error {
 		}
 		defer h.Close()
 		if err := h.QdiscDel(q); err != nil {
-			return fmt.Errorf("delete tbf qdisc in %s: %w", n.NS, err)
+			return fmt.Errorf("delete %s qdisc in %s: %w", kind, n.NS, err)
 		}
 		return nil
 	})
-	return nil
 }

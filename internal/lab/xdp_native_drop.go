@@ -2,13 +2,10 @@ package lab
 
 import (
 	"context"
-	"fmt"
-	"net/netip"
-	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/netdrop/netdrop/stage"
 	"github.com/vishvananda/netlink/nl"
-	"golang.org/x/sys/unix"
 )
 
 // xdp-native-drop: the same XDP program attached in native (driver) mode,
@@ -24,28 +21,9 @@ func init() {
 		Story:      "an XDP program in native (driver) mode on the receiver's veth drops UDP to port 5023",
 		DiagnoseOn: Receiver,
 		Inject: func(ctx context.Context, e *Env) (Traffic, error) {
-			dst := netip.AddrPortFrom(e.Receiver.Addr, port)
-			if _, err := e.socket(e.Receiver, unix.SOCK_DGRAM, bindTo(dst)); err != nil {
-				return nil, err
-			}
-			prog, err := e.loadHookProg("xdp_drop_udp", port)
-			if err != nil {
-				return nil, err
-			}
-			if err := e.attachXDP(e.Receiver, prog, nl.XDP_FLAGS_DRV_MODE); err != nil {
-				return nil, err
-			}
-			src, err := e.socket(e.Sender, unix.SOCK_DGRAM)
-			if err != nil {
-				return nil, err
-			}
-			return func(ctx context.Context) error {
-				r, err := floodUDP(ctx, src, dst, flood{Size: 200, Count: 2000, Spread: 400 * time.Millisecond, Budget: 2 * time.Second})
-				if err == nil && r.Sent == 0 {
-					err = fmt.Errorf("no datagram was sent")
-				}
-				return err
-			}, nil
+			return e.hookDropTraffic(port, "xdp_drop_udp", func(p *ebpf.Program) error {
+				return e.attachXDP(e.Receiver, p, nl.XDP_FLAGS_DRV_MODE)
+			})
 		},
 	})
 }
