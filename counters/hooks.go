@@ -85,10 +85,12 @@ type hooksSource struct{}
 
 func (hooksSource) ID() SourceID { return NetlinkHooks }
 
-func (hooksSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
-	links, err := netlink.LinkList()
+func (hooksSource) Collect(ctx context.Context, fsys FS, s *Snapshot) error {
+	// The snapshot's one RTM_GETLINK dump carries IFLA_XDP: no dump of
+	// its own.
+	links, err := snapshotLinks(ctx)
 	if err != nil {
-		return fmt.Errorf("rtm_getlink dump: %w", err)
+		return err
 	}
 	qs, err := netlink.QdiscList(nil)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
@@ -152,18 +154,17 @@ var xdpModes = map[uint32]string{
 
 // hooksOf lists the XDP programs of links and the tc filters of each
 // interface, by interface name then point and preference.
-func hooksOf(links []netlink.Link, filters map[int][]tcFilterAt) []Hook {
+func hooksOf(links []linkInfo, filters map[int][]tcFilterAt) []Hook {
 	names := map[int]string{}
 	var out []Hook
 	for _, l := range links {
-		a := l.Attrs()
-		names[a.Index] = a.Name
-		if x := a.Xdp; x != nil && x.Attached && x.ProgId != 0 {
-			mode := xdpModes[x.AttachMode]
+		names[l.Index] = l.Name
+		if l.XDPAttached != 0 && l.XDPProgID != 0 {
+			mode := xdpModes[uint32(l.XDPAttached)]
 			if mode == "" {
-				mode = "mode " + strconv.Itoa(int(x.AttachMode))
+				mode = "mode " + strconv.Itoa(int(l.XDPAttached))
 			}
-			out = append(out, Hook{Ifname: a.Name, Ifindex: a.Index, Point: HookXDP, Mode: mode, ProgID: x.ProgId})
+			out = append(out, Hook{Ifname: l.Name, Ifindex: l.Index, Point: HookXDP, Mode: mode, ProgID: l.XDPProgID})
 		}
 	}
 	for idx, fs := range filters {

@@ -9,16 +9,14 @@ import (
 )
 
 // TestHooksOf lists an XDP program and tc filters of two interfaces as
-// netlink decodes them, in interface, point and preference order.
+// the link dump and netlink decode them, in interface, point and preference order.
 func TestHooksOf(t *testing.T) {
-	eth0 := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 2, Name: "eth0",
-		Xdp: &netlink.LinkXdp{Attached: true, AttachMode: nl.XDP_ATTACHED_DRV, ProgId: 31}}}
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: 5, Name: "lxc1",
-		Xdp: &netlink.LinkXdp{Attached: false}}}
+	eth0 := linkInfo{Index: 2, Name: "eth0", XDPAttached: nl.XDP_ATTACHED_DRV, XDPProgID: 31}
+	veth := linkInfo{Index: 5, Name: "lxc1"}
 	bpfIn := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: 5, Priority: 1, Handle: 1}, Id: 77, Name: "cil_from_container", DirectAction: true}
 	u32 := &netlink.U32{FilterAttrs: netlink.FilterAttrs{LinkIndex: 5, Priority: 49152, Handle: 0x800}}
 	bpfOut := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: 9, Priority: 2}, Id: 78, Name: "to"}
-	got := hooksOf([]netlink.Link{eth0, veth}, map[int][]tcFilterAt{
+	got := hooksOf([]linkInfo{eth0, veth}, map[int][]tcFilterAt{
 		5: {{HookTCIngress, u32}, {HookTCIngress, bpfIn}},
 		9: {{HookTCEgress, bpfOut}},
 	})

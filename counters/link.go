@@ -71,6 +71,11 @@ type linkInfo struct {
 	NumRxQueues int
 	// Stats64 is the raw IFLA_STATS64 payload; nil when the kernel sent none.
 	Stats64 []byte
+	// XDPAttached is IFLA_XDP_ATTACHED (nl.XDP_ATTACHED_DRV, _SKB, _HW;
+	// zero for none) and XDPProgID IFLA_XDP_PROG_ID: the XDP program on the
+	// link, for the hooks source.
+	XDPAttached uint8
+	XDPProgID   uint32
 }
 
 // dumpLinks lists every interface of the calling thread's network
@@ -167,6 +172,21 @@ func parseLinkMessage(m []byte) (linkInfo, error) {
 			for _, n := range nested {
 				if n.Type == unix.IFLA_INFO_KIND {
 					l.Kind = cString(n.Value)
+				}
+			}
+
+		case unix.IFLA_XDP:
+			var nbuf [8]rtAttr
+			nested, err := appendRtAttrs(nbuf[:0], a.Value)
+			if err != nil {
+				continue // a bad nest loses only the XDP program's name
+			}
+			for _, n := range nested {
+				switch {
+				case n.Type == unix.IFLA_XDP_ATTACHED && len(n.Value) >= 1:
+					l.XDPAttached = n.Value[0]
+				case n.Type == unix.IFLA_XDP_PROG_ID && len(n.Value) >= 4:
+					l.XDPProgID = binary.NativeEndian.Uint32(n.Value)
 				}
 			}
 		}
