@@ -206,6 +206,9 @@ var bySource = map[SourceID]map[string]FieldInfo{
 		"requeues":   {Stage: stage.Qdisc, Unit: Events, Meaning: "packets the driver refused and the qdisc queued again (not a drop)"},
 		"backlog":    {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "bytes queued in this qdisc now"},
 		"qlen":       {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "packets queued in this qdisc now"},
+		"rate":       {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) configured rate, bytes per second"},
+		"burst":      {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) bucket size, bytes"},
+		"limit":      {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) queue limit, bytes: what waits for tokens beyond it is dropped"},
 	},
 }
 

@@ -327,6 +327,26 @@ func TestQdiscDropsMatchTC(t *testing.T) {
 		t.Errorf("backlog is not a gauge: %+v", c)
 	}
 	t.Logf("tbf drops: netdrop %d, tc %d", got, tcAfter-tcBefore)
+
+	// The shaper's settings as tc prints them (rate in bytes per second,
+	// burst in bytes); tc prints no limit but a latency, so the limit is
+	// the one this test set.
+	var qs []struct {
+		Kind    string `json:"kind"`
+		Options struct {
+			Rate  uint64 `json:"rate"`
+			Burst uint64 `json:"burst"`
+		} `json:"options"`
+	}
+	out := ktRun(t, "tc", "-n", p.A, "-j", "qdisc", "show", "dev", p.VA)
+	if err := json.Unmarshal([]byte(out), &qs); err != nil || len(qs) == 0 || qs[0].Kind != "tbf" {
+		t.Fatalf("tc -j: %v\n%s", err, out)
+	}
+	for field, want := range map[string]uint64{"rate": qs[0].Options.Rate, "burst": qs[0].Options.Burst, "limit": 3000} {
+		if got := ktValue(t, after, NetlinkQdisc, obj, field); got != want {
+			t.Errorf("tbf %s = %d, tc says %d", field, got, want)
+		}
+	}
 }
 
 func TestNftablesDropRuleMatchesNft(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"strconv"
 
 	"github.com/vishvananda/netlink"
@@ -95,6 +97,7 @@ func parseQdiscMessage(m []byte) (netlink.Qdisc, error) {
 	q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{
 		LinkIndex: int(hdr.Ifindex), Handle: hdr.Handle, Parent: hdr.Parent, Refcnt: hdr.Info,
 	}}
+	var opts *netlink.Tbf
 	u32 := func(b []byte, off int) uint32 { return binary.NativeEndian.Uint32(b[off:]) }
 	for _, a := range attrs {
 		switch a.Type {
@@ -137,9 +140,54 @@ func parseQdiscMessage(m []byte) (netlink.Qdisc, error) {
 				}
 			}
 			q.Statistics = st
+		case nl.TCA_OPTIONS:
+			tbf, err := parseTbfOptions(q.QdiscType, a.Value)
+			if err != nil {
+				return nil, err
+			}
+			if tbf != nil {
+				opts = tbf
+			}
 		}
 	}
+	if opts != nil {
+		opts.QdiscAttrs = q.QdiscAttrs
+		return opts, nil
+	}
 	return q, nil
+}
+
+// parseTbfOptions reads a tbf qdisc's TCA_OPTIONS (TCA_TBF_PARMS: struct
+// tc_tbf_qopt, two struct tc_ratespec of 12 bytes each, then limit,
+// buffer and mtu; TCA_TBF_RATE64 for rates above 4 GB/s) as QdiscList
+// would: rate in bytes per second, limit in bytes, buffer in psched ticks.
+// Other kinds' options are not read (nil).
+func parseTbfOptions(kind string, b []byte) (*netlink.Tbf, error) {
+	if kind != "tbf" {
+		return nil, nil
+	}
+	var buf [8]rtAttr
+	attrs, err := appendRtAttrs(buf[:0], b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: tbf options: %w", ErrFileParse, err)
+	}
+	t := &netlink.Tbf{}
+	for _, a := range attrs {
+		switch a.Type {
+		case nl.TCA_TBF_PARMS:
+			if len(a.Value) < 36 {
+				return nil, fmt.Errorf("%w: tca_tbf_parms: %d bytes, want 36", ErrFileParse, len(a.Value))
+			}
+			t.Rate = uint64(binary.NativeEndian.Uint32(a.Value[8:]))
+			t.Limit = binary.NativeEndian.Uint32(a.Value[24:])
+			t.Buffer = binary.NativeEndian.Uint32(a.Value[28:])
+		case nl.TCA_TBF_RATE64:
+			if len(a.Value) >= 8 {
+				t.Rate = binary.NativeEndian.Uint64(a.Value)
+			}
+		}
+	}
+	return t, nil
 }
 
 // qdiscCounters turns decoded qdiscs into counters. names maps ifindex to
@@ -186,8 +234,33 @@ func qdiscCounters(names map[int]string, qs []netlink.Qdisc) []Counter {
 			Counter{Source: NetlinkQdisc, Object: obj, Field: "backlog", Value: uint64(st.Backlog), Stage: stg, Gauge: true},
 			Counter{Source: NetlinkQdisc, Object: obj, Field: "qlen", Value: uint64(st.Qlen), Stage: stg, Gauge: true},
 		)
+		// A shaper's settings, so that a fix can say what to raise
+		// from what: tc prints them as rate, burst and limit.
+		if t, ok := q.(*netlink.Tbf); ok && t.Rate > 0 {
+			out = append(out,
+				Counter{Source: NetlinkQdisc, Object: obj, Field: "rate", Value: t.Rate, Gauge: true},
+				Counter{Source: NetlinkQdisc, Object: obj, Field: "burst", Value: tbfBurst(t.Rate, t.Buffer), Gauge: true},
+				Counter{Source: NetlinkQdisc, Object: obj, Field: "limit", Value: uint64(t.Limit), Gauge: true},
+			)
+		}
 	}
 	return out
+}
+
+// tbfBurst is the bucket size in bytes: the kernel reports it as the time
+// the bucket takes to fill at the rate, in psched ticks of 64 ns
+// (PSCHED_NS2TICKS in include/net/pkt_sched.h). tc rounds the ticks down
+// when it sets them, so the bytes are rounded up here to give back what was
+// configured; the product is taken in 128 bits (rates up to 2^64 bytes/s).
+func tbfBurst(rate uint64, ticks uint32) uint64 {
+	hi, lo := bits.Mul64(rate, uint64(ticks)*64)
+	lo, carry := bits.Add64(lo, 1e9-1, 0)
+	hi += carry
+	if hi >= 1e9 {
+		return math.MaxUint64
+	}
+	q, _ := bits.Div64(hi, lo, 1e9)
+	return q
 }
 
 // qdiscObject names a qdisc as tc prints it: "veth0 tbf 1:". Qdiscs with

@@ -2,6 +2,8 @@ package counters
 
 import (
 	"encoding/binary"
+	"errors"
+	"math"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -135,5 +137,83 @@ func TestQdiscRequeuesFromStats2(t *testing.T) {
 	want := netlink.GnetStatsQueue{Qlen: 1, Backlog: 200, Drops: 30, Requeues: 7, Overlimits: 40}
 	if got != want {
 		t.Errorf("queue stats = %+v, want %+v", got, want)
+	}
+}
+
+// TestQdiscTbfOptions decodes a tbf's TCA_OPTIONS as the kernel sends them
+// (tbf_dump: TCA_TBF_PARMS, and TCA_TBF_RATE64 when the rate does not fit
+// 32 bits) into its rate, burst and limit, as tc set them.
+func TestQdiscTbfOptions(t *testing.T) {
+	// struct tc_tbf_qopt: two struct tc_ratespec (rate at byte 8 of
+	// each), then limit, buffer (psched ticks) and mtu.
+	parms := func(rate32, limit, buffer uint32) []byte {
+		b := make([]byte, 36)
+		binary.NativeEndian.PutUint32(b[8:], rate32)
+		binary.NativeEndian.PutUint32(b[24:], limit)
+		binary.NativeEndian.PutUint32(b[28:], buffer)
+		binary.NativeEndian.PutUint32(b[32:], 2047)
+		return b
+	}
+	u64 := func(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
+	tests := []struct {
+		name               string
+		opts               []byte
+		rate, burst, limit uint64
+	}{
+		// tc qdisc add … tbf rate 1mbit burst 2k limit 3000: the kernel
+		// keeps the burst as 256000 ticks of 64 ns.
+		{"1mbit", rtattr(nl.TCA_TBF_PARMS, parms(125000, 3000, 256000)), 125000, 2048, 3000},
+		// rate 40gbit: the 32-bit field is saturated, TCA_TBF_RATE64 has it.
+		{"40gbit", append(rtattr(nl.TCA_TBF_PARMS, parms(^uint32(0), 1<<20, 2000)), rtattr(nl.TCA_TBF_RATE64, u64(5e9))...), 5e9, 640000, 1 << 20},
+	}
+	for _, tt := range tests {
+		msg := make([]byte, nl.SizeofTcMsg)
+		binary.NativeEndian.PutUint32(msg[4:], 4)                    // ifindex
+		binary.NativeEndian.PutUint32(msg[8:], 0x10000)              // handle 1:
+		binary.NativeEndian.PutUint32(msg[12:], netlink.HANDLE_ROOT) // parent
+		msg = append(msg, rtattr(nl.TCA_KIND, []byte("tbf\x00"))...)
+		msg = append(msg, rtattr(nl.TCA_OPTIONS, tt.opts)...)
+		msg = append(msg, rtattr(nl.TCA_STATS2, rtattr(nl.TCA_STATS_QUEUE, make([]byte, 20)))...)
+		q, err := parseQdiscMessage(msg)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		got := map[string]uint64{}
+		for _, c := range qdiscCounters(map[int]string{4: "veth0"}, []netlink.Qdisc{q}) {
+			if c.Object != "veth0 tbf 1:" {
+				t.Errorf("%s: object %q", tt.name, c.Object)
+			}
+			got[c.Field] = c.Value
+		}
+		want := map[string]uint64{"drops": 0, "overlimits": 0, "requeues": 0, "backlog": 0, "qlen": 0, "rate": tt.rate, "burst": tt.burst, "limit": tt.limit}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("%s: counters (-want +got):\n%s", tt.name, d)
+		}
+	}
+	// Options too short for struct tc_tbf_qopt are an error, not zeros.
+	msg := make([]byte, nl.SizeofTcMsg)
+	msg = append(msg, rtattr(nl.TCA_KIND, []byte("tbf\x00"))...)
+	msg = append(msg, rtattr(nl.TCA_OPTIONS, rtattr(nl.TCA_TBF_PARMS, make([]byte, 20)))...)
+	if _, err := parseQdiscMessage(msg); !errors.Is(err, ErrFileParse) {
+		t.Errorf("short tca_tbf_parms: err = %v, want ErrFileParse", err)
+	}
+}
+
+func TestTbfBurst(t *testing.T) {
+	tests := []struct {
+		rate  uint64
+		ticks uint32
+		want  uint64
+	}{
+		{125000, 256000, 2048},
+		{125000, 0, 0},
+		// rate·ticks·64 overflows 64 bits: 2^60 bytes/s for 2^32-1 ticks.
+		{1 << 60, ^uint32(0), math.MaxUint64},
+		{5e9, 2000, 640000},
+	}
+	for _, tt := range tests {
+		if got := tbfBurst(tt.rate, tt.ticks); got != tt.want {
+			t.Errorf("tbfBurst(%d, %d) = %d, want %d", tt.rate, tt.ticks, got, tt.want)
+		}
 	}
 }

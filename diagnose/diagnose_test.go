@@ -381,3 +381,40 @@ func TestOutDiscardsRepeatQdiscDrops(t *testing.T) {
 		t.Fatalf("findings = %+v, want the qdisc alone", r.Findings)
 	}
 }
+
+// TestTbfLimitFixComputed: a root tbf's fix is a runnable tc change that
+// restates its rate and burst as read and raises the limit to twice the
+// current one, or to 100 ms at the rate when that is larger; a tbf whose
+// settings were not read keeps the advice.
+func TestTbfLimitFixComputed(t *testing.T) {
+	const q = counters.NetlinkQdisc
+	tests := []struct {
+		name     string
+		settings []counters.Counter
+		want     []string
+	}{
+		{"twice the limit", []counters.Counter{gauge(q, "a0 tbf 1:", "rate", 125000), gauge(q, "a0 tbf 1:", "burst", 4096), gauge(q, "a0 tbf 1:", "limit", 8192)}, []string{
+			"tc -s qdisc show dev a0  # the configured rate and limit",
+			"tc qdisc change dev a0 root tbf rate 125000bps burst 4096 limit 16384  # now limit 8192; a larger queue absorbs bursts; raise the rate if it is too low",
+		}},
+		{"100 ms at the rate", []counters.Counter{gauge(q, "a0 tbf 1:", "rate", 125e6), gauge(q, "a0 tbf 1:", "burst", 1<<20), gauge(q, "a0 tbf 1:", "limit", 3000)}, []string{
+			"tc -s qdisc show dev a0  # the configured rate and limit",
+			"tc qdisc change dev a0 root tbf rate 125000000bps burst 1048576 limit 12500000  # now limit 3000; a larger queue absorbs bursts; raise the rate if it is too low",
+		}},
+		{"settings unread", nil, []string{
+			"tc -s qdisc show dev a0  # the configured rate and limit",
+			"a larger queue absorbs bursts: raise the limit (tc qdisc change dev a0 root tbf … limit BYTES), or the rate if it is too low",
+		}},
+	}
+	for _, tt := range tests {
+		a := snap(sys, append([]counters.Counter{ctr(q, "a0 tbf 1:", "drops", 0, stage.Qdisc)}, tt.settings...)...)
+		b := snap(sys, append([]counters.Counter{ctr(q, "a0 tbf 1:", "drops", 900, stage.Qdisc)}, tt.settings...)...)
+		r := Analyze(a, b, time.Second)
+		if len(r.Findings) != 1 {
+			t.Fatalf("%s: findings = %+v", tt.name, r.Findings)
+		}
+		if diff := cmp.Diff(tt.want, fixLines(r.Findings[0].Fix)); diff != "" {
+			t.Errorf("%s: fix (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}

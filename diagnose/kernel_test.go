@@ -32,6 +32,8 @@ type kernelCase struct {
 	reference func(t *testing.T, p *testnet.Pair) uint64
 	// title, when set, must appear in the top finding's title.
 	title string
+	// check, when set, checks the top finding further (its fix runs).
+	check func(t *testing.T, p *testnet.Pair, f diagnose.Finding)
 }
 
 func inB(p *testnet.Pair) string { return p.B }
@@ -133,6 +135,7 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 				t.Fatalf("no tbf qdisc in %s", out)
 				return 0
 			},
+			check: checkTbfLimitFix,
 		},
 	}
 	for _, tc := range cases {
@@ -145,10 +148,11 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 			var (
 				r   *diagnose.Report
 				ref uint64
+				p   *testnet.Pair
 			)
 			for attempt := 1; ; attempt++ {
 				var hostDrops uint64
-				r, ref, hostDrops = measure(t, tc)
+				r, ref, hostDrops, p = measure(t, tc)
 				if ref > 0 || hostDrops == 0 || attempt == 3 {
 					break
 				}
@@ -170,6 +174,9 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 			if tc.title != "" && !strings.Contains(top.Title, tc.title) {
 				t.Errorf("title %q does not name %q", top.Title, tc.title)
 			}
+			if tc.check != nil {
+				tc.check(t, p, top)
+			}
 			t.Logf("%s: netdrop %d, reference %d; %s", tc.stage, top.Drops, ref, top.Title)
 		})
 	}
@@ -177,8 +184,8 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 
 // measure makes the drops of one case in a fresh namespace pair and returns
 // the diagnosis, the reference tool's count and the host's backlog drops in
-// the same interval.
-func measure(t *testing.T, tc kernelCase) (*diagnose.Report, uint64, uint64) {
+// the same interval, and the pair (kept until the test ends).
+func measure(t *testing.T, tc kernelCase) (*diagnose.Report, uint64, uint64, *testnet.Pair) {
 	t.Helper()
 	p := testnet.NewPair(t, "diag")
 	tc.setup(t, p)
@@ -214,7 +221,7 @@ func measure(t *testing.T, tc kernelCase) (*diagnose.Report, uint64, uint64) {
 			hostDrops += c.Value
 		}
 	}
-	return diagnose.AnalyzeWith(a, b, b.Time.Sub(a.Time), diagnose.Extra{Sockets: sum, SocketsBefore: before}), ref, hostDrops
+	return diagnose.AnalyzeWith(a, b, b.Time.Sub(a.Time), diagnose.Extra{Sockets: sum, SocketsBefore: before}), ref, hostDrops, p
 }
 
 func brief(fs []diagnose.Finding) string {
@@ -223,4 +230,57 @@ func brief(fs []diagnose.Finding) string {
 		fmt.Fprintf(&b, "\n  %s %s drops=%d %s", f.Severity, f.Stage, f.Drops, f.Title)
 	}
 	return b.String()
+}
+
+// checkTbfLimitFix runs the tbf finding's computed fix in the namespace, as a
+// user would paste it, and reads back with tc that the shaper kept its rate
+// and burst and got the limit the fix names. tc prints the limit as a
+// latency (the time a full queue takes to drain, less the bucket's):
+// limit = rate·lat + burst.
+func checkTbfLimitFix(t *testing.T, p *testnet.Pair, f diagnose.Finding) {
+	t.Helper()
+	type tbf struct {
+		Kind    string `json:"kind"`
+		Options struct {
+			Rate  uint64 `json:"rate"`
+			Burst uint64 `json:"burst"`
+			Lat   uint64 `json:"lat"` // µs
+		} `json:"options"`
+	}
+	show := func() tbf {
+		var qs []tbf
+		out := testnet.In(t, p.A, "tc", "-j", "qdisc", "show", "dev", "a0")
+		if err := json.Unmarshal([]byte(out), &qs); err != nil || len(qs) == 0 || qs[0].Kind != "tbf" {
+			t.Fatalf("tc -j: %v\n%s", err, out)
+		}
+		return qs[0]
+	}
+	var fix *diagnose.Fix
+	for i, x := range f.Fix {
+		if x.Kind == diagnose.FixManual && strings.HasPrefix(x.Command, "tc qdisc change dev a0 root tbf ") {
+			fix = &f.Fix[i]
+		}
+	}
+	if fix == nil {
+		t.Fatalf("no computed tbf change among the fixes %+v", f.Fix)
+	}
+	if fix.Now != "limit 8192" {
+		t.Errorf("fix says the limit is now %q, the test set limit 8kb (8192)", fix.Now)
+	}
+	words := strings.Fields(fix.Command)
+	want, err := strconv.ParseUint(words[len(words)-1], 10, 64)
+	if err != nil || words[len(words)-2] != "limit" {
+		t.Fatalf("fix %q does not end in limit N", fix.Command)
+	}
+	before := show()
+	testnet.In(t, p.A, "bash", "-c", fix.Command)
+	after := show()
+	if after.Options.Rate != before.Options.Rate || after.Options.Burst != before.Options.Burst {
+		t.Errorf("the fix changed rate or burst: %+v, was %+v", after.Options, before.Options)
+	}
+	got := after.Options.Rate*after.Options.Lat/1e6 + after.Options.Burst
+	if math.Abs(float64(got)-float64(want)) > 0.01*float64(want) {
+		t.Errorf("after %q tc shows a limit of %d bytes (lat %d µs), want %d", fix.Command, got, after.Options.Lat, want)
+	}
+	t.Logf("fix %q: tc limit %d -> %d bytes", fix.Command, before.Options.Rate*before.Options.Lat/1e6+before.Options.Burst, got)
 }

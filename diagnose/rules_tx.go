@@ -63,6 +63,10 @@ func ruleQdisc(in *input) []Finding {
 				advice(fmt.Sprintf("a larger queue absorbs bursts: raise the limit (tc qdisc change dev %s root %s … limit BYTES), or the rate if it is too low", ifn, kind)),
 			}
 			f.NotAutomatic = "a shaper's rate and queue are a policy someone configured: netdrop does not change them"
+			// Computed only for a root tbf: "root" is in the command.
+			if fix, ok := in.tbfLimitFix(ifn, top.Object); ok && kind == "tbf" && top.Stage == stage.Qdisc {
+				f.Fix[1] = fix
+			}
 		case "pfifo_fast", "pfifo", "bfifo", "noqueue", "mq":
 			txq := 0
 			if n, ok := in.nic(ifn); ok {
@@ -85,6 +89,28 @@ func ruleQdisc(in *input) []Finding {
 		out = append(out, f)
 	}
 	return out
+}
+
+// tbfLimitFix computes a tbf's larger queue from its settings as read
+// (rate, burst, limit): twice the limit, and at least 100 ms at its rate,
+// with rate and burst restated because tc requires them on change. tc reads
+// "bps" as bytes per second.
+func (in *input) tbfLimitFix(ifn, obj string) (Fix, bool) {
+	get := func(field string) uint64 {
+		v, _ := in.gauge(func(c counters.Counter) bool {
+			return c.Source == counters.NetlinkQdisc && c.Object == obj && c.Field == field
+		})
+		return v
+	}
+	rate, burst, limit := get("rate"), get("burst"), get("limit")
+	if rate == 0 || burst == 0 || limit == 0 {
+		return Fix{}, false
+	}
+	want := max(2*limit, rate/10)
+	return manual(shellJoin("tc", "qdisc", "change", "dev", ifn, "root", "tbf",
+		"rate", fmt.Sprintf("%dbps", rate), "burst", fmt.Sprint(burst), "limit", fmt.Sprint(want)),
+		fmt.Sprintf("limit %d", limit), "a larger queue absorbs bursts; raise the rate if it is too low",
+		"a shaper's rate and queue are a policy someone configured: netdrop does not change them"), true
 }
 
 // qdiscDrops is the total qdisc loss in the interval, used to tell

@@ -108,7 +108,12 @@ var ruleCases = []struct {
 		}},
 	}},
 	{name: "tx-socket", moved: []counters.Counter{{Source: counters.ProcNetSNMP, Field: "Udp:SndbufErrors", Value: 300, Stage: stage.TxSocket}}},
-	{name: "qdisc shaper", moved: []counters.Counter{{Source: counters.NetlinkQdisc, Object: "eth0 tbf 1:", Field: "drops", Value: 900, Stage: stage.Qdisc}}},
+	{name: "qdisc shaper", moved: []counters.Counter{{Source: counters.NetlinkQdisc, Object: "eth0 tbf 1:", Field: "drops", Value: 900, Stage: stage.Qdisc}},
+		gauges: []counters.Counter{
+			{Source: counters.NetlinkQdisc, Object: "eth0 tbf 1:", Field: "rate", Value: 125000, Gauge: true},
+			{Source: counters.NetlinkQdisc, Object: "eth0 tbf 1:", Field: "burst", Value: 4096, Gauge: true},
+			{Source: counters.NetlinkQdisc, Object: "eth0 tbf 1:", Field: "limit", Value: 4000, Gauge: true},
+		}},
 	{name: "qdisc fifo", moved: []counters.Counter{{Source: counters.NetlinkQdisc, Object: "eth0 pfifo_fast 0:", Field: "drops", Value: 900, Stage: stage.Qdisc}}},
 	{name: "qdisc other", moved: []counters.Counter{{Source: counters.NetlinkQdisc, Object: "eth0 fq_codel 0:", Field: "drops", Value: 900, Stage: stage.Qdisc}}},
 	{name: "neighbor unresolved", moved: []counters.Counter{{Source: counters.ProcNetStatARPCache, Field: "unresolved_discards", Value: 256, Stage: stage.Neighbor}}},
