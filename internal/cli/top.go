@@ -82,4 +82,3 @@ netdrop record to keep intervals in a file, netdrop diagnose for one).`,
 	f.StringArrayVar(&expects, "expect", nil, "STAGE[:MATCH]: drops declared intended, shown as info (as diagnose --expect)")
 	return cmd
 }
-

@@ -37,7 +37,7 @@ func (l *lockedBuffer) String() string {
 // onTerminal runs top's model on a new pseudo-terminal until Run returns,
 // and says what Run returned, what the terminal was shown, and whether
 // the terminal was back in its normal (canonical, echoing) mode afterwards.
-func onTerminal(t *testing.T, ctx context.Context, next func(context.Context) (*Sample, error), keys string) (error, string, bool) {
+func onTerminal(t *testing.T, ctx context.Context, next func(context.Context) (*Sample, error), keys string) (out string, cooked bool, runErr error) {
 	t.Helper()
 	ptm, pts, err := pty.Open()
 	if err != nil {
@@ -55,30 +55,29 @@ func onTerminal(t *testing.T, ctx context.Context, next func(context.Context) (*
 	if before.Lflag&(unix.ICANON|unix.ECHO) != unix.ICANON|unix.ECHO {
 		t.Fatalf("a new terminal is not canonical with echo: lflag %#x", before.Lflag)
 	}
-	var out lockedBuffer
-	go func() { _, _ = io.Copy(&out, ptm) }()
+	var buf lockedBuffer
+	go func() { _, _ = io.Copy(&buf, ptm) }()
 	m := New(ctx, Config{Next: next, Interval: 100 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, m, pts, pts, false) }()
 	if keys != "" {
 		// Type once the screen is up.
-		waitFor(t, &out, "netdrop top")
+		waitFor(t, &buf, "netdrop top")
 		if _, err := ptm.Write([]byte(keys)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var runErr error
 	select {
 	case runErr = <-done:
 	case <-time.After(20 * time.Second):
-		t.Fatalf("top did not end; the terminal shows:\n%q", out.String())
+		t.Fatalf("top did not end; the terminal shows:\n%q", buf.String())
 	}
 	after, err := unix.IoctlGetTermios(int(pts.Fd()), unix.TCGETS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // the last bytes reach the buffer
-	return runErr, out.String(), after.Lflag&(unix.ICANON|unix.ECHO) == unix.ICANON|unix.ECHO
+	return buf.String(), after.Lflag&(unix.ICANON|unix.ECHO) == unix.ICANON|unix.ECHO, runErr
 }
 
 func waitFor(t *testing.T, out *lockedBuffer, s string) {
@@ -133,7 +132,7 @@ func TestRunRestoresTerminal(t *testing.T) {
 				os.Stderr = devnull
 				defer func() { os.Stderr = old; devnull.Close() }()
 			}
-			err, out, cooked := onTerminal(t, ctx, c.next, c.keys)
+			out, cooked, err := onTerminal(t, ctx, c.next, c.keys)
 			if !c.wantErr(err) {
 				t.Errorf("Run returned %v", err)
 			}
