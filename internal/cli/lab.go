@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/netdrop/netdrop/internal/lab"
@@ -67,8 +68,10 @@ func newLabListCmd(e *env) *cobra.Command {
 
 func newLabRunCmd(e *env) *cobra.Command {
 	var (
-		asJSON bool
-		keep   bool
+		asJSON   bool
+		keep     bool
+		fix      bool
+		markdown bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run NAME...|all",
@@ -78,19 +81,32 @@ injects the fault, drives traffic, diagnoses inside the right namespace and
 prints the diagnosis as 'netdrop diagnose' would, then PASS or FAIL with the
 expected and the found stage.
 
+With --fix it then applies the plan 'netdrop tune --apply' would make for
+that diagnosis (with its rollback file; host-wide settings the namespace
+cannot change are set on the host, journalled), makes the application
+changes the findings name on the lab's own sockets, runs the same traffic
+again and diagnoses again. A scenario passes --fix when the loss at its stage
+falls by at least 90%, or when nothing could be applied and the finding says
+why its fix is not automatic. Every setting is rolled back afterwards.
+--markdown prints the before → after table (README's lab section).
+
 Exit code: 0 every scenario passed, 1 one failed, 2 the lab could not run.`,
 		Example: `  netdrop lab run udp-rcvbuf        # one scenario, with its diagnosis
   netdrop lab run all --json        # every scenario, one JSON array
-  netdrop lab run qdisc-drop --keep # leave the namespaces up to explore`,
+  netdrop lab run qdisc-drop --keep # leave the namespaces up to explore
+  netdrop lab run all --fix --markdown # prove each fix: loss before → after`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			list, err := lab.Select(args)
 			if err != nil {
 				return err
 			}
-			opts := lab.Options{Keep: keep, Log: func(msg string) { fmt.Fprintln(e.stderr, msg) }}
+			if asJSON && markdown {
+				return fmt.Errorf("--json and --markdown cannot be combined")
+			}
+			opts := lab.Options{Keep: keep, Fix: fix, Log: func(msg string) { fmt.Fprintln(e.stderr, msg) }}
 			each := func(r lab.Result) {
-				if !asJSON {
+				if !asJSON && !markdown {
 					printLabResult(e.stdout, r, e.style(e.stdout))
 				}
 			}
@@ -100,7 +116,10 @@ Exit code: 0 every scenario passed, 1 one failed, 2 the lab could not run.`,
 					return err
 				}
 			}
-			if !asJSON && len(results) > 0 {
+			if markdown && len(results) > 0 {
+				printLabMarkdown(e.stdout, results)
+			}
+			if !asJSON && !markdown && len(results) > 0 {
 				printLabSummary(e.stdout, results, keep)
 			}
 			if errors.Is(runErr, context.Canceled) {
@@ -120,6 +139,8 @@ Exit code: 0 every scenario passed, 1 one failed, 2 the lab could not run.`,
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print one JSON array of results")
 	f.BoolVar(&keep, "keep", false, "leave the namespaces up for exploration (host-wide settings are still restored)")
+	f.BoolVar(&fix, "fix", false, "apply netdrop's own fix, run the traffic again and compare the loss (settings rolled back afterwards)")
+	f.BoolVar(&markdown, "markdown", false, "print one markdown table of the results (with --fix: drops before → after)")
 	return cmd
 }
 
@@ -167,12 +188,90 @@ func printLabResult(w io.Writer, r lab.Result, st report.Style) {
 	if found == "" {
 		found = "no finding"
 	}
+	if r.Fix != nil {
+		printLabFix(w, r.Fix, st)
+	}
 	fmt.Fprintf(w, "%s %s: expected %s, found %s (%d drops, %.1fs)\n", st.Verdict(r.Pass, verdict), r.Scenario, r.Expected, found, r.Drops, r.DurationS)
+	if r.Fix != nil {
+		fv := "PASS"
+		if !r.Fix.Pass {
+			fv = "FAIL"
+		}
+		fmt.Fprintf(w, "%s %s --fix: %s\n", st.Verdict(r.Fix.Pass, fv), r.Scenario, r.Fix.Verdict)
+	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
 	}
 	fmt.Fprintln(w)
 }
+
+// printLabFix shows what --fix changed and the diagnosis after it.
+func printLabFix(w io.Writer, f *lab.FixResult, st report.Style) {
+	if len(f.Applied) > 0 {
+		fmt.Fprintln(w, "--fix applied (rolled back afterwards):")
+		for _, c := range f.Applied {
+			fmt.Fprintf(w, "  %s\n", c)
+		}
+	}
+	for _, sk := range f.Skipped {
+		what := ""
+		if sk.Setting != nil {
+			what = sk.Setting.String()
+		} else if sk.App != nil {
+			what = sk.App.String()
+		}
+		fmt.Fprintf(w, "  skipped %s: %s\n", what, sk.Reason)
+	}
+	if f.Report != nil {
+		fmt.Fprintln(w, "\nafter the fix, the same traffic:")
+		_ = report.DiagnosisStyled(w, f.Report, st)
+		fmt.Fprintln(w)
+	}
+}
+
+// printLabMarkdown prints one table row per scenario: the loss at its
+// stage before and after --fix, what was applied, and the verdict.
+func printLabMarkdown(w io.Writer, results []lab.Result) {
+	fmt.Fprintln(w, "| scenario | stage | drops before → after | fix applied | --fix |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for _, r := range results {
+		if r.Fix == nil {
+			verdict := "pass"
+			if !r.Pass {
+				verdict = "FAIL"
+			}
+			fmt.Fprintf(w, "| %s | %s | %d | | %s |\n", r.Scenario, r.Expected, r.Drops, verdict)
+			continue
+		}
+		f := r.Fix
+		var applied []string
+		for _, c := range f.Applied {
+			applied = append(applied, "`"+mdEscape(c.String())+"`")
+		}
+		what := strings.Join(applied, "<br>")
+		if what == "" && f.NotAutomatic != "" {
+			what = "not automatic: " + mdEscape(f.NotAutomatic)
+		}
+		counts := fmt.Sprintf("%d → %d", f.DropsBefore, f.DropsAfter)
+		if f.DropsBefore == 0 && f.DropsAfter == 0 {
+			counts = fmt.Sprintf("%s finding → %s", orNoFinding(f.SeverityBefore), orNoFinding(f.SeverityAfter))
+		}
+		verdict := "pass"
+		if !r.Pass {
+			verdict = "**FAIL**: " + mdEscape(f.Verdict)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", r.Scenario, r.Expected, counts, what, verdict)
+	}
+}
+
+func orNoFinding(sev string) string {
+	if sev == "" {
+		return "no"
+	}
+	return sev
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
 
 func printLabSummary(w io.Writer, results []lab.Result, keep bool) {
 	passed := 0

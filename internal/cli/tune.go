@@ -13,8 +13,6 @@ import (
 	"github.com/netdrop/netdrop/internal/report"
 	"github.com/netdrop/netdrop/internal/safefile"
 	"github.com/netdrop/netdrop/internal/tune"
-	"github.com/netdrop/netdrop/sockets"
-	"github.com/netdrop/netdrop/stage"
 	"github.com/spf13/cobra"
 )
 
@@ -76,7 +74,7 @@ finding's fix belongs in the application rather than in the kernel.`,
 				return err
 			}
 			sys := tune.Kernel{Netns: opts.Netns.Spec()}
-			plan := tune.Build(r, sys, tuneContext(cmd, r, opts.Netns.Spec()))
+			plan := tune.Build(r, sys, tune.Gather(cmd.Context(), r, opts.Netns.Spec()))
 			out := tuneOutput{Plan: plan, DryRun: !apply}
 			var applyErr error
 			var nothing bool
@@ -128,30 +126,6 @@ finding's fix belongs in the application rather than in the kernel.`,
 	f.StringVar(&rollback, "rollback", "", "restore the values saved in this rollback file, and nothing else")
 	f.StringVar(&persist, "persist", "", "write the proposed sysctls to this sysctl.d file")
 	return cmd
-}
-
-// tuneContext gathers the listeners when a listen-queue finding needs them
-// to tell an application backlog from the somaxconn cap. Failing to read
-// them only loses that distinction.
-func tuneContext(cmd *cobra.Command, r *diagnose.Report, ns string) tune.Context {
-	var tc tune.Context
-	need := false
-	for _, f := range r.Findings {
-		if f.Stage == stage.TCPListen {
-			need = true
-		}
-	}
-	if !need {
-		return tc
-	}
-	sum, err := sockets.Summarize(cmd.Context(), sockets.Options{Netns: ns, States: sockets.StateSet(1 << sockets.Listen), Top: -1})
-	if err != nil {
-		return tc
-	}
-	for _, l := range sum.Listeners {
-		tc.Listeners = append(tc.Listeners, tune.Listener{Local: l.Local.String(), Backlog: l.Backlog, Drops: l.Drops})
-	}
-	return tc
 }
 
 // applyPrecheck decides what --apply does before anything is created or

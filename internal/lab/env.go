@@ -107,6 +107,9 @@ type Env struct {
 	closers []func() error // teardown and --keep: sockets and the like
 	journal *journal
 	globals []savedSysctl // global settings changed, in order
+	// apps are the sockets of the lab's applications (Env.socket), which
+	// --fix changes when a finding's fix belongs in the application.
+	apps []appSocket
 }
 
 // Node returns the node on side s, nil for Host.
@@ -178,6 +181,24 @@ func (e *Env) SetGlobal(name, value string) error {
 	e.globals = append(e.globals, savedSysctl{Name: name, Value: old})
 	e.mu.Unlock()
 	return writeSysctlAt(e.journal.root, name, value)
+}
+
+// journalGlobal records that a host-wide setting is about to be set to
+// value by something other than SetGlobal (the --fix flow applies tune's
+// plan), so that teardown, or the next run after a kill, restores the value
+// from before the lab even if the rollback file of that plan is never used.
+func (e *Env) journalGlobal(name, value string) error {
+	old, err := readSysctlAt(e.journal.root, name)
+	if err != nil {
+		return err
+	}
+	if err := e.journal.save(name, old, value); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.globals = append(e.globals, savedSysctl{Name: name, Value: old})
+	e.mu.Unlock()
+	return nil
 }
 
 // RestoreGlobals puts every global setting back now. The runner calls it

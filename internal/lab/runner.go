@@ -33,6 +33,9 @@ type Result struct {
 	// Error says why the scenario could not run to its diagnosis, or what
 	// went wrong tearing it down.
 	Error string `json:"error,omitempty"`
+	// Fix is what --fix applied and measured; nil without --fix. With
+	// it, Pass also requires Fix.Pass.
+	Fix *FixResult `json:"fix,omitempty"`
 
 	// Story is the scenario's one-line story, for text output.
 	Story string `json:"-"`
@@ -56,6 +59,13 @@ type Options struct {
 	// with the fault still in place. Tests use it to read the kernel's own
 	// counters through the reference tools.
 	Inspect func(s Scenario, e *Env, r *Result)
+	// Fix applies, after the diagnosis, the plan netdrop tune would apply
+	// for it and the application changes it names, runs the same traffic
+	// again and diagnoses again (see FixResult).
+	Fix bool
+	// InspectFix, if set, is called after the diagnosis that follows the
+	// fix, before teardown; the fault's settings are still in place.
+	InspectFix func(s Scenario, e *Env, r *Result)
 }
 
 func (o Options) log(format string, args ...any) {
@@ -150,34 +160,44 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 	res.Diagnosed = ns
 	// The whole diagnosis a user gets — counters, the drop tracer when the
 	// kernel allows it, and the socket views that name who is responsible —
-	// with the scenario's traffic as the interval.
+	// with the scenario's traffic as the interval. --fix runs it again,
+	// with the same options, after the fix.
 	target := counters.CurrentNetns()
 	if ns != "" {
 		target = counters.NamedNetns(ns)
 	}
-	var trafficErr error
 	expects, err := diagnose.ParseExpects(s.Expect)
 	if err != nil {
 		res.Error = fmt.Sprintf("scenario %s: %v", s.Name, err)
 		return res
 	}
-	rep, err := diagnose.Run(ctx, diagnose.Options{Netns: target, Trace: "auto", Expect: expects, During: func(ctx context.Context) error {
-		trafficErr = traffic(ctx)
-		return trafficErr
-	}})
+	diag := func(ctx context.Context, traffic Traffic) (*diagnose.Report, error) {
+		var trafficErr error
+		rep, err := diagnose.Run(ctx, diagnose.Options{Netns: target, Trace: "auto", Expect: expects, During: func(ctx context.Context) error {
+			trafficErr = traffic(ctx)
+			return trafficErr
+		}})
+		switch {
+		case trafficErr != nil:
+			return nil, fmt.Errorf("traffic: %v", trafficErr)
+		case err != nil:
+			return nil, fmt.Errorf("diagnose: %v", err)
+		}
+		return rep, nil
+	}
+	rep, err := diag(ctx, traffic)
 	// Host-wide settings go back the moment the diagnosis has read them
 	// (it computes its fixes from the faulty values), not at teardown:
-	// other work on the host shares them.
-	if rerr := env.RestoreGlobals(); rerr != nil {
-		res.Error = fmt.Sprintf("restore host-wide settings: %v", rerr)
-		return res
+	// other work on the host shares them. --fix keeps the fault in place
+	// until the traffic has run again with the fix.
+	if !opts.Fix || err != nil {
+		if rerr := env.RestoreGlobals(); rerr != nil {
+			res.Error = fmt.Sprintf("restore host-wide settings: %v", rerr)
+			return res
+		}
 	}
-	switch {
-	case trafficErr != nil:
-		res.Error = fmt.Sprintf("traffic: %v", trafficErr)
-		return res
-	case err != nil:
-		res.Error = fmt.Sprintf("diagnose: %v", err)
+	if err != nil {
+		res.Error = err.Error()
 		return res
 	}
 	res.Report = rep
@@ -192,6 +212,18 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 	}
 	if opts.Inspect != nil {
 		opts.Inspect(s, env, &res)
+	}
+	if !opts.Fix {
+		return res
+	}
+	res.Fix = runFix(ctx, s, env, ns, rep, traffic, diag)
+	res.Pass = res.Pass && res.Fix.Pass
+	if opts.InspectFix != nil {
+		opts.InspectFix(s, env, &res)
+	}
+	if rerr := env.RestoreGlobals(); rerr != nil {
+		res.Pass = false
+		res.Error = joinErr(res.Error, fmt.Sprintf("restore host-wide settings: %v", rerr))
 	}
 	return res
 }

@@ -90,6 +90,12 @@ var journalScope = map[string]bool{
 	"net.core.netdev_max_backlog":    true,
 	"net.netfilter.nf_conntrack_max": true,
 	"kernel.bpf_stats_enabled":       true, // xdp-drop: the program's run count as evidence
+	// Host-wide limits a fix may raise on the host (lab run --fix): a
+	// child namespace sees them read-only.
+	"net.core.rmem_max":     true,
+	"net.core.wmem_max":     true,
+	"net.core.rmem_default": true,
+	"net.core.wmem_default": true,
 }
 
 // maxSets bounds the values journalled per setting (a scenario sets one or
@@ -396,6 +402,9 @@ func cleanLocked() (Leftovers, error) {
 	l.Sysctls, l.Kept, err2 = newJournal().restore()
 	if err2 != nil {
 		errs = append(errs, err2)
+	}
+	if err := removeStaleRollbacks(); err != nil {
+		errs = append(errs, err)
 	}
 	for _, name := range l.Links {
 		if k, err := netlink.LinkByName(name); err == nil {

@@ -74,7 +74,7 @@ func init() {
 					return err
 				}
 				if exhausted == 0 {
-					return fmt.Errorf("connect never failed with EADDRNOTAVAIL after %d attempts: the fault did not happen", attempts)
+					return fmt.Errorf("connect never failed with EADDRNOTAVAIL after %d attempts: %w", attempts, errNoFault)
 				}
 				return nil
 			}, nil

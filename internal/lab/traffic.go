@@ -47,6 +47,9 @@ func (e *Env) socketOf(n *Node, family, typ int, opts ...func(fd int) error) (in
 		return -1, fmt.Errorf("socket in %s: %w", n.NS, err)
 	}
 	e.CloseFd(fd)
+	e.mu.Lock()
+	e.apps = append(e.apps, appSocket{node: n, fd: fd, typ: typ &^ (unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC)})
+	e.mu.Unlock()
 	for _, o := range opts {
 		if err := o(fd); err != nil {
 			return -1, fmt.Errorf("socket in %s: %w", n.NS, err)
@@ -91,6 +94,12 @@ func sndTimeout(d time.Duration) func(int) error {
 		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 	}
 }
+
+// errNoFault is what a Traffic function wraps when the fault it is there to
+// provoke did not happen (no send refused, no connect failed). In a plain
+// run that is an error of the lab; in the run after --fix applied the fix
+// it is the point.
+var errNoFault = errors.New("the fault did not happen")
 
 // sendResult counts what a sending loop did.
 type sendResult struct {

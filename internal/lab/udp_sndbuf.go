@@ -42,7 +42,7 @@ func init() {
 			return func(ctx context.Context) error {
 				r, err := floodUDP(ctx, src, dst, flood{Size: 1000, Count: 2000, Spread: 400 * time.Millisecond, Budget: 2 * time.Second})
 				if err == nil && r.Errors == 0 {
-					err = fmt.Errorf("no send failed for lack of buffer: the fault did not happen")
+					err = fmt.Errorf("no send failed for lack of buffer: %w", errNoFault)
 				}
 				return err
 			}, nil

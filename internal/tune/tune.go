@@ -17,6 +17,7 @@
 package tune
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
 
@@ -145,6 +147,33 @@ type Listener struct {
 type Context struct {
 	// Listeners in the diagnosed namespace (from sockets.Summarize).
 	Listeners []Listener
+}
+
+// Gather reads the evidence Build needs beyond the diagnosis, in the
+// namespace the diagnosis read (netns, internal/netns spelling): the
+// listeners, when a listen-queue finding needs them to tell an application
+// backlog from the somaxconn cap. netdrop tune and the lab's --fix share it,
+// so both build the same plan. Failing to read them only loses that
+// distinction.
+func Gather(ctx context.Context, r *diagnose.Report, netns string) Context {
+	var tc Context
+	need := false
+	for _, f := range r.Findings {
+		if f.Stage == stage.TCPListen {
+			need = true
+		}
+	}
+	if !need {
+		return tc
+	}
+	sum, err := sockets.Summarize(ctx, sockets.Options{Netns: netns, States: sockets.StateSet(1 << sockets.Listen), Top: -1})
+	if err != nil {
+		return tc
+	}
+	for _, l := range sum.Listeners {
+		tc.Listeners = append(tc.Listeners, Listener{Local: l.Local.String(), Backlog: l.Backlog, Drops: l.Drops})
+	}
+	return tc
 }
 
 // Build turns the findings of r into a plan. Current values are read
