@@ -67,7 +67,14 @@ func (c FixChange) String() string {
 		where = "in " + c.Netns
 	}
 	if c.App != nil {
-		return fmt.Sprintf("%s (%d lab sockets)", c.App, c.Sockets)
+		// The owner is the lab itself (a pid that changes every run).
+		a := *c.App
+		a.Process = ""
+		unit := "socket"
+		if c.Sockets != 1 {
+			unit += "s"
+		}
+		return fmt.Sprintf("%s (%d lab %s)", a, c.Sockets, unit)
 	}
 	if c.Setting != nil {
 		return fmt.Sprintf("%s %s → %s %s", c.Setting, c.From, c.To, where)
@@ -359,9 +366,12 @@ func stageFinding(r *diagnose.Report, s Scenario) (diagnose.Finding, bool) {
 }
 
 // notAutomatic is the finding's own reason why netdrop does not remove its
-// loss: the finding's, else those of its manual fixes, else the
-// declaration that made it expected.
+// loss: the declaration that made it expected (nothing to fix), else the
+// finding's own reason, else those of its manual fixes.
 func notAutomatic(f diagnose.Finding) string {
+	if f.Expected != "" {
+		return "the drops are declared intended (--expect " + f.Expected + "): there is nothing to fix"
+	}
 	if f.NotAutomatic != "" {
 		return f.NotAutomatic
 	}
@@ -371,13 +381,7 @@ func notAutomatic(f diagnose.Finding) string {
 			why = append(why, fx.NotAutomatic)
 		}
 	}
-	if len(why) > 0 {
-		return strings.Join(why, "; ")
-	}
-	if f.Expected != "" {
-		return "the drops are declared intended (--expect " + f.Expected + "): there is nothing to fix"
-	}
-	return ""
+	return strings.Join(why, "; ")
 }
 
 // fixVerdict applies the pass rule of --fix.
