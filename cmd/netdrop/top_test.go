@@ -280,7 +280,7 @@ func topOnFault(t *testing.T, bin string, e *lab.Env) {
 	tm.waitFor("help closed", 5*time.Second, func(s string) bool { return !strings.Contains(s, "KEYS") })
 
 	tm.keys("q")
-	scr = tm.waitText("TOP-EXIT=0")
+	tm.waitText("TOP-EXIT=0")
 	scr = tm.waitFor("the terminal restored after q", 5*time.Second, tm.restored)
 	if strings.Contains(scr, "FINDINGS") {
 		t.Errorf("top's screen is left on the terminal after q:\n%s", scr)
