@@ -207,6 +207,39 @@ type Options struct {
 	// for Interval: the lab makes its traffic there, so the interval holds
 	// exactly the drops it caused.
 	During func(ctx context.Context) error
+	// Observe, if set, sees the evidence just before it is analyzed:
+	// netdrop lab --keep-record writes it to a recording, from which
+	// Observed.Analyze gives this diagnosis back.
+	Observe func(Observed)
+}
+
+// Observed is the evidence one diagnosis reads: the two counter snapshots,
+// the socket views at both ends and what the tracer counted in between.
+// A recording keeps it; Analyze turns it into the same report, offline.
+type Observed struct {
+	Before, After *counters.Snapshot
+	// SocketsBefore and SocketsAfter are the sock_diag views, nil when
+	// not read.
+	SocketsBefore, SocketsAfter *sockets.Summary
+	// Trace is the tracer's count of the interval, nil when it did not
+	// run.
+	Trace *droptrace.Snapshot
+}
+
+// Analyze diagnoses the evidence as Run would have: the interval is the
+// time between the snapshots, and expect marks intended drops. The report
+// is stamped with the first snapshot's time; Host and Kernel are left for
+// the caller, who knows where the evidence was read.
+func (o Observed) Analyze(expect []Expect) *Report {
+	x := Extra{Sockets: o.SocketsAfter, Trace: o.Trace}
+	if x.Sockets != nil {
+		x.SocketsBefore = o.SocketsBefore
+	}
+	r := AnalyzeWith(o.Before, o.After, o.After.Time.Sub(o.Before.Time), x)
+	MarkExpected(r, expect)
+	r.SchemaVersion = SchemaVersion
+	r.StartedAt = o.Before.Time.UTC()
+	return r
 }
 
 // Run takes two snapshots opts.Interval apart (or one with opts.Once) and
@@ -275,6 +308,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if tr.err != nil {
 		b.Fail(SourceTracer, tr.err)
+	}
+	if opts.Observe != nil {
+		opts.Observe(Observed{Before: a, After: b, SocketsBefore: x.SocketsBefore, SocketsAfter: x.Sockets, Trace: trace})
 	}
 	r := AnalyzeWith(a, b, b.Time.Sub(a.Time), x)
 	MarkExpected(r, opts.Expect)
