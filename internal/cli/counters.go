@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/internal/recording"
 	"github.com/spf13/cobra"
 )
 
@@ -18,6 +20,7 @@ func newCountersCmd(e *env) *cobra.Command {
 		nonZero  bool
 		stageArg string
 		explain  bool
+		from     fromFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "counters",
@@ -26,15 +29,35 @@ func newCountersCmd(e *env) *cobra.Command {
 softnet_stat, conntrack, neighbour tables, sockstat, interrupts, softirqs,
 link statistics, driver statistics, qdiscs, firewall rules — once, and prints
 each value with where it was read and the stage of the packet path it is
-evidence for. Values are totals since boot (or since the object was created).`,
+evidence for. Values are totals since boot (or since the object was created).
+
+With --from FILE it prints the last reading of a recording made by netdrop
+record (or the last at or before --until).`,
 		Example: `  netdrop counters --nonzero
   netdrop counters --stage socket-rcvbuf --explain
-  netdrop counters --netns web --json`,
+  netdrop counters --netns web --json
+  netdrop counters --from drops.ndrec --until 14:05 --nonzero`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			snap, err := counters.CollectIn(cmd.Context(), ns, counters.Options{})
-			if err != nil {
+			if err := from.check(cmd, "netns"); err != nil {
 				return err
+			}
+			var snap *counters.Snapshot
+			if from.path != "" {
+				_, sp, err := from.span(e.stderr)
+				if err != nil && (!errors.Is(err, recording.ErrEmptySpan) || sp == nil || sp.First == nil) {
+					return err
+				}
+				// The stretch's last reading, or its only one.
+				snap = sp.First.Counters
+				if sp.Last != nil {
+					snap = sp.Last.Counters
+				}
+			} else {
+				var err error
+				if snap, err = counters.CollectIn(cmd.Context(), ns, counters.Options{}); err != nil {
+					return err
+				}
 			}
 			var keep []counters.Counter
 			for _, c := range snap.Counters {
@@ -94,6 +117,7 @@ evidence for. Values are totals since boot (or since the object was created).`,
 	f.BoolVar(&asJSON, "json", false, "print the snapshot as JSON")
 	f.BoolVar(&nonZero, "nonzero", false, "only counters that are not zero")
 	f.StringVar(&stageArg, "stage", "", "only counters of one stage (e.g. socket-rcvbuf)")
+	from.add(cmd)
 	f.BoolVar(&explain, "explain", false, "add a column saying what each counter means")
 	return cmd
 }

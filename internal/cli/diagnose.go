@@ -16,6 +16,7 @@ func newDiagnoseCmd(e *env) *cobra.Command {
 		opts    diagnose.Options
 		asJSON  bool
 		expects []string
+		from    fromFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "diagnose",
@@ -29,16 +30,24 @@ namespace) twice, --interval apart, and prints:
      commands computed from the current settings;
   3. what could not be read and why.
 
+With --from FILE it reads a recording made by netdrop record instead: the
+stretch from --since to --until (the whole file by default), diagnosed as a
+live run over the same stretch would have, without root or kernel access.
+
 Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.`,
 		Example: `  netdrop                          # diagnose this host over 5 seconds
   netdrop diagnose --interval 10s   # a longer sample for rare drops
   netdrop diagnose --once           # totals since boot, no waiting
   netdrop diagnose --netns web      # inside the namespace /run/netns/web
   netdrop diagnose --netns pid:1234 --json
-  netdrop diagnose --expect netfilter:9999 --expect no-socket   # drops declared intended`,
+  netdrop diagnose --expect netfilter:9999 --expect no-socket   # drops declared intended
+  netdrop diagnose --from drops.ndrec --since 14:02 --until 14:05   # a recorded stretch, offline`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !opts.Once {
+			if err := from.check(cmd, "interval", "netns", "once", "trace", "no-sockets"); err != nil {
+				return err
+			}
+			if !opts.Once && from.path == "" {
 				if err := checkInterval("--interval", opts.Interval, false); err != nil {
 					return err
 				}
@@ -50,8 +59,16 @@ Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.
 			// Progress goes to stderr even with --json: stdout stays one
 			// JSON object, and a person watching knows why it waits.
 			opts.Progress = func(msg string) { fmt.Fprintln(e.stderr, msg) }
-			r, err := diagnose.Run(cmd.Context(), opts)
-			if err != nil {
+			var r *diagnose.Report
+			if from.path != "" {
+				// Offline: the recording is the only input; nothing
+				// here reads the kernel.
+				h, sp, err := from.span(e.stderr)
+				if err != nil {
+					return err
+				}
+				r = diagnoseRecorded(h, sp, opts.Expect)
+			} else if r, err = diagnose.Run(cmd.Context(), opts); err != nil {
 				return err
 			}
 			if asJSON {
@@ -75,6 +92,7 @@ Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.StringVar(&opts.Trace, "trace", "auto", "trace drops in the kernel with eBPF (skb:kfree_skb) for function-level evidence: auto, on or off")
 	f.BoolVar(&opts.NoSockets, "no-sockets", false, "skip the socket view that names the sockets and processes responsible")
+	from.add(cmd)
 	f.StringArrayVar(&expects, "expect", nil, "STAGE[:MATCH]: drops declared intended, shown as info with the reason \"expected\" and left out of the exit code; MATCH is a word of the finding's evidence: a rule's handle, comment or text, a port, a reason (repeatable)")
 	return cmd
 }

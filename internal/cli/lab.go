@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/netdrop/netdrop/internal/buildinfo"
 	"github.com/netdrop/netdrop/internal/lab"
 	"github.com/netdrop/netdrop/internal/report"
 	"github.com/netdrop/netdrop/stage"
@@ -68,10 +69,11 @@ func newLabListCmd(e *env) *cobra.Command {
 
 func newLabRunCmd(e *env) *cobra.Command {
 	var (
-		asJSON   bool
-		keep     bool
-		fix      bool
-		markdown bool
+		asJSON     bool
+		keep       bool
+		fix        bool
+		markdown   bool
+		keepRecord string
 	)
 	cmd := &cobra.Command{
 		Use:   "run NAME...|all",
@@ -94,7 +96,8 @@ Exit code: 0 every scenario passed, 1 one failed, 2 the lab could not run.`,
 		Example: `  netdrop lab run udp-rcvbuf        # one scenario, with its diagnosis
   netdrop lab run all --json        # every scenario, one JSON array
   netdrop lab run qdisc-drop --keep # leave the namespaces up to explore
-  netdrop lab run all --fix --markdown # prove each fix: loss before → after`,
+  netdrop lab run all --fix --markdown # prove each fix: loss before → after
+  netdrop lab run all --keep-record=/tmp/lab   # /tmp/lab/SCENARIO.ndrec for diagnose --from, report`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			list, err := lab.Select(args)
@@ -104,7 +107,7 @@ Exit code: 0 every scenario passed, 1 one failed, 2 the lab could not run.`,
 			if asJSON && markdown {
 				return fmt.Errorf("--json and --markdown cannot be combined")
 			}
-			opts := lab.Options{Keep: keep, Fix: fix, Log: func(msg string) { fmt.Fprintln(e.stderr, msg) }}
+			opts := lab.Options{Keep: keep, Fix: fix, Log: func(msg string) { fmt.Fprintln(e.stderr, msg) }, RecordDir: keepRecord, Build: buildinfo.Read().String()}
 			each := func(r lab.Result) {
 				if !asJSON && !markdown {
 					printLabResult(e.stdout, r, e.style(e.stdout))
@@ -141,6 +144,8 @@ Exit code: 0 every scenario passed, 1 one failed, 2 the lab could not run.`,
 	f.BoolVar(&keep, "keep", false, "leave the namespaces up for exploration (host-wide settings are still restored)")
 	f.BoolVar(&fix, "fix", false, "apply netdrop's own fix, run the traffic again and compare the loss (settings rolled back afterwards)")
 	f.BoolVar(&markdown, "markdown", false, "print one markdown table of the results (with --fix: drops before → after)")
+	f.StringVar(&keepRecord, "keep-record", "", "keep each scenario's evidence as a recording DIR/SCENARIO.ndrec (--keep-record alone: the current directory) for diagnose --from and report")
+	f.Lookup("keep-record").NoOptDefVal = "."
 	return cmd
 }
 
@@ -201,6 +206,9 @@ func printLabResult(w io.Writer, r lab.Result, st report.Style) {
 	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
+	}
+	if r.Record != "" {
+		fmt.Fprintf(w, "  recording: %s (netdrop diagnose --from %[1]s; netdrop report %[1]s -o report.html)\n", r.Record)
 	}
 	fmt.Fprintln(w)
 }

@@ -641,7 +641,8 @@ func TestScenarios(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	results, err := Run(ctx, List(), Options{Inspect: inspect, Log: func(m string) { t.Log(m) }}, nil)
+	records := t.TempDir()
+	results, err := Run(ctx, List(), Options{Inspect: inspect, Log: func(m string) { t.Log(m) }, RecordDir: records}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -655,6 +656,7 @@ func TestScenarios(t *testing.T) {
 		if !checked[r.Scenario] && r.Error == "" {
 			t.Errorf("%s: the reference check did not run", r.Scenario)
 		}
+		checkRecorded(t, r)
 		if why, pending := pendingDiagnose[r.Scenario]; pending {
 			t.Logf("%s: diagnosis pending (%s): expected %s, found %q", r.Scenario, why, r.Expected, r.Found)
 			continue

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/internal/recording"
 	"github.com/netdrop/netdrop/stage"
 )
 
@@ -45,6 +47,9 @@ type Result struct {
 	Kept []string `json:"-"`
 	// Diagnosed is the namespace the diagnosis read, "" for the host.
 	Diagnosed string `json:"-"`
+	// Record is the recording of the diagnosis's evidence left with
+	// Options.RecordDir.
+	Record string `json:"record,omitempty"`
 }
 
 // Options configures Run.
@@ -66,6 +71,12 @@ type Options struct {
 	// InspectFix, if set, is called after the diagnosis that follows the
 	// fix, before teardown; the fault's settings are still in place.
 	InspectFix func(s Scenario, e *Env, r *Result)
+	// RecordDir, if set, keeps the evidence of each scenario's diagnosis
+	// as a recording, DIR/SCENARIO.ndrec, that `netdrop diagnose --from`
+	// and `netdrop report` read after the namespaces are gone.
+	RecordDir string
+	// Build names the netdrop build in the recordings' headers.
+	Build string
 }
 
 func (o Options) log(format string, args ...any) {
@@ -171,9 +182,21 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 		res.Error = fmt.Sprintf("scenario %s: %v", s.Name, err)
 		return res
 	}
+	var recErr error
+	var observe func(diagnose.Observed)
+	if opts.RecordDir != "" {
+		path := filepath.Join(opts.RecordDir, s.Name+".ndrec")
+		observe = func(o diagnose.Observed) {
+			h := recording.Header{Netdrop: opts.Build, Netns: ns}
+			h.Host, h.Kernel = recording.HostKernel()
+			if recErr = recording.WriteObserved(path, h, o); recErr == nil {
+				res.Record = path
+			}
+		}
+	}
 	diag := func(ctx context.Context, traffic Traffic) (*diagnose.Report, error) {
 		var trafficErr error
-		rep, err := diagnose.Run(ctx, diagnose.Options{Netns: target, Trace: "auto", Expect: expects, During: func(ctx context.Context) error {
+		rep, err := diagnose.Run(ctx, diagnose.Options{Netns: target, Trace: "auto", Expect: expects, Observe: observe, During: func(ctx context.Context) error {
 			trafficErr = traffic(ctx)
 			return trafficErr
 		}})
@@ -186,6 +209,7 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 		return rep, nil
 	}
 	rep, err := diag(ctx, traffic)
+	observe = nil // the fault's diagnosis is the one kept, not --fix's second
 	// Host-wide settings go back the moment the diagnosis has read them
 	// (it computes its fixes from the faulty values), not at teardown:
 	// other work on the host shares them. --fix keeps the fault in place
@@ -201,6 +225,10 @@ func runOne(parent context.Context, s Scenario, opts Options) (res Result) {
 		return res
 	}
 	res.Report = rep
+	if recErr != nil {
+		res.Error = fmt.Sprintf("keep the recording: %v", recErr)
+		return res
+	}
 	if len(expects) > 0 {
 		res.Found, res.Drops, res.Pass = expectedVerdict(rep, s)
 	} else {

@@ -34,7 +34,10 @@ func BenchmarkRecord(b *testing.B) {
 			if tc.trace && os.Geteuid() != 0 {
 				b.Skip("the drop tracer needs root")
 			}
-			o := CollectOptions{Interval: time.Second, Duration: time.Duration(b.N-1) * time.Second, Sockets: tc.sockets, Trace: tc.trace}
+			// Duration is inclusive of its end: N readings span N-1
+			// intervals, plus a margin below one interval (0 would mean
+			// unbounded).
+			o := CollectOptions{Interval: time.Second, Duration: time.Duration(b.N-1)*time.Second + time.Second/2, Sockets: tc.sockets, Trace: tc.trace}
 			path := filepath.Join(b.TempDir(), "bench.ndrec")
 			w, err := Create(path, NewHeader(o, "bench"), Options{})
 			if err != nil {

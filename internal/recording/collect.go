@@ -43,12 +43,19 @@ type Progress struct {
 // host name and kernel release of this machine.
 func NewHeader(o CollectOptions, build string) Header {
 	h := Header{Netdrop: build, Netns: o.Netns.Spec(), Started: time.Now().UTC(), Interval: Duration(o.Interval), Trace: o.Trace, Sockets: o.Sockets}
-	h.Host, _ = os.Hostname()
+	h.Host, h.Kernel = HostKernel()
+	return h
+}
+
+// HostKernel names this machine as a header does: the host name and the
+// kernel release (uname -r).
+func HostKernel() (host, kernel string) {
+	host, _ = os.Hostname()
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
-		h.Kernel = unix.ByteSliceToString(u.Release[:])
+		kernel = unix.ByteSliceToString(u.Release[:])
 	}
-	return h
+	return host, kernel
 }
 
 // Collect reads the evidence o asks for every o.Interval and writes it to
@@ -140,4 +147,27 @@ func read(ctx context.Context, o CollectOptions, tr *droptrace.Tracer, prev *dro
 		}
 	}
 	return iv, cur, nil
+}
+
+// WriteObserved writes the evidence of one diagnosis as a recording of two
+// intervals (its two snapshots, the tracer's count between them), from
+// which `netdrop diagnose --from` gives the same diagnosis back: what
+// `netdrop lab run --keep-record` leaves of each scenario.
+func WriteObserved(path string, h Header, o diagnose.Observed) error {
+	h.Started = o.Before.Time.UTC()
+	h.Interval = Duration(o.After.Time.Sub(o.Before.Time))
+	h.Trace = o.Trace != nil
+	h.Sockets = o.SocketsAfter != nil
+	w, err := Create(path, h, Options{})
+	if err != nil {
+		return err
+	}
+	err = w.Write(Interval{Time: o.Before.Time, Counters: o.Before, Sockets: o.SocketsBefore})
+	if err == nil {
+		err = w.Write(Interval{Time: o.After.Time, Counters: o.After, Sockets: o.SocketsAfter, Trace: o.Trace})
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
