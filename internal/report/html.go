@@ -160,7 +160,7 @@ const (
 
 // Layout of a chart.
 const (
-	chartW, chartH                                   = 900, 130
+	chartW, chartH                                    = 900, 130
 	chartLeft, chartRight, chartTop, chartBottomSpace = 64, 12, 10, 22
 )
 
