@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -100,5 +101,38 @@ func TestRecordSIGKILL(t *testing.T) {
 				t.Errorf("interval %d: %s after the one before, recorded every 100ms", i, gap)
 			}
 		}
+	}
+}
+
+// TestRecordUsageErrors: the recording commands refuse what they cannot
+// do with exit 2 and a reason, before touching any file.
+func TestRecordUsageErrors(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	notRec := filepath.Join(dir, "not-a-recording")
+	if err := os.WriteFile(notRec, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"record"}, "-o FILE is required"},
+		{[]string{"record", "-o", filepath.Join(dir, "x"), "-i", "10ms"}, "below the minimum"},
+		{[]string{"record", "-o", filepath.Join(dir, "x"), "--max-size", "1KiB"}, "--max-size"},
+		{[]string{"diagnose", "--since", "+1m"}, "--since needs --from"},
+		{[]string{"diagnose", "--from", notRec, "--netns", "x"}, "--netns reads the kernel"},
+		{[]string{"diagnose", "--from", notRec}, "not a netdrop recording"},
+		{[]string{"counters", "--from", filepath.Join(dir, "missing")}, "no such file"},
+		{[]string{"report", notRec}, "-o FILE is required"},
+		{[]string{"report", notRec, "-o", filepath.Join(dir, "r.html")}, "not a netdrop recording"},
+	} {
+		_, stderr, code := run(t, exec.Command(bin, tc.args...))
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("netdrop %v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x")); err == nil {
+		t.Error("a refused record created its file")
 	}
 }

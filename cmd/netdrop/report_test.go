@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"image"
 	"image/png"
 	"os"
@@ -236,17 +237,18 @@ func checkScreenshot(t *testing.T, path string) {
 	if b.Dx() < 1000 || b.Dy() < 1000 {
 		t.Errorf("screenshot %v, want 1280x2000", b)
 	}
-	// The critical colour of the path box and the chart (#c62839).
+	// The critical (#c62839) or warning (#e08a1e) colour of the path box
+	// and the chart.
 	red := 0
 	for y := b.Min.Y; y < b.Max.Y; y += 2 {
 		for x := b.Min.X; x < b.Max.X; x += 2 {
-			if near(img, x, y, 0xc6, 0x28, 0x39) {
+			if near(img, x, y, 0xc6, 0x28, 0x39) || near(img, x, y, 0xe0, 0x8a, 0x1e) {
 				red++
 			}
 		}
 	}
 	if red < 200 {
-		t.Errorf("the screenshot shows %d sampled pixels of the critical colour: no chart or path drawn?", red)
+		t.Errorf("the screenshot shows %d sampled pixels of the severity colours: no chart or path drawn?", red)
 	}
 }
 
@@ -254,4 +256,55 @@ func near(img image.Image, x, y int, r, g, b uint8) bool {
 	cr, cg, cb, _ := img.At(x, y).RGBA()
 	d := func(c uint32, want uint8) bool { v := int(c>>8) - int(want); return v > -12 && v < 12 }
 	return d(cr, r) && d(cg, g) && d(cb, b)
+}
+
+// TestLabKeepRecordReport takes a lab scenario's recording the way a user
+// would after a failed run: `lab run --keep-record` leaves it, `diagnose
+// --from` (unprivileged, after the namespaces are gone) names the stage
+// the scenario breaks, and the report of it loads in Chromium without a
+// console message.
+func TestLabKeepRecordReport(t *testing.T) {
+	testnet.RequireRoot(t)
+	bin := build(t)
+	dir := shared(t)
+	const scenario = "netfilter-drop"
+	out, errOut, code := run(t, exec.Command(bin, "lab", "run", scenario, "--keep-record="+dir, "--json"))
+	if code != 0 {
+		t.Fatalf("lab run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var results []struct {
+		Expected string `json:"expected_stage"`
+		Drops    uint64 `json:"drops"`
+		Record   string `json:"record"`
+	}
+	if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) != 1 {
+		t.Fatalf("lab run --json: %v\n%s", err, out)
+	}
+	res := results[0]
+	if res.Record != filepath.Join(dir, scenario+".ndrec") {
+		t.Fatalf("recording %q, want it in %s", res.Record, dir)
+	}
+	diag := exec.Command(bin, "diagnose", "--from", res.Record, "--json")
+	diag.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, errOut, code = run(t, diag)
+	if code != 1 {
+		t.Fatalf("diagnose --from: exit %d, want 1; stderr: %s", code, errOut)
+	}
+	r := decode(t, out)
+	if len(r.Findings) == 0 || r.Findings[0].Stage != res.Expected || r.Findings[0].Drops != res.Drops {
+		t.Errorf("offline top finding %+v, the lab found %s with %d drops", r.Findings, res.Expected, res.Drops)
+	}
+	html := filepath.Join(dir, "lab.html")
+	if _, errOut, code := run(t, exec.Command(bin, "report", res.Record, "-o", html)); code != 0 {
+		t.Fatalf("report: exit %d: %s", code, errOut)
+	}
+	shot := filepath.Join(dir, "lab.png")
+	dom := chromium(t, html, shot)
+	if !strings.Contains(dom, `data-nd-ready="yes"`) || !strings.Contains(dom, `data-stage="`+res.Expected+`"`) {
+		t.Errorf("the page did not load whole, or lacks the %s stage", res.Expected)
+	}
+	if m := regexp.MustCompile(`<div id="nd-errors">([^<]+)</div>`).FindStringSubmatch(dom); m != nil {
+		t.Errorf("the page reported script errors: %s", m[1])
+	}
+	checkScreenshot(t, shot)
 }

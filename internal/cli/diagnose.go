@@ -68,6 +68,10 @@ Exit code: 0 healthy, 1 a warning or critical finding, 2 usage or runtime error.
 					return err
 				}
 				r = diagnoseRecorded(h, sp, opts.Expect)
+				if !asJSON {
+					fmt.Fprintf(e.stdout, "recording %s: host %s, kernel %s, %s to %s (%d readings)\n\n", from.path, h.Host, h.Kernel,
+						sp.First.Time.UTC().Format("2006-01-02 15:04:05"), sp.Last.Time.UTC().Format("15:04:05 UTC"), sp.Intervals)
+				}
 			} else if r, err = diagnose.Run(cmd.Context(), opts); err != nil {
 				return err
 			}

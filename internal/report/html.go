@@ -59,19 +59,22 @@ func HTML(w io.Writer, p Page) error {
 // template only places it.
 type view struct {
 	Page
-	Title       string
-	NetnsLabel  string
-	Duration    string
-	PathW       int
-	PathH       int
-	Boxes       []box
-	Arrows      []arrow
-	Rows        []rowLabel
-	Charts      []chart
-	Quiet       []string // stages without drops
-	Findings    []findingView
-	Unavailable []counters.Unavailable
-	Data        chartData
+	Title      string
+	NetnsLabel string
+	Duration   string
+	// IntervalText is the recording's interval as set, to the millisecond
+	// (a lab recording's one interval is measured, not set).
+	IntervalText string
+	PathW        int
+	PathH        int
+	Boxes        []box
+	Arrows       []arrow
+	Rows         []rowLabel
+	Charts       []chart
+	Quiet        []string // stages without drops
+	Findings     []findingView
+	Unavailable  []counters.Unavailable
+	Data         chartData
 }
 
 type box struct {
@@ -173,6 +176,7 @@ func newView(p Page) view {
 		v.NetnsLabel = "network namespace " + r.Netns
 	}
 	v.Duration = p.End.Sub(p.Start).Round(time.Millisecond).String()
+	v.IntervalText = p.Interval.Round(time.Millisecond).String()
 	worst := map[stage.ID]diagnose.Severity{}
 	has := map[stage.ID]bool{}
 	for _, f := range r.Findings {
