@@ -40,6 +40,9 @@ type Report struct {
 	Duration        time.Duration `json:"duration_ns"`
 	RecvRate        float64       `json:"recv_per_s"`
 	Attribution     Attribution   `json:"attribution"`
+	// Stray is the server's totals since it started of traffic outside any
+	// run (none of it is in this run's counts), when there was any.
+	Stray *Stray `json:"stray,omitempty"`
 	// Send is filled in by the client: what the sending side saw.
 	Send *SendStats `json:"send,omitempty"`
 }

@@ -44,8 +44,31 @@ type ServerConfig struct {
 	// Once makes Serve return after the first finished run (and a short
 	// linger that resends the report to a client that did not get it).
 	Once bool
+	// MaxConns bounds the TCP connections served at once (default 16). A
+	// connection beyond it is closed at once and counted in Stray.Refused:
+	// peers that never finish cannot pile up, and the bound keeps what they
+	// cost (a goroutine and a read buffer each) small.
+	MaxConns int
+	// HelloTimeout is how long a new TCP connection may take to start a run
+	// (default 3 s, what a client waits for its HelloAck); IdleTimeout is
+	// how long a connection in a run may stay silent (default 15 s). A peer
+	// past either is closed and counted in Stray.TimedOut. TCP connections
+	// are served concurrently, so a stalled or garbage peer never holds up
+	// another client while it waits for its deadline.
+	HelloTimeout time.Duration
+	IdleTimeout  time.Duration
+	// OnStray gets the totals of traffic outside any run (Stray) when they
+	// changed, at most once per StrayEvery (default 10 s), and once more
+	// when Serve returns: a server flooded with garbage says so without
+	// writing a line per datagram.
+	StrayEvery time.Duration
+	OnStray    func(Stray)
+	// The callbacks (OnInterval, OnReport, OnStray) are called by one
+	// goroutine at a time, also when a TCP server serves several runs.
+
 	// Collect reads the kernel counters at the start and end of a run, in
-	// the receiver's namespace. Nil reads the current namespace with
+	// the receiver's namespace. Runs of concurrent TCP connections call it
+	// one at a time. Nil reads the current namespace with
 	// counters.Collect; tests and `--netns` wrap it with internal/netns.
 	Collect func(context.Context) *counters.Snapshot
 }
@@ -63,6 +86,18 @@ func (c *ServerConfig) defaults() {
 	if c.Interval <= 0 {
 		c.Interval = time.Second
 	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 16
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = 3 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 15 * time.Second
+	}
+	if c.StrayEvery <= 0 {
+		c.StrayEvery = 10 * time.Second
+	}
 	if c.Collect == nil {
 		c.Collect = func(ctx context.Context) *counters.Snapshot {
 			return counters.Collect(ctx, counters.Options{})
@@ -72,8 +107,9 @@ func (c *ServerConfig) defaults() {
 
 // UDPServer receives probe runs on one UDP socket, one run at a time.
 type UDPServer struct {
-	conn *net.UDPConn
-	cfg  ServerConfig
+	conn  *net.UDPConn
+	cfg   ServerConfig
+	stray strayCounter
 }
 
 // attemptsBefore is how many earlier copies of a control frame the sender
@@ -133,6 +169,33 @@ func (s *UDPServer) Addr() *net.UDPAddr { return s.conn.LocalAddr().(*net.UDPAdd
 // Close closes the socket.
 func (s *UDPServer) Close() error { return s.conn.Close() }
 
+// Stray returns the totals of datagrams outside any run since the server
+// started. It is safe to call while Serve runs.
+func (s *UDPServer) Stray() Stray { return s.stray.get() }
+
+// strayDatagram counts one datagram (or GRO segment) of n bytes that
+// arrived outside a run and started none.
+func (s *UDPServer) strayDatagram(n int, from *net.UDPAddr) {
+	s.stray.add(func(t *Stray) { t.Datagrams++; t.Bytes += uint64(n) }, nilIfNone(from))
+}
+
+// nilIfNone keeps a nil *net.UDPAddr a nil net.Addr.
+func nilIfNone(a *net.UDPAddr) net.Addr {
+	if a == nil {
+		return nil
+	}
+	return a
+}
+
+func (s *UDPServer) emitStray(now time.Time, force bool) {
+	if s.cfg.OnStray == nil {
+		return
+	}
+	if st, ok := s.stray.due(now, s.cfg.StrayEvery, force); ok {
+		s.cfg.OnStray(st)
+	}
+}
+
 // run is the state of one probe run on the server.
 type run struct {
 	acc         *Account
@@ -177,6 +240,7 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	defer func() { s.emitStray(time.Now(), true) }()
 
 	var r *run
 	var lingerUntil time.Time
@@ -203,6 +267,8 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 				if r != nil && r.report == nil {
 					r.acc.Datagrams++
 					r.acc.Invalid++
+				} else {
+					s.strayDatagram(len(d), b.addr(i))
 				}
 				continue
 			}
@@ -212,8 +278,9 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 			if ci.gsoSize > 0 && ci.gsoSize < len(d) {
 				step = ci.gsoSize
 			}
+			from := func() *net.UDPAddr { return b.addr(i) }
 			for off := 0; off < len(d) || off == 0; off += step {
-				r = s.handle(ctx, r, d[off:min(off+step, len(d))], b, i, now, wall, mono)
+				r = s.handle(ctx, r, d[off:min(off+step, len(d))], from, now, wall, mono)
 				if step == 0 {
 					break
 				}
@@ -227,6 +294,7 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 		}
 		nextTick = now.Add(tickEvery)
 		s.conn.SetReadDeadline(nextTick)
+		s.emitStray(now, false)
 		if !lingerUntil.IsZero() && now.After(lingerUntil) {
 			return nil
 		}
@@ -248,30 +316,40 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 	}
 }
 
-// handle accounts one datagram (one segment of a GRO buffer) and acts on
-// control frames; it returns the run, which a Hello may have replaced.
-func (s *UDPServer) handle(ctx context.Context, r *run, d []byte, b *mmsgBatch, i int, now time.Time, wall, mono int64) *run {
+// handle accounts one datagram (one segment of a GRO buffer) from the peer
+// from returns and acts on control frames; it returns the run, which a Hello
+// may have replaced.
+func (s *UDPServer) handle(ctx context.Context, r *run, d []byte, from func() *net.UDPAddr, now time.Time, wall, mono int64) *run {
 	if r == nil || r.report != nil {
 		// Between runs: only a Hello (or a Fin asking again for the last
 		// report) matters; data starts a run without a Hello, for
-		// applications that embed frame without the handshake.
+		// applications that embed frame without the handshake. Anything
+		// else is stray, counted and otherwise ignored.
 		h, _, derr := frame.Decode(d)
-		if derr != nil {
-			return r
-		}
 		switch {
+		case derr != nil:
+			s.strayDatagram(len(d), from())
+			return r
 		case h.Type == frame.Hello:
-			r = s.startRun(ctx, now, h.Sender, b.addr(i))
+			r = s.startRun(ctx, now, h.Sender, from())
 			r.hello = true
 			r.helloMissed = attemptsBefore(h)
-			s.reply(frame.HelloAck, h.Sender, nil, b.addr(i))
+			s.reply(frame.HelloAck, h.Sender, nil, from())
 			return r
 		case h.Type == frame.Fin && r != nil && h.Sender == r.acc.Sender:
-			s.conn.WriteToUDP(r.report, b.addr(i))
+			// Only to where the run's Fin came from: a forged Fin must not
+			// turn the server into a reflector of reports (forty times the
+			// Fin's size) towards a spoofed address.
+			if a := from(); a != nil && r.finAddr != nil && a.AddrPort() == r.finAddr.AddrPort() {
+				s.conn.WriteToUDP(r.report, a)
+			} else {
+				s.strayDatagram(len(d), a)
+			}
 			return r
 		case h.Type == frame.Data && (r == nil || h.Sender != r.acc.Sender):
-			r = s.startRun(ctx, now, h.Sender, b.addr(i))
+			r = s.startRun(ctx, now, h.Sender, from())
 		default:
+			s.strayDatagram(len(d), from())
 			return r
 		}
 	}
@@ -290,14 +368,14 @@ func (s *UDPServer) handle(ctx context.Context, r *run, d []byte, b *mmsgBatch, 
 			if r.hello && now.Sub(r.lastData) < idleTakeover {
 				return r
 			}
-			r = s.startRun(ctx, now, h.Sender, b.addr(i))
+			r = s.startRun(ctx, now, h.Sender, from())
 			r.hello = true
 			r.helloMissed = attemptsBefore(h)
 		}
-		s.reply(frame.HelloAck, h.Sender, nil, b.addr(i))
+		s.reply(frame.HelloAck, h.Sender, nil, from())
 	case frame.Fin:
 		if h.Sender == r.acc.Sender && !r.hasFin {
-			r.finSent, r.finAt, r.finAddr, r.hasFin = h.Seq, now, b.addr(i), true
+			r.finSent, r.finAt, r.finAddr, r.hasFin = h.Seq, now, from(), true
 			r.finMissed = attemptsBefore(h)
 		}
 	}
@@ -387,6 +465,7 @@ func (s *UDPServer) finish(ctx context.Context, r *run, now time.Time) Report {
 	}
 	rep := buildReport(r.traffic, acc, r.finSent, drops, r.finMissed, perDrop, r.start, r.finAt, r.before, after)
 	rep.HelloMissed = r.helloMissed
+	rep.Stray = forReport(s.stray.get())
 	payload, _ := json.Marshal(rep)
 	r.report = frame.Append(nil, &frame.Header{Type: frame.Report, Sender: acc.Sender}, payload)
 	if r.finAddr != nil {

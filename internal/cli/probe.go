@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -128,7 +129,36 @@ func (f *probeFlags) serverConfig(e *env) probe.ServerConfig {
 	if !f.asJSON {
 		cfg.OnInterval = func(iv probe.Interval) { printInterval(e.stdout, iv) }
 	}
+	// Traffic outside any run goes to stderr, rate-limited by the server:
+	// as a line, or as one JSON object {"stray": …} with --json.
+	cfg.OnStray = func(st probe.Stray) {
+		if f.asJSON {
+			json.NewEncoder(e.stderr).Encode(struct {
+				Stray probe.Stray `json:"stray"`
+			}{st})
+			return
+		}
+		fmt.Fprintf(e.stderr, "probe server: %s\n", strayLine(st))
+	}
 	return cfg
+}
+
+// strayLine says what reached the server outside any run, totals since it
+// started.
+func strayLine(st probe.Stray) string {
+	var b strings.Builder
+	b.WriteString("outside any run so far:")
+	if st.Datagrams > 0 || st.Conns+st.TimedOut+st.Refused == 0 {
+		fmt.Fprintf(&b, " %d datagrams (%d bytes) that started no run", st.Datagrams, st.Bytes)
+	}
+	if st.Conns+st.TimedOut+st.Refused > 0 {
+		fmt.Fprintf(&b, " %d tcp connections without a run (%d bytes), %d closed at a deadline, %d refused at the connection limit",
+			st.Conns, st.ConnBytes, st.TimedOut, st.Refused)
+	}
+	if st.LastFrom != "" {
+		fmt.Fprintf(&b, "; latest from %s", st.LastFrom)
+	}
+	return b.String()
 }
 
 func (f *probeFlags) clientConfig(e *env, progress bool) (probe.ClientConfig, error) {
@@ -386,6 +416,9 @@ func printReport(w io.Writer, r probe.Report) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  %s\n", attributionLine(r.Attribution))
+	if r.Stray != nil {
+		fmt.Fprintf(w, "  server      %s\n", strayLine(*r.Stray))
+	}
 }
 
 func attributionLine(a probe.Attribution) string {
