@@ -91,13 +91,18 @@ func (tm *tmux) waitText(s string) string {
 }
 
 // stageRow returns the fields of a stage's row on top's screen: id, title
-// words, drops/s, total, peak/s.
+// words when shown, drops/s, total, peak/s.
 func stageRow(scr string, id stage.ID) []string {
 	for _, l := range strings.Split(scr, "\n") {
 		f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), "▶"))
 		if len(f) > 0 && f[0] == string(id) {
+			// The title is shown on terminals 100 columns wide or more.
 			info, _ := stage.Lookup(id)
-			n := 1 + len(strings.Fields(info.Title))
+			title := strings.Fields(info.Title)
+			n := 1
+			if len(f) > 1 && f[1] == title[0] {
+				n += len(title)
+			}
 			if len(f) >= n+3 {
 				return f[:n+3]
 			}
@@ -278,6 +283,18 @@ func topOnFault(t *testing.T, bin string, e *lab.Env) {
 	tm.waitText("KEYS")
 	tm.keys("?")
 	tm.waitFor("help closed", 5*time.Second, func(s string) bool { return !strings.Contains(s, "KEYS") })
+
+	// A smaller window: top redraws to fit, hiding quiet stages but not
+	// the one that dropped.
+	tm.run("resize-window", "-t", "top", "-x", "90", "-y", "24")
+	scr = tm.waitText("quiet stages hidden")
+	if stageRow(scr, stage.SocketRcvbuf) == nil {
+		t.Errorf("after the resize the dropping stage is hidden:\n%s", scr)
+	}
+	tm.run("resize-window", "-t", "top", "-x", "160", "-y", "50")
+	tm.waitFor("every stage back after the resize", 5*time.Second, func(s string) bool {
+		return !strings.Contains(s, "quiet stages hidden") && stageRow(s, stage.TxRing) != nil
+	})
 
 	tm.keys("q")
 	tm.waitText("TOP-EXIT=0")

@@ -31,6 +31,10 @@ func fixtureReading(t *testing.T, dir string, at time.Time) reading {
 		FS: counters.NewFS("testdata/" + dir), Sources: []counters.Source{counters.SNMPSource{}},
 	})
 	snap.Time = at
+	if dir == "later" {
+		// A source that could not be read, as the help screen lists it.
+		snap.Unavailable = append(snap.Unavailable, counters.Unavailable{Source: diagnose.SourceSockDiag, Reason: "no sockets here"})
+	}
 	return reading{counters: snap}
 }
 
@@ -235,6 +239,7 @@ func TestKeys(t *testing.T) {
 		{keys: nil, has: []string{"FINDINGS", "▶ nic"}, hasNot: []string{"KEYS", "PAUSED", "FOCUS"}},
 		{keys: []string{"?"}, has: []string{"KEYS", "focus the selected stage"}, hasNot: []string{"FINDINGS"}},
 		{keys: []string{"?", "?"}, has: []string{"FINDINGS"}, hasNot: []string{"KEYS"}},
+		{keys: []string{"?"}, has: []string{"UNAVAILABLE", "sock_diag: no sockets here"}},
 		{keys: []string{"?", "esc"}, has: []string{"FINDINGS"}, hasNot: []string{"KEYS"}},
 		{keys: []string{"down", "down"}, has: []string{"▶ xdp"}},
 		{keys: []string{"k"}, has: []string{"▶ tx-ring"}},

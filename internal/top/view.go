@@ -135,7 +135,7 @@ func (m *Model) verdict(r *diagnose.Report) string {
 		s = "findings: " + strings.Join(parts, ", ")
 	}
 	if len(r.Unavailable) > 0 {
-		s += styleDim.Render(fmt.Sprintf("   %d sources unavailable (netdrop diagnose lists why)", len(r.Unavailable)))
+		s += styleDim.Render(fmt.Sprintf("   %d sources unavailable (? lists why)", len(r.Unavailable)))
 	}
 	return s
 }
@@ -535,6 +535,12 @@ func (m *Model) helpLines() []string {
 		"  each column the highest rate of its slice of time.",
 		"  --trace adds the kernel's drop reasons and functions, --sockets the sockets",
 		"  that drop with their processes. For a file to keep: netdrop record.")
+	if s := m.shown.last; s != nil && len(s.Report.Unavailable) > 0 {
+		out = append(out, "", styleHead.Render("UNAVAILABLE (not read, and why)"))
+		for _, u := range s.Report.Unavailable {
+			out = append(out, fmt.Sprintf("  %s: %s", u.Where(), u.Reason))
+		}
+	}
 	return out
 }
 
