@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,9 +137,13 @@ func summaryView(s *Summary) ssSnapshot {
 	return v
 }
 
-// compareWithSS reads ss, then netdrop, then ss again, and compares when
-// the two ss readings agree: the SYN_SENT clients of the full listener
-// retransmit every second and each retransmission is a listener drop.
+// compareWithSS reads ss, then netdrop, then ss again. Sockets keep
+// moving while the three reads run: the SYN-SENT clients of the full
+// listener retransmit every second and each retransmission is a listener
+// drop. It retries a few times for two ss readings that agree and then
+// compares exactly; if they never agree, every value netdrop read must lie
+// between what ss saw before and after, and values that did not move must
+// still be equal.
 func compareWithSS(t *testing.T, ns string, opts Options) *Summary {
 	t.Helper()
 	for try := 0; ; try++ {
@@ -149,14 +154,65 @@ func compareWithSS(t *testing.T, ns string, opts Options) *Summary {
 		}
 		after := takeSS(t, ns)
 		opt := cmp.AllowUnexported(ssSnapshot{})
-		if !cmp.Equal(before, after, opt) && try < 3 {
+		if cmp.Equal(before, after, opt) {
+			if diff := cmp.Diff(after, summaryView(sum), opt); diff != "" {
+				t.Errorf("netdrop differs from ss (-ss +netdrop):\n%s", diff)
+			}
+			return sum
+		}
+		if try < 3 {
 			continue
 		}
-		if diff := cmp.Diff(after, summaryView(sum), opt); diff != "" {
-			t.Errorf("netdrop differs from ss (-ss +netdrop):\n%s", diff)
+		t.Logf("ss moved between its two reads in %d tries: netdrop must lie between them:\n%s", try+1, cmp.Diff(before, after, opt))
+		if out := outsideSS(before, after, summaryView(sum)); len(out) > 0 {
+			t.Errorf("netdrop outside what ss saw before and after:\n%s", strings.Join(out, "\n"))
 		}
 		return sum
 	}
+}
+
+// flat lists every number of a snapshot under one key; a listener also
+// counts as present (1), so a missing one shows as 0.
+func (s ssSnapshot) flat() map[string]int {
+	m := map[string]int{}
+	for k, v := range s.counts {
+		m["sockets "+k] = v
+	}
+	for k, v := range s.listeners {
+		m["listener "+k] = 1
+		m["listener "+k+" queued"], m["listener "+k+" backlog"], m["listener "+k+" drops"] = v[0], v[1], v[2]
+	}
+	for k, v := range s.udpDrops {
+		m["udp drops "+k] = v
+	}
+	for k, v := range s.twClient {
+		m["client time-wait to "+k] = v
+	}
+	for k, v := range s.twServer {
+		m["server time-wait on port "+k] = v
+	}
+	return m
+}
+
+// outsideSS names every value of got that is not between before and after
+// (an absent value is 0), sorted.
+func outsideSS(before, after, got ssSnapshot) []string {
+	b, a, g := before.flat(), after.flat(), got.flat()
+	keys := map[string]bool{}
+	for _, m := range []map[string]int{b, a, g} {
+		for k := range m {
+			keys[k] = true
+		}
+	}
+	var out []string
+	for k := range keys {
+		lo, hi := min(b[k], a[k]), max(b[k], a[k])
+		if g[k] < lo || g[k] > hi {
+			out = append(out, fmt.Sprintf("%s: ss %d then %d, netdrop %d", k, b[k], a[k], g[k]))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func TestSummarizeMatchesSS(t *testing.T) {
@@ -330,8 +386,12 @@ func TestPortShareInNamespace(t *testing.T) {
 	// value must show in the result.
 	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=0")
 	srv := startServer(t, ns, "tcp4", "0.0.0.0:8080")
-	clientCloses(t, ns, "tcp4", "127.0.0.1:8080", srv, 19)
-	clientCloses(t, ns, "tcp4", "127.0.0.2:8080", srv, 11)
+	const toOne, toTwo = 19, 11
+	clientCloses(t, ns, "tcp4", "127.0.0.1:8080", srv, toOne)
+	clientCloses(t, ns, "tcp4", "127.0.0.2:8080", srv, toTwo)
+	waitTCPStates(t, ns, fmt.Sprintf("%d TIME-WAIT and no closing states", toOne+toTwo), func(n map[string]int) bool {
+		return n["TIME-WAIT"] == toOne+toTwo && n["FIN-WAIT-1"]+n["FIN-WAIT-2"]+n["CLOSE-WAIT"]+n["LAST-ACK"]+n["CLOSING"] == 0
+	})
 
 	sum, err := Summarize(context.Background(), Options{Netns: ns, Top: -1})
 	if err != nil {
@@ -356,10 +416,43 @@ func TestPortShareInNamespace(t *testing.T) {
 		got = append(got, row{d.Remote.String(), d.TimeWait, d.Share, d.Severity, d.TwReuse})
 	}
 	want := []row{
-		{"127.0.0.1:8080", 19, 0.95, "critical", TwReuseWouldHelp},
-		{"127.0.0.2:8080", 11, 0.55, "warning", TwReuseWouldHelp},
+		{"127.0.0.1:8080", toOne, 0.95, "critical", TwReuseWouldHelp},
+		{"127.0.0.2:8080", toTwo, 0.55, "warning", TwReuseWouldHelp},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("destinations (-want +got):\n%s", diff)
+	}
+}
+
+// TestOutsideSS checks the bounded comparison itself: equal readings leave
+// no room, moving ones allow any value between them, in either direction.
+func TestOutsideSS(t *testing.T) {
+	snap := func(drops, tw int) ssSnapshot {
+		s := ssSnapshot{counts: map[string]int{"ipv4/tcp/TIME-WAIT": tw}, listeners: map[string][3]int{"127.0.0.1:9090": {3, 2, drops}},
+			udpDrops: map[string]int{}, twClient: map[string]int{}, twServer: map[string]int{}}
+		return s
+	}
+	for _, tc := range []struct {
+		name               string
+		before, after, got ssSnapshot
+		want               []string
+	}{
+		{"still and equal", snap(4, 12), snap(4, 12), snap(4, 12), nil},
+		{"still and different", snap(4, 12), snap(4, 12), snap(4, 11), []string{"sockets ipv4/tcp/TIME-WAIT: ss 12 then 12, netdrop 11"}},
+		{"growing drops, read in between", snap(4, 12), snap(6, 12), snap(5, 12), nil},
+		{"expiring time-wait, read in between", snap(4, 12), snap(4, 10), snap(4, 11), nil},
+		{"read beyond the later ss", snap(4, 12), snap(6, 12), snap(7, 12), []string{"listener 127.0.0.1:9090 drops: ss 4 then 6, netdrop 7"}},
+		{"listener missing", snap(4, 12), snap(4, 12), ssSnapshot{counts: map[string]int{"ipv4/tcp/TIME-WAIT": 12}}, []string{
+			"listener 127.0.0.1:9090 backlog: ss 2 then 2, netdrop 0",
+			"listener 127.0.0.1:9090 drops: ss 4 then 4, netdrop 0",
+			"listener 127.0.0.1:9090 queued: ss 3 then 3, netdrop 0",
+			"listener 127.0.0.1:9090: ss 1 then 1, netdrop 0",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, outsideSS(tc.before, tc.after, tc.got)); diff != "" {
+				t.Errorf("outsideSS (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -164,14 +164,24 @@ func udpSend(t testing.TB, ip string, port, n, size int) {
 	}
 }
 
-// tcpServer listens on addr and, per connection, either closes first
-// (leaving TIME_WAIT on the server's listening port) or waits for the
-// client to close.
+// tcpServer listens on addr and hands every accepted connection to the
+// test, which decides who closes first.
 type tcpServer struct {
 	ln          net.Listener
-	closeFirst  atomic.Bool
 	wg          sync.WaitGroup
 	established chan net.Conn
+}
+
+// next returns the next accepted connection.
+func (s *tcpServer) next(t testing.TB) net.Conn {
+	t.Helper()
+	select {
+	case c := <-s.established:
+		return c
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: no connection accepted within 30 s", s.ln.Addr())
+		return nil
+	}
 }
 
 func startServer(t testing.TB, ns, network, addr string) *tcpServer {
@@ -189,10 +199,6 @@ func startServer(t testing.TB, ns, network, addr string) *tcpServer {
 			c, err := s.ln.Accept()
 			if err != nil {
 				return
-			}
-			if s.closeFirst.Load() {
-				c.Close()
-				continue
 			}
 			s.established <- c
 		}
@@ -225,28 +231,62 @@ func dial(t testing.TB, ns, network, addr string) net.Conn {
 }
 
 // clientCloses makes n connections that the client closes first: TIME_WAIT
-// lands on the client's ephemeral port.
+// lands on the client's ephemeral port once the server's FIN arrives.
 func clientCloses(t testing.TB, ns, network, addr string, s *tcpServer, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		c := dial(t, ns, network, addr)
 		c.Close()
-		sc := <-s.established
-		_, _ = io.Copy(io.Discard, sc) // reads the FIN
+		sc := s.next(t)
+		readEOF(t, sc, "the client's FIN")
 		sc.Close()
 	}
 }
 
 // serverCloses makes n connections that the server closes first: TIME_WAIT
-// lands on the server's listening port.
+// lands on the server's listening port once the client's FIN arrives. The
+// test closes the accepted side itself, so the order never depends on how
+// soon the accept loop runs (it can be seconds in a slow VM).
 func serverCloses(t testing.TB, ns, network, addr string, s *tcpServer, n int) {
 	t.Helper()
-	s.closeFirst.Store(true)
-	defer s.closeFirst.Store(false)
 	for i := 0; i < n; i++ {
 		c := dial(t, ns, network, addr)
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		_, _ = io.Copy(io.Discard, c) // wait for the server's FIN
+		s.next(t).Close()
+		readEOF(t, c, "the server's FIN")
 		c.Close()
+	}
+}
+
+// readEOF reads c until the peer's FIN; a timeout fails the test rather
+// than leaving the connection in a state nobody arranged.
+func readEOF(t testing.TB, c net.Conn, what string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Fatalf("%s -> %s: waiting for %s: %v", c.LocalAddr(), c.RemoteAddr(), what, err)
+	}
+}
+
+// waitTCPStates polls ss in the namespace until want(state counts) holds,
+// and fails with what ss shows if it does not within 30 s. Closing
+// handshakes finish in the peer's softirq after close returns, so a count
+// of TIME_WAIT right after the last close can still be short.
+func waitTCPStates(t testing.TB, ns, what string, want func(map[string]int) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out := ssIn(t, ns, "-Htan")
+		counts := map[string]int{}
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 0 {
+				counts[f[0]]++
+			}
+		}
+		if want(counts) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("netns %s: not %s after 30 s; ss -tan shows %v:\n%s", ns, what, counts, out)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

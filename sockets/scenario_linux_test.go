@@ -2,11 +2,11 @@ package sockets
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -93,9 +93,24 @@ func buildScenario(t testing.TB) *scenario {
 	} else {
 		t.Logf("nft not installed: the scenario has no SYN-RECV socket")
 	}
-	// Let the handshakes of the queued listener settle.
-	time.Sleep(200 * time.Millisecond)
+	sc.settle(t)
 	return sc
+}
+
+// settle waits until the namespace holds exactly the arranged transient
+// states: every closing handshake done (the TIME_WAIT count complete, no
+// FIN-WAIT, CLOSE-WAIT, LAST-ACK or CLOSING left), the clients of the full
+// listener that did not fit in SYN-SENT and the half-open handshake in
+// SYN-RECV. Under a slow emulated CPU the last of these can take seconds.
+func (sc *scenario) settle(t testing.TB) {
+	t.Helper()
+	tw := sc.clientTW4 + sc.clientTW6 + sc.serverTW4
+	synSent := sc.connects - (sc.backlog + 1)
+	waitTCPStates(t, sc.ns, fmt.Sprintf("settled (%d TIME-WAIT, %d SYN-SENT, %d SYN-RECV, no closing states)", tw, synSent, sc.synRecv),
+		func(n map[string]int) bool {
+			return n["TIME-WAIT"] == tw && n["SYN-SENT"] == synSent && n["SYN-RECV"] == sc.synRecv &&
+				n["FIN-WAIT-1"]+n["FIN-WAIT-2"]+n["CLOSE-WAIT"]+n["LAST-ACK"]+n["CLOSING"] == 0
+		})
 }
 
 // dumpTargets are the four dumps netdrop makes.
