@@ -2,7 +2,6 @@ package counters
 
 import (
 	"strings"
-	"sync"
 
 	"github.com/netdrop/netdrop/stage"
 )
@@ -132,14 +131,15 @@ type namedField struct {
 	info FieldInfo
 }
 
-// internField returns the field named by b and what the catalog knows of
+// lookupFieldBytes returns the field named by b and what the catalog knows of
 // it as read from source, as LookupCounter(source, string(b)) would: the
 // catalog's string when it knows the name (no allocation), else a new
 // string.
-func internField(source SourceID, b []byte) (string, FieldInfo) {
+func lookupFieldBytes(source SourceID, b []byte) (string, FieldInfo) {
 	e, ok := catalogNames[string(b)]
 	if !ok {
-		e = internUnknown(b)
+		e.name = string(b)
+		e.info, _ = LookupField(e.name)
 	}
 	if over, ok := bySource[source]; ok {
 		if fi, ok := over[e.name]; ok {
@@ -147,41 +147,6 @@ func internField(source SourceID, b []byte) (string, FieldInfo) {
 		}
 	}
 	return e.name, e.info
-}
-
-// uncatalogued holds the names outside the catalog that the readers have
-// met (half the SNMP fields: TcpExt, MPTcpExt …), with what LookupField
-// says of them, so that each snapshot finds them with one lookup instead of
-// several and does not allocate them again. It stops growing at
-// maxUncatalogued names, which a kernel's files never reach; malformed
-// input past that still reads right, only without the cache.
-var uncatalogued struct {
-	sync.RWMutex
-	m map[string]namedField
-}
-
-const maxUncatalogued = 4096
-
-// internUnknown is internField for a name the catalog does not have.
-func internUnknown(b []byte) namedField {
-	uncatalogued.RLock()
-	e, ok := uncatalogued.m[string(b)]
-	uncatalogued.RUnlock()
-	if ok {
-		return e
-	}
-	name := string(b)
-	fi, _ := LookupField(name)
-	e = namedField{name, fi}
-	uncatalogued.Lock()
-	if uncatalogued.m == nil {
-		uncatalogued.m = map[string]namedField{}
-	}
-	if len(uncatalogued.m) < maxUncatalogued {
-		uncatalogued.m[name] = e
-	}
-	uncatalogued.Unlock()
-	return e
 }
 
 // stageOf is the stage a reader stamps on a counter it reads.

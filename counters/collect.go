@@ -5,7 +5,6 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"slices"
 	"sync"
@@ -141,11 +140,63 @@ func (f FS) ReadFile(path string) ([]byte, error) {
 
 // Source is one kernel source of counters: a /proc file, a netlink dump,
 // an ioctl. Collect adds what it read to s and returns an error only when
-// nothing could be read; partial failures are recorded with s.Fail.
+// nothing could be read; partial failures are recorded with s.Fail. r is
+// the snapshot being read: where files are, and the reads its sources
+// share.
 type Source interface {
 	// ID is the source as counters and the unavailable list name it.
 	ID() SourceID
-	Collect(ctx context.Context, fs FS, s *Snapshot) error
+	Collect(ctx context.Context, r *Reading, s *Snapshot) error
+}
+
+// Reading is one snapshot of one namespace being read, as its sources see
+// it: where kernel files are, and the reads several sources need but the
+// snapshot makes once. The RTM_GETLINK dump is the start of the link
+// statistics, the NIC layout, ethtool, the qdisc names and the hooks;
+// /proc/interrupts gives the interrupt counters and the NIC IRQ names. The
+// first source to ask reads, inside the namespace its worker entered; the
+// others wait for that read and share what it returned, which they must
+// not modify.
+//
+// Collect makes one Reading per snapshot and passes it to every source; a
+// caller that reads one source on its own makes one with NewReading.
+type Reading struct {
+	// FS is where kernel files are read from.
+	FS         FS
+	links      func() ([]linkInfo, error)
+	interrupts func() ([]byte, error)
+}
+
+// NewReading starts the reading of one snapshot from fs (the running
+// kernel when fs is the zero FS). Use it for one snapshot only: the shared
+// reads are made once, in the namespace of the first source that asks.
+func NewReading(fs FS) *Reading {
+	if fs == (FS{}) {
+		fs = DefaultFS()
+	}
+	return &Reading{
+		FS:         fs,
+		links:      sync.OnceValues(dumpLinks),
+		interrupts: sync.OnceValues(func() ([]byte, error) { return fs.ReadFile(fs.ProcPath("interrupts")) }),
+	}
+}
+
+// linkDump returns the snapshot's RTM_GETLINK dump. A Reading not made by
+// NewReading dumps afresh on every call.
+func (r *Reading) linkDump() ([]linkInfo, error) {
+	if r.links == nil {
+		return dumpLinks()
+	}
+	return r.links()
+}
+
+// interruptsText returns the snapshot's /proc/interrupts. A Reading not
+// made by NewReading reads it afresh on every call.
+func (r *Reading) interruptsText() ([]byte, error) {
+	if r.interrupts == nil {
+		return r.FS.ReadFile(r.FS.ProcPath("interrupts"))
+	}
+	return r.interrupts()
 }
 
 // Options says what to read.
@@ -194,11 +245,11 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	if srcs == nil {
 		srcs = registry
 	}
-	ctx = withShared(ctx, opts.FS)
+	r := NewReading(opts.FS)
 	s := &Snapshot{Time: time.Now(), Netns: opts.Netns, Sysctls: map[string]string{}}
 	if opts.Enter == nil {
 		for _, src := range srcs {
-			readSourceInto(ctx, opts.FS, src, s)
+			readSourceInto(ctx, r, src, s)
 		}
 		return s
 	}
@@ -208,7 +259,6 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	// are handed out slowest first, so that no worker starts a long read
 	// when the others are about to finish.
 	parts := make([]Snapshot, len(srcs))
-	backing, offs, hints := layParts(srcs, parts)
 	next := make(chan int, len(srcs))
 	for _, i := range slowestFirst(srcs) {
 		next <- i
@@ -226,7 +276,7 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	work := func() {
 		err := opts.Enter(func() error {
 			for i := range next {
-				readSourceInto(ctx, opts.FS, srcs[i], &parts[i])
+				readSourceInto(ctx, r, srcs[i], &parts[i])
 			}
 			return nil
 		})
@@ -253,11 +303,14 @@ func Collect(ctx context.Context, opts Options) *Snapshot {
 	// thread without waiting for another to wake up (on an idle virtual
 	// machine the second CPU can take most of a snapshot to wake).
 	wg.Wait()
-	s.Counters = mergeInPlace(backing, offs, hints, parts)
+	n := 0
+	for i := range parts {
+		n += len(parts[i].Counters)
+	}
+	s.Counters = make([]Counter, 0, n)
 	for i := range parts {
 		s.merge(&parts[i])
 	}
-	rememberParts(srcs, parts)
 	return s
 }
 
@@ -290,12 +343,12 @@ func slowestFirst(srcs []Source) []int {
 
 // readSourceInto reads one source into s, turning its failure into an
 // Unavailable entry.
-func readSourceInto(ctx context.Context, fs FS, src Source, s *Snapshot) {
+func readSourceInto(ctx context.Context, r *Reading, src Source, s *Snapshot) {
 	if err := ctx.Err(); err != nil {
 		s.Fail(src.ID(), err)
 		return
 	}
-	if err := src.Collect(ctx, fs, s); err != nil {
+	if err := src.Collect(ctx, r, s); err != nil {
 		s.Fail(src.ID(), err)
 	}
 }
@@ -320,127 +373,43 @@ func (s *Snapshot) merge(p *Snapshot) {
 	s.Hooks = append(s.Hooks, p.Hooks...)
 }
 
-// mergeNIC copies every field of src that dst has not set. Reflection keeps
-// it right when NIC gains fields.
+// mergeNIC fills every field of dst that is unset with src's. A field
+// added to NIC needs a line here; TestMergeNICEveryField fails until it
+// has one.
 func mergeNIC(dst *NIC, src NIC) {
-	dv := reflect.ValueOf(dst).Elem()
-	sv := reflect.ValueOf(src)
-	for i := 0; i < dv.NumField(); i++ {
-		if dv.Field(i).IsZero() && !sv.Field(i).IsZero() {
-			dv.Field(i).Set(sv.Field(i))
-		}
+	fill(&dst.Name, src.Name)
+	fill(&dst.Driver, src.Driver)
+	fill(&dst.RxQueues, src.RxQueues)
+	fill(&dst.TxQueues, src.TxQueues)
+	fill(&dst.CombinedChannels, src.CombinedChannels)
+	fill(&dst.MaxCombinedChannels, src.MaxCombinedChannels)
+	fill(&dst.RxChannels, src.RxChannels)
+	fill(&dst.MaxRxChannels, src.MaxRxChannels)
+	fill(&dst.RxRing, src.RxRing)
+	fill(&dst.RxRingMax, src.RxRingMax)
+	fill(&dst.TxRing, src.TxRing)
+	fill(&dst.TxRingMax, src.TxRingMax)
+	fill(&dst.RxUsecs, src.RxUsecs)
+	fill(&dst.AdaptiveRx, src.AdaptiveRx)
+	fill(&dst.TxQueueLen, src.TxQueueLen)
+	if dst.IRQs == nil {
+		dst.IRQs = src.IRQs
+	}
+	if dst.RPSCPUs == nil {
+		dst.RPSCPUs = src.RPSCPUs
+	}
+	if dst.XPSCPUs == nil {
+		dst.XPSCPUs = src.XPSCPUs
 	}
 }
 
-// shared holds what several sources of one snapshot need and read only
-// once: the RTM_GETLINK dump (link statistics, the NIC layout, ethtool and
-// the qdisc names all start from it) and /proc/interrupts (the interrupt
-// counters and the NIC IRQ names). The first source to ask reads, inside
-// the namespace its worker entered; the others wait for that read.
-type shared struct {
-	links      func() ([]linkInfo, error)
-	interrupts func() ([]byte, error)
-}
-
-type sharedKey struct{}
-
-// withShared gives the sources of one Collect their shared reads.
-func withShared(ctx context.Context, fs FS) context.Context {
-	return context.WithValue(ctx, sharedKey{}, &shared{
-		links:      sync.OnceValues(dumpLinks),
-		interrupts: sync.OnceValues(func() ([]byte, error) { return fs.ReadFile(fs.ProcPath("interrupts")) }),
-	})
-}
-
-// snapshotLinks returns the link dump of this snapshot, or a fresh dump
-// when a source is called on its own, outside Collect. Callers must not
-// modify what it returns: other sources read the same slice.
-func snapshotLinks(ctx context.Context) ([]linkInfo, error) {
-	if sh, ok := ctx.Value(sharedKey{}).(*shared); ok {
-		return sh.links()
+// fill sets *dst to v when *dst is its zero value.
+func fill[T comparable](dst *T, v T) {
+	var zero T
+	if *dst == zero {
+		*dst = v
 	}
-	return dumpLinks()
-}
-
-// snapshotInterrupts returns the text of /proc/interrupts read once for
-// this snapshot, or reads it when a source is called outside Collect.
-func snapshotInterrupts(ctx context.Context, fs FS) ([]byte, error) {
-	if sh, ok := ctx.Value(sharedKey{}).(*shared); ok {
-		return sh.interrupts()
-	}
-	return fs.ReadFile(fs.ProcPath("interrupts"))
 }
 
 // closeFD closes a descriptor from openDir or openat.
 func closeFD(fd int) error { return unix.Close(fd) }
-
-// partHints remembers how many counters each source (by name) gave in the
-// last parallel Collect. The parts of the next one are laid out in one
-// array by these counts, so that merging them moves counters within it
-// instead of copying every counter into a new array: the largest
-// allocation of a snapshot otherwise. Hints only size arrays; a source
-// that gives more than its hint grows its part as before.
-var partHints struct {
-	sync.Mutex
-	m map[SourceID]int
-}
-
-// maxPartHints bounds partHints when tests pass sources of many names.
-const maxPartHints = 256
-
-// layParts gives each part a slice of one array, as long as its hint, and
-// returns the array, each part's offset in it and the hints.
-func layParts(srcs []Source, parts []Snapshot) (backing []Counter, offs, hints []int) {
-	hints = make([]int, len(srcs))
-	offs = make([]int, len(srcs))
-	total := 0
-	partHints.Lock()
-	for i, src := range srcs {
-		hints[i] = partHints.m[src.ID()]
-		offs[i] = total
-		total += hints[i]
-	}
-	partHints.Unlock()
-	if total == 0 {
-		return nil, offs, hints
-	}
-	backing = make([]Counter, total)
-	for i := range parts {
-		parts[i].Counters = backing[offs[i] : offs[i] : offs[i]+hints[i]]
-	}
-	return backing, offs, hints
-}
-
-// mergeInPlace returns the array the parts' counters are to be merged
-// into: the parts' own array, emptied, when every part stayed within its
-// slice of it (each part then moves only towards the front, never over a
-// part not yet merged), else a new array of the right size.
-func mergeInPlace(backing []Counter, offs, hints []int, parts []Snapshot) []Counter {
-	n := 0
-	inPlace := backing != nil
-	for i := range parts {
-		c := parts[i].Counters
-		n += len(c)
-		if len(c) > hints[i] || (len(c) > 0 && &c[0] != &backing[offs[i]]) {
-			inPlace = false
-		}
-	}
-	if inPlace {
-		return backing[:0]
-	}
-	return make([]Counter, 0, n)
-}
-
-// rememberParts records how many counters each source gave.
-func rememberParts(srcs []Source, parts []Snapshot) {
-	partHints.Lock()
-	defer partHints.Unlock()
-	if partHints.m == nil {
-		partHints.m = map[SourceID]int{}
-	}
-	for i, src := range srcs {
-		if _, ok := partHints.m[src.ID()]; ok || len(partHints.m) < maxPartHints {
-			partHints.m[src.ID()] = len(parts[i].Counters)
-		}
-	}
-}

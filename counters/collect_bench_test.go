@@ -39,7 +39,7 @@ func BenchmarkCollectEach(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				s := &Snapshot{Sysctls: map[string]string{}}
-				if err := src.Collect(ctx, fs, s); err != nil {
+				if err := src.Collect(ctx, NewReading(fs), s); err != nil {
 					b.Fatal(err)
 				}
 			}

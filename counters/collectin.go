@@ -68,8 +68,9 @@ func CollectIn(ctx context.Context, t Target, opts Options) (*Snapshot, error) {
 // mergeHost adds to snap, a namespace's snapshot, the host-wide values
 // only the caller's (initial) namespace shows.
 func mergeHost(ctx context.Context, fs FS, snap *Snapshot) {
+	r := NewReading(fs)
 	host := &Snapshot{Sysctls: map[string]string{}}
-	if err := (SysctlSource{}).Collect(ctx, fs, host); err == nil {
+	if err := (SysctlSource{}).Collect(ctx, r, host); err == nil {
 		if snap.Sysctls == nil {
 			snap.Sysctls = map[string]string{}
 		}
@@ -81,7 +82,7 @@ func mergeHost(ctx context.Context, fs FS, snap *Snapshot) {
 	}
 	neigh := NeighSource{}
 	host = &Snapshot{}
-	if err := neigh.Collect(ctx, fs, host); err != nil || len(host.Counters) == 0 {
+	if err := neigh.Collect(ctx, r, host); err != nil || len(host.Counters) == 0 {
 		return
 	}
 	for i := range host.Counters {

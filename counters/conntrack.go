@@ -25,7 +25,8 @@ type ConntrackSource struct{}
 func (ConntrackSource) ID() SourceID { return ProcNetStatConntrack }
 
 // Collect implements Source.
-func (ConntrackSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
+func (ConntrackSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	fsys := r.FS
 	statErr := collectCounters(fsys, s, ProcNetStatConntrack, fsys.NetPath("stat", "nf_conntrack"), parseConntrackStat)
 	var gaugeErrs []error
 	gauges := 0

@@ -77,7 +77,7 @@ func TestConntrackNotLoaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &Snapshot{}
-	if err := (ConntrackSource{}).Collect(t.Context(), NewFS(root), s); err != nil {
+	if err := (ConntrackSource{}).Collect(t.Context(), NewReading(NewFS(root)), s); err != nil {
 		t.Fatalf("a missing module is not an error: %v", err)
 	}
 	if len(s.Counters) != 0 || len(s.Unavailable) != 1 || !strings.Contains(s.Unavailable[0].Reason, "conntrack is not loaded") {

@@ -21,7 +21,8 @@ type CPUStatSource struct{}
 func (CPUStatSource) ID() SourceID { return ProcStat }
 
 // Collect implements Source.
-func (CPUStatSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
+func (CPUStatSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	fs := r.FS
 	var cpus int
 	err := collectCounters(fs, s, ProcStat, fs.ProcPath("stat"), func(r io.Reader) ([]Counter, error) {
 		ts, err := parseCPUStat(r)

@@ -27,8 +27,8 @@ type ethtoolSource struct{}
 
 func (ethtoolSource) ID() SourceID { return EthtoolStats }
 
-func (ethtoolSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
-	links, err := snapshotLinks(ctx)
+func (ethtoolSource) Collect(ctx context.Context, r *Reading, s *Snapshot) error {
+	links, err := r.linkDump()
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,8 @@
 package counters
 
 // Tests of the helpers that make a snapshot cheap: the line scanner, the
-// field splitter, name interning, the shared per-snapshot reads and the
-// read order of the parallel path. Each is checked against the slower code
+// field splitter, name lookup, the shared per-snapshot reads, the read
+// order of the parallel path and the merge of its parts. Each is checked against the slower code
 // it replaced, so the speed-up cannot change what is read.
 
 import (
@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -166,19 +167,19 @@ func FuzzAppendFields(f *testing.F) {
 	})
 }
 
-// TestInternField checks that interning returns what LookupCounter says
+// TestLookupFieldBytes checks that it returns what LookupCounter says
 // for every catalog name, for the sources with their own entries, and for
 // names the catalog does not know.
-func TestInternField(t *testing.T) {
+func TestLookupFieldBytes(t *testing.T) {
 	check := func(source SourceID, name string) {
 		t.Helper()
 		wantInfo, _ := LookupCounter(source, name)
-		got, info := internField(source, []byte(name))
+		got, info := lookupFieldBytes(source, []byte(name))
 		if got != name {
-			t.Errorf("internField(%s, %q) name = %q", source, name, got)
+			t.Errorf("lookupFieldBytes(%s, %q) name = %q", source, name, got)
 		}
 		if diff := cmp.Diff(wantInfo, info); diff != "" {
-			t.Errorf("internField(%s, %q) (-LookupCounter +got):\n%s", source, name, diff)
+			t.Errorf("lookupFieldBytes(%s, %q) (-LookupCounter +got):\n%s", source, name, diff)
 		}
 	}
 	for name := range catalog {
@@ -192,16 +193,14 @@ func TestInternField(t *testing.T) {
 		check(ProcNetStatConntrack, name)
 	}
 	// A known name comes back as the catalog's own string, without
-	// allocating; so does a name outside the catalog met before.
-	for _, name := range []string{"Udp:RcvbufErrors", "TcpExt:SomeFieldNewerThanTheCatalog"} {
-		b := []byte(name)
-		first, _ := internField(ProcNetNetstat, b)
-		if n := testing.AllocsPerRun(100, func() { internField(ProcNetNetstat, b) }); n != 0 {
-			t.Errorf("internField(%q) allocates %v times", name, n)
-		}
-		if again, _ := internField(ProcNetNetstat, b); again != first || again != name {
-			t.Errorf("internField(%q) = %q then %q", name, first, again)
-		}
+	// allocating.
+	b := []byte("Udp:RcvbufErrors")
+	first, _ := lookupFieldBytes(ProcNetNetstat, b)
+	if n := testing.AllocsPerRun(100, func() { lookupFieldBytes(ProcNetNetstat, b) }); n != 0 {
+		t.Errorf("lookupFieldBytes(%q) allocates %v times", b, n)
+	}
+	if again, _ := lookupFieldBytes(ProcNetNetstat, b); again != first || again != string(b) {
+		t.Errorf("lookupFieldBytes(%q) = %q then %q", b, first, again)
 	}
 }
 
@@ -212,7 +211,7 @@ type countingSource struct {
 }
 
 func (c countingSource) ID() SourceID { return c.name }
-func (c countingSource) Collect(_ context.Context, _ FS, s *Snapshot) error {
+func (c countingSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
 	c.calls.Add(1)
 	s.Add(Counter{Source: c.name, Field: "x", Value: 1})
 	return nil
@@ -257,23 +256,23 @@ func TestEnterFailure(t *testing.T) {
 
 // TestSharedInterruptsReadOnce checks that the interrupt counters and the
 // NIC IRQ names of one snapshot come from one read of /proc/interrupts,
-// and that a source called on its own still reads the file.
+// and that a Reading not made by NewReading still reads the file.
 func TestSharedInterruptsReadOnce(t *testing.T) {
 	fs := fixture("linux-6.18")
-	ctx := withShared(context.Background(), fs)
-	a, err := snapshotInterrupts(ctx, fs)
+	r := NewReading(fs)
+	a, err := r.interruptsText()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := snapshotInterrupts(ctx, fs)
+	b, _ := r.interruptsText()
 	if &a[0] != &b[0] {
 		t.Error("two reads of /proc/interrupts in one snapshot")
 	}
-	alone, err := snapshotInterrupts(context.Background(), fs)
+	alone, err := (&Reading{FS: fs}).interruptsText()
 	if err != nil || string(alone) != string(a) {
 		t.Errorf("outside a snapshot: err %v, same text %v", err, string(alone) == string(a))
 	}
-	if _, err := snapshotInterrupts(withShared(context.Background(), NewFS(t.TempDir())), NewFS(t.TempDir())); err == nil {
+	if _, err := NewReading(NewFS(t.TempDir())).interruptsText(); err == nil {
 		t.Error("missing /proc/interrupts read without error")
 	}
 }
@@ -295,10 +294,11 @@ func TestReadSysctlAt(t *testing.T) {
 	}
 }
 
-// TestSNMPGroupCache checks that counters made through the per-group cache
-// are those made field by field, also when a group's header changes
-// between two reads (IcmpMsg gains a field with a new message type).
-func TestSNMPGroupCache(t *testing.T) {
+// TestSNMPCounters checks that counters made from a scratch-buffer name
+// are those made field by field with LookupCounter, also when a group's
+// header changes between two reads (IcmpMsg gains a field with a new
+// message type).
+func TestSNMPCounters(t *testing.T) {
 	byField := func(source SourceID, vs []snmpValue) []Counter {
 		var out []Counter
 		for _, v := range vs {
@@ -321,7 +321,7 @@ func TestSNMPGroupCache(t *testing.T) {
 		}
 		want := byField(ProcNetSNMP, vs)
 		if diff := cmp.Diff(want, snmpCounters(ProcNetSNMP, vs)); diff != "" {
-			t.Errorf("read %d (-field by field +cached):\n%s", i, diff)
+			t.Errorf("read %d (-field by field +snmpCounters):\n%s", i, diff)
 		}
 	}
 	// The same group name in another file is another entry.
@@ -346,18 +346,17 @@ type sizedSource struct {
 }
 
 func (s sizedSource) ID() SourceID { return s.name }
-func (s sizedSource) Collect(_ context.Context, _ FS, snap *Snapshot) error {
+func (s sizedSource) Collect(_ context.Context, r *Reading, snap *Snapshot) error {
 	for i := 0; i < *s.size; i++ {
 		snap.Add(Counter{Source: s.name, Field: fmt.Sprint(i), Value: uint64(i)})
 	}
 	return nil
 }
 
-// TestCollectPartsInPlace runs the parallel path repeatedly while the
-// sources change how much they give, so that parts fit their remembered
-// size, fall short of it or outgrow it, and checks every merge against the
+// TestCollectMergeOrder runs the parallel path repeatedly while the
+// sources change how much they give, and checks every merge against the
 // sources' order.
-func TestCollectPartsInPlace(t *testing.T) {
+func TestCollectMergeOrder(t *testing.T) {
 	sizes := []int{3, 0, 5, 2}
 	var srcs []Source
 	for i := range sizes {
@@ -420,4 +419,50 @@ func FuzzIRQLabelLine(f *testing.F) {
 			t.Errorf("(-splitting every line +parseIRQNames):\n%s", diff)
 		}
 	})
+}
+
+// TestMergeNICEveryField checks that mergeNIC fills every field of NIC,
+// so a field added to NIC cannot be lost when ethtool and the sysfs
+// layout each fill part of one interface, and that it leaves set fields
+// alone.
+func TestMergeNICEveryField(t *testing.T) {
+	full := func(seed int) NIC {
+		var n NIC
+		v := reflect.ValueOf(&n).Elem()
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Field(i)
+			switch f.Kind() {
+			case reflect.String:
+				f.SetString(fmt.Sprintf("%s-%d", v.Type().Field(i).Name, seed))
+			case reflect.Int, reflect.Int64:
+				f.SetInt(int64(seed*100 + i))
+			case reflect.Uint32, reflect.Uint64:
+				f.SetUint(uint64(seed*100 + i))
+			case reflect.Bool:
+				f.SetBool(true)
+			case reflect.Slice:
+				f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+				if e := f.Index(0); e.Kind() == reflect.String {
+					e.SetString(fmt.Sprint(seed))
+				} else {
+					e.Field(0).SetInt(int64(seed))
+				}
+			default:
+				t.Fatalf("NIC.%s: kind %s not filled by this test", v.Type().Field(i).Name, f.Kind())
+			}
+		}
+		return n
+	}
+	src := full(1)
+	var dst NIC
+	mergeNIC(&dst, src)
+	if diff := cmp.Diff(src, dst); diff != "" {
+		t.Errorf("into an empty NIC (-src +merged):\n%s", diff)
+	}
+	set := full(2)
+	dst = set
+	mergeNIC(&dst, src)
+	if diff := cmp.Diff(set, dst); diff != "" {
+		t.Errorf("into a full NIC (-before +merged):\n%s", diff)
+	}
 }

@@ -85,10 +85,11 @@ type hooksSource struct{}
 
 func (hooksSource) ID() SourceID { return NetlinkHooks }
 
-func (hooksSource) Collect(ctx context.Context, fsys FS, s *Snapshot) error {
+func (hooksSource) Collect(ctx context.Context, r *Reading, s *Snapshot) error {
+	fsys := r.FS
 	// The snapshot's one RTM_GETLINK dump carries IFLA_XDP: no dump of
 	// its own.
-	links, err := snapshotLinks(ctx)
+	links, err := r.linkDump()
 	if err != nil {
 		return err
 	}

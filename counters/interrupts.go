@@ -26,9 +26,10 @@ type InterruptsSource struct{}
 func (InterruptsSource) ID() SourceID { return ProcInterrupts }
 
 // Collect implements Source.
-func (InterruptsSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
+func (InterruptsSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	fs := r.FS
 	var cpus int
-	errI := collectCountersFrom(s, ProcInterrupts, func() ([]byte, error) { return snapshotInterrupts(ctx, fs) }, func(r io.Reader) ([]Counter, error) {
+	errI := collectCountersFrom(s, ProcInterrupts, r.interruptsText, func(r io.Reader) ([]Counter, error) {
 		t, err := parseInterrupts(r)
 		cpus = len(t.CPUs)
 		return interruptCounters(t), err

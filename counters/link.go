@@ -37,8 +37,8 @@ type linkSource struct{}
 
 func (linkSource) ID() SourceID { return NetlinkLinkStats }
 
-func (linkSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
-	links, err := snapshotLinks(ctx)
+func (linkSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	links, err := r.linkDump()
 	if err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func (linkSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
 	for _, l := range links {
 		s.Add(linkStatsCounters(l)...)
 	}
-	if err := collectNICs(ctx, fs, s, links); err != nil {
+	if err := collectNICs(r, s, links); err != nil {
 		s.Fail(NICLayout, err)
 	}
 	return nil

@@ -24,7 +24,8 @@ type NeighSource struct{}
 func (NeighSource) ID() SourceID { return ProcNetStatARPCache }
 
 // Collect implements Source.
-func (NeighSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
+func (NeighSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	fsys := r.FS
 	tables := []struct {
 		src  SourceID
 		file string

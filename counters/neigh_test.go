@@ -59,7 +59,7 @@ func TestNeighOtherNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &Snapshot{}
-	if err := (NeighSource{}).Collect(t.Context(), NewFS(root), s); err != nil {
+	if err := (NeighSource{}).Collect(t.Context(), NewReading(NewFS(root)), s); err != nil {
 		t.Fatal(err)
 	}
 	if len(s.Unavailable) != 1 || !strings.Contains(s.Unavailable[0].Reason, "initial network namespace") {

@@ -39,7 +39,8 @@ type nftablesSource struct{}
 
 func (nftablesSource) ID() SourceID { return NetlinkNftables }
 
-func (nftablesSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
+func (nftablesSource) Collect(ctx context.Context, r *Reading, s *Snapshot) error {
+	fs := r.FS
 	s.Unavailable = append(s.Unavailable, legacyXtables(fs)...)
 
 	chains, err := dumpNftChains()

@@ -37,18 +37,19 @@ type nicSource struct{}
 
 func (nicSource) ID() SourceID { return NICLayout }
 
-func (nicSource) Collect(ctx context.Context, fs FS, s *Snapshot) error {
-	links, err := snapshotLinks(ctx)
+func (nicSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	links, err := r.linkDump()
 	if err != nil {
 		return err
 	}
-	return collectNICs(ctx, fs, s, links)
+	return collectNICs(r, s, links)
 }
 
 // collectNICs fills the layout of every link that has a device. The link
 // statistics source calls it with its own dump, so one snapshot dumps the
 // links once.
-func collectNICs(ctx context.Context, fs FS, s *Snapshot, links []linkInfo) error {
+func collectNICs(r *Reading, s *Snapshot, links []linkInfo) error {
+	fs := r.FS
 	var irqNames map[int]string // read once, on the first NIC that needs it
 	// The kernel names the parent device of every link that has one
 	// (IFLA_PARENT_DEV_NAME, 5.16): when it named any, a link it named no
@@ -87,7 +88,7 @@ func collectNICs(ctx context.Context, fs FS, s *Snapshot, links []linkInfo) erro
 		}
 		if irqNames == nil {
 			irqNames = map[int]string{}
-			if b, err := snapshotInterrupts(ctx, fs); err != nil {
+			if b, err := r.interruptsText(); err != nil {
 				s.Fail(ProcInterrupts, err)
 			} else if irqNames, err = parseIRQNames(bytes.NewReader(b)); err != nil {
 				s.Fail(ProcInterrupts, err)

@@ -340,12 +340,12 @@ func TestConntrackAgainstKernel(t *testing.T) {
 func TestNeighMatchesIPNtable(t *testing.T) {
 	testnet.RequireTool(t, "ip")
 	a := &Snapshot{}
-	if err := (NeighSource{}).Collect(context.Background(), DefaultFS(), a); err != nil || !hasSource(a, ProcNetStatARPCache) {
+	if err := (NeighSource{}).Collect(context.Background(), NewReading(DefaultFS()), a); err != nil || !hasSource(a, ProcNetStatARPCache) {
 		t.Skipf("arp_cache not readable here (a non-initial namespace?): %v %v", err, a.Unavailable)
 	}
 	out := testnet.MustRun(t, "ip", "-s", "ntable", "show", "name", "arp_cache")
 	c := &Snapshot{}
-	if err := (NeighSource{}).Collect(context.Background(), DefaultFS(), c); err != nil {
+	if err := (NeighSource{}).Collect(context.Background(), NewReading(DefaultFS()), c); err != nil {
 		t.Fatal(err)
 	}
 	// The first block is the table itself; its "stats" lines follow.
@@ -448,7 +448,7 @@ func BenchmarkProcSource(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				s := &Snapshot{Sysctls: map[string]string{}}
-				if err := src.Collect(ctx, fs, s); err != nil {
+				if err := src.Collect(ctx, NewReading(fs), s); err != nil {
 					b.Fatal(err)
 				}
 			}

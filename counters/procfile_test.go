@@ -20,7 +20,7 @@ func fixture(name string) FS { return NewFS(filepath.Join("testdata", name)) }
 func collectOne(t *testing.T, fixtureName string, src Source) (*Snapshot, error) {
 	t.Helper()
 	s := &Snapshot{Sysctls: map[string]string{}}
-	err := src.Collect(context.Background(), fixture(fixtureName), s)
+	err := src.Collect(context.Background(), NewReading(fixture(fixtureName)), s)
 	return s, err
 }
 

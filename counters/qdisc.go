@@ -31,8 +31,8 @@ type qdiscSource struct{}
 
 func (qdiscSource) ID() SourceID { return NetlinkQdisc }
 
-func (qdiscSource) Collect(ctx context.Context, _ FS, s *Snapshot) error {
-	links, err := snapshotLinks(ctx)
+func (qdiscSource) Collect(ctx context.Context, r *Reading, s *Snapshot) error {
+	links, err := r.linkDump()
 	if err != nil {
 		return err
 	}

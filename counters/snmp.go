@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 )
 
 // The SNMP MIB files of a network namespace. snmp and netstat print pairs of
@@ -29,7 +28,8 @@ func (SNMPSource) ID() SourceID { return ProcNetSNMP }
 
 // Collect implements Source. snmp6 is missing when IPv6 is disabled; that is
 // recorded as unavailable, the IPv4 files are still read.
-func (SNMPSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
+func (SNMPSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	fs := r.FS
 	files := []struct {
 		name  SourceID
 		path  string
@@ -103,93 +103,20 @@ func snmpCounters(source SourceID, vs []snmpValue) []Counter {
 	return appendSNMPCounters(make([]Counter, 0, len(vs)), source, vs)
 }
 
-// appendSNMPCounters appends the counters of vs to out.
+// appendSNMPCounters appends the counters of vs to out. Each name is
+// built in a scratch buffer and looked up in the catalog without
+// allocating; only names the catalog does not know are allocated.
 func appendSNMPCounters(out []Counter, source SourceID, vs []snmpValue) []Counter {
-	for len(vs) > 0 {
-		n := 1
-		for n < len(vs) && vs[n].Group == vs[0].Group {
-			n++
-		}
-		g := snmpGroupNames(source, vs[:n])
-		for i, v := range vs[:n] {
-			out = append(out, Counter{
-				Source: source,
-				Field:  g.named[i].name,
-				Value:  v.Value,
-				Stage:  g.named[i].info.Stage,
-				Gauge:  g.named[i].info.Gauge,
-			})
-		}
-		vs = vs[n:]
-	}
-	return out
-}
-
-// snmpGroups remembers, for each file and group ("/proc/net/netstat",
-// "TcpExt"), the fields its header line named and each one's counter name
-// and catalog entry. The header lines are the same from one snapshot to
-// the next, so a group costs one lookup and a comparison of its names
-// instead of a catalog lookup per field; a header that changed (IcmpMsg
-// gains a field with the first message of a new type) is resolved again.
-// It stops growing at maxSNMPGroups, which real files never reach.
-var snmpGroups struct {
-	sync.RWMutex
-	m map[snmpGroupKey]*snmpGroup
-}
-
-const maxSNMPGroups = 256
-
-type snmpGroupKey struct {
-	source SourceID
-	group  string
-}
-
-type snmpGroup struct {
-	fields []string
-	named  []namedField
-}
-
-// snmpGroupNames returns the names and catalog entries of vs, one group's
-// values in header order.
-func snmpGroupNames(source SourceID, vs []snmpValue) *snmpGroup {
-	key := snmpGroupKey{source, vs[0].Group}
-	snmpGroups.RLock()
-	g := snmpGroups.m[key]
-	snmpGroups.RUnlock()
-	if g != nil && len(g.fields) == len(vs) {
-		same := true
-		for i, v := range vs {
-			if g.fields[i] != v.Field {
-				same = false
-				break
-			}
-		}
-		if same {
-			return g
-		}
-	}
-	g = &snmpGroup{fields: make([]string, len(vs)), named: make([]namedField, len(vs))}
 	var scratch [64]byte
-	for i, v := range vs {
+	for _, v := range vs {
 		b := scratch[:0]
 		if v.Group != "" {
 			b = append(append(b, v.Group...), ':')
 		}
-		name, fi := internField(source, append(b, v.Field...))
-		// A copy: v.Field is a slice of the file's text.
-		g.fields[i] = strings.Clone(v.Field)
-		g.named[i] = namedField{name, fi}
+		name, fi := lookupFieldBytes(source, append(b, v.Field...))
+		out = append(out, Counter{Source: source, Field: name, Value: v.Value, Stage: fi.Stage, Gauge: fi.Gauge})
 	}
-	key.group = strings.Clone(key.group)
-	snmpGroups.Lock()
-	if snmpGroups.m == nil {
-		snmpGroups.m = map[snmpGroupKey]*snmpGroup{}
-	}
-	if _, ok := snmpGroups.m[key]; ok || len(snmpGroups.m) < maxSNMPGroups {
-		snmpGroups.m[key] = g
-	}
-	snmpGroups.Unlock()
-	return g
+	return out
 }
 
 // parseSNMP reads /proc/net/snmp or /proc/net/netstat: header and value

@@ -151,7 +151,7 @@ func TestSNMPMissing(t *testing.T) {
 	// A tree without /proc/net: nothing readable, the source fails as a
 	// whole with a not-exist error.
 	s := &Snapshot{}
-	err := SNMPSource{}.Collect(t.Context(), NewFS(t.TempDir()), s)
+	err := SNMPSource{}.Collect(t.Context(), NewReading(NewFS(t.TempDir())), s)
 	if err == nil || !strings.Contains(Reason(err), "not present") {
 		t.Errorf("err = %v, want not present", err)
 	}

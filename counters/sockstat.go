@@ -22,7 +22,8 @@ type SockstatSource struct{}
 func (SockstatSource) ID() SourceID { return ProcNetSockstat }
 
 // Collect implements Source. sockstat6 is absent with IPv6 disabled.
-func (SockstatSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
+func (SockstatSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	fs := r.FS
 	err4 := collectCounters(fs, s, ProcNetSockstat, fs.NetPath("sockstat"), parseSockstatFor(ProcNetSockstat))
 	err6 := collectCounters(fs, s, ProcNetSockstat6, fs.NetPath("sockstat6"), parseSockstatFor(ProcNetSockstat6))
 	if err4 != nil && err6 != nil {

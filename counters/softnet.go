@@ -22,7 +22,8 @@ type SoftnetSource struct{}
 func (SoftnetSource) ID() SourceID { return ProcNetSoftnetStat }
 
 // Collect implements Source.
-func (SoftnetSource) Collect(_ context.Context, fs FS, s *Snapshot) error {
+func (SoftnetSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	fs := r.FS
 	var cpus int
 	err := collectCounters(fs, s, ProcNetSoftnetStat, fs.NetPath("softnet_stat"), func(r io.Reader) ([]Counter, error) {
 		rows, err := parseSoftnet(r)

@@ -64,7 +64,8 @@ func (SysctlSource) ID() SourceID { return ProcSys }
 // descriptor of /proc/sys, which spares the kernel the walk from / for
 // each of them; when /proc/sys itself cannot be opened, each file is
 // opened by its full path, so every error names the file as before.
-func (SysctlSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
+func (SysctlSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	fsys := r.FS
 	if s.Sysctls == nil {
 		s.Sysctls = make(map[string]string, len(SysctlNames))
 	}

@@ -63,7 +63,7 @@ func TestSysctlNoneThere(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &Snapshot{}
-	if err := (SysctlSource{}).Collect(t.Context(), NewFS(root), s); err != nil || len(s.Sysctls) != 0 || len(s.Unavailable) != 0 {
+	if err := (SysctlSource{}).Collect(t.Context(), NewReading(NewFS(root)), s); err != nil || len(s.Sysctls) != 0 || len(s.Unavailable) != 0 {
 		t.Errorf("err %v sysctls %v unavailable %v: missing sysctls are simply absent", err, s.Sysctls, s.Unavailable)
 	}
 }

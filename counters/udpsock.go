@@ -46,7 +46,8 @@ type UDPSource struct{}
 func (UDPSource) ID() SourceID { return ProcNetUDP }
 
 // Collect implements Source.
-func (UDPSource) Collect(_ context.Context, fsys FS, s *Snapshot) error {
+func (UDPSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
+	fsys := r.FS
 	socks, err := ReadUDPSockets(fsys)
 	if len(socks) == 0 && err != nil {
 		return err

@@ -21,7 +21,7 @@ func fixtureSysctls(t *testing.T) map[string]string {
 	t.Helper()
 	s := &counters.Snapshot{}
 	fs := counters.FS{Proc: "../../counters/testdata/linux-6.18/proc", ProcNet: "../../counters/testdata/linux-6.18/proc/net", Sys: "../../counters/testdata/nic/sys"}
-	if err := (counters.SysctlSource{}).Collect(context.Background(), fs, s); err != nil && len(s.Sysctls) == 0 {
+	if err := (counters.SysctlSource{}).Collect(context.Background(), counters.NewReading(fs), s); err != nil && len(s.Sysctls) == 0 {
 		t.Fatalf("fixture sysctls: %v", err)
 	}
 	if s.Sysctls["net.core.rmem_max"] == "" || s.Sysctls["net.ipv4.tcp_rmem"] == "" {
