@@ -163,6 +163,7 @@ type Source interface {
 type Reading struct {
 	// FS is where kernel files are read from.
 	FS         FS
+	dial       dialer
 	links      func() ([]linkInfo, error)
 	interrupts func() ([]byte, error)
 }
@@ -170,22 +171,35 @@ type Reading struct {
 // NewReading starts the reading of one snapshot from fs (the running
 // kernel when fs is the zero FS). Use it for one snapshot only: the shared
 // reads are made once, in the namespace of the first source that asks.
-func NewReading(fs FS) *Reading {
+func NewReading(fs FS) *Reading { return newReading(fs, dialRaw) }
+
+// newReading is NewReading with the netlink sockets from dial: tests
+// pass a fake kernel.
+func newReading(fs FS, dial dialer) *Reading {
 	if fs == (FS{}) {
 		fs = DefaultFS()
 	}
 	return &Reading{
 		FS:         fs,
-		links:      sync.OnceValues(dumpLinks),
+		dial:       dial,
+		links:      sync.OnceValues(func() ([]linkInfo, error) { return dumpLinks(dial) }),
 		interrupts: sync.OnceValues(func() ([]byte, error) { return fs.ReadFile(fs.ProcPath("interrupts")) }),
 	}
+}
+
+// dialer returns how the sources of this snapshot open netlink sockets.
+func (r *Reading) dialer() dialer {
+	if r.dial == nil {
+		return dialRaw
+	}
+	return r.dial
 }
 
 // linkDump returns the snapshot's RTM_GETLINK dump. A Reading not made by
 // NewReading dumps afresh on every call.
 func (r *Reading) linkDump() ([]linkInfo, error) {
 	if r.links == nil {
-		return dumpLinks()
+		return dumpLinks(r.dialer())
 	}
 	return r.links()
 }

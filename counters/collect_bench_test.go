@@ -82,7 +82,7 @@ func BenchmarkSnapshotFloor(b *testing.B) {
 	for _, n := range []string{"interrupts", "softirqs", "stat", "sys/net/netfilter/nf_conntrack_count", "sys/net/netfilter/nf_conntrack_max"} {
 		files = append(files, fs.ProcPath(n))
 	}
-	links, err := dumpLinks()
+	links, err := dumpLinks(dialRaw)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,9 +97,9 @@ func BenchmarkSnapshotFloor(b *testing.B) {
 		for _, p := range sysctlPaths {
 			floorRead(fs.ProcPath("sys", p), page)
 		}
-		_ = netlinkDump(unix.NETLINK_ROUTE, unix.RTM_GETLINK, nl.NewIfInfomsg(unix.AF_UNSPEC).Serialize(), nop)
-		_ = netlinkDump(unix.NETLINK_ROUTE, unix.RTM_GETQDISC, (&nl.TcMsg{Family: nl.FAMILY_ALL}).Serialize(), nop)
-		_ = netlinkDump(unix.NETLINK_NETFILTER, unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETCHAIN, []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}, nop)
+		_ = netlinkDump(dialRaw, unix.NETLINK_ROUTE, unix.RTM_GETLINK, nl.NewIfInfomsg(unix.AF_UNSPEC).Serialize(), nop)
+		_ = netlinkDump(dialRaw, unix.NETLINK_ROUTE, unix.RTM_GETQDISC, (&nl.TcMsg{Family: nl.FAMILY_ALL}).Serialize(), nop)
+		_ = netlinkDump(dialRaw, unix.NETLINK_NETFILTER, unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETCHAIN, []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}, nop)
 		if e, err := ethtool.NewEthtool(); err == nil {
 			for _, l := range links {
 				_, _ = ethtoolStats(e, l.Name)

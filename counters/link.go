@@ -82,9 +82,9 @@ type linkInfo struct {
 // namespace, over a socket opened in the calling thread, so a thread that
 // entered a namespace reads that namespace. It uses netlinkDump, and the
 // library's request when a reply does not fit netlinkDump's buffer.
-func dumpLinks() ([]linkInfo, error) {
+func dumpLinks(dial dialer) ([]linkInfo, error) {
 	var out []linkInfo
-	err := netlinkDump(unix.NETLINK_ROUTE, unix.RTM_GETLINK, nl.NewIfInfomsg(unix.AF_UNSPEC).Serialize(), func(typ uint16, m []byte) error {
+	err := netlinkDump(dial, unix.NETLINK_ROUTE, unix.RTM_GETLINK, nl.NewIfInfomsg(unix.AF_UNSPEC).Serialize(), func(typ uint16, m []byte) error {
 		if typ != unix.RTM_NEWLINK {
 			return nil
 		}

@@ -43,7 +43,7 @@ func (nftablesSource) Collect(ctx context.Context, r *Reading, s *Snapshot) erro
 	fs := r.FS
 	s.Unavailable = append(s.Unavailable, legacyXtables(fs)...)
 
-	chains, err := dumpNftChains()
+	chains, err := dumpNftChains(r.dialer())
 	if err != nil {
 		if nftPermission(err) {
 			s.Unavailable = append(s.Unavailable, Unavailable{
@@ -185,12 +185,12 @@ func nftFamilyName(f uint8) string {
 
 // dumpNftChains lists every chain of every family, with netlinkDump (and
 // mdlayher/netlink when a reply does not fit its buffer).
-func dumpNftChains() ([]nftChain, error) {
+func dumpNftChains(dial dialer) ([]nftChain, error) {
 	const typ = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN
 	// struct nfgenmsg: family (all), version, resource id.
 	nfgen := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}
 	var out []nftChain
-	err := netlinkDump(unix.NETLINK_NETFILTER, typ, nfgen, func(t uint16, m []byte) error {
+	err := netlinkDump(dial, unix.NETLINK_NETFILTER, typ, nfgen, func(t uint16, m []byte) error {
 		if t != typ&0xff00|unix.NFT_MSG_NEWCHAIN {
 			return nil
 		}

@@ -39,22 +39,82 @@ var dumpBufs = sync.Pool{New: func() any { return new([dumpBufSize]byte) }}
 // nlDumpTimeout bounds a reply that never comes, as the libraries do.
 var nlDumpTimeout = unix.Timeval{Sec: 10}
 
-// netlinkDump sends a dump request of type typ with payload on a new
-// socket of protocol proto, opened in the calling thread's network
-// namespace, and calls fn with the type and payload of every message of
-// the reply. data is only valid during the call: fn copies what it keeps.
-// It returns errDumpInterrupted (after the whole reply) when the
-// kernel flagged the dump as inconsistent, and the kernel's errno from an
-// NLMSG_ERROR or NLMSG_DONE status.
-func netlinkDump(proto int, typ uint16, payload []byte, fn func(typ uint16, data []byte) error) error {
+// dumpConn is the socket one dump runs on: a raw netlink socket of the
+// calling thread's namespace (rawDumpConn), or in tests a fake kernel that
+// checks the request bytes and answers with prepared replies, so the dump,
+// decode and errno paths run without root.
+type dumpConn interface {
+	// send sends one request datagram to the kernel.
+	send(req []byte) error
+	// recv reads one datagram into buf. n is the datagram's whole
+	// length, more than len(buf) when it did not fit; fromKernel is false
+	// for a datagram another process sent.
+	recv(buf []byte) (n int, fromKernel bool, err error)
+	close() error
+}
+
+// dialer opens a dumpConn of a netlink protocol (unix.NETLINK_ROUTE,
+// unix.NETLINK_NETFILTER).
+type dialer func(proto int) (dumpConn, error)
+
+// dialRaw opens a blocking netlink socket in the calling thread's network
+// namespace.
+func dialRaw(proto int) (dumpConn, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
-		return os.NewSyscallError("socket", err)
+		return nil, os.NewSyscallError("socket", err)
 	}
-	defer unix.Close(fd)
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &nlDumpTimeout); err != nil {
-		return os.NewSyscallError("setsockopt", err)
+		unix.Close(fd)
+		return nil, os.NewSyscallError("setsockopt", err)
 	}
+	return rawDumpConn(fd), nil
+}
+
+// rawDumpConn is a netlink socket descriptor.
+type rawDumpConn int
+
+func (c rawDumpConn) send(req []byte) error {
+	for {
+		err := unix.Sendto(int(c), req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("sendto", err)
+		}
+		return nil
+	}
+}
+
+func (c rawDumpConn) recv(buf []byte) (int, bool, error) {
+	for {
+		n, from, err := unix.Recvfrom(int(c), buf, unix.MSG_TRUNC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, false, os.NewSyscallError("recvfrom", err)
+		}
+		sa, ok := from.(*unix.SockaddrNetlink)
+		return n, ok && sa.Pid == 0, nil
+	}
+}
+
+func (c rawDumpConn) close() error { return unix.Close(int(c)) }
+
+// netlinkDump sends a dump request of type typ with payload on a new
+// socket of protocol proto from dial, and calls fn with the type and
+// payload of every message of the reply. data is only valid during the
+// call: fn copies what it keeps. It returns errDumpInterrupted (after the
+// whole reply) when the kernel flagged the dump as inconsistent, and the
+// kernel's errno from an NLMSG_ERROR or NLMSG_DONE status.
+func netlinkDump(dial dialer, proto int, typ uint16, payload []byte, fn func(typ uint16, data []byte) error) error {
+	c, err := dial(proto)
+	if err != nil {
+		return err
+	}
+	defer c.close()
 	const seq = 1
 	req := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(payload))
 	req = append(req, payload...)
@@ -62,32 +122,23 @@ func netlinkDump(proto int, typ uint16, payload []byte, fn func(typ uint16, data
 	binary.NativeEndian.PutUint16(req[4:], typ)
 	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	binary.NativeEndian.PutUint32(req[8:], seq)
-	for {
-		err = unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		return os.NewSyscallError("sendto", err)
+	if err := c.send(req); err != nil {
+		return err
 	}
 	bp := dumpBufs.Get().(*[dumpBufSize]byte)
 	defer dumpBufs.Put(bp)
 	buf := bp[:]
 	interrupted := false
 	for {
-		n, from, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
-		if err == unix.EINTR {
-			continue
-		}
+		n, fromKernel, err := c.recv(buf)
 		if err != nil {
-			return os.NewSyscallError("recvfrom", err)
+			return err
 		}
 		if n > len(buf) {
 			return errDumpTruncated
 		}
-		if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != 0 {
-			continue // not from the kernel
+		if !fromKernel {
+			continue
 		}
 		done, intr, err := walkNetlink(buf[:n], seq, fn)
 		interrupted = interrupted || intr

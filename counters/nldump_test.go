@@ -100,7 +100,7 @@ func FuzzWalkNetlink(f *testing.F) {
 // TestDumpLinksMatchesLibrary compares the blocking-socket dump with the
 // library's, on this host (RTM_GETLINK needs no privilege).
 func TestDumpLinksMatchesLibrary(t *testing.T) {
-	got, err := dumpLinks()
+	got, err := dumpLinks(dialRaw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestDumpNftChainsMatchesLibrary(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("nfnetlink dumps need CAP_NET_ADMIN: run as root")
 	}
-	got, err := dumpNftChains()
+	got, err := dumpNftChains(dialRaw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestReadDirNames(t *testing.T) {
 // compares every counter's identity and kind, and the values of the idle
 // ones.
 func TestDumpQdiscsMatchesLibrary(t *testing.T) {
-	got, err := dumpQdiscs()
+	got, err := dumpQdiscs(dialRaw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestDumpQdiscsMatchesLibrary(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := map[int]string{}
-	links, err := dumpLinks()
+	links, err := dumpLinks(dialRaw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func (qdiscSource) Collect(ctx context.Context, r *Reading, s *Snapshot) error {
 	for _, l := range links {
 		names[l.Index] = l.Name
 	}
-	qs, err := dumpQdiscs()
+	qs, err := dumpQdiscs(r.dialer())
 	if err != nil {
 		return err
 	}
@@ -52,9 +52,9 @@ func (qdiscSource) Collect(ctx context.Context, r *Reading, s *Snapshot) error {
 // namespace in one RTM_GETQDISC dump, with netlinkDump; when a reply does
 // not fit its buffer, with vishvananda/netlink's QdiscList (whose
 // package-level function opens its socket in the calling thread too).
-func dumpQdiscs() ([]netlink.Qdisc, error) {
+func dumpQdiscs(dial dialer) ([]netlink.Qdisc, error) {
 	var qs []netlink.Qdisc
-	err := netlinkDump(unix.NETLINK_ROUTE, unix.RTM_GETQDISC, (&nl.TcMsg{Family: nl.FAMILY_ALL}).Serialize(), func(typ uint16, m []byte) error {
+	err := netlinkDump(dial, unix.NETLINK_ROUTE, unix.RTM_GETQDISC, (&nl.TcMsg{Family: nl.FAMILY_ALL}).Serialize(), func(typ uint16, m []byte) error {
 		if typ != unix.RTM_NEWQDISC {
 			return nil
 		}
