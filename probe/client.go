@@ -122,12 +122,48 @@ func RunUDP(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (Report, e
 	if err != nil {
 		return Report{}, fmt.Errorf("probe client: no report from %s after the run: %w", conn.RemoteAddr(), err)
 	}
-	var rep Report
-	if err := json.Unmarshal(payload, &rep); err != nil {
+	rep, err := decodeReport(payload)
+	if err != nil {
 		return Report{}, fmt.Errorf("probe client: bad report from %s: %w", conn.RemoteAddr(), err)
 	}
 	rep.Send = &st
 	senderShare(context.WithoutCancel(ctx), &rep, cfg, before, conn.RemoteAddr())
+	return rep, nil
+}
+
+// decodeReport reads the server's report. It comes from the network, so it
+// is checked against the invariants every report of a netdrop server keeps
+// before the client adds to it and prints it: a report that breaks them (a
+// buggy or hostile server) is an error, not numbers.
+func decodeReport(p []byte) (Report, error) {
+	var rep Report
+	if err := json.Unmarshal(p, &rep); err != nil {
+		return Report{}, err
+	}
+	if rep.Proto != "udp" && rep.Proto != "tcp" {
+		return Report{}, fmt.Errorf("protocol %q", rep.Proto)
+	}
+	if rep.Lost > rep.Sent || rep.Sent-rep.Lost != rep.Received {
+		return Report{}, fmt.Errorf("received %d + lost %d is not sent %d", rep.Received, rep.Lost, rep.Sent)
+	}
+	if rep.LossPercent < 0 || rep.LossPercent > 100 {
+		return Report{}, fmt.Errorf("loss of %v%%", rep.LossPercent)
+	}
+	a := rep.Attribution
+	if a.Lost != rep.Lost {
+		return Report{}, fmt.Errorf("attribution of %d lost frames in a report of %d", a.Lost, rep.Lost)
+	}
+	left := a.Lost
+	for _, s := range a.Stages {
+		if s.Frames > left {
+			return Report{}, fmt.Errorf("stages explain more than the %d lost frames", a.Lost)
+		}
+		left -= s.Frames
+	}
+	if left != a.Unaccounted {
+		return Report{}, fmt.Errorf("stages and unaccounted do not add up to the %d lost frames", a.Lost)
+	}
+	rep.Send = nil // the client's own, added by the client
 	return rep, nil
 }
 

@@ -453,7 +453,7 @@ func tick(cfg *ServerConfig, r *run, now time.Time) {
 // again and the loss attributed; the report is sent to the client.
 func (s *UDPServer) finish(ctx context.Context, r *run, now time.Time) Report {
 	acc := r.acc
-	acc.Tracker.Finish(r.finSent)
+	r.finSent = acc.Tracker.Finish(r.finSent)
 	after := s.cfg.Collect(ctx)
 	drops := uint64(r.ovflLast - r.ovfl0)
 	if d, err := socketDrops(s.conn); err == nil && d >= r.drops0 {

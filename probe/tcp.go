@@ -303,7 +303,7 @@ func (s *TCPServer) startRun(ctx context.Context, c *net.TCPConn, now time.Time,
 }
 
 func (s *TCPServer) finish(ctx context.Context, c *net.TCPConn, r *run) Report {
-	r.acc.Tracker.Finish(r.finSent)
+	r.finSent = r.acc.Tracker.Finish(r.finSent)
 	s.collect.Lock()
 	after := s.cfg.Collect(ctx)
 	s.collect.Unlock()
@@ -399,8 +399,8 @@ func RunTCP(ctx context.Context, conn *net.TCPConn, cfg ClientConfig) (Report, e
 	if err != nil {
 		return Report{}, fmt.Errorf("probe client: no report from %s after the run: %w", conn.RemoteAddr(), err)
 	}
-	var rep Report
-	if err := json.Unmarshal(p, &rep); err != nil {
+	rep, err := decodeReport(p)
+	if err != nil {
 		return Report{}, fmt.Errorf("probe client: bad report from %s: %w", conn.RemoteAddr(), err)
 	}
 	rep.Send = &st

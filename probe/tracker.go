@@ -212,7 +212,12 @@ func (t *Tracker) finalize(upTo uint64) {
 // Finish ends the stream when the sender says it sent n sequence numbers
 // (0 .. n-1): numbers still pending become lost, and first copies at or
 // above n, which the sender never sent, move from received to out of window.
-func (t *Tracker) Finish(n uint64) {
+// It returns the number of sequence numbers the counts cover: n, unless
+// numbers at or above n were already final (a Fin that contradicts frames
+// received a reorder window before it: only a forged or stray frame does
+// that), which then stay counted and the count is the final ones'.
+func (t *Tracker) Finish(n uint64) uint64 {
+	n = max(n, t.base)
 	if t.next > n {
 		for s := max(n, t.base); s < t.next; s++ {
 			if t.test(s) {
@@ -230,4 +235,5 @@ func (t *Tracker) Finish(n uint64) {
 		t.next = n
 	}
 	t.finalize(n)
+	return n
 }
