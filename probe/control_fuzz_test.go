@@ -46,7 +46,9 @@ func (o op) datagram() []byte {
 	return d
 }
 
-func (o op) wait() time.Duration { return time.Duration(uint16(o[4])<<8|uint16(o[5])) * time.Millisecond }
+func (o op) wait() time.Duration {
+	return time.Duration(uint16(o[4])<<8|uint16(o[5])) * time.Millisecond
+}
 
 func script(ops ...op) []byte {
 	var b []byte
