@@ -44,7 +44,7 @@ type ServerConfig struct {
 	// Once makes Serve return after the first finished run (and a short
 	// linger that resends the report to a client that did not get it).
 	Once bool
-	// MaxConns bounds the TCP connections served at once (default 16). A
+	// MaxConns bounds the TCP connections served at once (default 64). A
 	// connection beyond it is closed at once and counted in Stray.Refused:
 	// peers that never finish cannot pile up, and the bound keeps what they
 	// cost (a goroutine and a read buffer each) small.
@@ -87,7 +87,7 @@ func (c *ServerConfig) defaults() {
 		c.Interval = time.Second
 	}
 	if c.MaxConns <= 0 {
-		c.MaxConns = 16
+		c.MaxConns = 64
 	}
 	if c.HelloTimeout <= 0 {
 		c.HelloTimeout = 3 * time.Second
@@ -110,6 +110,10 @@ type UDPServer struct {
 	conn  *net.UDPConn
 	cfg   ServerConfig
 	stray strayCounter
+	// idleDrops is the socket's drop counter when last read outside a
+	// run (valid when haveIdleDrops): drops between runs are stray too.
+	idleDrops     uint64
+	haveIdleDrops bool
 }
 
 // attemptsBefore is how many earlier copies of a control frame the sender
@@ -187,6 +191,19 @@ func nilIfNone(a *net.UDPAddr) net.Addr {
 	return a
 }
 
+// countIdleDrops adds the socket's drops since the last reading outside a
+// run to Stray.SocketDrops, and starts a new reading.
+func (s *UDPServer) countIdleDrops() {
+	d, err := socketDrops(s.conn)
+	if err != nil {
+		return
+	}
+	if s.haveIdleDrops && d > s.idleDrops {
+		s.stray.add(func(t *Stray) { t.SocketDrops += d - s.idleDrops }, nil)
+	}
+	s.idleDrops, s.haveIdleDrops = d, true
+}
+
 func (s *UDPServer) emitStray(now time.Time, force bool) {
 	if s.cfg.OnStray == nil {
 		return
@@ -240,9 +257,15 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	defer func() { s.emitStray(time.Now(), true) }()
-
 	var r *run
+	s.countIdleDrops()
+	defer func() {
+		if r == nil || r.report != nil {
+			s.countIdleDrops()
+		}
+		s.emitStray(time.Now(), true)
+	}()
+
 	var lingerUntil time.Time
 	const tickEvery = 50 * time.Millisecond
 	nextTick := time.Now().Add(tickEvery)
@@ -294,6 +317,9 @@ func (s *UDPServer) Serve(ctx context.Context) error {
 		}
 		nextTick = now.Add(tickEvery)
 		s.conn.SetReadDeadline(nextTick)
+		if r == nil || r.report != nil {
+			s.countIdleDrops()
+		}
 		s.emitStray(now, false)
 		if !lingerUntil.IsZero() && now.After(lingerUntil) {
 			return nil
@@ -383,6 +409,9 @@ func (s *UDPServer) handle(ctx context.Context, r *run, d []byte, from func() *n
 }
 
 func (s *UDPServer) startRun(ctx context.Context, now time.Time, sender uint32, from *net.UDPAddr) *run {
+	// Drops up to now were outside the run; from now on they are its own.
+	s.countIdleDrops()
+	s.haveIdleDrops = false
 	r := &run{traffic: TrafficOf("udp", from), acc: NewAccount(s.cfg.Window, s.cfg.Clock), start: now, ivlAt: now, lastData: now}
 	r.acc.Lock(sender)
 	r.before = s.cfg.Collect(ctx)
@@ -458,6 +487,8 @@ func (s *UDPServer) finish(ctx context.Context, r *run, now time.Time) Report {
 	drops := uint64(r.ovflLast - r.ovfl0)
 	if d, err := socketDrops(s.conn); err == nil && d >= r.drops0 {
 		drops = d - r.drops0
+		// Drops from now on are outside the run.
+		s.idleDrops, s.haveIdleDrops = d, true
 	}
 	perDrop := uint64(1)
 	if s.cfg.GRO {

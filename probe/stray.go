@@ -17,6 +17,9 @@ type Stray struct {
 	// bytes.
 	Datagrams uint64 `json:"datagrams"`
 	Bytes     uint64 `json:"bytes"`
+	// SocketDrops is what the UDP socket itself dropped outside runs (its
+	// queue was full): a flood is larger than Datagrams by that much.
+	SocketDrops uint64 `json:"socket_drops"`
 	// Conns is TCP connections closed without having started a run, and
 	// ConnBytes what was read from them.
 	Conns     uint64 `json:"connections"`
@@ -33,7 +36,7 @@ type Stray struct {
 
 // Zero reports whether nothing stray arrived.
 func (s Stray) Zero() bool {
-	return s.Datagrams == 0 && s.Conns == 0 && s.TimedOut == 0 && s.Refused == 0
+	return s.Datagrams == 0 && s.SocketDrops == 0 && s.Conns == 0 && s.TimedOut == 0 && s.Refused == 0
 }
 
 // same reports whether two totals count the same events.

@@ -148,8 +148,11 @@ func (f *probeFlags) serverConfig(e *env) probe.ServerConfig {
 func strayLine(st probe.Stray) string {
 	var b strings.Builder
 	b.WriteString("outside any run so far:")
-	if st.Datagrams > 0 || st.Conns+st.TimedOut+st.Refused == 0 {
+	if st.Datagrams+st.SocketDrops > 0 || st.Conns+st.TimedOut+st.Refused == 0 {
 		fmt.Fprintf(&b, " %d datagrams (%d bytes) that started no run", st.Datagrams, st.Bytes)
+		if st.SocketDrops > 0 {
+			fmt.Fprintf(&b, " and %d the socket dropped", st.SocketDrops)
+		}
 	}
 	if st.Conns+st.TimedOut+st.Refused > 0 {
 		fmt.Fprintf(&b, " %d tcp connections without a run (%d bytes), %d closed at a deadline, %d refused at the connection limit",

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,5 +117,107 @@ func TestProbeLocalNetns(t *testing.T) {
 	}
 	if !found || got != want || got != rep.SocketDrops {
 		t.Errorf("Udp:RcvbufErrors evidence %d (found %v), nstat in the namespace %d, socket drops %d", got, found, want, rep.SocketDrops)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer the server's goroutines may write while
+// the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestProbeServerStray: garbage to an idle `probe server` (issue 13, attack
+// 5) is counted and shown: on stderr as a line (or a JSON object with
+// --json), and in the report of the next run.
+func TestProbeServerStray(t *testing.T) {
+	for _, asJSON := range []bool{false, true} {
+		t.Run(fmt.Sprint("json=", asJSON), func(t *testing.T) {
+			l, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := l.LocalAddr().String()
+			l.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			args := []string{"probe", "server", "--listen", addr, "--once"}
+			if asJSON {
+				args = append(args, "--json")
+			}
+			var out, errb lockedBuffer
+			done := make(chan int, 1)
+			go func() { done <- Main(ctx, args, &out, &errb) }()
+
+			c, err := net.Dial("udp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// Until the server is bound, a datagram comes back refused; the
+			// first that is not refused is the first garbage it counts.
+			buf := make([]byte, 64)
+			for {
+				if _, err := c.Write([]byte("hello?")); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+					t.Fatal(err)
+				}
+				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				if _, err := c.Read(buf); errors.Is(err, os.ErrDeadlineExceeded) {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("the server never listened: %s", errb.String())
+				}
+			}
+			const n = 200
+			for range n - 1 {
+				if _, err := c.Write([]byte("not a probe frame")); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+			rc, err := probe.DialUDP(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			if _, err := probe.RunUDP(ctx, rc, probe.ClientConfig{Rate: 10000, Count: 100}); err != nil {
+				t.Fatal(err)
+			}
+			if code := <-done; code != ExitOK {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			if !asJSON {
+				line := fmt.Sprintf("probe server: outside any run so far: %d datagrams", n)
+				if !strings.Contains(errb.String(), line) || !strings.Contains(errb.String(), "latest from "+c.LocalAddr().String()) {
+					t.Errorf("stderr lacks %q from %s:\n%s", line, c.LocalAddr(), errb.String())
+				}
+				if !strings.Contains(out.String(), fmt.Sprintf("server      outside any run so far: %d datagrams", n)) {
+					t.Errorf("report lacks the stray line:\n%s", out.String())
+				}
+				return
+			}
+			lines := strings.Split(strings.TrimSpace(errb.String()), "\n")
+			var last struct{ Stray *probe.Stray }
+			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Stray == nil || last.Stray.Datagrams != n {
+				t.Errorf("last stderr line %q: %v; want {\"stray\": …} with %d datagrams", lines[len(lines)-1], err, n)
+			}
+			var rep probe.Report
+			if err := json.Unmarshal([]byte(out.String()), &rep); err != nil || rep.Stray == nil || rep.Stray.Datagrams != n || rep.Stray.LastFrom != "" {
+				t.Errorf("report %v: stray %+v; want %d datagrams, no peer address", err, rep.Stray, n)
+			}
+		})
 	}
 }
