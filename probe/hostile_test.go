@@ -365,3 +365,61 @@ func socketDropsSince(t *testing.T, srv *UDPServer, drops0 uint64) uint64 {
 	}
 	return d - drops0
 }
+
+// TestUDPGarbageKeepsNoRunAlive: a peer starts a UDP run with a Hello and
+// then sends only garbage. A run that has gone quiet for idleTakeover may be
+// taken over by another sender's Hello; before, any datagram, garbage too,
+// counted as the run's traffic, so garbage every second kept a real client
+// out (it gave up after 3 s without a HelloAck). Now only the run's own data
+// frames keep it alive, and the client takes over once it is idle.
+func TestUDPGarbageKeepsNoRunAlive(t *testing.T) {
+	srv, err := ListenUDP("127.0.0.1:0", ServerConfig{Collect: noCollect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	a, err := net.DialUDP("udp", nil, srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.Write(frame.Append(nil, &frame.Header{Type: frame.Hello, Sender: 0xbad, Flags: 1}, nil))
+	a.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := a.Read(make([]byte, 256)); err != nil {
+		t.Fatalf("attacker's hello: %v", err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+				a.Write([]byte("garbage to keep the run busy"))
+			}
+		}
+	}()
+	c, err := DialUDP(srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	rep, err := RunUDP(context.Background(), c, ClientConfig{Rate: 10000, Count: 200})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("real client beside a garbage peer: %v after %v", err, took)
+	}
+	if rep.Received != 200 || took > idleTakeover+time.Second {
+		t.Errorf("real client: received %d of 200 after %v; want all, once the garbage run was idle for %v", rep.Received, took, idleTakeover)
+	}
+	t.Logf("real client took over the garbage peer's run after %v", took)
+}

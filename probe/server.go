@@ -379,9 +379,15 @@ func (s *UDPServer) handle(ctx context.Context, r *run, d []byte, from func() *n
 			return r
 		}
 	}
+	notOwn := r.acc.Invalid + r.acc.Corrupted + r.acc.Foreign
 	h, ctl := r.acc.Datagram(d, wall, mono)
 	if !ctl {
-		r.lastData = now
+		// Only the run's own data frames keep it alive: garbage or
+		// another sender's frames must not keep a real client from taking
+		// over a run whose sender has gone.
+		if r.acc.Invalid+r.acc.Corrupted+r.acc.Foreign == notOwn {
+			r.lastData = now
+		}
 		return r
 	}
 	switch h.Type {

@@ -31,6 +31,8 @@ type probeFlags struct {
 	sndbuf      int
 	readerDelay time.Duration
 	reorder     time.Duration
+	idleTimeout time.Duration
+	maxConns    int
 	clockSynced bool
 	gso         bool
 	gro         bool
@@ -89,6 +91,8 @@ func addServerFlags(cmd *cobra.Command, f *probeFlags) {
 	fl.DurationVar(&f.readerDelay, "reader-delay", 0, "sleep after every batch read: make the receiver slow on purpose")
 	fl.DurationVar(&f.reorder, "reorder-window", 200*time.Millisecond, "how long a missing frame may still arrive before it counts as lost")
 	fl.BoolVar(&f.gro, "gro", false, "receive coalesced datagrams with UDP_GRO (faster; socket drops then count buffers, not frames)")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 15*time.Second, "tcp: close a connection whose run is silent this long (a run slower than one frame per this long needs more)")
+	fl.IntVar(&f.maxConns, "max-conns", 64, "tcp: connections served at once; more are refused and counted")
 }
 
 func addClientFlags(cmd *cobra.Command, f *probeFlags) {
@@ -121,6 +125,8 @@ func (f *probeFlags) serverConfig(e *env) probe.ServerConfig {
 		ReaderDelay:   f.readerDelay,
 		RcvBuf:        f.rcvbuf,
 		GRO:           f.gro,
+		IdleTimeout:   f.idleTimeout,
+		MaxConns:      f.maxConns,
 		Collect:       f.collect,
 	}
 	if f.clockSynced {
