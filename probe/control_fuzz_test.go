@@ -64,8 +64,9 @@ func script(ops ...op) []byte {
 // sender's Hello takes over a run only after it has been idle for
 // idleTakeover; only the run's sender's first Fin counts; a Fin between runs
 // gets the report again only from where the run's Fin came; everything else
-// outside a run is stray, counted once; every report the server finishes
-// passes the client's checks.
+// outside a run is stray, counted once; garbage and other senders' frames
+// do not keep a run alive; every report the server finishes passes the
+// client's checks.
 func FuzzControl(f *testing.F) {
 	hello, fin := byte(frame.Hello), byte(frame.Fin)
 	data := byte(frame.Data)
@@ -160,6 +161,9 @@ func FuzzControl(f *testing.F) {
 			default:
 				if got != r {
 					t.Fatalf("%v (%v) in a run replaced it", h.Type, derr)
+				}
+				if (derr != nil || h.Sender != r.acc.Sender) && r.lastData != prev.lastData {
+					t.Fatal("garbage or another sender's frame kept the run alive")
 				}
 			}
 			if !between && got == r && strayed != 0 {
