@@ -423,3 +423,36 @@ func TestUDPGarbageKeepsNoRunAlive(t *testing.T) {
 	}
 	t.Logf("real client took over the garbage peer's run after %v", took)
 }
+
+// TestTCPHelloFlood: every Hello makes the server read the host's counters
+// (a snapshot, the costly part of a run's start), one connection at a time.
+// Connections that each send a Hello and nothing more must not delay a real
+// client beyond its 3 s wait for a HelloAck.
+func TestTCPHelloFlood(t *testing.T) {
+	const flood = 30
+	srv, err := ListenTCP("127.0.0.1:0", ServerConfig{}) // the real counter reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	for i := range flood {
+		c, err := net.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write(frame.Append(nil, &frame.Header{Type: frame.Hello, Sender: uint32(100 + i)}, nil))
+	}
+	rep, took, err := realRun(t, srv.Addr().String())
+	if err != nil || rep.Received != 500 {
+		t.Fatalf("real client after %d hello-only connections: %v, received %d in %v", flood, err, rep.Received, took)
+	}
+	t.Logf("real client after %d hello-only connections: %d frames in %v", flood, rep.Received, took)
+}
