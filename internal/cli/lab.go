@@ -261,6 +261,13 @@ func printLabMarkdown(w io.Writer, results []lab.Result) {
 			what = "not automatic: " + mdEscape(f.NotAutomatic)
 		}
 		counts := fmt.Sprintf("%d → %d", f.DropsBefore, f.DropsAfter)
+		if f.DropsElsewhereAfter > 0 {
+			var at []string
+			for _, st := range f.ElsewhereStages {
+				at = append(at, string(st))
+			}
+			counts += fmt.Sprintf(" (+%d at %s)", f.DropsElsewhereAfter, strings.Join(at, ", "))
+		}
 		if f.DropsBefore == 0 && f.DropsAfter == 0 {
 			counts = fmt.Sprintf("%s finding → %s", orNoFinding(f.SeverityBefore), orNoFinding(f.SeverityAfter))
 		}

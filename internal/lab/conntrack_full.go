@@ -45,7 +45,9 @@ func init() {
 				return nil, err
 			}
 			udpDst := netip.AddrPortFrom(e.Receiver.Addr, udpPort)
-			if _, err := e.socket(e.Receiver, unix.SOCK_DGRAM, bindTo(udpDst)); err != nil {
+			// A buffer for every datagram: once a fix lets the flows
+			// through, none is lost at the socket instead.
+			if _, err := e.socket(e.Receiver, unix.SOCK_DGRAM, intOpt(unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20, "SO_RCVBUFFORCE"), bindTo(udpDst)); err != nil {
 				return nil, err
 			}
 			src, err := e.socket(e.Sender, unix.SOCK_DGRAM)

@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/internal/tune"
+	"github.com/netdrop/netdrop/stage"
 	"golang.org/x/sys/unix"
 )
 
@@ -111,6 +113,12 @@ type FixResult struct {
 	// is not a packet count (ports in use).
 	SeverityBefore string `json:"severity_before,omitempty"`
 	SeverityAfter  string `json:"severity_after,omitempty"`
+	// DropsElsewhereAfter is the loss the run after the fix shows at
+	// other stages beyond what the run before showed there, and
+	// ElsewhereStages those stages: a fix that only moves the loss to the
+	// next stage has not removed it, so it counts against the fix.
+	DropsElsewhereAfter uint64     `json:"drops_elsewhere_after"`
+	ElsewhereStages     []stage.ID `json:"elsewhere_stages,omitempty"`
 	// Pass says the fix held: the loss fell by FixReduction, or nothing
 	// could be applied and the finding says why.
 	Pass bool `json:"pass"`
@@ -138,6 +146,11 @@ func runFix(ctx context.Context, s Scenario, e *Env, ns string, before *diagnose
 		fr.SeverityBefore = at.Severity.String()
 	}
 	var undo []func() error
+	defer func() {
+		if fr.Verdict == "" {
+			fr.Pass, fr.Verdict = fixVerdict(fr)
+		}
+	}()
 	defer func() {
 		// Undo in the reverse order of applying, whatever happened.
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -211,8 +224,11 @@ func runFix(ctx context.Context, s Scenario, e *Env, ns string, before *diagnose
 		return fr
 	}
 
-	// The same traffic again. A fault that no longer happens is what the
-	// fix is for, not an error of the traffic.
+	// The same traffic again, into applications that have read what the
+	// first run left in their sockets, as the first run found them. A
+	// fault that no longer happens is what the fix is for, not an error of
+	// the traffic.
+	e.drainApps()
 	after, err := diag(ctx, func(ctx context.Context) error {
 		if err := traffic(ctx); !errors.Is(err, errNoFault) {
 			return err
@@ -229,6 +245,7 @@ func runFix(ctx context.Context, s Scenario, e *Env, ns string, before *diagnose
 	if ok2 {
 		fr.SeverityAfter = at2.Severity.String()
 	}
+	fr.DropsElsewhereAfter, fr.ElsewhereStages = movedLoss(before, after, s)
 	if len(fr.Applied) == 0 {
 		fr.NotAutomatic = notAutomatic(at)
 	}
@@ -365,6 +382,34 @@ func stageFinding(r *diagnose.Report, s Scenario) (diagnose.Finding, bool) {
 	return best, found
 }
 
+// movedLoss is the loss at stages other than the scenario's that the
+// diagnosis after the fix shows beyond the one before, in findings of the
+// scenario's own (host-wide ones only for a host-wide stage) of warning
+// or above.
+func movedLoss(before, after *diagnose.Report, s Scenario) (uint64, []stage.ID) {
+	other := func(r *diagnose.Report) map[stage.ID]uint64 {
+		m := map[stage.ID]uint64{}
+		for _, f := range r.Findings {
+			if f.Stage == s.Stage || f.HostWide && !s.HostWide || f.Severity < diagnose.Warning {
+				continue
+			}
+			m[f.Stage] += f.Drops
+		}
+		return m
+	}
+	was := other(before)
+	var total uint64
+	var at []stage.ID
+	for st, n := range other(after) {
+		if n > was[st] {
+			total += n - was[st]
+			at = append(at, st)
+		}
+	}
+	slices.Sort(at)
+	return total, at
+}
+
 // notAutomatic is the finding's own reason why netdrop does not remove its
 // loss: the declaration that made it expected (nothing to fix), else the
 // finding's own reason, else those of its manual fixes.
@@ -395,21 +440,38 @@ func fixVerdict(fr *FixResult) (bool, string) {
 		return false, "nothing was applied and the finding does not say why its fix is not automatic"
 	case fr.DropsBefore == 0:
 		// A stage without a packet count (ports in use): the finding
-		// itself must be gone, or no longer a warning.
+		// itself must be gone, or no longer a warning, and no loss
+		// appear elsewhere instead.
+		if fr.DropsElsewhereAfter > 0 {
+			return false, fmt.Sprintf("%d drops at %s after the fix", fr.DropsElsewhereAfter, joinStages(fr.ElsewhereStages))
+		}
 		if fr.SeverityAfter == "" || fr.SeverityAfter == diagnose.Info.String() {
 			return true, fmt.Sprintf("the %s finding is gone after the fix", orNone(fr.SeverityBefore))
 		}
 		return false, fmt.Sprintf("the finding is still %s after the fix", fr.SeverityAfter)
 	}
-	fell := 1 - float64(fr.DropsAfter)/float64(fr.DropsBefore)
-	if fr.DropsAfter > fr.DropsBefore {
-		fell = -float64(fr.DropsAfter-fr.DropsBefore) / float64(fr.DropsBefore)
+	// Loss the fix moved to another stage is loss all the same.
+	left := fr.DropsAfter + fr.DropsElsewhereAfter
+	fell := 1 - float64(left)/float64(fr.DropsBefore)
+	if left > fr.DropsBefore {
+		fell = -float64(left-fr.DropsBefore) / float64(fr.DropsBefore)
 	}
-	msg := fmt.Sprintf("%d → %d drops (%s)", fr.DropsBefore, fr.DropsAfter, percent(fell))
+	msg := fmt.Sprintf("%d → %d drops (%s)", fr.DropsBefore, left, percent(fell))
+	if fr.DropsElsewhereAfter > 0 {
+		msg = fmt.Sprintf("%d → %d drops (%s; %d of them moved to %s)", fr.DropsBefore, left, percent(fell), fr.DropsElsewhereAfter, joinStages(fr.ElsewhereStages))
+	}
 	if fell >= FixReduction {
 		return true, msg
 	}
 	return false, msg + fmt.Sprintf(", less than the %.0f%% a fix must remove", FixReduction*100)
+}
+
+func joinStages(ids []stage.ID) string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, string(id))
+	}
+	return strings.Join(out, ", ")
 }
 
 func orNone(s string) string {
@@ -484,6 +546,27 @@ func (e *Env) applyApp(ns string, a diagnose.AppChange) (int, error) {
 		return 0, fmt.Errorf("application change %s: no socket of the lab's applications matches it", a)
 	}
 	return n, nil
+}
+
+// drainApps reads, without waiting, whatever the lab's UDP sockets hold:
+// the applications have read what the first run of the traffic left, so
+// the run after a fix starts from sockets as empty as the first run found
+// them (a full buffer left over is not a loss of the second run).
+func (e *Env) drainApps() {
+	e.mu.Lock()
+	socks := append([]appSocket(nil), e.apps...)
+	e.mu.Unlock()
+	buf := make([]byte, 65536)
+	for _, s := range socks {
+		if s.typ != unix.SOCK_DGRAM {
+			continue
+		}
+		for {
+			if _, _, err := unix.Recvfrom(s.fd, buf, unix.MSG_DONTWAIT); err != nil && !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+	}
 }
 
 // localAddr is a socket's local address as sock_diag prints it
