@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/internal/report"
+	"github.com/netdrop/netdrop/internal/tune"
 	"github.com/netdrop/netdrop/stage"
 )
 
@@ -33,7 +34,10 @@ var pendingDiagnose = map[string]string{}
 
 // globalSysctls are the host-wide settings scenarios change; every test
 // that runs the lab checks they hold their old values afterwards.
-var globalSysctls = []string{"net.core.netdev_max_backlog", "net.netfilter.nf_conntrack_max"}
+var globalSysctls = []string{"net.core.netdev_max_backlog", "net.netfilter.nf_conntrack_max",
+	// --fix raises these on the host (a child namespace sees them
+	// read-only).
+	"net.core.rmem_max", "net.core.wmem_max", "net.core.rmem_default", "net.core.wmem_default"}
 
 func TestSelect(t *testing.T) {
 	var all []string
@@ -580,9 +584,12 @@ var references = map[string]reference{
 }
 
 // TestScenarios runs every scenario as a user would with `netdrop lab run
-// all`, checks each fault really happened with the kernel's own tools while
-// it is still in place, that netdrop's top finding names the expected stage
-// with the same count, and that nothing remains afterwards.
+// all --fix`, checks each fault really happened with the kernel's own tools
+// while it is still in place, that netdrop's top finding names the expected
+// stage with the same count, that netdrop's own fix removes the loss (or the
+// finding says why it is not automatic), with the reference tool's count
+// after the fix equal to netdrop's, that every setting the fix changed is
+// back from its rollback file, and that nothing remains afterwards.
 func TestScenarios(t *testing.T) {
 	needRoot(t, "ip", "nstat", "nft", "tc", "conntrack", "ss", "bash")
 	before := readGlobals(t)
@@ -592,6 +599,7 @@ func TestScenarios(t *testing.T) {
 	mainNS := mainThreadNS(t)
 	checked := map[string]bool{}
 	outranked := map[string]bool{}
+	refBefore := map[string]uint64{} // the reference count before --fix
 	printedFixes := 0
 	inspect := func(s Scenario, e *Env, r *Result) {
 		ref, ok := references[s.Name]
@@ -602,6 +610,7 @@ func TestScenarios(t *testing.T) {
 		checked[s.Name] = true
 		printedFixes += checkFixesRun(t, s.Name, r)
 		n, exact := ref(t, e)
+		refBefore[s.Name] = n
 		if s.Name != "time-wait-ports" && n == 0 {
 			t.Errorf("%s: the reference tool shows no loss: the fault did not happen", s.Name)
 		}
@@ -639,10 +648,24 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("%s: netdrop counted %d unresolved discards, more than the %d the kernel counted since the test started", s.Name, r.Drops, n)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	fixChecked := map[string]bool{}
+	inspectFix := func(s Scenario, e *Env, r *Result) {
+		fixChecked[s.Name] = true
+		checkFixUndone(t, s.Name, r.Fix)
+		if r.Fix == nil || r.Fix.Error != "" {
+			return
+		}
+		// The kernel's own count over the run after the fix.
+		if n, exact := references[s.Name](t, e); exact && s.Name != "time-wait-ports" {
+			if d := n - refBefore[s.Name]; d != r.Fix.DropsAfter {
+				t.Errorf("%s --fix: netdrop counted %d drops after the fix, the reference tool %d", s.Name, r.Fix.DropsAfter, d)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	records := t.TempDir()
-	results, err := Run(ctx, List(), Options{Inspect: inspect, Log: func(m string) { t.Log(m) }, RecordDir: records}, nil)
+	results, err := Run(ctx, List(), Options{Fix: true, Inspect: inspect, InspectFix: inspectFix, Log: func(m string) { t.Log(m) }, RecordDir: records}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -657,6 +680,18 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("%s: the reference check did not run", r.Scenario)
 		}
 		checkRecorded(t, r)
+		switch {
+		case r.Fix == nil:
+			if r.Error == "" {
+				t.Errorf("%s: no --fix result", r.Scenario)
+			}
+		case !fixChecked[r.Scenario]:
+			t.Errorf("%s: the --fix check did not run", r.Scenario)
+		case !r.Fix.Pass:
+			t.Errorf("%s --fix: %s", r.Scenario, r.Fix.Verdict)
+		default:
+			t.Logf("%s --fix: %s", r.Scenario, r.Fix.Verdict)
+		}
 		if why, pending := pendingDiagnose[r.Scenario]; pending {
 			t.Logf("%s: diagnosis pending (%s): expected %s, found %q", r.Scenario, why, r.Expected, r.Found)
 			continue
@@ -668,6 +703,9 @@ func TestScenarios(t *testing.T) {
 	if len(results) != len(List()) {
 		t.Errorf("ran %d scenarios, want %d", len(results), len(List()))
 	}
+	if left, _ := filepath.Glob(filepath.Join(StateDir, rollbackPrefix+"*")); len(left) > 0 {
+		t.Errorf("--fix left rollback files: %v", left)
+	}
 	t.Logf("%d printed fix commands checked", printedFixes)
 	if printedFixes < len(List()) {
 		t.Errorf("only %d printed fix commands over %d scenarios: the check saw no diagnosis", printedFixes, len(List()))
@@ -676,6 +714,33 @@ func TestScenarios(t *testing.T) {
 		t.Errorf("the main thread was left in another network namespace (%d, was %d): it keeps a lab namespace alive and /proc/net shows it", got, mainNS)
 	}
 	assertClean(t, before)
+}
+
+// checkFixUndone checks, after --fix rolled back and before teardown, that
+// every kernel setting it changed reads again as it did before the fix (the
+// rollback file restored it: host-wide ones are checked before the lab's
+// journal would restore them), and that the rollback files are gone.
+func checkFixUndone(t *testing.T, scenario string, fr *FixResult) {
+	t.Helper()
+	if fr == nil {
+		return
+	}
+	for _, c := range fr.Applied {
+		if c.Setting == nil {
+			continue
+		}
+		now, err := tune.Kernel{Netns: c.Netns}.Read(*c.Setting)
+		if err != nil {
+			t.Errorf("%s --fix: read %s after the rollback: %v", scenario, c.Setting, err)
+			continue
+		}
+		if strings.Join(strings.Fields(now), " ") != c.From {
+			t.Errorf("%s --fix: %s %s reads %q after the rollback, was %q", scenario, c.Setting, where(c.Netns), now, c.From)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(StateDir, rollbackPrefix+scenario+"-*")); len(left) > 0 {
+		t.Errorf("%s --fix: rollback files remain: %v", scenario, left)
+	}
 }
 
 // checkFixesRun checks every command the text report of a scenario's
