@@ -267,7 +267,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	var before *sockets.Summary
 	if !opts.NoSockets {
 		// Every socket, no owners: only the drop counts matter here.
-		before, _ = sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns.Spec(), Top: -1})
+		before, _ = sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Top: -1})
 	}
 	if opts.During != nil {
 		if err := opts.During(ctx); err != nil {
@@ -369,7 +369,7 @@ func startTrace(ctx context.Context, opts Options) (tracing, error) {
 func extra(ctx context.Context, opts Options, s *counters.Snapshot) Extra {
 	var x Extra
 	if !opts.NoSockets {
-		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns.Spec(), Owners: true, Top: -1})
+		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Owners: true, Top: -1})
 		if err != nil {
 			s.Fail(SourceSockDiag, err)
 		} else {

@@ -200,7 +200,7 @@ func measure(t *testing.T, tc kernelCase) (*diagnose.Report, uint64, uint64, *te
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, Top: -1})
+	before, err := sockets.Summarize(ctx, sockets.Options{Netns: target, Top: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func measure(t *testing.T, tc kernelCase) (*diagnose.Report, uint64, uint64, *te
 		t.Fatal(err)
 	}
 	ref := tc.reference(t, p) - ref0
-	sum, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, Owners: true, Top: -1})
+	sum, err := sockets.Summarize(ctx, sockets.Options{Netns: target, Owners: true, Top: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,7 +138,7 @@ func BenchmarkScaleTimeWait(b *testing.B) {
 	b.Run("summarize-inprocess", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			s, err := Summarize(context.Background(), Options{Netns: ns, States: 1 << TimeWait})
+			s, err := Summarize(context.Background(), Options{Netns: netns.Named(ns), States: 1 << TimeWait})
 			if err != nil {
 				b.Fatal(err)
 			}

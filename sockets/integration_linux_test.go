@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/netdrop/netdrop/internal/netns"
 )
 
 // ssCounts counts sockets per "family/proto/STATE" from ss -H output of one
@@ -217,7 +219,7 @@ func outsideSS(before, after, got ssSnapshot) []string {
 
 func TestSummarizeMatchesSS(t *testing.T) {
 	sc := buildScenario(t)
-	sum := compareWithSS(t, sc.ns, Options{Netns: sc.ns, Owners: true, Top: -1})
+	sum := compareWithSS(t, sc.ns, Options{Netns: netns.Named(sc.ns), Owners: true, Top: -1})
 
 	// The arranged state, independently of ss.
 	if got := sum.TimeWait; got.Server != sc.serverTW4 || got.Client != sc.clientTW4+sc.clientTW6 {
@@ -296,7 +298,7 @@ func TestSummarizeFilters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sum, err := Summarize(context.Background(), Options{Netns: sc.ns, States: states, Top: -1})
+		sum, err := Summarize(context.Background(), Options{Netns: netns.Named(sc.ns), States: states, Top: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,7 +327,7 @@ func TestSummarizeFilters(t *testing.T) {
 		}
 	})
 	t.Run("port", func(t *testing.T) {
-		sum, err := Summarize(context.Background(), Options{Netns: sc.ns, Port: scnQueuePrt, Top: -1})
+		sum, err := Summarize(context.Background(), Options{Netns: netns.Named(sc.ns), Port: scnQueuePrt, Top: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,7 +341,7 @@ func TestSummarizeFilters(t *testing.T) {
 		}
 	})
 	t.Run("process", func(t *testing.T) {
-		sum, err := Summarize(context.Background(), Options{Netns: sc.ns, Process: ProcessFilter{PID: os.Getpid()}, Top: -1, Owners: true})
+		sum, err := Summarize(context.Background(), Options{Netns: netns.Named(sc.ns), Process: ProcessFilter{PID: os.Getpid()}, Top: -1, Owners: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -363,7 +365,7 @@ func TestSummarizeFilters(t *testing.T) {
 		if diff := cmp.Diff(want, sumCounts(sum)); diff != "" {
 			t.Errorf("process filter (-ss +netdrop):\n%s", diff)
 		}
-		sum, err = Summarize(context.Background(), Options{Netns: sc.ns, Process: ProcessFilter{Comm: "no-such-comm"}})
+		sum, err = Summarize(context.Background(), Options{Netns: netns.Named(sc.ns), Process: ProcessFilter{Comm: "no-such-comm"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -393,7 +395,7 @@ func TestPortShareInNamespace(t *testing.T) {
 		return n["TIME-WAIT"] == toOne+toTwo && n["FIN-WAIT-1"]+n["FIN-WAIT-2"]+n["CLOSE-WAIT"]+n["LAST-ACK"]+n["CLOSING"] == 0
 	})
 
-	sum, err := Summarize(context.Background(), Options{Netns: ns, Top: -1})
+	sum, err := Summarize(context.Background(), Options{Netns: netns.Named(ns), Top: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/netdrop/netdrop/internal/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,7 +49,7 @@ func Summarize(ctx context.Context, opts Options) (*Summary, error) {
 
 	var agg *aggregator
 	var unavailable []string
-	err := netns.Do(opts.Netns, func() error {
+	err := opts.Netns.Do(func() error {
 		settings, problems := ReadSettings(procRoot)
 		unavailable = append(unavailable, problems...)
 		agg = newAggregator(opts, settings, keep)

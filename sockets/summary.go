@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/netdrop/netdrop/internal/netns"
 )
 
 // DefaultTop is how many rows each table keeps when Options.Top is zero.
@@ -25,8 +27,9 @@ const (
 
 // Options select what Summarize reads and keeps.
 type Options struct {
-	// Netns names the namespace (see internal/netns); "" is the current one.
-	Netns string
+	// Netns is the namespace to read; the zero Target is the current
+	// one (counters.ParseTarget reads one as users type it).
+	Netns netns.Target
 	// ProcRoot is the procfs mount, "/proc" when empty.
 	ProcRoot string
 	// States limits the sockets read; 0 means all. The kernel applies it.
@@ -378,7 +381,7 @@ func (h *pressureHeap) Pop() any {
 func (a *aggregator) summary() *Summary {
 	top := a.opts.top()
 	s := &Summary{
-		Netns:          a.opts.Netns,
+		Netns:          a.opts.Netns.Spec(),
 		Settings:       a.settings,
 		Total:          a.total,
 		TimeWait:       a.tw,

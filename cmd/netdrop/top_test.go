@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/internal/lab"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
@@ -193,7 +194,7 @@ func TestTopInTmux(t *testing.T) {
 func topOnFault(t *testing.T, bin string, e *lab.Env) {
 	ns := e.Receiver.NS
 	// The socket that overflowed in the scenario: the one to keep flooding.
-	sum, err := sockets.Summarize(context.Background(), sockets.Options{Netns: ns, Top: -1})
+	sum, err := sockets.Summarize(context.Background(), sockets.Options{Netns: counters.NamedNetns(ns), Top: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,8 +60,8 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 			if opts.Expect, err = diagnose.ParseExpects(expects); err != nil {
 				return err
 			}
-			if opts.Netns != "" {
-				if _, err := netns.ID(opts.Netns); err != nil {
+			if !opts.Netns.IsCurrent() {
+				if _, err := netns.ID(opts.Netns.Spec()); err != nil {
 					return err
 				}
 			}
@@ -73,7 +73,7 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 			if trace {
 				// One tracer for the exporter's life, filtered in the
 				// kernel to the watched namespace.
-				tr, err := droptrace.Start(cmd.Context(), droptrace.Options{Netns: opts.Netns})
+				tr, err := droptrace.Start(cmd.Context(), droptrace.Options{Netns: opts.Netns.Spec()})
 				if err != nil {
 					return fmt.Errorf("--trace: %w", err)
 				}
@@ -91,7 +91,7 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", exporter.DefaultListen, "address to serve /metrics on")
-	f.StringVarP(&opts.Netns, "netns", "n", "", "network namespace to watch: NAME (/run/netns), PATH, or pid:N")
+	f.VarP(&opts.Netns, "netns", "n", "network namespace to watch: NAME (/run/netns), PATH, or pid:N")
 	f.IntVar(&opts.Top, "top", exporter.DefaultTop, "destinations and listeners that get their own series")
 	f.BoolVar(&opts.NoSockets, "no-sockets", false, "skip the socket view (TIME_WAIT per destination, listen queues)")
 	f.BoolVar(&trace, "trace", false, "add the in-kernel drop aggregates by reason, location and stage (eBPF; needs CAP_BPF and CAP_PERFMON)")

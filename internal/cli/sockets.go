@@ -89,7 +89,7 @@ ephemeral range or a listener's accept queue is full; 2 on error.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&opts.Netns, "netns", "n", "", "network namespace to read: NAME (/run/netns), PATH, or pid:N")
+	f.VarP(&opts.Netns, "netns", "n", "network namespace to read: NAME (/run/netns), PATH, or pid:N")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.IntVar(&opts.Top, "top", sockets.DefaultTop, "rows per table (0 for all)")
 	f.StringVar(&states, "state", "", "only these states, comma-separated (estab, time-wait, listen, syn-recv, unconn, … or all, connected, bucket)")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/internal/report"
 	"github.com/netdrop/netdrop/internal/safefile"
 	"github.com/netdrop/netdrop/internal/tune"
@@ -73,8 +74,8 @@ finding's fix belongs in the application rather than in the kernel.`,
 			if err != nil {
 				return err
 			}
-			sys := tune.Kernel{Netns: opts.Netns.Spec()}
-			plan := tune.Build(r, sys, tune.Gather(cmd.Context(), r, opts.Netns.Spec()))
+			sys := tune.Kernel{Netns: opts.Netns}
+			plan := tune.Build(r, sys, tune.Gather(cmd.Context(), r, opts.Netns))
 			out := tuneOutput{Plan: plan, DryRun: !apply}
 			var applyErr error
 			var nothing bool
@@ -162,7 +163,11 @@ func runRollback(e *env, path, ns string, nsGiven, asJSON bool) error {
 	if !nsGiven {
 		ns = rb.Netns
 	}
-	done, err := tune.RollbackFrom(tune.Kernel{Netns: ns}, rb)
+	target, err := netns.Parse(ns)
+	if err != nil {
+		return err
+	}
+	done, err := tune.RollbackFrom(tune.Kernel{Netns: target}, rb)
 	if asJSON {
 		if jerr := writeJSON(e.stdout, map[string]any{"rolled_back_from": path, "netns": ns, "restored": done}); jerr != nil {
 			return jerr

@@ -57,7 +57,7 @@ func TestFindingsAgreeWithDiagnose(t *testing.T) {
 	if err := conn.SetReadBuffer(2048); err != nil {
 		t.Fatal(err)
 	}
-	e := New(Options{Netns: p.B, NoSockets: true})
+	e := New(Options{Netns: counters.NamedNetns(p.B), NoSockets: true})
 	var fromExporter *diagnose.Report
 	ctx := context.Background()
 	got, err := diagnose.Run(ctx, diagnose.Options{

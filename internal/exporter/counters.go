@@ -50,11 +50,7 @@ func (c *countersCollector) update(ctx context.Context, s *scrape, ch chan<- pro
 	o := c.e.opts
 	// The same snapshot diagnose takes, host-wide merge included, so
 	// the findings of a scrape are those of `netdrop diagnose`.
-	target, err := counters.ParseTarget(o.Netns)
-	if err != nil {
-		return err
-	}
-	snap, err := counters.CollectIn(ctx, target, counters.Options{FS: o.FS, Sources: o.Sources})
+	snap, err := counters.CollectIn(ctx, o.Netns, counters.Options{FS: o.FS, Sources: o.Sources})
 	if err != nil {
 		return err
 	}

@@ -115,7 +115,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	}
 	testnet.RequireTool(t, "nstat")
 	p := testnet.NewPair(t, "exp")
-	target := serveExporter(t, Options{Netns: p.B})
+	target := serveExporter(t, Options{Netns: netns.Named(p.B)})
 
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:
@@ -241,7 +241,7 @@ func BenchmarkScrape10kSockets(b *testing.B) {
 	n := make10kSockets(b, p)
 	b.Logf("namespace %s holds %d TCP sockets", p.B, n)
 	b.Run("exporter", func(b *testing.B) {
-		reg, _, err := NewRegistry(Options{Netns: p.B})
+		reg, _, err := NewRegistry(Options{Netns: netns.Named(p.B)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -256,7 +256,7 @@ func BenchmarkScrape10kSockets(b *testing.B) {
 		}
 	})
 	b.Run("sockets-only", func(b *testing.B) {
-		sc := newSocketsCollector(New(Options{Netns: p.B}))
+		sc := newSocketsCollector(New(Options{Netns: netns.Named(p.B)}))
 		ch := make(chan prometheus.Metric, 1024)
 		go func() {
 			for range ch {

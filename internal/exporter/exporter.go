@@ -50,9 +50,9 @@ const namespace = "netdrop"
 
 // Options configures an Exporter.
 type Options struct {
-	// Netns names the network namespace to watch (internal/netns
-	// spelling); "" is the exporter's own.
-	Netns string
+	// Netns is the network namespace to watch; the zero Target is the
+	// exporter's own.
+	Netns netns.Target
 	// FS is where kernel files are read; zero reads the running kernel.
 	FS counters.FS
 	// Sources replaces the counter sources (tests); nil reads them all.
@@ -208,7 +208,7 @@ func (e *Exporter) run(ctx context.Context, c collector, s *scrape, ch chan<- pr
 }
 
 // inNetns runs fn inside the watched namespace.
-func (e *Exporter) inNetns(fn func() error) error { return netns.Do(e.opts.Netns, fn) }
+func (e *Exporter) inNetns(fn func() error) error { return e.opts.Netns.Do(fn) }
 
 // Handler returns the HTTP handler: /metrics, and a landing page at /.
 func Handler(reg *prometheus.Registry, opts Options) http.Handler {
@@ -224,7 +224,7 @@ func Handler(reg *prometheus.Registry, opts Options) http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		ns := opts.Netns
+		ns := opts.Netns.Spec()
 		if ns == "" {
 			ns = "the exporter's own"
 		}

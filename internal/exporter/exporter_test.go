@@ -391,7 +391,7 @@ func TestCardinalityBounded(t *testing.T) {
 }
 
 func TestLandingPage(t *testing.T) {
-	opts := Options{Netns: "<web>", FS: counters.NewFS("testdata/before"), Sources: []counters.Source{counters.SNMPSource{}}, NoSockets: true}
+	opts := Options{Netns: counters.NamedNetns("<web>"), FS: counters.NewFS("testdata/before"), Sources: []counters.Source{counters.SNMPSource{}}, NoSockets: true}
 	reg, _, _ := NewRegistry(opts)
 	srv := httptest.NewServer(Handler(reg, opts))
 	defer srv.Close()

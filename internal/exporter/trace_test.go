@@ -107,7 +107,7 @@ func TestTraceKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
-	opts := Options{Netns: p.B, NoSockets: true, Tracer: tr}
+	opts := Options{Netns: counters.NamedNetns(p.B), NoSockets: true, Tracer: tr}
 	reg, _, err := NewRegistry(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -49,6 +49,14 @@ type Node struct {
 // in fn stay in the namespace after it returns.
 func (n *Node) Do(fn func() error) error { return ndnetns.Do(n.NS, fn) }
 
+// nsTarget is the lab namespace named ns, or the host's for "".
+func nsTarget(ns string) ndnetns.Target {
+	if ns == "" {
+		return ndnetns.Current()
+	}
+	return ndnetns.Named(ns)
+}
+
 // Sysctl sets a per-namespace sysctl inside the node. The namespace dies
 // with the lab, so nothing has to be restored.
 func (n *Node) Sysctl(name, value string) error {

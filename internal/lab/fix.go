@@ -166,8 +166,8 @@ func runFix(ctx context.Context, s Scenario, e *Env, ns string, before *diagnose
 	// than the lab, and its findings at other stages are not the lab's.
 	var app []tune.AppNote
 	if ns != "" {
-		sys := tune.Kernel{Netns: ns}
-		plan := tune.Build(before, sys, tune.Gather(ctx, before, ns))
+		sys := tune.Kernel{Netns: nsTarget(ns)}
+		plan := tune.Build(before, sys, tune.Gather(ctx, before, nsTarget(ns)))
 		app = plan.Application
 		u, err := fr.apply(plan, sys, e, ns)
 		undo = append(undo, u...)
@@ -334,7 +334,7 @@ func removeStaleRollbacks() error {
 // changes.
 func hostView(r *diagnose.Report, s Scenario, ns string) *diagnose.Report {
 	out := &diagnose.Report{Netns: "", IntervalS: r.IntervalS}
-	nsSys := tune.Kernel{Netns: ns}
+	nsSys := tune.Kernel{Netns: nsTarget(ns)}
 	for _, f := range r.Findings {
 		if f.Stage != s.Stage || f.HostWide && !s.HostWide {
 			continue

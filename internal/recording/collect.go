@@ -137,7 +137,7 @@ func read(ctx context.Context, o CollectOptions, tr *droptrace.Tracer, prev *dro
 		}
 	}
 	if o.Sockets {
-		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: o.Netns.Spec(), Top: -1})
+		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: o.Netns, Top: -1})
 		if err != nil {
 			snap.Fail(diagnose.SourceSockDiag, err)
 		} else {

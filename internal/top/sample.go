@@ -108,7 +108,7 @@ func NewSampler(ctx context.Context, opts Options) (*Sampler, error) {
 		if opts.Sockets {
 			// Every socket (Top -1): a socket cut from one reading would
 			// count all its drops since it opened in the next.
-			sum, err := sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns.Spec(), Owners: true, Top: -1})
+			sum, err := sockets.Summarize(ctx, sockets.Options{Netns: opts.Netns, Owners: true, Top: -1})
 			if err != nil {
 				snap.Fail(diagnose.SourceSockDiag, err)
 			} else {

@@ -24,9 +24,9 @@ import (
 // file); txqueuelen through rtnetlink; ring and channel sizes through the
 // ethtool ioctl; RPS masks through sysfs.
 type Kernel struct {
-	// Netns names the namespace (internal/netns spelling); "" is the
-	// current one.
-	Netns string
+	// Netns is the namespace whose settings are read and written; the
+	// zero Target is the current one.
+	Netns netns.Target
 	// Proc and Sys are the procfs and sysfs mounts; "/proc" and "/sys"
 	// when empty.
 	Proc, Sys string
@@ -47,10 +47,10 @@ func (k Kernel) sys() string {
 }
 
 func (k Kernel) where() string {
-	if k.Netns == "" {
+	if k.Netns.IsCurrent() {
 		return "this namespace"
 	}
-	return "namespace " + k.Netns
+	return "namespace " + k.Netns.String()
 }
 
 // kernelApplier is the kernel half of a kind's applier: how to read, check
@@ -95,17 +95,17 @@ var kernelAppliers = map[diagnose.ChangeKind]kernelApplier{
 func inNetns(read func(Kernel, Setting) (string, error), check func(Kernel, Setting) error, write func(Kernel, Setting, string) error) kernelApplier {
 	return kernelApplier{
 		read: func(k Kernel, s Setting) (out string, err error) {
-			err = netns.Do(k.Netns, func() error {
+			err = k.Netns.Do(func() error {
 				out, err = read(k, s)
 				return err
 			})
 			return out, err
 		},
 		check: func(k Kernel, s Setting) error {
-			return netns.Do(k.Netns, func() error { return check(k, s) })
+			return k.Netns.Do(func() error { return check(k, s) })
 		},
 		write: func(k Kernel, s Setting, v string) error {
-			return netns.Do(k.Netns, func() error { return write(k, s, v) })
+			return k.Netns.Do(func() error { return write(k, s, v) })
 		},
 	}
 }
@@ -153,13 +153,10 @@ func (k Kernel) Write(s Setting, v string) error {
 // sysfs on a temporary directory. The thread is never unlocked, so the
 // runtime discards it with its mount namespace when fn returns.
 func (k Kernel) sysfs(fn func(sys string) error) error {
-	if k.Netns == "" {
+	if k.Netns.IsCurrent() {
 		return fn(k.sys())
 	}
-	path, err := netns.Path(k.Netns)
-	if err != nil {
-		return err
-	}
+	path := k.Netns.Path()
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -327,7 +324,7 @@ func (k Kernel) checkFile(s Setting, p string) error {
 	}
 	if st.Mode().Perm()&0o222 == 0 {
 		msg := fmt.Sprintf("%s is read-only in %s", s, k.where())
-		if k.Netns != "" {
+		if !k.Netns.IsCurrent() {
 			msg += " (a host-wide setting seen from a child namespace is read-only there: set it on the host)"
 		}
 		return fmt.Errorf("%w: %s", ErrReadOnly, msg)

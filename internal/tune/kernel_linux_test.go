@@ -42,7 +42,7 @@ func TestKernelApplyRollbackByteExact(t *testing.T) {
 	p := testnet.NewPair(t, "tune")
 	names := []string{"net.core.somaxconn", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_fin_timeout"}
 	host := hostValues(t, names...)
-	sys := Kernel{Netns: p.B}
+	sys := Kernel{Netns: netns.Named(p.B)}
 	before := map[string]string{}
 	for _, n := range names {
 		v, err := sys.Read(sysctl(n))
@@ -100,7 +100,7 @@ func TestKernelApplyRollbackByteExact(t *testing.T) {
 
 func TestKernelFailureHalfwayRollsBack(t *testing.T) {
 	p := testnet.NewPair(t, "tune")
-	sys := Kernel{Netns: p.B}
+	sys := Kernel{Netns: netns.Named(p.B)}
 	names := []string{"net.ipv4.ip_local_port_range", "net.ipv4.tcp_fin_timeout", "net.core.somaxconn"}
 	before := map[string]string{}
 	for _, n := range names {
@@ -131,7 +131,7 @@ func TestKernelFailureHalfwayRollsBack(t *testing.T) {
 
 func TestKernelUnknownAndReadOnly(t *testing.T) {
 	p := testnet.NewPair(t, "tune")
-	sys := Kernel{Netns: p.B}
+	sys := Kernel{Netns: netns.Named(p.B)}
 	tests := []struct {
 		s    Setting
 		want error
@@ -172,7 +172,7 @@ func TestKernelUnknownAndReadOnly(t *testing.T) {
 
 func TestKernelLinkSettings(t *testing.T) {
 	p := testnet.NewPair(t, "tune")
-	sys := Kernel{Netns: p.B}
+	sys := Kernel{Netns: netns.Named(p.B)}
 	qlen := Setting{Kind: diagnose.ChangeTxQueueLen, Target: "b0"}
 	rx := Setting{Kind: diagnose.ChangeChannels, Target: "b0", Param: "rx"}
 	rps := Setting{Kind: diagnose.ChangeRPSCPUs, Target: "b0 rx-0"}
@@ -262,7 +262,7 @@ func listenRaw(t *testing.T, ns string, ip net.IP, port, backlog int) {
 // real diagnosis, builds the plan, applies it and rolls it back.
 func TestKernelPlanFromDiagnosis(t *testing.T) {
 	p := testnet.NewPair(t, "tune")
-	sys := Kernel{Netns: p.B}
+	sys := Kernel{Netns: netns.Named(p.B)}
 	somax := sysctl("net.core.somaxconn")
 	orig, err := sys.Read(somax)
 	if err != nil {
@@ -332,7 +332,7 @@ func TestKernelPlanFromDiagnosis(t *testing.T) {
 		t.Fatalf("diagnosis found no tcp-listen finding; nstat saw %d overflows; findings: %+v", overAfter-overBefore, res.r.Findings)
 	}
 
-	sum, err := sockets.Summarize(ctx, sockets.Options{Netns: p.B, States: sockets.StateSet(1 << sockets.Listen), Top: -1})
+	sum, err := sockets.Summarize(ctx, sockets.Options{Netns: netns.Named(p.B), States: sockets.StateSet(1 << sockets.Listen), Top: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

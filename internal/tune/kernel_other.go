@@ -5,11 +5,13 @@ package tune
 import (
 	"fmt"
 	"runtime"
+
+	"github.com/netdrop/netdrop/internal/netns"
 )
 
 // Kernel reads and writes kernel settings; only Linux has them.
 type Kernel struct {
-	Netns     string
+	Netns     netns.Target
 	Proc, Sys string
 }
 

@@ -27,6 +27,7 @@ import (
 
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -150,12 +151,12 @@ type Context struct {
 }
 
 // Gather reads the evidence Build needs beyond the diagnosis, in the
-// namespace the diagnosis read (netns, internal/netns spelling): the
+// namespace the diagnosis read (ns): the
 // listeners, when a listen-queue finding needs them to tell an application
 // backlog from the somaxconn cap. netdrop tune and the lab's --fix share it,
 // so both build the same plan. Failing to read them only loses that
 // distinction.
-func Gather(ctx context.Context, r *diagnose.Report, netns string) Context {
+func Gather(ctx context.Context, r *diagnose.Report, ns netns.Target) Context {
 	var tc Context
 	need := false
 	for _, f := range r.Findings {
@@ -166,7 +167,7 @@ func Gather(ctx context.Context, r *diagnose.Report, netns string) Context {
 	if !need {
 		return tc
 	}
-	sum, err := sockets.Summarize(ctx, sockets.Options{Netns: netns, States: sockets.StateSet(1 << sockets.Listen), Top: -1})
+	sum, err := sockets.Summarize(ctx, sockets.Options{Netns: ns, States: sockets.StateSet(1 << sockets.Listen), Top: -1})
 	if err != nil {
 		return tc
 	}
