@@ -2,6 +2,7 @@ package counters
 
 import (
 	"context"
+	"time"
 
 	"github.com/netdrop/netdrop/internal/netns"
 )
@@ -63,6 +64,16 @@ func CollectIn(ctx context.Context, t Target, opts Options) (*Snapshot, error) {
 		mergeHost(ctx, opts.FS, snap)
 	}
 	return snap, nil
+}
+
+// Unreadable is the snapshot of t when CollectIn could not enter it (the
+// namespace went away): every default source unavailable for err.
+func Unreadable(t Target, err error) *Snapshot {
+	s := &Snapshot{Time: time.Now(), Netns: t.String()}
+	for _, src := range registry {
+		s.Fail(src.ID(), err)
+	}
+	return s
 }
 
 // mergeHost adds to snap, a namespace's snapshot, the host-wide values

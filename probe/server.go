@@ -69,7 +69,7 @@ type ServerConfig struct {
 	// Collect reads the kernel counters at the start and end of a run, in
 	// the receiver's namespace. Runs of concurrent TCP connections call it
 	// one at a time. Nil reads the current namespace with
-	// counters.Collect; tests and `--netns` wrap it with internal/netns.
+	// counters.CollectIn; tests and `--netns` read another.
 	Collect func(context.Context) *counters.Snapshot
 }
 
@@ -100,7 +100,11 @@ func (c *ServerConfig) defaults() {
 	}
 	if c.Collect == nil {
 		c.Collect = func(ctx context.Context) *counters.Snapshot {
-			return counters.Collect(ctx, counters.Options{})
+			s, err := counters.CollectIn(ctx, counters.CurrentNetns(), counters.Options{})
+			if err != nil {
+				return counters.Unreadable(counters.CurrentNetns(), err)
+			}
+			return s
 		}
 	}
 }

@@ -54,12 +54,8 @@ func (f *probeFlags) inNetns(fn func() error) error {
 func (f *probeFlags) collect(ctx context.Context) *counters.Snapshot {
 	s, err := counters.CollectIn(ctx, f.netns, counters.Options{})
 	if err != nil {
-		// The namespace went away during the run: every source is
-		// unavailable, for the same reason.
-		s = &counters.Snapshot{Netns: f.netns.String()}
-		for _, src := range counters.DefaultSources() {
-			s.Fail(src.ID(), err)
-		}
+		// The namespace went away during the run.
+		s = counters.Unreadable(f.netns, err)
 	}
 	return s
 }
