@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,17 +49,41 @@ func (in *input) rate(n uint64) float64 {
 // match selects counters.
 type match func(c counters.Counter) bool
 
-// field matches counters whose Field is one of names, from any source: the
-// SNMP groups ("Udp:RcvbufErrors") are unique across sources.
+// field matches the MIB counters named ("Udp:RcvbufErrors",
+// "TcpExt:ListenDrops", "TCP:mem"), each only from the file that prints
+// its group (mibSource): a counter of the same name from another source
+// is not the same evidence.
 func field(names ...string) match {
-	return func(c counters.Counter) bool {
-		for _, n := range names {
-			if c.Field == n {
-				return true
-			}
-		}
-		return false
+	want := make(map[counters.Key]bool, len(names))
+	for _, n := range names {
+		want[counters.Key{Source: mibSource(n), Field: n}] = true
 	}
+	return func(c counters.Counter) bool {
+		return want[c.Key()]
+	}
+}
+
+// mibGroups says which file prints each group of MIB counters the rules
+// read: /proc/net/snmp, netstat and snmp6 (net/ipv4/proc.c,
+// net/ipv6/proc.c) and sockstat's "TCP:" line.
+var mibGroups = map[string]counters.SourceID{
+	"Ip": counters.ProcNetSNMP, "Icmp": counters.ProcNetSNMP, "Tcp": counters.ProcNetSNMP,
+	"Udp": counters.ProcNetSNMP, "UdpLite": counters.ProcNetSNMP,
+	"IpExt": counters.ProcNetNetstat, "TcpExt": counters.ProcNetNetstat,
+	"Ip6": counters.ProcNetSNMP6, "Icmp6": counters.ProcNetSNMP6, "Udp6": counters.ProcNetSNMP6,
+	"UdpLite6": counters.ProcNetSNMP6,
+	"TCP":      counters.ProcNetSockstat,
+}
+
+// mibSource is the source of a MIB counter name. A group missing from
+// mibGroups is a mistake in a rule, caught by any test that runs it.
+func mibSource(name string) counters.SourceID {
+	group, _, _ := strings.Cut(name, ":")
+	src, ok := mibGroups[group]
+	if !ok {
+		panic(fmt.Sprintf("diagnose: no source known for counter group %q of %q", group, name))
+	}
+	return src
 }
 
 // from matches counters read from src whose Field is one of names (any

@@ -12,15 +12,28 @@ import (
 // 25 MiB holds about 200 ms of a 1 Gbit/s stream.
 const rmemTarget = 26214400
 
+// The counters of the two receive-buffer findings, UDP's and TCP's:
+// decorateRcvbuf tells the findings apart by them.
+var (
+	udpRcvbufFields = []string{"Udp:RcvbufErrors", "Udp6:RcvbufErrors", "UdpLite:RcvbufErrors", "UdpLite6:RcvbufErrors"}
+	// OfoPruned counts prunes of the out-of-order queue, not segments: it
+	// is evidence of the TCP finding, the segments are the others'.
+	tcpRcvqFields = []string{"TcpExt:TCPBacklogDrop", "TcpExt:TCPRcvQDrop", "TcpExt:TCPZeroWindowDrop", "TcpExt:RcvPruned", "TcpExt:OfoPruned"}
+	// Pruning and collapsing are the near-drops before RcvPruned: the
+	// same queue over the same buffer, so the same finding.
+	tcpPruneFields = []string{"TcpExt:PruneCalled", "TcpExt:TCPRcvCollapsed"}
+	// A window closed to zero is TCP flow control at work: a reader
+	// that fell behind, before anything is pruned or dropped.
+	tcpZeroWindowFields = []string{"TcpExt:TCPToZeroWindowAdv"}
+)
+
 // ruleSocketRcvbuf: sockets whose receive queue was full. UDP and TCP
 // counters describe different packets and add up; per-socket drop counts
 // repeat them and name the sockets, so they are evidence only.
 func ruleSocketRcvbuf(in *input) []Finding {
-	udp := in.moved(field("Udp:RcvbufErrors", "Udp6:RcvbufErrors", "UdpLite:RcvbufErrors", "UdpLite6:RcvbufErrors"))
+	udp := in.moved(field(udpRcvbufFields...))
 	mem := in.moved(field("Udp:MemErrors", "Udp6:MemErrors"))
-	// OfoPruned counts prunes of the out-of-order queue, not segments: it
-	// is evidence of the TCP finding, the segments are the others'.
-	tcp, ofo := byUnit(in.moved(field("TcpExt:TCPBacklogDrop", "TcpExt:TCPRcvQDrop", "TcpExt:TCPZeroWindowDrop", "TcpExt:RcvPruned", "TcpExt:OfoPruned")))
+	tcp, ofo := byUnit(in.moved(field(tcpRcvqFields...)))
 	perSock := in.moved(func(c counters.Counter) bool {
 		return c.Stage == stage.SocketRcvbuf && c.Field == "drops" && c.Object != ""
 	})
@@ -62,12 +75,8 @@ func ruleSocketRcvbuf(in *input) []Finding {
 			Advice:   "find the sockets holding memory: netdrop sockets (receive queues near their buffer)",
 		})
 	}
-	// Pruning and collapsing are the near-drops before RcvPruned: the
-	// same queue over the same buffer, so the same finding.
-	prune := in.moved(field("TcpExt:PruneCalled", "TcpExt:TCPRcvCollapsed"))
-	// A window closed to zero is TCP flow control at work: a reader
-	// that fell behind, before anything is pruned or dropped.
-	zero := in.moved(field("TcpExt:TCPToZeroWindowAdv"))
+	prune := in.moved(field(tcpPruneFields...))
+	zero := in.moved(field(tcpZeroWindowFields...))
 	if in.once() && sum(tcp) == 0 {
 		prune, ofo, zero = nil, nil, nil // history of near-drops says nothing now
 	}

@@ -2,9 +2,11 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -214,6 +216,16 @@ func rcvbufCulprits(in *input) (udp, tcp []culprit) {
 	return udp, tcp
 }
 
+// hasEvidence reports whether f stands on a counter m selects.
+func hasEvidence(f Finding, m match) bool {
+	for _, e := range f.Evidence {
+		if m(counters.Counter{Source: e.Source, Object: e.Object, Field: e.Field}) {
+			return true
+		}
+	}
+	return false
+}
+
 // decorateRcvbuf names the sockets that dropped or are near their buffer in
 // the socket-rcvbuf findings; with no counter finding, sockets near full
 // are a near-drop of their own.
@@ -229,9 +241,9 @@ func decorateRcvbuf(in *input, fs []Finding) []Finding {
 		}
 		var cs []culprit
 		switch {
-		case strings.HasPrefix(fs[i].Title, "UDP receive"):
+		case hasEvidence(fs[i], field(udpRcvbufFields...)):
 			cs = udp
-		case strings.HasPrefix(fs[i].Title, "TCP receive"):
+		case hasEvidence(fs[i], field(slices.Concat(tcpRcvqFields, tcpPruneFields, tcpZeroWindowFields)...)):
 			cs = tcp
 		}
 		if len(cs) == 0 {
