@@ -729,7 +729,7 @@ func checkFixUndone(t *testing.T, scenario string, fr *FixResult) {
 		if c.Setting == nil {
 			continue
 		}
-		now, err := tune.Kernel{Netns: c.Netns}.Read(*c.Setting)
+		now, err := tune.Kernel{Netns: nsTarget(c.Netns)}.Read(*c.Setting)
 		if err != nil {
 			t.Errorf("%s --fix: read %s after the rollback: %v", scenario, c.Setting, err)
 			continue
