@@ -2,6 +2,7 @@ package counters
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/netdrop/netdrop/stage"
 )
@@ -94,7 +95,7 @@ func Describe(field string) (stage.ID, string, bool) {
 
 // LookupField returns everything the catalog knows about a field.
 func LookupField(field string) (FieldInfo, bool) {
-	if fi, ok := catalog[field]; ok {
+	if fi, ok := catalog()[field]; ok {
 		return fi, true
 	}
 	// /proc/interrupts counters are named by CPU ("cpu3"); see interrupts.go.
@@ -117,13 +118,14 @@ func LookupCounter(source SourceID, field string) (FieldInfo, bool) {
 // catalogNames maps every catalog field to the catalog's own copy of its
 // name, so that a reader that builds "Group:Field" in a scratch buffer can
 // look it up without allocating and keep one shared string per name.
-var catalogNames = func() map[string]namedField {
-	m := make(map[string]namedField, len(catalog))
-	for k, fi := range catalog {
+var catalogNames = sync.OnceValue(func() map[string]namedField {
+	c := catalog()
+	m := make(map[string]namedField, len(c))
+	for k, fi := range c {
 		m[k] = namedField{k, fi}
 	}
 	return m
-}()
+})
 
 // namedField is a catalog entry with its name.
 type namedField struct {
@@ -136,7 +138,7 @@ type namedField struct {
 // catalog's string when it knows the name (no allocation), else a new
 // string.
 func lookupFieldBytes(source SourceID, b []byte) (string, FieldInfo) {
-	e, ok := catalogNames[string(b)]
+	e, ok := catalogNames()[string(b)]
 	if !ok {
 		e.name = string(b)
 		e.info, _ = LookupField(e.name)
@@ -184,8 +186,10 @@ var bySource = map[SourceID]map[string]FieldInfo{
 // the header-error counter in ip_rcv_core, tcp_v4_rcv and icmp_rcv; UDP
 // increments InErrors after every receive error). Retransmissions and
 // timeouts have no stage: they are loss seen from the sender, somewhere on
-// the path, which diagnose reports as information.
-var catalog = func() map[string]FieldInfo {
+// the path, which diagnose reports as information. It is built on first
+// use, not at package init: `netdrop --help` and commands that read no
+// counter do not pay for it.
+var catalog = sync.OnceValue(func() map[string]FieldInfo {
 	c := map[string]FieldInfo{
 		// /proc/net/snmp: Ip
 		"Ip:Forwarding":      {Gauge: true, Meaning: "1 when this namespace forwards IPv4 (net.ipv4.ip_forward=1), 2 when it does not"},
@@ -462,7 +466,7 @@ var catalog = func() map[string]FieldInfo {
 		}
 	}
 	return c
-}()
+})
 
 func init() {
 	for _, m := range bySource {

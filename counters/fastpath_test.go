@@ -182,7 +182,7 @@ func TestLookupFieldBytes(t *testing.T) {
 			t.Errorf("lookupFieldBytes(%s, %q) (-LookupCounter +got):\n%s", source, name, diff)
 		}
 	}
-	for name := range catalog {
+	for name := range catalog() {
 		check(ProcNetSNMP, name)
 		for src := range bySource {
 			check(src, name)

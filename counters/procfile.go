@@ -393,19 +393,20 @@ func parseUintFile(r io.Reader) (uint64, error) {
 	return v, nil
 }
 
-// cpuNames are "cpu0" … as the per-CPU counters name their CPU, made once.
-var cpuNames = func() []string {
+// cpuNames are "cpu0" … as the per-CPU counters name their CPU, made on
+// first use.
+var cpuNames = sync.OnceValue(func() []string {
 	out := make([]string, 256)
 	for i := range out {
 		out[i] = "cpu" + strconv.Itoa(i)
 	}
 	return out
-}()
+})
 
 // cpuName returns "cpuN".
 func cpuName(n int) string {
-	if n >= 0 && n < len(cpuNames) {
-		return cpuNames[n]
+	if names := cpuNames(); n >= 0 && n < len(names) {
+		return names[n]
 	}
 	return "cpu" + strconv.Itoa(n)
 }

@@ -183,7 +183,7 @@ func TestCatalogConsistent(t *testing.T) {
 			t.Errorf("%s: unknown stage %q", name, fi.Stage)
 		}
 		if fi.IncludedIn != "" {
-			if _, ok := catalog[fi.IncludedIn]; !ok {
+			if _, ok := catalog()[fi.IncludedIn]; !ok {
 				t.Errorf("%s: included in unknown %s", name, fi.IncludedIn)
 			}
 		}
@@ -198,7 +198,7 @@ func TestCatalogConsistent(t *testing.T) {
 			t.Errorf("%s: gauge %v but unit %s", name, fi.Gauge, fi.Unit)
 		}
 	}
-	for name, fi := range catalog {
+	for name, fi := range catalog() {
 		check(name, fi)
 	}
 	for src, m := range bySource {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"strconv"
+	"sync"
 )
 
 // /proc/net/softnet_stat has one line per online CPU of 32-bit hex counters
@@ -161,19 +162,20 @@ func softnetCounters(rows []softnetCPU) []Counter {
 }
 
 // softnetFields is what the catalog says of each softnet_stat column,
-// looked up once rather than for every CPU.
-var softnetFields = func() map[string]FieldInfo {
+// looked up once rather than for every CPU (on first use: it reads the
+// catalog, which package init does not build).
+var softnetFields = sync.OnceValue(func() map[string]FieldInfo {
 	m := map[string]FieldInfo{}
 	for _, f := range []string{"processed", "dropped", "time_squeeze", "cpu_collision", "received_rps",
 		"flow_limit_count", "backlog_len", "input_qlen", "process_qlen"} {
 		m[f], _ = LookupCounter(ProcNetSoftnetStat, f)
 	}
 	return m
-}()
+})
 
 // softnetInfo returns the catalog entry of a softnet_stat column.
 func softnetInfo(field string) FieldInfo {
-	if fi, ok := softnetFields[field]; ok {
+	if fi, ok := softnetFields()[field]; ok {
 		return fi
 	}
 	fi, _ := LookupCounter(ProcNetSoftnetStat, field)

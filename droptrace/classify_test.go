@@ -101,7 +101,7 @@ var noise = Class{Noise: true, Class: ClassNoise}
 
 // TestReasonTable checks the table itself: every row has a meaning, a
 // stage exactly when its class is ClassStage, and a real stage; no name is
-// listed twice (reasonIndex panics on that at init).
+// listed twice (reasonIndex panics on that when first used).
 func TestReasonTable(t *testing.T) {
 	for _, ri := range reasonTable {
 		if ri.Meaning == "" || strings.Contains(ri.Meaning, "\n") {

@@ -2,6 +2,7 @@ package droptrace
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/netdrop/netdrop/stage"
 )
@@ -202,8 +203,9 @@ var reasonTable = []ReasonInfo{
 	r("SKB_RX_HEADROOM", stage.RxRing, "the received packet lacks the headroom a device needs"),
 }
 
-// reasonIndex is reasonTable by name, built once.
-var reasonIndex = func() map[string]ReasonInfo {
+// reasonIndex is reasonTable by name, built on first use (not at package
+// init, which every start of netdrop pays).
+var reasonIndex = sync.OnceValue(func() map[string]ReasonInfo {
 	m := make(map[string]ReasonInfo, len(reasonTable))
 	for _, ri := range reasonTable {
 		if _, dup := m[ri.Name]; dup {
@@ -212,7 +214,7 @@ var reasonIndex = func() map[string]ReasonInfo {
 		m[ri.Name] = ri
 	}
 	return m
-}()
+})
 
 // fallbackPrefixes place a reason the table does not know by its name: the
 // kernel names reasons by subsystem (TCP_, IPV6_, NEIGH_, VXLAN_, …), and a
@@ -276,7 +278,7 @@ func fallbackReason(name string) ReasonInfo {
 // it). A reason the table does not know gets its fallback place, marked
 // Fallback, so every reason has one.
 func LookupReason(name string) ReasonInfo {
-	if ri, ok := reasonIndex[name]; ok {
+	if ri, ok := reasonIndex()[name]; ok {
 		return ri
 	}
 	return fallbackReason(name)
@@ -285,7 +287,7 @@ func LookupReason(name string) ReasonInfo {
 // KnownReason reports whether the table places name itself (not by
 // fallback).
 func KnownReason(name string) bool {
-	_, ok := reasonIndex[name]
+	_, ok := reasonIndex()[name]
 	return ok
 }
 

@@ -22,9 +22,9 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/netdrop/netdrop/internal/memlock"
 	"github.com/netdrop/netdrop/internal/netns"
 )
 
@@ -97,7 +97,7 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 	if opts.RingSize < os.Getpagesize() || opts.RingSize&(opts.RingSize-1) != 0 {
 		return nil, fmt.Errorf("ring size %d: want a power of two of at least a page", opts.RingSize)
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
+	if err := memlock.Raise(); err != nil {
 		return nil, fmt.Errorf("raising memlock limit: %w", err)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 )
 
@@ -19,7 +20,7 @@ import (
 func WritePlot(w io.Writer, r *Report) error {
 	v := buildPlot(r)
 	var buf bytes.Buffer
-	if err := plotTmpl.Execute(&buf, v); err != nil {
+	if err := plotTmpl().Execute(&buf, v); err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
 	_, err := w.Write(buf.Bytes())
@@ -250,13 +251,16 @@ func xmlEscape(s string) string {
 	return b.String()
 }
 
-var plotTmpl = template.Must(template.New("plot").Funcs(template.FuncMap{
-	"x":       xmlEscape,
-	"add":     func(a, b float64) float64 { return a + b },
-	"mul":     func(a, b float64) float64 { return a * b },
-	"sub":     func(a, b float64) float64 { return a - b },
-	"marginL": func() float64 { return marginL },
-}).Parse(`<?xml version="1.0" encoding="UTF-8"?>
+// plotTmpl is parsed on first use, not at package init (which every start
+// of netdrop would pay).
+var plotTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("plot").Funcs(template.FuncMap{
+		"x":       xmlEscape,
+		"add":     func(a, b float64) float64 { return a + b },
+		"mul":     func(a, b float64) float64 { return a * b },
+		"sub":     func(a, b float64) float64 { return a - b },
+		"marginL": func() float64 { return marginL },
+	}).Parse(`<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
 <text x="{{mul .Width 0.5}}" y="20" text-anchor="middle" font-size="14">{{x .Title}}</text>
@@ -296,3 +300,4 @@ var plotTmpl = template.Must(template.New("plot").Funcs(template.FuncMap{
 {{- end}}
 </svg>
 `))
+})

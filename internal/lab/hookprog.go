@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/rlimit"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/netdrop/netdrop/internal/memlock"
 )
 
 // loadHookProg loads one program of testdata/bpf/hookdrop.c (committed as
@@ -19,7 +20,7 @@ import (
 // attached program lives on while its interface holds it, and goes with the
 // namespace).
 func (e *Env) loadHookProg(name string, port uint16) (*ebpf.Program, error) {
-	if err := rlimit.RemoveMemlock(); err != nil {
+	if err := memlock.Raise(); err != nil {
 		return nil, fmt.Errorf("raise memlock limit: %w", err)
 	}
 	spec, err := loadHookdrop()

