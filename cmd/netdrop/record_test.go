@@ -136,3 +136,20 @@ func TestRecordUsageErrors(t *testing.T) {
 		t.Error("a refused record created its file")
 	}
 }
+
+// TestRecordProgressOnlyOnTerminal: record shows where it stands on a
+// terminal, and writes nothing to redirected stderr (a log of a long
+// recording would collect a line a second).
+func TestRecordProgressOnlyOnTerminal(t *testing.T) {
+	bin := build(t)
+	args := func() []string {
+		return []string{"record", "-o", filepath.Join(t.TempDir(), "p.ndrec"), "-i", "100ms", "-d", "300ms"}
+	}
+	_, stderr, code := run(t, exec.Command(bin, args()...))
+	if code != 0 || stderr != "" {
+		t.Errorf("record to a pipe: exit %d, stderr %q; want 0 and nothing", code, stderr)
+	}
+	if out := onPty(t, exec.Command(bin, args()...)); !strings.Contains(out, "\r\x1b[Krecording to ") || !strings.Contains(out, "4 intervals") {
+		t.Errorf("no live progress on a terminal: %q", out)
+	}
+}

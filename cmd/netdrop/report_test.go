@@ -9,11 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/netdrop/netdrop/internal/lab"
 	"github.com/netdrop/netdrop/internal/recording"
 	"github.com/netdrop/netdrop/internal/testnet"
 	"github.com/netdrop/netdrop/stage"
@@ -307,4 +309,75 @@ func TestLabKeepRecordReport(t *testing.T) {
 		t.Errorf("the page reported script errors: %s", m[1])
 	}
 	checkScreenshot(t, shot)
+}
+
+// TestRecordLabFault records a lab fault with `netdrop record`: the lab's
+// netfilter-drop scenario, kept after its run (--keep leaves the receiver's
+// DROP rule in place), gets new traffic while record watches the
+// receiver's namespace; diagnose --from counts what the rule's own nft
+// counter counted, and the report of the recording loads in Chromium.
+func TestRecordLabFault(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTool(t, "nft")
+	bin := build(t)
+	dir := shared(t)
+	const scenario = "netfilter-drop"
+	rcv, snd := lab.Prefix+scenario+"-rcv", lab.Prefix+scenario+"-snd"
+	if out, errOut, code := run(t, exec.Command(bin, "lab", "run", scenario, "--keep")); code != 0 {
+		t.Fatalf("lab run --keep: exit %d\n%s\n%s", code, out, errOut)
+	}
+	t.Cleanup(func() { exec.Command(bin, "lab", "clean").Run() })
+	rec := filepath.Join(dir, "lab-fault.ndrec")
+	cmd := exec.Command(bin, "record", "-o", rec, "--netns", rcv, "-i", "250ms", "--trace", "--sockets")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitIntervals(t, rec, 3)
+	before := nftDropped(t, rcv)
+	testnet.SendUDP(t, snd, "10.231.0.2:5001", 1500, 200)
+	time.Sleep(300 * time.Millisecond)
+	dropped := nftDropped(t, rcv) - before
+	waitIntervals(t, rec, countIntervals(t, rec)+3)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if dropped < 100 {
+		t.Fatalf("the rule's counter moved by %d: the fault did not happen", dropped)
+	}
+	diag := exec.Command(bin, "diagnose", "--from", rec, "--json")
+	diag.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, errOut, code := run(t, diag)
+	if code != 1 {
+		t.Fatalf("diagnose --from: exit %d, want 1; stderr: %s", code, errOut)
+	}
+	r := decode(t, out)
+	if len(r.Findings) == 0 || r.Findings[0].Stage != string(stage.Netfilter) || r.Findings[0].Drops != dropped {
+		t.Errorf("findings %+v, want netfilter first with the rule's %d drops", r.Findings, dropped)
+	}
+	html := filepath.Join(dir, "lab-fault.html")
+	if _, errOut, code := run(t, exec.Command(bin, "report", rec, "-o", html)); code != 0 {
+		t.Fatalf("report: exit %d: %s", code, errOut)
+	}
+	shot := filepath.Join(dir, "lab-fault.png")
+	dom := chromium(t, html, shot)
+	if !strings.Contains(dom, `data-nd-ready="yes"`) || !strings.Contains(dom, "drop rate of netfilter over time") {
+		t.Errorf("the page did not load whole, or has no netfilter chart")
+	}
+	checkScreenshot(t, shot)
+}
+
+// nftDropped sums the packet counters of the DROP rules in ns, as nft
+// lists them: the reference for the netfilter stage.
+func nftDropped(t *testing.T, ns string) uint64 {
+	t.Helper()
+	out := testnet.In(t, ns, "nft", "list", "ruleset")
+	var n uint64
+	for _, m := range regexp.MustCompile(`counter packets (\d+) bytes \d+ drop`).FindAllStringSubmatch(out, -1) {
+		v, err := strconv.ParseUint(m[1], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += v
+	}
+	return n
 }

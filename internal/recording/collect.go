@@ -81,6 +81,7 @@ func Collect(ctx context.Context, w *Writer, o CollectOptions) error {
 	}
 	var prevTrace *droptrace.Snapshot
 	owners := ownerCache{}
+	pace := &socketPacer{}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for n := 0; ; n++ {
@@ -89,7 +90,7 @@ func Collect(ctx context.Context, w *Writer, o CollectOptions) error {
 			return nil
 		case <-timer.C:
 		}
-		iv, cur, err := read(ctx, o, tr, prevTrace, owners)
+		iv, cur, err := read(ctx, o, tr, prevTrace, owners, pace)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -115,7 +116,7 @@ func Collect(ctx context.Context, w *Writer, o CollectOptions) error {
 
 // read takes one interval's evidence. cur is the tracer's snapshot to
 // subtract next time (prev again when this reading failed).
-func read(ctx context.Context, o CollectOptions, tr *droptrace.Tracer, prev *droptrace.Snapshot, owners ownerCache) (iv Interval, cur *droptrace.Snapshot, err error) {
+func read(ctx context.Context, o CollectOptions, tr *droptrace.Tracer, prev *droptrace.Snapshot, owners ownerCache, pace *socketPacer) (iv Interval, cur *droptrace.Snapshot, err error) {
 	snap, err := counters.CollectIn(ctx, o.Netns, counters.Options{})
 	if err != nil {
 		return Interval{}, prev, err
@@ -136,15 +137,19 @@ func read(ctx context.Context, o CollectOptions, tr *droptrace.Tracer, prev *dro
 			cur = &s
 		}
 	}
-	if o.Sockets {
+	if o.Sockets && !pace.due(time.Now()) {
+		iv.Sockets, iv.SocketsAt = pace.view, pace.at
+	} else if o.Sockets {
+		t0 := time.Now()
 		sum, err := sockets.Summarize(ctx, sockets.Options{Netns: o.Netns, Top: -1})
+		pace.read(t0, time.Since(t0), sum)
 		if err != nil {
 			snap.Fail(diagnose.SourceSockDiag, err)
 		} else {
 			if err := owners.name(sum); err != nil {
 				sum.Unavailable = append(sum.Unavailable, err.Error())
 			}
-			iv.Sockets = sum
+			iv.Sockets, iv.SocketsAt = sum, t0
 			for _, u := range sum.Unavailable {
 				snap.Unavailable = append(snap.Unavailable, counters.Unavailable{Source: diagnose.SourceSockDiag, Reason: u})
 			}
@@ -227,4 +232,30 @@ func (c ownerCache) name(sum *sockets.Summary) error {
 		sum.Pressure[i].Processes = c[sum.Pressure[i].Inode]
 	}
 	return err
+}
+
+// socketBudget is the share of one core the socket view may take. A
+// sock_diag dump walks every socket of the namespace in the kernel: a few
+// milliseconds on a quiet host, a tenth of a second with forty thousand
+// sockets in TIME_WAIT, which at one reading a second would cost a tenth
+// of a core. Within the budget the view is read every interval; beyond it,
+// less often, and the intervals between carry the last view with the time
+// it was read.
+const socketBudget = 0.01
+
+// socketPacer decides when the socket view is read again.
+type socketPacer struct {
+	view *sockets.Summary
+	at   time.Time
+	next time.Time
+}
+
+// due reports whether a view should be read at now.
+func (p *socketPacer) due(now time.Time) bool { return p.view == nil || !now.Before(p.next) }
+
+// read notes a view read at t0 that took cost (nil: it failed, try again
+// next interval).
+func (p *socketPacer) read(t0 time.Time, cost time.Duration, view *sockets.Summary) {
+	p.view, p.at = view, t0
+	p.next = t0.Add(time.Duration(float64(cost) / socketBudget))
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/netdrop/netdrop/counters"
@@ -27,16 +28,17 @@ type Reader struct {
 	// truncated says the file ends in a partial record (see Truncated).
 	truncated error
 
-	keys    []key
-	order   []int
-	values  []uint64
-	netns   string
-	cpus    int
-	unavail []counters.Unavailable
-	sysctls map[string]string
-	nics    []counters.NIC
-	hooks   []counters.Hook
-	sockets *sockets.Summary
+	keys      []key
+	order     []int
+	values    []uint64
+	netns     string
+	cpus      int
+	unavail   []counters.Unavailable
+	sysctls   map[string]string
+	nics      []counters.NIC
+	hooks     []counters.Hook
+	sockets   *sockets.Summary
+	socketsAt time.Time
 }
 
 // Open opens the recording at path and reads its header.
@@ -173,6 +175,9 @@ func (r *Reader) apply(rec record) (*Interval, error) {
 	if rec.CPUs != nil {
 		r.cpus = *rec.CPUs
 	}
+	if rec.SocketsAt != nil {
+		r.socketsAt = *rec.SocketsAt
+	}
 	var err error
 	for _, e := range []error{
 		fresh(rec.Unavailable, &r.unavail),
@@ -199,7 +204,11 @@ func (r *Reader) apply(rec record) (*Interval, error) {
 	for _, i := range r.order {
 		s.Counters = append(s.Counters, r.keys[i].counter(r.values[i]))
 	}
-	return &Interval{Time: rec.Time, Counters: s, Sockets: r.sockets, Trace: rec.Trace}, nil
+	iv := &Interval{Time: rec.Time, Counters: s, Sockets: r.sockets, Trace: rec.Trace}
+	if r.sockets != nil {
+		iv.SocketsAt = r.socketsAt
+	}
+	return iv, nil
 }
 
 // fresh decodes raw, when present, into a new value stored in dst:

@@ -40,8 +40,10 @@ type record struct {
 	Sysctls     json.RawMessage `json:"sysctls,omitempty"`
 	NICs        json.RawMessage `json:"nics,omitempty"`
 	Hooks       json.RawMessage `json:"hooks,omitempty"`
-	// Sockets is the socket view (sockets.Summary) when it changed.
-	Sockets json.RawMessage `json:"sockets,omitempty"`
+	// Sockets is the socket view (sockets.Summary) when it changed, and
+	// SocketsAt when it was read, when that changed.
+	Sockets   json.RawMessage `json:"sockets,omitempty"`
+	SocketsAt *time.Time      `json:"sockets_at,omitempty"`
 	// Trace is the tracer's delta since the previous interval; absent
 	// when the tracer did not run for it.
 	Trace *droptrace.Snapshot `json:"trace,omitempty"`

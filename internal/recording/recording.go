@@ -71,8 +71,12 @@ type Interval struct {
 	Time time.Time
 	// Counters is the full snapshot of every counter read at Time.
 	Counters *counters.Snapshot
-	// Sockets is the sock_diag view at Time, nil when not recorded.
-	Sockets *sockets.Summary
+	// Sockets is the latest sock_diag view, read at SocketsAt; nil when
+	// not recorded. A view is read at most as often as it costs under 1%
+	// of a core (see Collect), so on a host with many sockets an interval
+	// may carry the view of an earlier one.
+	Sockets   *sockets.Summary
+	SocketsAt time.Time
 	// Trace is what the drop tracer counted since the previous interval
 	// (droptrace.Delta of its two snapshots); nil when the tracer did not
 	// run for that stretch, and always nil for a file's first interval.

@@ -60,7 +60,12 @@ func series(t *testing.T, n int) []Interval {
 		}
 		s.Add(counters.Counter{Source: "/proc/net/softnet_stat", Object: "cpu0", Field: "dropped", Stage: stage.Softirq, HostWide: true, Bits: 32, Value: uint64(1<<32 - 10 + i*5)})
 		iv := Interval{Time: s.Time, Counters: s}
-		if i%4 != 1 {
+		switch {
+		case i%4 == 3:
+			// Not read this time: the last view, with its time.
+			iv.Sockets, iv.SocketsAt = out[i-1].Sockets, out[i-1].SocketsAt
+		case i%4 != 1:
+			iv.SocketsAt = s.Time
 			iv.Sockets = &sockets.Summary{Netns: "current", Total: 3 + i, Unavailable: []string{},
 				Pressure: []sockets.PressuredSocket{{Family: "ipv4", Protocol: "udp", Local: netip.MustParseAddrPort("10.0.0.2:5001"), Drops: uint32(i * 3), Rcvbuf: 2304, Processes: []sockets.Process{{PID: 42, Comm: "sink"}}}}}
 		}
@@ -369,4 +374,35 @@ func FuzzReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSocketPacer keeps the socket view within its budget: a cheap view
+// is read every interval, a dump of many sockets less often.
+func TestSocketPacer(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 14, 0, 0, 0, time.UTC)
+	view := &sockets.Summary{}
+	for _, tc := range []struct {
+		cost     time.Duration
+		at       time.Duration // since the read
+		wantRead bool
+	}{
+		{2 * time.Millisecond, time.Second, true},
+		{10 * time.Millisecond, time.Second, true},
+		{100 * time.Millisecond, time.Second, false},
+		{100 * time.Millisecond, 9 * time.Second, false},
+		{100 * time.Millisecond, 10 * time.Second, true},
+	} {
+		p := &socketPacer{}
+		if !p.due(t0) {
+			t.Fatal("no view yet: a read is due")
+		}
+		p.read(t0, tc.cost, view)
+		if got := p.due(t0.Add(tc.at)); got != tc.wantRead {
+			t.Errorf("view cost %s, %s later: due %v, want %v", tc.cost, tc.at, got, tc.wantRead)
+		}
+		p.read(t0, tc.cost, nil)
+		if !p.due(t0.Add(time.Millisecond)) {
+			t.Errorf("a failed read (cost %s) is not retried", tc.cost)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"syscall"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -47,7 +48,9 @@ type writerState struct {
 	netns  *string
 	cpus   *int
 	raw    map[string][]byte // last JSON of unavailable, sysctls, nics, hooks, sockets
-	wrote  bool
+	// socketsAt is when the last view written was read.
+	socketsAt time.Time
+	wrote     bool
 }
 
 // slot is a key and its occurrence in one snapshot: a snapshot that holds
@@ -224,6 +227,18 @@ func (st *writerState) diff(iv Interval) (record, error) {
 			*p.dst = b
 			st.raw[p.name] = b
 		}
+	}
+	if iv.Sockets != nil {
+		at := iv.SocketsAt
+		if at.IsZero() {
+			at = iv.Time
+		}
+		at = at.UTC()
+		if !at.Equal(st.socketsAt) {
+			rec.SocketsAt, st.socketsAt = &at, at
+		}
+	} else {
+		st.socketsAt = time.Time{}
 	}
 	rec.Trace = iv.Trace
 	st.wrote = true
