@@ -62,6 +62,10 @@ func init() {
 					case err == nil:
 					case errors.Is(err, unix.EADDRNOTAVAIL):
 						exhausted++
+					case errors.Is(err, unix.EINTR):
+						// A signal (the Go runtime preempts with SIGURG)
+						// interrupted the wait for the handshake; the
+						// port was taken all the same, and is closed.
 					default:
 						return fmt.Errorf("connect to %s: %w", dst, err)
 					}
