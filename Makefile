@@ -56,7 +56,7 @@ $(BINDIR)/netdrop: FORCE
 # Man pages (section 8) and completions come from the command tree.
 man: build
 	rm -rf $(BINDIR)/man
-	$(BINDIR)/netdrop gen-man $(BINDIR)/man
+	$(GO) run -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' ./internal/mangen $(BINDIR)/man
 
 completions: build
 	mkdir -p $(BINDIR)/completions
