@@ -418,3 +418,32 @@ func TestTbfLimitFixComputed(t *testing.T) {
 		}
 	}
 }
+
+// TestNeighborCheckNamesFamily: the check line lists the failed entries of
+// the table that moved: ip -6 for NDP, ip -4 for ARP, both when both moved.
+func TestNeighborCheckNamesFamily(t *testing.T) {
+	arp, nd := counters.ProcNetStatARPCache, counters.ProcNetStatNDiscCache
+	tests := []struct {
+		name   string
+		tables []counters.SourceID
+		want   string
+	}{
+		{"ndisc", []counters.SourceID{nd}, "ip -6 neigh show nud failed  # which neighbours do not answer"},
+		{"arp", []counters.SourceID{arp}, "ip -4 neigh show nud failed  # which neighbours do not answer"},
+		{"both", []counters.SourceID{arp, nd}, "ip neigh show nud failed  # which neighbours do not answer"},
+	}
+	for _, tt := range tests {
+		var a, b []counters.Counter
+		for _, src := range tt.tables {
+			a = append(a, ctr(src, "", "unresolved_discards", 0, stage.Neighbor))
+			b = append(b, ctr(src, "", "unresolved_discards", 300, stage.Neighbor))
+		}
+		r := Analyze(snap(sys, a...), snap(sys, b...), time.Second)
+		if len(r.Findings) != 1 || len(r.Findings[0].Fix) == 0 {
+			t.Fatalf("%s: findings = %+v", tt.name, r.Findings)
+		}
+		if got := fixLine(r.Findings[0].Fix[0]); got != tt.want {
+			t.Errorf("%s: check line %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -237,12 +237,35 @@ func ruleNeighbor(in *input) []Finding {
 	if sum(full) == 0 {
 		f.Cause = "packets queued for a neighbour that did not answer (host down, wrong address, wrong subnet) or the per-neighbour queue overflowed"
 		f.Fix = []Fix{
-			inspect("ip neigh show nud failed", "which neighbours do not answer"),
+			inspect(neighShow(append(append(unres, full...), failed...)), "which neighbours do not answer"),
 			inspect("netdrop trace --reason NEIGH_FAILED --flows", "which destinations"),
 		}
 		f.NotAutomatic = "a neighbour that does not answer is down, has another address, or is on another subnet: no setting on this host makes it answer"
 	}
 	return []Finding{f}
+}
+
+// neighShow is the ip command that lists the failed entries of the tables
+// whose counters moved: ip -4 for ARP alone, ip -6 for NDP alone (a plain
+// ip neigh lists both, and a user pasting it for an IPv6 loss reads ARP
+// entries first).
+func neighShow(cs []counters.Counter) string {
+	var v4, v6 bool
+	for _, c := range cs {
+		switch c.Source {
+		case counters.ProcNetStatARPCache:
+			v4 = true
+		case counters.ProcNetStatNDiscCache:
+			v6 = true
+		}
+	}
+	switch {
+	case v6 && !v4:
+		return "ip -6 neigh show nud failed"
+	case v4 && !v6:
+		return "ip -4 neigh show nud failed"
+	}
+	return "ip neigh show nud failed"
 }
 
 // ruleTxRing: the NIC or driver dropped packets on transmit.
