@@ -283,17 +283,33 @@ var linkStats = []linkStat{
 func linkStatsCounters(l linkInfo) []Counter {
 	words := len(l.Stats64) / 8
 	out := make([]Counter, 0, len(linkStats))
+	tunnel := tunnelKinds[l.Kind]
 	for _, f := range linkStats {
 		if f.Index >= words {
 			continue
+		}
+		st := f.Stage
+		if tunnel && (st == stage.NIC || st == stage.RxRing) {
+			st = stage.Tunnel
 		}
 		out = append(out, Counter{
 			Source: NetlinkLinkStats,
 			Object: l.Name,
 			Field:  f.Name,
 			Value:  binary.NativeEndian.Uint64(l.Stats64[f.Index*8:]),
-			Stage:  f.Stage,
+			Stage:  st,
 		})
 	}
 	return out
+}
+
+// tunnelKinds are the IFLA_INFO_KINDs of tunnel devices. They have no wire
+// and no ring: they reuse the receive error fields of stats64 for
+// decapsulation faults (vxlan and ip_tunnel_rcv count an inner/outer ECN
+// conflict as rx_frame_errors, a checksum flag mismatch as rx_crc_errors, a
+// sequence error as rx_fifo_errors), so those fields are the tunnel stage,
+// not the NIC's.
+var tunnelKinds = map[string]bool{
+	"vxlan": true, "geneve": true, "bareudp": true, "gre": true, "gretap": true, "ip6gre": true, "ip6gretap": true,
+	"erspan": true, "ip6erspan": true, "ipip": true, "sit": true, "ip6tnl": true, "vti": true, "vti6": true,
 }

@@ -161,3 +161,34 @@ func FuzzParseLinkMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestTunnelLinkErrorsAreTunnelStage: a vxlan device's rx_frame_errors (an
+// inner/outer ECN conflict on decapsulation) and its other receive error
+// fields are the tunnel stage; the same fields of a NIC stay the NIC's.
+func TestTunnelLinkErrorsAreTunnelStage(t *testing.T) {
+	stages := func(name, kind string) map[string]stage.ID {
+		t.Helper()
+		l, err := parseLinkMessage(linkMessage(t, 2, name, kind, stats64Words(25)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]stage.ID{}
+		for _, c := range linkStatsCounters(l) {
+			out[c.Field] = c.Stage
+		}
+		return out
+	}
+	vx, nic := stages("vx0", "vxlan"), stages("eth0", "")
+	for _, f := range []string{"rx_frame_errors", "rx_crc_errors", "rx_length_errors", "rx_fifo_errors", "rx_over_errors", "rx_missed_errors"} {
+		if vx[f] != stage.Tunnel {
+			t.Errorf("vxlan %s at stage %q, want tunnel", f, vx[f])
+		}
+		if nic[f] == stage.Tunnel || nic[f] == "" {
+			t.Errorf("NIC %s at stage %q", f, nic[f])
+		}
+	}
+	// The other fields keep their stage on a tunnel device too.
+	if vx["rx_dropped"] != stage.Softirq || vx["tx_dropped"] != stage.TxRing {
+		t.Errorf("vxlan rx_dropped at %q, tx_dropped at %q", vx["rx_dropped"], vx["tx_dropped"])
+	}
+}

@@ -447,3 +447,25 @@ func TestNeighborCheckNamesFamily(t *testing.T) {
 		}
 	}
 }
+
+// TestVxlanFrameErrorsAreTunnel: rx_frame_errors of a vxlan device (the
+// counters source marks them stage tunnel) make a tunnel finding on that
+// device, never "corrupt frames" with an ethtool fix.
+func TestVxlanFrameErrorsAreTunnel(t *testing.T) {
+	const link = counters.NetlinkLinkStats
+	a := snap(sys, ctr(link, "vx0", "rx_frame_errors", 0, stage.Tunnel), ctr(link, "eth0", "rx_frame_errors", 0, stage.NIC))
+	b := snap(sys, ctr(link, "vx0", "rx_frame_errors", 120, stage.Tunnel), ctr(link, "eth0", "rx_frame_errors", 0, stage.NIC))
+	r := Analyze(a, b, time.Second)
+	if len(r.Findings) != 1 {
+		t.Fatalf("findings = %+v, want one tunnel finding", r.Findings)
+	}
+	f := r.Findings[0]
+	if f.Stage != stage.Tunnel || f.Drops != 120 || !strings.Contains(f.Title, "vx0") || !strings.Contains(f.Cause, "rx_frame_errors") {
+		t.Errorf("finding = %+v", f)
+	}
+	for _, x := range f.Fix {
+		if strings.HasPrefix(x.Command, "ethtool") {
+			t.Errorf("a tunnel finding proposes %q", x.Command)
+		}
+	}
+}

@@ -291,21 +291,41 @@ var tunnelCauses = map[string]string{
 // only the tracer sees the drop.
 func ruleTunnel(in *input) []Finding {
 	var out []Finding
-	for _, g := range in.hookGroups(stage.Tunnel, nil) {
-		top := g.rows[0]
-		cause, ok := tunnelCauses[top.Reason]
-		if !ok {
-			cause = fmt.Sprintf("a tunnel device refused encapsulated packets (%s in %s)", top.Reason, top.Function)
+	// A tunnel device's receive error fields (rx_frame_errors, …) count
+	// decapsulation faults on that device.
+	cs := in.moved(func(c counters.Counter) bool {
+		return c.Source == counters.NetlinkLinkStats && c.Stage == stage.Tunnel
+	})
+	for _, g := range in.hookGroups(stage.Tunnel, cs) {
+		var cause, reason string
+		if len(g.rows) > 0 {
+			top := g.rows[0]
+			reason = top.Reason
+			var ok bool
+			if cause, ok = tunnelCauses[top.Reason]; !ok {
+				cause = fmt.Sprintf("a tunnel device refused encapsulated packets (%s in %s)", top.Reason, top.Function)
+			}
+		} else {
+			var names []string
+			for _, c := range g.counters {
+				names = append(names, c.Field)
+			}
+			cause = fmt.Sprintf("the tunnel device %s counted decapsulation errors (%s): an inner/outer ECN conflict (rx_frame_errors), a checksum or sequence flag its peer does not honour, or a malformed inner header", g.ifname, strings.Join(names, ", "))
+		}
+		trace := inspect("netdrop trace --flows", "which tunnel peers send them")
+		if reason != "" {
+			trace = inspect(shellJoin("netdrop", "trace", "--reason", reason, "--flows"), "which tunnel peers send them")
 		}
 		out = append(out, Finding{
 			Stage:    stage.Tunnel,
 			Severity: in.lossSeverity(g.drops()),
 			Title:    fmt.Sprintf("tunnel decapsulation dropped %d packets arriving on %s", g.drops(), g.ifname),
 			Drops:    g.drops(),
+			Evidence: evidence(g.counters),
 			Cause:    cause,
 			Fix: []Fix{
 				inspect("ip -d link show type vxlan", "each vxlan device's id (VNI), dstport and remote"),
-				inspect(shellJoin("netdrop", "trace", "--reason", top.Reason, "--flows"), "which tunnel peers send them"),
+				trace,
 				advice("make both tunnel endpoints agree (same VNI, port and flags): change the peer that sends, or add a device for its VNI here"),
 			},
 			NotAutomatic: "tunnel endpoints are configured in pairs: the change belongs on whichever side is wrong",

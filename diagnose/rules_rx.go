@@ -78,7 +78,10 @@ func (in *input) nic(name string) (counters.NIC, bool) {
 // ruleNIC: frames that arrive corrupt. Driver (ethtool) counters with the
 // same meaning are evidence, not extra drops: stats64 already counts them.
 func ruleNIC(in *input) []Finding {
-	link := in.moved(from(counters.NetlinkLinkStats, "rx_crc_errors", "rx_frame_errors", "rx_length_errors"))
+	// A tunnel device's error fields are the tunnel stage (ruleTunnel).
+	link := in.moved(func(c counters.Counter) bool {
+		return c.Stage == stage.NIC && from(counters.NetlinkLinkStats, "rx_crc_errors", "rx_frame_errors", "rx_length_errors")(c)
+	})
 	drv := in.moved(func(c counters.Counter) bool {
 		return c.Stage == stage.NIC && c.Source == counters.EthtoolStats
 	})
