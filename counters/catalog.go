@@ -168,14 +168,22 @@ var bySource = map[SourceID]map[string]FieldInfo{
 	// A qdisc's requeues (the driver refused a packet that is retried) and
 	// overlimits (a shaper held a packet back) are not drops.
 	NetlinkQdisc: {
-		"drops":      {Stage: stage.Qdisc, Unit: Drops, Meaning: "packets this qdisc dropped: its queue was full or a policy discarded them"},
-		"overlimits": {Stage: stage.Qdisc, Unit: Events, Meaning: "times this qdisc held a packet back because it was over its rate or limit (not a drop)"},
-		"requeues":   {Stage: stage.Qdisc, Unit: Events, Meaning: "packets the driver refused and the qdisc queued again (not a drop)"},
-		"backlog":    {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "bytes queued in this qdisc now"},
-		"qlen":       {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "packets queued in this qdisc now"},
-		"rate":       {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) configured rate, bytes per second"},
-		"burst":      {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) bucket size, bytes"},
-		"limit":      {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) queue limit, bytes: what waits for tokens beyond it is dropped"},
+		"drops":           {Stage: stage.Qdisc, Unit: Drops, Meaning: "packets this qdisc dropped: its queue was full or a policy discarded them"},
+		"overlimits":      {Stage: stage.Qdisc, Unit: Events, Meaning: "times this qdisc held a packet back because it was over its rate or limit (not a drop)"},
+		"requeues":        {Stage: stage.Qdisc, Unit: Events, Meaning: "packets the driver refused and the qdisc queued again (not a drop)"},
+		"backlog":         {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "bytes queued in this qdisc now"},
+		"qlen":            {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "packets queued in this qdisc now"},
+		"rate":            {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf, htb class) configured rate, bytes per second"},
+		"ceil":            {Unit: Level, Gauge: true, Meaning: "an htb class's ceiling: the rate it may borrow up to, bytes per second"},
+		"burst":           {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) bucket size, bytes"},
+		"limit":           {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) queue limit, bytes: what waits for tokens beyond it is dropped"},
+		"packet_limit":    {Unit: Level, Gauge: true, Meaning: "an fq_codel's queue limit, packets: a packet arriving beyond it is dropped (drop_overlimit)"},
+		"memory_limit":    {Unit: Level, Gauge: true, Meaning: "an fq_codel's memory limit, bytes (drop_overmemory beyond it)"},
+		"memory_usage":    {Unit: Level, Gauge: true, Meaning: "bytes of memory an fq_codel's queued packets use now"},
+		"drop_overlimit":  {Unit: Drops, Meaning: "packets an fq_codel dropped because its queue held packet_limit packets (part of its drops)"},
+		"drop_overmemory": {Unit: Drops, Meaning: "packets an fq_codel dropped because its queued packets used memory_limit bytes (part of its drops)"},
+		"ecn_mark":        {Unit: Events, Meaning: "packets an fq_codel marked with ECN CE instead of dropping them (not a drop)"},
+		"new_flow_count":  {Unit: Events, Meaning: "flows an fq_codel started tracking as new (sparse flows served first)"},
 	},
 }
 

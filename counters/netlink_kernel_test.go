@@ -942,3 +942,71 @@ table ip ndtext4 {
 		t.Errorf("%d drop and reject rules named, want %d:\n%v", seen, wantSeen, s.Counters)
 	}
 }
+
+// TestHTBClassAndFqCodelMatchTC: an htb shaper whose class 1:10 (1 Mbit/s)
+// has an fq_codel leaf of 20 packets. A burst overflows the leaf: its
+// drop_overlimit, the class's drops and the root's drops must equal what
+// tc -s shows for each, and the class's rate and ceil what tc shows.
+func TestHTBClassAndFqCodelMatchTC(t *testing.T) {
+	ktNeed(t, "tc")
+	p := ktNewPair(t)
+	ktRun(t, "tc", "-n", p.A, "qdisc", "add", "dev", p.VA, "root", "handle", "1:", "htb", "default", "10")
+	ktRun(t, "tc", "-n", p.A, "class", "add", "dev", p.VA, "parent", "1:", "classid", "1:10", "htb", "rate", "1mbit", "ceil", "2mbit")
+	ktRun(t, "tc", "-n", p.A, "qdisc", "add", "dev", p.VA, "parent", "1:10", "handle", "10:", "fq_codel", "limit", "20")
+
+	ktSendUDP(t, p.A, p.IPB, 9001, 200, 1000)
+	after := ktCollect(t, p.A, qdiscSource{})
+
+	var qs []struct {
+		Kind          string `json:"kind"`
+		Handle        string `json:"handle"`
+		Drops         uint64 `json:"drops"`
+		DropOverlimit uint64 `json:"drop_overlimit"`
+		Options       struct {
+			Limit uint64 `json:"limit"`
+		} `json:"options"`
+	}
+	out := ktRun(t, "tc", "-n", p.A, "-s", "-j", "qdisc", "show", "dev", p.VA)
+	if err := json.Unmarshal([]byte(out), &qs); err != nil {
+		t.Fatalf("tc -j qdisc: %v\n%s", err, out)
+	}
+	var cls []struct {
+		Handle string `json:"handle"`
+		Drops  uint64 `json:"drops"`
+		Rate   uint64 `json:"rate"`
+		Ceil   uint64 `json:"ceil"`
+	}
+	// tc -j prints a class's rate and ceil at the top level.
+	cout := ktRun(t, "tc", "-n", p.A, "-s", "-j", "class", "show", "dev", p.VA)
+	if err := json.Unmarshal([]byte(cout), &cls); err != nil || len(cls) != 1 {
+		t.Fatalf("tc -j class: %v\n%s", err, cout)
+	}
+	var root, leaf uint64
+	for _, q := range qs {
+		switch q.Kind {
+		case "htb":
+			root = q.Drops
+			if got := ktValue(t, after, NetlinkQdisc, p.VA+" htb 1:", "drops"); got != q.Drops {
+				t.Errorf("htb drops = %d, tc shows %d", got, q.Drops)
+			}
+		case "fq_codel":
+			leaf = q.DropOverlimit
+			obj := p.VA + " fq_codel 10:"
+			for field, want := range map[string]uint64{"drops": q.Drops, "drop_overlimit": q.DropOverlimit, "packet_limit": q.Options.Limit} {
+				if got := ktValue(t, after, NetlinkQdisc, obj, field); got != want {
+					t.Errorf("fq_codel %s = %d, tc shows %d", field, got, want)
+				}
+			}
+		}
+	}
+	obj := p.VA + " htb class 1:10"
+	for field, want := range map[string]uint64{"drops": cls[0].Drops, "rate": cls[0].Rate, "ceil": cls[0].Ceil} {
+		if got := ktValue(t, after, NetlinkQdisc, obj, field); got != want {
+			t.Errorf("class 1:10 %s = %d, tc shows %d", field, got, want)
+		}
+	}
+	if leaf == 0 || cls[0].Drops == 0 || root == 0 {
+		t.Errorf("a 200-datagram burst into a 20-packet fq_codel under 1 Mbit/s dropped nothing: root %d, class %d, drop_overlimit %d", root, cls[0].Drops, leaf)
+	}
+	t.Logf("htb root drops %d, class 1:10 drops %d, fq_codel drop_overlimit %d (tc -s)", root, cls[0].Drops, leaf)
+}

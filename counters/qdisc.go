@@ -45,7 +45,9 @@ func (qdiscSource) Collect(ctx context.Context, r *Reading, s *Snapshot) error {
 		return err
 	}
 	s.Add(qdiscCounters(names, qs)...)
-	return nil
+	classes, err := dumpHTBClasses(qs)
+	s.Add(classCounters(names, classes)...)
+	return err
 }
 
 // dumpQdiscs lists the qdiscs of every interface of the calling thread's
@@ -97,7 +99,7 @@ func parseQdiscMessage(m []byte) (netlink.Qdisc, error) {
 	q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{
 		LinkIndex: int(hdr.Ifindex), Handle: hdr.Handle, Parent: hdr.Parent, Refcnt: hdr.Info,
 	}}
-	var opts *netlink.Tbf
+	var opts, app []byte
 	u32 := func(b []byte, off int) uint32 { return binary.NativeEndian.Uint32(b[off:]) }
 	for _, a := range attrs {
 		switch a.Type {
@@ -126,6 +128,9 @@ func parseQdiscMessage(m []byte) (netlink.Qdisc, error) {
 			}
 			st := &netlink.QdiscStatistics{Queue: &netlink.GnetStatsQueue{}}
 			for _, n := range nested {
+				if n.Type == nl.TCA_STATS_APP {
+					app = n.Value
+				}
 				if n.Type != nl.TCA_STATS_QUEUE {
 					continue
 				}
@@ -141,31 +146,88 @@ func parseQdiscMessage(m []byte) (netlink.Qdisc, error) {
 			}
 			q.Statistics = st
 		case nl.TCA_OPTIONS:
-			tbf, err := parseTbfOptions(q.QdiscType, a.Value)
-			if err != nil {
-				return nil, err
+			opts = a.Value
+		}
+	}
+	switch q.QdiscType {
+	case "tbf":
+		if opts == nil {
+			break
+		}
+		tbf, err := parseTbfOptions(opts)
+		if err != nil {
+			return nil, err
+		}
+		tbf.QdiscAttrs = q.QdiscAttrs
+		return tbf, nil
+	case "fq_codel":
+		fq, err := parseFqCodel(opts, app)
+		if err != nil {
+			return nil, err
+		}
+		fq.QdiscAttrs = q.QdiscAttrs
+		return fq, nil
+	}
+	return q, nil
+}
+
+// fqCodel is an fq_codel qdisc with what netlink.FqCodel lacks: the
+// qdisc's extended statistics (struct tc_fq_codel_qd_stats), which tell
+// a queue that hit its limit from CoDel dropping packets that waited too
+// long.
+type fqCodel struct {
+	netlink.FqCodel
+	// XStats is nil when the kernel sent none.
+	XStats *fqCodelXStats
+}
+
+// fqCodelXStats is struct tc_fq_codel_qd_stats
+// (include/uapi/linux/pkt_sched.h).
+type fqCodelXStats struct {
+	MaxPacket, DropOverlimit, ECNMark, NewFlowCount, NewFlowsLen, OldFlowsLen, CEMark, MemoryUsage, DropOvermemory uint32
+}
+
+// parseFqCodel reads an fq_codel's TCA_OPTIONS (limit in packets, memory
+// limit in bytes) and its TCA_STATS_APP: struct tc_fq_codel_xstats, a type
+// word (TCA_FQ_CODEL_XSTATS_QDISC, 0) then the qdisc's statistics.
+func parseFqCodel(opts, app []byte) (*fqCodel, error) {
+	fq := &fqCodel{}
+	if opts != nil {
+		var buf [12]rtAttr
+		attrs, err := appendRtAttrs(buf[:0], opts)
+		if err != nil {
+			return nil, fmt.Errorf("%w: fq_codel options: %w", ErrFileParse, err)
+		}
+		for _, a := range attrs {
+			if len(a.Value) < 4 {
+				continue
 			}
-			if tbf != nil {
-				opts = tbf
+			switch a.Type {
+			case nl.TCA_FQ_CODEL_LIMIT:
+				fq.Limit = binary.NativeEndian.Uint32(a.Value)
+			case nl.TCA_FQ_CODEL_MEMORY_LIMIT:
+				fq.MemoryLimit = binary.NativeEndian.Uint32(a.Value)
 			}
 		}
 	}
-	if opts != nil {
-		opts.QdiscAttrs = q.QdiscAttrs
-		return opts, nil
+	if len(app) >= 4 && binary.NativeEndian.Uint32(app) == 0 {
+		if len(app) < 40 {
+			return nil, fmt.Errorf("%w: tc_fq_codel_xstats: %d bytes, want 40", ErrFileParse, len(app))
+		}
+		u := func(i int) uint32 { return binary.NativeEndian.Uint32(app[4+4*i:]) }
+		fq.XStats = &fqCodelXStats{
+			MaxPacket: u(0), DropOverlimit: u(1), ECNMark: u(2), NewFlowCount: u(3), NewFlowsLen: u(4),
+			OldFlowsLen: u(5), CEMark: u(6), MemoryUsage: u(7), DropOvermemory: u(8),
+		}
 	}
-	return q, nil
+	return fq, nil
 }
 
 // parseTbfOptions reads a tbf qdisc's TCA_OPTIONS (TCA_TBF_PARMS: struct
 // tc_tbf_qopt, two struct tc_ratespec of 12 bytes each, then limit,
 // buffer and mtu; TCA_TBF_RATE64 for rates above 4 GB/s) as QdiscList
 // would: rate in bytes per second, limit in bytes, buffer in psched ticks.
-// Other kinds' options are not read (nil).
-func parseTbfOptions(kind string, b []byte) (*netlink.Tbf, error) {
-	if kind != "tbf" {
-		return nil, nil
-	}
+func parseTbfOptions(b []byte) (*netlink.Tbf, error) {
 	var buf [8]rtAttr
 	attrs, err := appendRtAttrs(buf[:0], b)
 	if err != nil {
@@ -242,6 +304,36 @@ func qdiscCounters(names map[int]string, qs []netlink.Qdisc) []Counter {
 				Counter{Source: NetlinkQdisc, Object: obj, Field: "burst", Value: tbfBurst(t.Rate, t.Buffer), Gauge: true},
 				Counter{Source: NetlinkQdisc, Object: obj, Field: "limit", Value: uint64(t.Limit), Gauge: true},
 			)
+		}
+		// fq_codel's own account of its drops: a full queue
+		// (drop_overlimit, drop_overmemory) or CoDel's dropping of
+		// packets that waited longer than its target (the rest).
+		// Context only: "drops" already counts them all.
+		// QdiscList (the fallback for an oversized dump) gives the
+		// options without the statistics.
+		var fq *fqCodel
+		switch v := q.(type) {
+		case *fqCodel:
+			fq = v
+		case *netlink.FqCodel:
+			fq = &fqCodel{FqCodel: *v}
+		}
+		if fq != nil {
+			if fq.Limit > 0 {
+				out = append(out, Counter{Source: NetlinkQdisc, Object: obj, Field: "packet_limit", Value: uint64(fq.Limit), Gauge: true})
+			}
+			if fq.MemoryLimit > 0 {
+				out = append(out, Counter{Source: NetlinkQdisc, Object: obj, Field: "memory_limit", Value: uint64(fq.MemoryLimit), Gauge: true})
+			}
+			if x := fq.XStats; x != nil {
+				out = append(out,
+					Counter{Source: NetlinkQdisc, Object: obj, Field: "drop_overlimit", Value: uint64(x.DropOverlimit), Bits: 32},
+					Counter{Source: NetlinkQdisc, Object: obj, Field: "drop_overmemory", Value: uint64(x.DropOvermemory), Bits: 32},
+					Counter{Source: NetlinkQdisc, Object: obj, Field: "ecn_mark", Value: uint64(x.ECNMark), Bits: 32},
+					Counter{Source: NetlinkQdisc, Object: obj, Field: "new_flow_count", Value: uint64(x.NewFlowCount), Bits: 32},
+					Counter{Source: NetlinkQdisc, Object: obj, Field: "memory_usage", Value: uint64(x.MemoryUsage), Gauge: true},
+				)
+			}
 		}
 	}
 	return out

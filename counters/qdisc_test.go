@@ -217,3 +217,78 @@ func TestTbfBurst(t *testing.T) {
 		}
 	}
 }
+
+// TestFqCodelAndHTBClassMessages decodes an fq_codel's options and
+// extended statistics, and an htb class, laid out as the kernel sends them
+// (fq_codel_dump, fq_codel_dump_stats; htb_dump_class).
+func TestFqCodelAndHTBClassMessages(t *testing.T) {
+	u32s := func(vs ...uint32) []byte {
+		b := make([]byte, 4*len(vs))
+		for i, v := range vs {
+			binary.NativeEndian.PutUint32(b[4*i:], v)
+		}
+		return b
+	}
+	tcmsg := func(ifindex int32, handle, parent uint32) []byte {
+		m := make([]byte, nl.SizeofTcMsg)
+		binary.NativeEndian.PutUint32(m[4:], uint32(ifindex))
+		binary.NativeEndian.PutUint32(m[8:], handle)
+		binary.NativeEndian.PutUint32(m[12:], parent)
+		return m
+	}
+	// fq_codel 10: under class 1:10, limit 20 packets, memory_limit 32 MB;
+	// xstats: type 0, maxpacket, drop_overlimit, ecn_mark, new_flow_count,
+	// new_flows_len, old_flows_len, ce_mark, memory_usage, drop_overmemory.
+	msg := tcmsg(4, 0x100000, 0x10010)
+	msg = append(msg, rtattr(nl.TCA_KIND, []byte("fq_codel\x00"))...)
+	msg = append(msg, rtattr(nl.TCA_OPTIONS, append(rtattr(nl.TCA_FQ_CODEL_LIMIT, u32s(20)), rtattr(nl.TCA_FQ_CODEL_MEMORY_LIMIT, u32s(32<<20))...))...)
+	msg = append(msg, rtattr(nl.TCA_STATS2, append(rtattr(nl.TCA_STATS_QUEUE, u32s(20, 20000, 180, 0, 0)),
+		rtattr(nl.TCA_STATS_APP, u32s(0, 1042, 176, 3, 1, 1, 0, 0, 40960, 4))...))...)
+	q, err := parseQdiscMessage(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, c := range qdiscCounters(map[int]string{4: "veth0"}, []netlink.Qdisc{q}) {
+		got[c.Object+" "+c.Field] = c.Value
+	}
+	want := map[string]uint64{
+		"veth0 fq_codel 10: drops": 180, "veth0 fq_codel 10: overlimits": 0, "veth0 fq_codel 10: requeues": 0,
+		"veth0 fq_codel 10: backlog": 20000, "veth0 fq_codel 10: qlen": 20,
+		"veth0 fq_codel 10: packet_limit": 20, "veth0 fq_codel 10: memory_limit": 32 << 20,
+		"veth0 fq_codel 10: drop_overlimit": 176, "veth0 fq_codel 10: drop_overmemory": 4, "veth0 fq_codel 10: ecn_mark": 3,
+		"veth0 fq_codel 10: new_flow_count": 1, "veth0 fq_codel 10: memory_usage": 40960,
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("fq_codel counters (-want +got):\n%s", d)
+	}
+
+	// htb class 1:10, rate 1mbit ceil 2mbit: struct tc_htb_opt's rate and
+	// ceil rate fields at bytes 8 and 20.
+	parms := make([]byte, 44)
+	binary.NativeEndian.PutUint32(parms[8:], 125000)
+	binary.NativeEndian.PutUint32(parms[20:], 250000)
+	cm := tcmsg(4, 0x10010, 0x10000)
+	cm = append(cm, rtattr(nl.TCA_KIND, []byte("htb\x00"))...)
+	cm = append(cm, rtattr(nl.TCA_OPTIONS, rtattr(nl.TCA_HTB_PARMS, parms))...)
+	cm = append(cm, rtattr(nl.TCA_STATS2, rtattr(nl.TCA_STATS_QUEUE, u32s(0, 0, 180, 0, 95)))...)
+	c, ok, err := parseClassMessage(cm)
+	if err != nil || !ok {
+		t.Fatalf("parseClassMessage: ok %v, %v", ok, err)
+	}
+	gotc := classCounters(map[int]string{4: "veth0"}, []htbClass{c})
+	wantc := []Counter{
+		{Source: NetlinkQdisc, Object: "veth0 htb class 1:10", Field: "drops", Value: 180, Bits: 32},
+		{Source: NetlinkQdisc, Object: "veth0 htb class 1:10", Field: "overlimits", Value: 95, Bits: 32},
+		{Source: NetlinkQdisc, Object: "veth0 htb class 1:10", Field: "rate", Value: 125000, Gauge: true},
+		{Source: NetlinkQdisc, Object: "veth0 htb class 1:10", Field: "ceil", Value: 250000, Gauge: true},
+	}
+	if d := cmp.Diff(wantc, gotc); d != "" {
+		t.Errorf("class counters (-want +got):\n%s", d)
+	}
+	// A class of another kind is skipped, not misread.
+	other := append(tcmsg(4, 0x10001, 0x10000), rtattr(nl.TCA_KIND, []byte("prio\x00"))...)
+	if _, ok, err := parseClassMessage(other); ok || err != nil {
+		t.Errorf("prio class: ok %v, err %v; want skipped", ok, err)
+	}
+}

@@ -469,3 +469,53 @@ func TestVxlanFrameErrorsAreTunnel(t *testing.T) {
 		}
 	}
 }
+
+// TestQdiscExplainedByClassAndFqCodel: an htb root's drops are explained by
+// the class that dropped (with its rate and ceil) and by its fq_codel
+// leaf's statistics: a full queue gets a runnable limit change of that
+// leaf; CoDel's own drops get no larger queue.
+func TestQdiscExplainedByClassAndFqCodel(t *testing.T) {
+	const q = counters.NetlinkQdisc
+	mk := func(drops, overlimit uint64) *counters.Snapshot {
+		return snap(sys,
+			ctr(q, "a0 htb 1:", "drops", drops, stage.Qdisc),
+			ctr(q, "a0 htb class 1:10", "drops", drops, ""),
+			ctr(q, "a0 fq_codel 10:", "drops", drops, ""),
+			ctr(q, "a0 fq_codel 10:", "drop_overlimit", overlimit, ""),
+			ctr(q, "a0 fq_codel 10:", "drop_overmemory", 0, ""),
+			gauge(q, "a0 htb class 1:10", "rate", 125000), gauge(q, "a0 htb class 1:10", "ceil", 250000),
+			gauge(q, "a0 fq_codel 10:", "packet_limit", 20),
+		)
+	}
+	r := Analyze(mk(0, 0), mk(180, 180), time.Second)
+	if len(r.Findings) != 1 {
+		t.Fatalf("findings = %+v", r.Findings)
+	}
+	f := r.Findings[0]
+	wantCause := "fq_codel (fq_codel 10:) on a0 reached its limit of 20 packets and dropped 180 packets (drop_overlimit): a burst larger than its queue; " +
+		"htb class 1:10 (rate 125000 bytes/s, ceil 250000 bytes/s) dropped 180 of them"
+	if f.Cause != wantCause || f.Drops != 180 || f.Title != "qdisc htb on a0 dropped 180 packets" {
+		t.Errorf("finding: title %q drops %d cause\n%q, want\n%q", f.Title, f.Drops, f.Cause, wantCause)
+	}
+	want := []string{
+		"tc -s qdisc show dev a0  # the configured rate and limit",
+		"raise the rate or ceil of the class that drops (tc class change dev a0 classid CLASS htb rate … ceil …), or the limit of its leaf qdisc",
+		"tc qdisc change dev a0 handle 10: fq_codel limit 40  # now limit 20; a longer queue absorbs the burst; CoDel still keeps the delay low",
+		"tc -s class show dev a0  # each class's rate, ceil, drops and overlimits",
+	}
+	if diff := cmp.Diff(want, fixLines(f.Fix)); diff != "" {
+		t.Errorf("fix (-want +got):\n%s", diff)
+	}
+
+	// CoDel dropped, the queue was never full: no larger queue proposed.
+	r = Analyze(mk(0, 0), mk(180, 0), time.Second)
+	f = r.Findings[0]
+	if !strings.HasPrefix(f.Cause, "CoDel in fq_codel on a0 dropped packets that waited") {
+		t.Errorf("cause %q", f.Cause)
+	}
+	for _, l := range fixLines(f.Fix) {
+		if strings.Contains(l, "fq_codel limit") {
+			t.Errorf("CoDel's drops get a larger queue: %q", l)
+		}
+	}
+}

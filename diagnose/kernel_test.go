@@ -137,6 +137,22 @@ func TestKernelDropsNamedFirst(t *testing.T) {
 			},
 			check: checkTbfLimitFix,
 		},
+		{
+			name:  "htb class with a full fq_codel leaf (tc -s qdisc)",
+			stage: stage.Qdisc,
+			where: inA,
+			setup: func(t *testing.T, p *testnet.Pair) {
+				testnet.In(t, p.A, "tc", "qdisc", "add", "dev", "a0", "root", "handle", "1:", "htb", "default", "10")
+				testnet.In(t, p.A, "tc", "class", "add", "dev", "a0", "parent", "1:", "classid", "1:10", "htb", "rate", "1mbit", "ceil", "2mbit")
+				testnet.In(t, p.A, "tc", "qdisc", "add", "dev", "a0", "parent", "1:10", "handle", "10:", "fq_codel", "limit", "20")
+			},
+			traffic: func(t *testing.T, p *testnet.Pair) { testnet.SendUDP(t, p.A, udpTo(p, 9106), 3000, 200) },
+			reference: func(t *testing.T, p *testnet.Pair) uint64 {
+				return tcQdiscStat(t, p, "htb", "drops")
+			},
+			title: "htb",
+			check: checkFqCodelLimitFix,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -283,4 +299,52 @@ func checkTbfLimitFix(t *testing.T, p *testnet.Pair, f diagnose.Finding) {
 		t.Errorf("after %q tc shows a limit of %d bytes (lat %d µs), want %d", fix.Command, got, after.Options.Lat, want)
 	}
 	t.Logf("fix %q: tc limit %d -> %d bytes", fix.Command, before.Options.Rate*before.Options.Lat/1e6+before.Options.Burst, got)
+}
+
+// tcQdiscStat is a statistic of the first qdisc of kind on a0 in A as tc -s
+// -j prints it ("drops", "drop_overlimit").
+func tcQdiscStat(t *testing.T, p *testnet.Pair, kind, stat string) uint64 {
+	t.Helper()
+	out := testnet.In(t, p.A, "tc", "-s", "-j", "qdisc", "show", "dev", "a0")
+	var qs []map[string]any
+	if err := json.Unmarshal([]byte(out), &qs); err != nil {
+		t.Fatalf("tc -j: %v\n%s", err, out)
+	}
+	for _, q := range qs {
+		if q["kind"] == kind {
+			v, _ := q[stat].(float64)
+			return uint64(v)
+		}
+	}
+	t.Fatalf("no %s qdisc in %s", kind, out)
+	return 0
+}
+
+// checkFqCodelLimitFix: the finding names the class that dropped and its
+// fq_codel leaf's full queue, with drop_overlimit as tc shows it, and its
+// computed limit change runs as pasted and sets the limit it names.
+func checkFqCodelLimitFix(t *testing.T, p *testnet.Pair, f diagnose.Finding) {
+	t.Helper()
+	over := tcQdiscStat(t, p, "fq_codel", "drop_overlimit")
+	if want := fmt.Sprintf("limit of 20 packets and dropped %d packets (drop_overlimit)", over); !strings.Contains(f.Cause, want) {
+		t.Errorf("cause %q does not say %q (tc -s)", f.Cause, want)
+	}
+	if !strings.Contains(f.Cause, "htb class 1:10 (rate 125000 bytes/s, ceil 250000 bytes/s)") {
+		t.Errorf("cause %q does not name class 1:10 with its rate and ceil", f.Cause)
+	}
+	var fix string
+	for _, x := range f.Fix {
+		if x.Kind == diagnose.FixManual && strings.Contains(x.Command, " fq_codel limit ") {
+			fix = x.Command
+		}
+	}
+	if fix != "tc qdisc change dev a0 handle 10: fq_codel limit 40" {
+		t.Fatalf("fq_codel fix %q, want the leaf's limit doubled; fixes %+v", fix, f.Fix)
+	}
+	testnet.In(t, p.A, "bash", "-c", fix)
+	out := testnet.In(t, p.A, "tc", "-j", "qdisc", "show", "dev", "a0", "handle", "10:")
+	if !strings.Contains(out, `"limit":40`) {
+		t.Errorf("after %q tc shows %s", fix, out)
+	}
+	t.Logf("fix %q: drop_overlimit %d; tc now %s", fix, over, out)
 }

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/netdrop/netdrop/counters"
@@ -42,7 +43,9 @@ func ruleQdisc(in *input) []Finding {
 		cs := byIf[ifn]
 		top := cs[0]
 		for _, c := range cs {
-			if c.Value > top.Value {
+			// The root's count includes its children's and classes':
+			// on a tie the root is the one to name.
+			if c.Value > top.Value || c.Value == top.Value && c.Stage == stage.Qdisc && top.Stage != stage.Qdisc {
 				top = c
 			}
 		}
@@ -61,6 +64,10 @@ func ruleQdisc(in *input) []Finding {
 			f.Fix = []Fix{
 				inspect(shellJoin("tc", "-s", "qdisc", "show", "dev", ifn), "the configured rate and limit"),
 				advice(fmt.Sprintf("a larger queue absorbs bursts: raise the limit (tc qdisc change dev %s root %s … limit BYTES), or the rate if it is too low", ifn, kind)),
+			}
+			if kind == "htb" {
+				// htb has no queue of its own: its leaf qdiscs do.
+				f.Fix[1] = advice(fmt.Sprintf("raise the rate or ceil of the class that drops (tc class change dev %s classid CLASS htb rate … ceil …), or the limit of its leaf qdisc", ifn))
 			}
 			f.NotAutomatic = "a shaper's rate and queue are a policy someone configured: netdrop does not change them"
 			// Computed only for a root tbf: "root" is in the command.
@@ -85,10 +92,128 @@ func ruleQdisc(in *input) []Finding {
 					"replacing the root qdisc resets its other options to their defaults; netdrop leaves qdisc settings to you"),
 			}
 		}
+		// fq_codel's statistics may replace the cause; the htb class
+		// is added to whichever cause stands.
+		in.explainFqCodel(&f, ifn, kind)
+		in.explainHTB(&f, ifn)
 		f.Advice = "pace the sender (SO_MAX_PACING_RATE, fq) rather than relying on drops to slow it"
 		out = append(out, f)
 	}
 	return out
+}
+
+// qdiscField selects the counters named field of the qdiscs and classes
+// of interface ifn.
+func qdiscField(ifn string, fields ...string) match {
+	return func(c counters.Counter) bool {
+		return c.Source == counters.NetlinkQdisc && strings.HasPrefix(c.Object, ifn+" ") && slices.Contains(fields, c.Field)
+	}
+}
+
+// qdiscGauge is the gauge field of the qdisc or class obj (0 when unread).
+func (in *input) qdiscGauge(obj, field string) uint64 {
+	v, _ := in.gauge(func(c counters.Counter) bool {
+		return c.Source == counters.NetlinkQdisc && c.Object == obj && c.Field == field
+	})
+	return v
+}
+
+// explainHTB names the htb class on ifn that dropped most, with its rate
+// and ceil: a root htb counts every class's drops, and the class says
+// which traffic class overflowed.
+func (in *input) explainHTB(f *Finding, ifn string) {
+	var cls counters.Counter
+	for _, c := range in.moved(qdiscField(ifn, "drops")) {
+		if strings.Contains(c.Object, " htb class ") && c.Value > cls.Value {
+			cls = c
+		}
+	}
+	if cls.Value == 0 {
+		return
+	}
+	id := cls.Object[strings.LastIndex(cls.Object, " ")+1:]
+	f.Cause += fmt.Sprintf("; htb class %s (rate %d bytes/s, ceil %d bytes/s) dropped %d of them",
+		id, in.qdiscGauge(cls.Object, "rate"), in.qdiscGauge(cls.Object, "ceil"), cls.Value)
+	f.Fix = append(f.Fix, inspect(shellJoin("tc", "-s", "class", "show", "dev", ifn), "each class's rate, ceil, drops and overlimits"))
+}
+
+// explainFqCodel tells, from an fq_codel's own statistics on ifn, a queue
+// that hit its limit (drop_overlimit, drop_overmemory: a larger limit
+// helps) from CoDel dropping packets that waited longer than its target
+// (its congestion signal: a larger queue only adds delay). kind is the
+// kind of the qdisc whose drops the finding counts.
+func (in *input) explainFqCodel(f *Finding, ifn, kind string) {
+	fq := in.moved(func(c counters.Counter) bool {
+		return qdiscField(ifn, "drops")(c) && strings.Contains(c.Object, " fq_codel ")
+	})
+	if len(fq) == 0 {
+		return
+	}
+	over := in.moved(qdiscField(ifn, "drop_overlimit", "drop_overmemory"))
+	if len(over) == 0 {
+		f.Cause = fmt.Sprintf("CoDel in fq_codel on %s dropped packets that waited in the queue longer than its target (drop_overlimit did not move: the queue was not full); "+
+			"the sender outpaces the link and CoDel's drops are its signal to slow down", ifn)
+		if kind == "fq_codel" {
+			f.Fix = []Fix{inspect(shellJoin("tc", "-s", "qdisc", "show", "dev", ifn), "fq_codel's target, interval and drop counts")}
+			f.NotAutomatic = "CoDel drops by design to keep the queue's delay low: a longer queue would only add delay"
+		}
+		return
+	}
+	top := over[0]
+	for _, c := range over {
+		if c.Value > top.Value {
+			top = c
+		}
+	}
+	sel, ok := qdiscSelector(top.Object, in.stageOf(top.Object))
+	limitField, option := "packet_limit", "limit"
+	if top.Field == "drop_overmemory" {
+		limitField, option = "memory_limit", "memory_limit"
+	}
+	limit := in.qdiscGauge(top.Object, limitField)
+	unit := "packets"
+	if option == "memory_limit" {
+		unit = "bytes"
+	}
+	f.Cause = fmt.Sprintf("fq_codel (%s) on %s reached its %s of %d %s and dropped %d packets (%s): a burst larger than its queue", strings.Join(strings.Fields(top.Object)[1:], " "), ifn, option, limit, unit, top.Value, top.Field)
+	if !ok || limit == 0 {
+		return
+	}
+	args := append(append([]string{"tc", "qdisc", "change", "dev", ifn}, sel...), "fq_codel", option, fmt.Sprint(2*limit))
+	fix := manual(shellJoin(args...), fmt.Sprintf("%s %d", option, limit), "a longer queue absorbs the burst; CoDel still keeps the delay low",
+		"a qdisc's limits are configuration someone chose: netdrop does not change them")
+	if kind == "fq_codel" {
+		f.Fix = []Fix{inspect(shellJoin("tc", "-s", "qdisc", "show", "dev", ifn), "fq_codel's limit and drop_overlimit"), fix}
+		f.NotAutomatic = fix.NotAutomatic
+		return
+	}
+	f.Fix = append(f.Fix, fix)
+}
+
+// stageOf is the stage of a qdisc's drops counter: qdisc for a root.
+func (in *input) stageOf(obj string) stage.ID {
+	for _, c := range in.delta.Counters {
+		if c.Source == counters.NetlinkQdisc && c.Object == obj && c.Field == "drops" {
+			return c.Stage
+		}
+	}
+	return ""
+}
+
+// qdiscSelector is how tc names the qdisc obj on change: "root" for a
+// root qdisc, "parent P" for a per-queue child of mq ("eth0 fq_codel 0:
+// parent :3"), "handle H" for another child.
+func qdiscSelector(obj string, st stage.ID) ([]string, bool) {
+	f := strings.Fields(obj)
+	switch {
+	case st == stage.Qdisc:
+		return []string{"root"}, true
+	case len(f) == 5 && f[3] == "parent":
+		return []string{"parent", f[4]}, true
+	case len(f) == 3 && f[2] != "0:":
+		return []string{"handle", f[2]}, true
+	}
+	return nil, false
 }
 
 // tbfLimitFix computes a tbf's larger queue from its settings as read
