@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -165,6 +166,7 @@ type Reading struct {
 	FS         FS
 	dial       dialer
 	links      func() ([]linkInfo, error)
+	qdiscs     func() ([]netlink.Qdisc, error)
 	interrupts func() ([]byte, error)
 }
 
@@ -183,6 +185,7 @@ func newReading(fs FS, dial dialer) *Reading {
 		FS:         fs,
 		dial:       dial,
 		links:      sync.OnceValues(func() ([]linkInfo, error) { return dumpLinks(dial) }),
+		qdiscs:     sync.OnceValues(func() ([]netlink.Qdisc, error) { return dumpQdiscs(dial) }),
 		interrupts: sync.OnceValues(func() ([]byte, error) { return fs.ReadFile(fs.ProcPath("interrupts")) }),
 	}
 }
@@ -202,6 +205,16 @@ func (r *Reading) linkDump() ([]linkInfo, error) {
 		return dumpLinks(r.dialer())
 	}
 	return r.links()
+}
+
+// qdiscDump returns the snapshot's RTM_GETQDISC dump: the qdisc source's
+// statistics and the hooks source's ingress and clsact qdiscs. A Reading
+// not made by NewReading dumps afresh on every call.
+func (r *Reading) qdiscDump() ([]netlink.Qdisc, error) {
+	if r.qdiscs == nil {
+		return dumpQdiscs(r.dialer())
+	}
+	return r.qdiscs()
 }
 
 // interruptsText returns the snapshot's /proc/interrupts. A Reading not

@@ -93,9 +93,11 @@ func (hooksSource) Collect(ctx context.Context, r *Reading, s *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	qs, err := netlink.QdiscList(nil)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return fmt.Errorf("rtm_getqdisc dump: %w", err)
+	// The qdisc source's dump too: the ingress and clsact qdiscs say
+	// where filters hang.
+	qs, err := r.qdiscDump()
+	if err != nil {
+		return err
 	}
 	filters := map[int][]tcFilterAt{}
 	var errs []error

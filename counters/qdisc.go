@@ -40,12 +40,12 @@ func (qdiscSource) Collect(ctx context.Context, r *Reading, s *Snapshot) error {
 	for _, l := range links {
 		names[l.Index] = l.Name
 	}
-	qs, err := dumpQdiscs(r.dialer())
+	qs, err := r.qdiscDump()
 	if err != nil {
 		return err
 	}
 	s.Add(qdiscCounters(names, qs)...)
-	classes, err := dumpHTBClasses(qs)
+	classes, err := dumpHTBClasses(r.dialer(), qs)
 	s.Add(classCounters(names, classes)...)
 	return err
 }
