@@ -62,10 +62,12 @@ func init() {
 					case err == nil:
 					case errors.Is(err, unix.EADDRNOTAVAIL):
 						exhausted++
-					case errors.Is(err, unix.EINTR):
+					case errors.Is(err, unix.EINTR), errors.Is(err, unix.EINPROGRESS):
 						// A signal (the Go runtime preempts with SIGURG)
-						// interrupted the wait for the handshake; the
-						// port was taken all the same, and is closed.
+						// interrupted the wait for the handshake, or the
+						// one-second SO_SNDTIMEO ran out on a loaded host
+						// (EINPROGRESS); the port was taken all the same,
+						// and is closed.
 					default:
 						return fmt.Errorf("connect to %s: %w", dst, err)
 					}
