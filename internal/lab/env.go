@@ -178,16 +178,9 @@ func (e *Env) runList(list *[]func() error) []error {
 // journalled on disk first, so it is restored at teardown, and by the next
 // run if this one is killed.
 func (e *Env) SetGlobal(name, value string) error {
-	old, err := readSysctlAt(e.journal.root, name)
-	if err != nil {
+	if err := e.journalGlobal(name, value); err != nil {
 		return err
 	}
-	if err := e.journal.save(name, old, value); err != nil {
-		return err
-	}
-	e.mu.Lock()
-	e.globals = append(e.globals, savedSysctl{Name: name, Value: old})
-	e.mu.Unlock()
 	return writeSysctlAt(e.journal.root, name, value)
 }
 

@@ -35,27 +35,14 @@ func ReadSpan(r *Reader, since, until time.Time, each func(*Interval)) (*Span, e
 	sp := &Span{}
 	traced := true
 	var parts []droptrace.Snapshot
-	for {
-		iv, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !since.IsZero() && iv.Time.Before(since) {
-			continue
-		}
-		if !until.IsZero() && iv.Time.After(until) {
-			break
-		}
+	err := inSpan(r, since, until, func(iv *Interval) {
 		if each != nil {
 			each(iv)
 		}
 		sp.Intervals++
 		if sp.First == nil {
 			sp.First = iv
-			continue
+			return
 		}
 		sp.Last = iv
 		if iv.Trace == nil {
@@ -63,6 +50,9 @@ func ReadSpan(r *Reader, since, until time.Time, each func(*Interval)) (*Span, e
 		} else {
 			parts = append(parts, *iv.Trace)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	if sp.Last == nil {
 		return sp, fmt.Errorf("%w (%d found)", ErrEmptySpan, sp.Intervals)
@@ -72,6 +62,28 @@ func ReadSpan(r *Reader, since, until time.Time, each func(*Interval)) (*Span, e
 		sp.Trace = &t
 	}
 	return sp, nil
+}
+
+// inSpan reads r to the end, or to the first interval after until, and
+// calls fn with every interval from since to until (zero times are open
+// ends), in order.
+func inSpan(r *Reader, since, until time.Time, fn func(*Interval)) error {
+	for {
+		iv, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !since.IsZero() && iv.Time.Before(since) {
+			continue
+		}
+		if !until.IsZero() && iv.Time.After(until) {
+			return nil
+		}
+		fn(iv)
+	}
 }
 
 // MergeTrace sums tracer deltas of consecutive intervals into one, as if

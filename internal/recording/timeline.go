@@ -1,8 +1,6 @@
 package recording
 
 import (
-	"errors"
-	"io"
 	"time"
 
 	"github.com/netdrop/netdrop/diagnose"
@@ -46,24 +44,11 @@ func Timeline(path string, since, until time.Time, points int, expect []diagnose
 		traced = true
 		i      = -1
 	)
-	for {
-		iv, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !since.IsZero() && iv.Time.Before(since) {
-			continue
-		}
-		if !until.IsZero() && iv.Time.After(until) {
-			break
-		}
+	err = inSpan(r, since, until, func(iv *Interval) {
 		i++
 		if prev == nil {
 			prev = iv
-			continue
+			return
 		}
 		if iv.Trace == nil {
 			traced = false
@@ -71,7 +56,7 @@ func Timeline(path string, since, until time.Time, points int, expect []diagnose
 			parts = append(parts, *iv.Trace)
 		}
 		if i%step != 0 && i != n-1 {
-			continue
+			return
 		}
 		o := diagnose.Observed{Before: prev.Counters, After: iv.Counters, SocketsBefore: prev.Sockets, SocketsAfter: iv.Sockets}
 		if traced {
@@ -83,11 +68,16 @@ func Timeline(path string, since, until time.Time, points int, expect []diagnose
 		p.Worst, _ = rep.Worst()
 		out = append(out, p)
 		prev, parts, traced = iv, nil, true
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// count is the number of intervals from since to until.
+// count is the number of intervals from since to until: Timeline reads
+// the file twice (count, then the stretches) so that it never holds more
+// than one stretch of intervals in memory.
 func count(path string, since, until time.Time) (int, error) {
 	r, err := Open(path)
 	if err != nil {
@@ -95,20 +85,6 @@ func count(path string, since, until time.Time) (int, error) {
 	}
 	defer r.Close()
 	n := 0
-	for {
-		iv, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		if !since.IsZero() && iv.Time.Before(since) {
-			continue
-		}
-		if !until.IsZero() && iv.Time.After(until) {
-			return n, nil
-		}
-		n++
-	}
+	err = inSpan(r, since, until, func(*Interval) { n++ })
+	return n, err
 }
