@@ -28,6 +28,8 @@ func newExporterCmd(e *env) *cobra.Command {
 		debug     bool
 		readyFile string
 		expects   []string
+		otlp      exporter.OTLPOptions
+		otlpHdrs  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "exporter",
@@ -47,10 +49,24 @@ func newExporterCmd(e *env) *cobra.Command {
       the kfree_skb tracepoint (eBPF), bounded to 200 series
   netdrop_scrape_collector_success / _duration_seconds   per collector
 
+With --otlp the same metrics are also pushed to an OpenTelemetry collector
+every --otlp-interval, gathered from the registry /metrics serves: names,
+labels and values are those of a scrape, mapped as OpenTelemetry maps
+Prometheus data (counters are cumulative monotonic sums, labels
+attributes). Each push is a reading like a scrape: stage totals stay exact
+whoever reads, findings cover the time since the last reading. The protocol is OTLP over
+HTTP (protobuf, gzip), which OpenTelemetry collectors and Prometheus'
+OTLP receiver (/api/v1/otlp/v1/metrics) accept; the port defaults to 4318
+and the path to /v1/metrics. The resource carries service.name=netdrop and
+service.instance.id=the host name. A collector that is down or refuses is
+logged (the first failure, then every tenth) and /metrics keeps serving.
+
 deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 		Example: `  netdrop exporter
   netdrop exporter --listen 0.0.0.0:9469     # reachable from the network: your decision
-  netdrop exporter --netns web --top 20`,
+  netdrop exporter --netns web --top 20
+  netdrop exporter --otlp http://otel-collector:4318 --otlp-header "Authorization=Bearer $TOKEN"
+  netdrop exporter --otlp http://prometheus:9090/api/v1/otlp/v1/metrics --otlp-interval 30s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Top <= 0 {
@@ -86,6 +102,17 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 			}
 			// The exporter's own health, as every exporter reports it.
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			if otlp.URL != "" {
+				if otlp.Headers, err = exporter.ParseOTLPHeaders(otlpHdrs); err != nil {
+					return err
+				}
+				otlp.Logger, otlp.Netns = opts.Logger, opts.Netns.Spec()
+				p, err := exporter.NewPusher(reg, otlp)
+				if err != nil {
+					return err
+				}
+				go p.Run(cmd.Context())
+			}
 			return serveMetrics(cmd.Context(), e, listen, readyFile, exporter.Handler(reg, opts), opts.Logger)
 		},
 	}
@@ -97,6 +124,9 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 	f.BoolVar(&trace, "trace", false, "add the in-kernel drop aggregates by reason, location and stage (eBPF; needs CAP_BPF and CAP_PERFMON)")
 	f.BoolVar(&debug, "debug", false, "log missing sources and failing collectors")
 	f.StringArrayVar(&expects, "expect", nil, "STAGE[:MATCH]: drops declared intended, as in netdrop diagnose --expect (repeatable)")
+	f.StringVar(&otlp.URL, "otlp", "", "also push the same metrics to this OpenTelemetry collector (OTLP over HTTP): http(s)://HOST[:4318][/v1/metrics]")
+	f.DurationVar(&otlp.Interval, "otlp-interval", exporter.DefaultOTLPInterval, "how often --otlp pushes")
+	f.StringArrayVar(&otlpHdrs, "otlp-header", nil, "NAME=VALUE sent with every --otlp push, e.g. an API key (repeatable)")
 	f.StringVar(&readyFile, "ready-file", "", "write the listening address to this file once serving (for scripts and tests)")
 	return cmd
 }
