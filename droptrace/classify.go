@@ -1,6 +1,7 @@
 package droptrace
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/netdrop/netdrop/stage"
@@ -160,4 +161,27 @@ func Classify(reason, function string) Class {
 		}
 	}
 	return Class{Class: ClassOther}
+}
+
+// maxNoise is how many noise reasons the BPF program skips the optional
+// work for (MAX_NOISE in bpf/droptrace.c); a kernel with more only loses a
+// little of the saving.
+const maxNoise = 8
+
+// noiseCodes returns the values, on the kernel r names, of the reasons
+// that are not packet loss (ClassNoise in the reason table), lowest
+// first, so that the program parses no flow and walks no stack for them;
+// nil without reasons.
+func noiseCodes(r *Reasons) []uint32 {
+	if r == nil {
+		return nil
+	}
+	var out []uint32
+	for code, name := range r.names {
+		if LookupReason(name).Class == ClassNoise {
+			out = append(out, code)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

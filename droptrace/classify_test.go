@@ -223,3 +223,24 @@ func TestDeltaStacks(t *testing.T) {
 		t.Errorf("stacks (-want +got):\n%s", diff)
 	}
 }
+
+// TestNoiseCodes checks the reasons the BPF program skips flows and stacks
+// for, on 6.18's values: exactly the noise of the reason table, and none
+// without reasons.
+func TestNoiseCodes(t *testing.T) {
+	r, err := ReasonsFromFormat(readFormatFixture(t, "linux-6.18.format"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := noiseCodes(r)
+	// SOCKET_CLOSE 4, UNIX_DISCONNECT 7, UNIX_SKIP_OOB 8, QUEUE_PURGE 104.
+	if diff := cmp.Diff([]uint32{4, 7, 8, 104}, got); diff != "" {
+		t.Errorf("noiseCodes (-want +got):\n%s", diff)
+	}
+	if len(got) > maxNoise {
+		t.Errorf("%d noise reasons, the program takes %d", len(got), maxNoise)
+	}
+	if got := noiseCodes(nil); got != nil {
+		t.Errorf("noiseCodes(nil) = %v", got)
+	}
+}

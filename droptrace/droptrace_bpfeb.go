@@ -71,6 +71,8 @@ const (
 	droptraceVarCfgHostFamily        = "cfg_host_family"
 	droptraceVarCfgL4proto           = "cfg_l4proto"
 	droptraceVarCfgNetns             = "cfg_netns"
+	droptraceVarCfgNoise             = "cfg_noise"
+	droptraceVarCfgNoiseN            = "cfg_noise_n"
 	droptraceVarCfgOffLocation       = "cfg_off_location"
 	droptraceVarCfgOffProtocol       = "cfg_off_protocol"
 	droptraceVarCfgOffReason         = "cfg_off_reason"
@@ -156,6 +158,8 @@ type droptraceVariableSpecs struct {
 	CfgHostFamily  *ebpf.VariableSpec `ebpf:"cfg_host_family"`
 	CfgL4proto     *ebpf.VariableSpec `ebpf:"cfg_l4proto"`
 	CfgNetns       *ebpf.VariableSpec `ebpf:"cfg_netns"`
+	CfgNoise       *ebpf.VariableSpec `ebpf:"cfg_noise"`
+	CfgNoiseN      *ebpf.VariableSpec `ebpf:"cfg_noise_n"`
 	CfgOffLocation *ebpf.VariableSpec `ebpf:"cfg_off_location"`
 	CfgOffProtocol *ebpf.VariableSpec `ebpf:"cfg_off_protocol"`
 	CfgOffReason   *ebpf.VariableSpec `ebpf:"cfg_off_reason"`
@@ -220,6 +224,8 @@ type droptraceVariables struct {
 	CfgHostFamily  *ebpf.Variable `ebpf:"cfg_host_family"`
 	CfgL4proto     *ebpf.Variable `ebpf:"cfg_l4proto"`
 	CfgNetns       *ebpf.Variable `ebpf:"cfg_netns"`
+	CfgNoise       *ebpf.Variable `ebpf:"cfg_noise"`
+	CfgNoiseN      *ebpf.Variable `ebpf:"cfg_noise_n"`
 	CfgOffLocation *ebpf.Variable `ebpf:"cfg_off_location"`
 	CfgOffProtocol *ebpf.Variable `ebpf:"cfg_off_protocol"`
 	CfgOffReason   *ebpf.Variable `ebpf:"cfg_off_reason"`

@@ -236,6 +236,13 @@ func start(opts Options, l4 uint8, mode string) (*Tracer, error) {
 		vars["cfg_reason_set"] = uint8(1)
 		vars["cfg_reason"] = code
 	}
+	if opts.Flows || opts.Stacks {
+		codes := noiseCodes(t.reasons)
+		var noise [maxNoise]uint32
+		n := copy(noise[:], codes)
+		vars["cfg_noise"] = noise
+		vars["cfg_noise_n"] = uint8(n)
+	}
 	if err := setVars(spec, vars); err != nil {
 		return nil, err
 	}

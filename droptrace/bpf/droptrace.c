@@ -48,6 +48,15 @@ volatile const __u8 cfg_stacks;       /* sample kernel stacks per row */
 volatile const __u32 cfg_stack_first = 8;
 volatile const __u32 cfg_stack_every = 1024;
 volatile const __u8 cfg_flows;        /* count 5-tuples per row */
+/*
+ * Reasons that are not loss (SOCKET_CLOSE, QUEUE_PURGE, UNIX_*: user space
+ * takes them from its reason table and the kernel's values). Their rows are
+ * counted, but get no flow parsing and no stack: that work would be thrown
+ * away when the row is classified as noise.
+ */
+#define MAX_NOISE 8
+volatile const __u32 cfg_noise[MAX_NOISE];
+volatile const __u8 cfg_noise_n;
 volatile const __u8 cfg_events;       /* stream every drop to the ring */
 /* Classic tracepoint record offsets; -1 when the field does not exist. */
 volatile const __s32 cfg_off_skbaddr = 8;
@@ -183,6 +192,30 @@ static __always_inline int count(void *map, const void *key, __u64 *old)
 	return 0;
 }
 
+/*
+ * count for a per-CPU map: a plain increment, no locked instruction. Only
+ * this CPU writes its slot, and a tracing program never runs nested on one
+ * CPU (the kernel skips a run that would re-enter it, prog->active), so no
+ * other writer can interleave.
+ */
+static __always_inline int count_percpu(void *map, const void *key, __u64 *old)
+{
+	__u64 one = 1, *v;
+
+	*old = 0;
+	v = bpf_map_lookup_elem(map, key);
+	if (!v) {
+		if (bpf_map_update_elem(map, key, &one, BPF_NOEXIST) == 0)
+			return 0;
+		v = bpf_map_lookup_elem(map, key);
+		if (!v)
+			return -1;
+	}
+	*old = *v;
+	*v = *old + 1;
+	return 0;
+}
+
 struct iphdr_min {
 	__u8 ver_ihl;
 	__u8 tos;
@@ -292,6 +325,16 @@ static __always_inline void parse_flow(const int direct, struct sk_buff *skb, __
 	}
 }
 
+static __always_inline int is_noise(__u32 reason)
+{
+#pragma unroll
+	for (int i = 0; i < MAX_NOISE; i++) {
+		if (i < cfg_noise_n && reason == cfg_noise[i])
+			return 1;
+	}
+	return 0;
+}
+
 static __always_inline int host_match(const __u8 *addr)
 {
 	int n = cfg_host_family == 4 ? 4 : 16;
@@ -332,7 +375,7 @@ static __always_inline int handle(const int direct, void *ctx, struct sk_buff *s
 	struct flow *flow = &fk.flow;
 	struct net_device *dev;
 	__u64 seen;
-	int need_flow;
+	int need_flow, noise;
 
 	if (cfg_reason_set && reason != cfg_reason)
 		return 0;
@@ -366,7 +409,10 @@ static __always_inline int handle(const int direct, void *ctx, struct sk_buff *s
 	key->protocol = protocol;
 	key->stack_id = -1;
 
-	need_flow = cfg_flows || cfg_events || cfg_l4proto || cfg_port || cfg_host_family;
+	/* Only the optional work below looks at it. */
+	noise = (cfg_flows || cfg_stacks) && is_noise(reason);
+	/* Filters and events need the flow of every drop, noise included. */
+	need_flow = (cfg_flows && !noise) || cfg_events || cfg_l4proto || cfg_port || cfg_host_family;
 	if (need_flow) {
 		parse_flow(direct, skb, protocol, flow);
 		/* "icmp" (1) selects ICMPv6 as well. */
@@ -388,10 +434,10 @@ static __always_inline int handle(const int direct, void *ctx, struct sk_buff *s
 			key->protocol = flow->family == 4 ? ETH_P_IP : flow->family == 6 ? ETH_P_IPV6 : 0;
 	}
 
-	if (count(&drops, key, &seen))
+	if (count_percpu(&drops, key, &seen))
 		stat_inc(STAT_DROPS_OVERFLOW);
 
-	if (cfg_stacks && (seen < cfg_stack_first || (seen & (cfg_stack_every - 1)) == 0)) {
+	if (cfg_stacks && !noise && (seen < cfg_stack_first || (seen & (cfg_stack_every - 1)) == 0)) {
 		long id = bpf_get_stackid(ctx, &stacks, 0);
 		if (id < 0) {
 			stat_inc(STAT_STACK_ERRORS);
@@ -404,7 +450,7 @@ static __always_inline int handle(const int direct, void *ctx, struct sk_buff *s
 		}
 	}
 
-	if (cfg_flows && flow->family) {
+	if (cfg_flows && !noise && flow->family) {
 		__u64 ignored;
 		if (count(&flows, &fk, &ignored))
 			stat_inc(STAT_FLOWS_OVERFLOW);
