@@ -129,61 +129,116 @@ func Start(ctx context.Context, opts Options) (*Tracer, error) {
 	return nil, fmt.Errorf("unknown attach mode %q (want auto, tp_btf or tracepoint)", opts.Attach)
 }
 
-// start loads and attaches in one mode.
+// start loads and attaches in one mode: what the kernel offers, the
+// program for it, its configuration, then load, attach and (with
+// Options.Events) the ring reader.
 func start(opts Options, l4 uint8, mode string) (*Tracer, error) {
-	t := &Tracer{opts: opts, stacks: map[int32][]string{}, names: newIfnames()}
-	kspec, btfErr := btf.LoadKernelSpec()
-	var format *Format
-	if f, ferr := readKfreeSkbFormat(opts.Tracefs); ferr == nil {
-		format = &f
-	} else if mode == "tracepoint" {
-		if btfErr != nil {
-			return nil, fmt.Errorf("%w: no kernel BTF (%v) and no tracefs format for skb:kfree_skb (%v); mount tracefs: mount -t tracefs nodev /sys/kernel/tracing", ErrNotSupported, btfErr, ferr)
-		}
-		return nil, fmt.Errorf("%w: classic tracepoint: %w", ErrNotSupported, ferr)
+	k, err := readKernel(opts.Tracefs, mode)
+	if err != nil {
+		return nil, err
 	}
-	if mode == "tp_btf" && btfErr != nil {
-		return nil, fmt.Errorf("%w: tp_btf needs kernel BTF: %w", ErrNotSupported, btfErr)
-	}
-	var err error
-
-	// Reason names: BTF first, else the format file's symbol table.
-	if btfErr == nil {
-		t.reasons, err = kernelReasons(kspec)
-	}
-	if t.reasons == nil && format != nil {
-		t.reasons, err = ReasonsFromFormat(*format)
-	}
-	if t.reasons == nil && !errors.Is(err, ErrNoReasons) && err != nil {
-		return nil, fmt.Errorf("reading drop reasons: %w", err)
+	t := &Tracer{opts: opts, attach: mode, stacks: map[int32][]string{}, names: newIfnames()}
+	if t.reasons, err = k.reasons(); err != nil {
+		return nil, err
 	}
 	if t.syms, err = KernelSymbols(); err != nil {
 		return nil, fmt.Errorf("symbolizing drop locations: %w", err)
 	}
-
 	spec, err := loadDroptrace()
 	if err != nil {
 		return nil, fmt.Errorf("loading embedded bpf object: %w", err)
 	}
-	var progName string
+	if err := selectProgram(spec, k, mode); err != nil {
+		return nil, err
+	}
+	if err := configure(spec, opts, l4, t.reasons); err != nil {
+		return nil, err
+	}
+	if err := t.load(spec, k.btf); err != nil {
+		return nil, err
+	}
+	if opts.Events {
+		if err := t.startEvents(); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// kernelInfo is what start reads about the running kernel before it loads
+// anything.
+type kernelInfo struct {
+	btf    *btf.Spec // nil without kernel BTF
+	format *Format   // tracefs format of skb:kfree_skb; nil when unreadable
+}
+
+// readKernel reads the kernel's BTF and the tracepoint's format file, and
+// says why mode cannot work when what it needs is missing.
+func readKernel(tracefs, mode string) (kernelInfo, error) {
+	var k kernelInfo
+	kspec, btfErr := btf.LoadKernelSpec()
+	if btfErr == nil {
+		k.btf = kspec
+	}
+	f, ferr := readKfreeSkbFormat(tracefs)
+	if ferr == nil {
+		k.format = &f
+	}
+	switch {
+	case mode == "tracepoint" && ferr != nil && btfErr != nil:
+		return k, fmt.Errorf("%w: no kernel BTF (%v) and no tracefs format for skb:kfree_skb (%v); mount tracefs: mount -t tracefs nodev /sys/kernel/tracing", ErrNotSupported, btfErr, ferr)
+	case mode == "tracepoint" && ferr != nil:
+		return k, fmt.Errorf("%w: classic tracepoint: %w", ErrNotSupported, ferr)
+	case mode == "tp_btf" && btfErr != nil:
+		return k, fmt.Errorf("%w: tp_btf needs kernel BTF: %w", ErrNotSupported, btfErr)
+	}
+	return k, nil
+}
+
+// reasons names drops: from BTF first, else the format file's symbol
+// table; nil (no error) on kernels without reasons.
+func (k kernelInfo) reasons() (*Reasons, error) {
+	var (
+		r   *Reasons
+		err error
+	)
+	if k.btf != nil {
+		r, err = kernelReasons(k.btf)
+	}
+	if r == nil && k.format != nil {
+		r, err = ReasonsFromFormat(*k.format)
+	}
+	if r == nil && err != nil && !errors.Is(err, ErrNoReasons) {
+		return nil, fmt.Errorf("reading drop reasons: %w", err)
+	}
+	return r, nil
+}
+
+// selectProgram keeps the one program of spec that fits the kernel, under
+// the fixed name LoadAndAssign expects: the tp_btf shape the kernel's BTF
+// declares, or the classic tracepoint with the record offsets of its
+// format file.
+func selectProgram(spec *ebpf.CollectionSpec, k kernelInfo, mode string) error {
+	var name string
 	switch mode {
 	case "tp_btf":
-		n, ok := kfreeSkbBTFArgs(kspec)
+		n, ok := kfreeSkbBTFArgs(k.btf)
 		switch {
 		case !ok:
-			return nil, fmt.Errorf("%w: kernel BTF has no btf_trace_kfree_skb", ErrNotSupported)
+			return fmt.Errorf("%w: kernel BTF has no btf_trace_kfree_skb", ErrNotSupported)
 		case n >= 4:
-			progName = "kfree_skb_btf_rxsk" // 6.11+
+			name = "kfree_skb_btf_rxsk" // 6.11+
 		case n == 3:
-			progName = "kfree_skb_btf" // 5.17+
+			name = "kfree_skb_btf" // 5.17+
 		default:
-			progName = "kfree_skb_btf_noreason"
+			name = "kfree_skb_btf_noreason"
 		}
 	case "tracepoint":
-		progName = "kfree_skb_tp"
-		lay, err := KfreeSkbLayout(*format)
+		name = "kfree_skb_tp"
+		lay, err := KfreeSkbLayout(*k.format)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := setVars(spec, map[string]any{
 			"cfg_off_skbaddr":  int32(lay.Skbaddr),
@@ -192,15 +247,43 @@ func start(opts Options, l4 uint8, mode string) (*Tracer, error) {
 			"cfg_off_reason":   int32(lay.Reason),
 			"cfg_off_rx_sk":    int32(lay.RxSk),
 		}); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	// Keep only the chosen program, under a fixed key for LoadAndAssign.
-	chosen := spec.Programs[progName]
+	chosen := spec.Programs[name]
 	clear(spec.Programs)
 	spec.Programs["kfree_skb"] = chosen
-	t.attach = mode
+	return nil
+}
 
+// configure sets the program's load-time constants from opts (filters and
+// features) and shrinks the maps of features that are off.
+func configure(spec *ebpf.CollectionSpec, opts Options, l4 uint8, reasons *Reasons) error {
+	vars, err := configVars(opts, l4, reasons)
+	if err != nil {
+		return err
+	}
+	if err := setVars(spec, vars); err != nil {
+		return err
+	}
+	// Features that are off get the smallest maps the kernel accepts.
+	if !opts.Stacks {
+		spec.Maps["stacks"].MaxEntries = 1
+		spec.Maps["stack_samples"].MaxEntries = 1
+	}
+	if !opts.Flows {
+		spec.Maps["flows"].MaxEntries = 1
+	}
+	if opts.Events {
+		spec.Maps["events"].MaxEntries = uint32(opts.RingSize)
+	} else {
+		spec.Maps["events"].MaxEntries = uint32(os.Getpagesize())
+	}
+	return nil
+}
+
+// configVars returns the cfg_* constants of bpf/droptrace.c for opts.
+func configVars(opts Options, l4 uint8, reasons *Reasons) (map[string]any, error) {
 	vars := map[string]any{
 		"cfg_l4proto": l4,
 		"cfg_port":    opts.Port,
@@ -229,37 +312,24 @@ func start(opts Options, l4 uint8, mode string) (*Tracer, error) {
 		vars["cfg_host"] = host
 	}
 	if opts.Reason != "" {
-		code, ok := t.reasons.codeOrNumber(opts.Reason)
+		code, ok := reasons.codeOrNumber(opts.Reason)
 		if !ok {
-			return nil, fmt.Errorf("unknown drop reason %q on this kernel (known: %s)", opts.Reason, strings.Join(t.reasons.Names(), ", "))
+			return nil, fmt.Errorf("unknown drop reason %q on this kernel (known: %s)", opts.Reason, strings.Join(reasons.Names(), ", "))
 		}
 		vars["cfg_reason_set"] = uint8(1)
 		vars["cfg_reason"] = code
 	}
 	if opts.Flows || opts.Stacks {
-		codes := noiseCodes(t.reasons)
 		var noise [maxNoise]uint32
-		n := copy(noise[:], codes)
+		n := copy(noise[:], noiseCodes(reasons))
 		vars["cfg_noise"] = noise
 		vars["cfg_noise_n"] = uint8(n)
 	}
-	if err := setVars(spec, vars); err != nil {
-		return nil, err
-	}
-	// Features that are off get the smallest maps the kernel accepts.
-	if !opts.Stacks {
-		spec.Maps["stacks"].MaxEntries = 1
-		spec.Maps["stack_samples"].MaxEntries = 1
-	}
-	if !opts.Flows {
-		spec.Maps["flows"].MaxEntries = 1
-	}
-	if opts.Events {
-		spec.Maps["events"].MaxEntries = uint32(opts.RingSize)
-	} else {
-		spec.Maps["events"].MaxEntries = uint32(os.Getpagesize())
-	}
+	return vars, nil
+}
 
+// load creates the maps and the program and attaches it.
+func (t *Tracer) load(spec *ebpf.CollectionSpec, kspec *btf.Spec) error {
 	var copts ebpf.CollectionOptions
 	if kspec != nil {
 		copts.Programs.KernelTypes = kspec
@@ -269,35 +339,38 @@ func start(opts Options, l4 uint8, mode string) (*Tracer, error) {
 	// the kernel maps alive until the garbage collector runs, and Close must
 	// free everything at once.
 	if err := spec.LoadAndAssign(&t.objs, &copts); err != nil {
-		return nil, loadError(err)
+		return loadError(err)
 	}
 	t.prog = t.objs.Prog
-	if mode == "tp_btf" {
+	var err error
+	if t.attach == "tp_btf" {
 		t.link, err = link.AttachTracing(link.TracingOptions{Program: t.prog})
 	} else {
 		t.link, err = link.Tracepoint("skb", "kfree_skb", t.prog, nil)
 	}
 	if err != nil {
 		t.objs.close()
-		return nil, fmt.Errorf("attaching %s kfree_skb: %w", mode, loadError(err))
+		return fmt.Errorf("attaching %s kfree_skb: %w", t.attach, loadError(err))
 	}
+	return nil
+}
 
-	if opts.Events {
-		var ts unix.Timespec
-		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err == nil {
-			t.boot = time.Now().Add(-time.Duration(ts.Nano()))
-		}
-		t.ring, err = ringbuf.NewReader(t.objs.Events)
-		if err != nil {
-			t.Close()
-			return nil, fmt.Errorf("opening event ring: %w", err)
-		}
-		t.events = make(chan Event, 4096)
-		t.done = make(chan struct{})
-		t.wg.Add(1)
-		go t.readEvents()
+// startEvents opens the ring of single drops and starts its reader.
+func (t *Tracer) startEvents() error {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err == nil {
+		t.boot = time.Now().Add(-time.Duration(ts.Nano()))
 	}
-	return t, nil
+	ring, err := ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		return fmt.Errorf("opening event ring: %w", err)
+	}
+	t.ring = ring
+	t.events = make(chan Event, 4096)
+	t.done = make(chan struct{})
+	t.wg.Add(1)
+	go t.readEvents()
+	return nil
 }
 
 // Info reports how the tracer attached.
@@ -365,59 +438,40 @@ func (t *Tracer) Snapshot() (Snapshot, error) {
 	}
 	s := Snapshot{Time: time.Now()}
 
-	var (
-		key  droptraceDropKey
-		vals []uint64
-	)
 	rows := map[rowKey]*Row{}
-	it := t.objs.Drops.Iterate()
-	for it.Next(&key, &vals) {
+	err := readMap(t.objs.Drops, func(key *droptraceDropKey, vals []uint64) {
 		var n uint64
 		for _, v := range vals {
 			n += v
 		}
-		r := t.row(key)
+		r := t.row(*key)
 		r.Count = n
 		rows[r.key] = &r
-	}
-	if err := it.Err(); err != nil {
+	})
+	if err != nil {
 		return Snapshot{}, fmt.Errorf("reading drop counts: %w", err)
 	}
 
 	if t.opts.Flows {
-		var (
-			fk droptraceFlowKey
-			n  uint64
-		)
-		fit := t.objs.Flows.Iterate()
-		for fit.Next(&fk, &n) {
-			r := rows[keyOf(fk.Drop)]
-			if r == nil {
-				continue
+		err := readMap(t.objs.Flows, func(fk *droptraceFlowKey, n []uint64) {
+			if r := rows[keyOf(fk.Drop)]; r != nil {
+				r.Flows = append(r.Flows, flowOf(fk.Flow, n[0]))
 			}
-			r.Flows = append(r.Flows, flowOf(fk.Flow, n))
-		}
-		if err := fit.Err(); err != nil {
+		})
+		if err != nil {
 			return Snapshot{}, fmt.Errorf("reading flows: %w", err)
 		}
 	}
 
 	if t.opts.Stacks {
-		var (
-			sk droptraceDropKey
-			n  uint64
-		)
-		sit := t.objs.Samples.Iterate()
-		for sit.Next(&sk, &n) {
+		err := readMap(t.objs.Samples, func(sk *droptraceDropKey, n []uint64) {
 			id := sk.StackId
 			sk.StackId = -1
-			r := rows[keyOf(sk)]
-			if r == nil {
-				continue
+			if r := rows[keyOf(*sk)]; r != nil {
+				r.Stacks = append(r.Stacks, Stack{ID: id, Samples: n[0], Frames: t.stack(id)})
 			}
-			r.Stacks = append(r.Stacks, Stack{ID: id, Samples: n, Frames: t.stack(id)})
-		}
-		if err := sit.Err(); err != nil {
+		})
+		if err != nil {
 			return Snapshot{}, fmt.Errorf("reading stack samples: %w", err)
 		}
 	}
@@ -451,16 +505,18 @@ func (t *Tracer) Snapshot() (Snapshot, error) {
 	return s, nil
 }
 
+// stats sums the per-CPU counters of what the program could not do.
 func (t *Tracer) stats() ([4]uint64, error) {
 	var out [4]uint64
-	for i := range out {
-		var vals []uint64
-		if err := t.objs.Stats.Lookup(uint32(i), &vals); err != nil {
-			return out, fmt.Errorf("reading tracer stats: %w", err)
+	err := readMap(t.objs.Stats, func(i *uint32, vals []uint64) {
+		if int(*i) < len(out) {
+			for _, v := range vals {
+				out[*i] += v
+			}
 		}
-		for _, v := range vals {
-			out[i] += v
-		}
+	})
+	if err != nil {
+		return out, fmt.Errorf("reading tracer stats: %w", err)
 	}
 	return out, nil
 }
