@@ -2,10 +2,13 @@ package droptrace
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,11 +22,22 @@ var ErrKallsymsHidden = errors.New("/proc/kallsyms addresses are hidden (kernel.
 
 // Symbols is the kernel's text symbol table, sorted by address, for turning
 // a drop location into function+offset. It is read once and cached: reading
-// /proc/kallsyms costs tens of milliseconds, far too much per row.
+// /proc/kallsyms costs tens of milliseconds, far too much per row. The
+// table is compact because a long-running agent keeps it: some 120k
+// symbols are 16 bytes each plus their names in one string (about 5 MB),
+// where a string and a slice entry per name and module took 30 MB to build.
 type Symbols struct {
-	addrs  []uint64
-	names  []string
-	module []string
+	syms    []symbol
+	names   string   // every name, back to back
+	modules []string // module names; symbol.mod indexes it
+}
+
+// symbol is one entry of Symbols.
+type symbol struct {
+	addr    uint64
+	nameOff uint32 // into Symbols.names
+	nameLen uint16
+	mod     uint16 // index into Symbols.modules; 0 is the kernel itself
 }
 
 // Sym is one resolved address.
@@ -49,74 +63,105 @@ func (s Sym) String() string {
 // text symbols (t, T, w, W) are kept, since drop locations and stack entries
 // are code addresses.
 func ParseKallsyms(r io.Reader) (*Symbols, error) {
-	type ent struct {
-		addr      uint64
-		name, mod string
-	}
-	var ents []ent
+	var (
+		syms    []symbol
+		names   strings.Builder
+		modules = []string{""}
+		modIdx  = map[string]uint16{"": 0}
+	)
 	nonzero := false
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	line := 0
 	for sc.Scan() {
 		line++
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
+		var f [4][]byte
+		n := fields(sc.Bytes(), &f)
+		if n == 0 {
 			continue
 		}
-		if len(f) < 3 {
+		if n < 3 {
 			return nil, fmt.Errorf("kallsyms line %d: want address, type and name, got %q", line, sc.Text())
 		}
-		addr, err := strconv.ParseUint(f[0], 16, 64)
+		addr, err := strconv.ParseUint(string(f[0]), 16, 64)
 		if err != nil {
 			return nil, fmt.Errorf("kallsyms line %d: bad address %q", line, f[0])
 		}
-		switch f[1] {
-		case "t", "T", "w", "W":
-		default:
+		if len(f[1]) != 1 || !strings.ContainsRune("tTwW", rune(f[1][0])) {
 			continue
 		}
 		if addr != 0 {
 			nonzero = true
 		}
-		e := ent{addr: addr, name: f[2]}
-		if len(f) > 3 {
-			e.mod = strings.Trim(f[3], "[]")
+		if names.Len()+len(f[2]) > math.MaxUint32 || len(f[2]) > math.MaxUint16 {
+			return nil, fmt.Errorf("kallsyms line %d: names too long", line)
 		}
-		ents = append(ents, e)
+		e := symbol{addr: addr, nameOff: uint32(names.Len()), nameLen: uint16(len(f[2]))}
+		names.Write(f[2])
+		if n > 3 {
+			mod := string(bytes.Trim(f[3], "[]"))
+			i, ok := modIdx[mod]
+			if !ok {
+				if len(modules) > math.MaxUint16 {
+					return nil, fmt.Errorf("kallsyms line %d: too many modules", line)
+				}
+				i = uint16(len(modules))
+				modules = append(modules, mod)
+				modIdx[mod] = i
+			}
+			e.mod = i
+		}
+		syms = append(syms, e)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading kallsyms: %w", err)
 	}
-	if len(ents) == 0 {
+	if len(syms) == 0 {
 		return nil, errors.New("kallsyms has no text symbols")
 	}
 	if !nonzero {
 		return nil, ErrKallsymsHidden
 	}
-	sort.SliceStable(ents, func(i, j int) bool { return ents[i].addr < ents[j].addr })
-	s := &Symbols{
-		addrs:  make([]uint64, len(ents)),
-		names:  make([]string, len(ents)),
-		module: make([]string, len(ents)),
+	sort.SliceStable(syms, func(i, j int) bool { return syms[i].addr < syms[j].addr })
+	return &Symbols{syms: slices.Clip(syms), names: names.String(), modules: modules}, nil
+}
+
+// fields splits a line at spaces and tabs into f, as bytes.Fields would
+// without allocating a slice per line, and returns the number of fields
+// (which may exceed len(f); the rest are not kept).
+func fields(line []byte, f *[4][]byte) int {
+	n := 0
+	for len(line) > 0 {
+		line = bytes.TrimLeft(line, " \t")
+		if len(line) == 0 {
+			break
+		}
+		end := bytes.IndexAny(line, " \t")
+		if end < 0 {
+			end = len(line)
+		}
+		if n < len(f) {
+			f[n] = line[:end]
+		}
+		n++
+		line = line[end:]
 	}
-	for i, e := range ents {
-		s.addrs[i], s.names[i], s.module[i] = e.addr, e.name, e.mod
-	}
-	return s, nil
+	return n
 }
 
 // Resolve returns the symbol containing addr: the nearest symbol at or below
 // it. ok is false for an address below the first symbol.
 func (s *Symbols) Resolve(addr uint64) (Sym, bool) {
-	if s == nil || len(s.addrs) == 0 {
+	if s == nil || len(s.syms) == 0 {
 		return Sym{}, false
 	}
-	i := sort.Search(len(s.addrs), func(i int) bool { return s.addrs[i] > addr }) - 1
+	i := sort.Search(len(s.syms), func(i int) bool { return s.syms[i].addr > addr }) - 1
 	if i < 0 {
 		return Sym{}, false
 	}
-	return Sym{Name: s.names[i], Offset: addr - s.addrs[i], Module: s.module[i]}, true
+	e := s.syms[i]
+	name := s.names[e.nameOff : e.nameOff+uint32(e.nameLen)]
+	return Sym{Name: name, Offset: addr - e.addr, Module: s.modules[e.mod]}, true
 }
 
 var (

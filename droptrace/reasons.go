@@ -86,11 +86,38 @@ var ErrNoReasons = errors.New("kernel has no enum skb_drop_reason")
 // ReasonsFromBTF reads enum skb_drop_reason and enum skb_drop_reason_subsys
 // from a kernel BTF spec, and the per-subsystem reason enums (types named
 // "*drop_reason" whose values carry a subsystem in the high bits, such as
-// ovs_drop_reason) from spec and from any module specs given.
+// ovs_drop_reason) from spec and from any module specs given. It decodes
+// every type of every spec to find them; the tracer finds them by name
+// instead (kernelReasons).
 func ReasonsFromBTF(spec *btf.Spec, modules ...*btf.Spec) (*Reasons, error) {
+	r, core, err := coreReasonsFromBTF(spec)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range append([]*btf.Spec{spec}, modules...) {
+		if s == nil {
+			continue
+		}
+		for typ, err := range s.All() {
+			if err != nil {
+				return nil, fmt.Errorf("reading btf: %w", err)
+			}
+			e, ok := typ.(*btf.Enum)
+			if !ok || e == core || !strings.HasSuffix(e.Name, "drop_reason") {
+				continue
+			}
+			r.addSubsysEnum(e)
+		}
+	}
+	return r, nil
+}
+
+// coreReasonsFromBTF reads enum skb_drop_reason and the subsystem names of
+// enum skb_drop_reason_subsys, and returns the core enum too.
+func coreReasonsFromBTF(spec *btf.Spec) (*Reasons, *btf.Enum, error) {
 	var core *btf.Enum
 	if err := spec.TypeByName("skb_drop_reason", &core); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoReasons, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrNoReasons, err)
 	}
 	r := &Reasons{Source: "btf", names: map[uint32]string{}, subsys: map[uint16]string{}}
 	for _, v := range core.Values {
@@ -109,22 +136,7 @@ func ReasonsFromBTF(spec *btf.Spec, modules ...*btf.Spec) (*Reasons, error) {
 			r.subsys[uint16(v.Value)] = name
 		}
 	}
-	for _, s := range append([]*btf.Spec{spec}, modules...) {
-		if s == nil {
-			continue
-		}
-		for typ, err := range s.All() {
-			if err != nil {
-				return nil, fmt.Errorf("reading btf: %w", err)
-			}
-			e, ok := typ.(*btf.Enum)
-			if !ok || e == core || !strings.HasSuffix(e.Name, "drop_reason") {
-				continue
-			}
-			r.addSubsysEnum(e)
-		}
-	}
-	return r, nil
+	return r, core, nil
 }
 
 // addSubsysEnum names the values of a per-subsystem reason enum whose high

@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -702,16 +704,15 @@ var (
 )
 
 // kernelReasons reads the running kernel's reasons from BTF once per
-// process: walking every BTF type for subsystem enums takes a fraction of a
-// second, and the table cannot change while the kernel runs (a module
-// loaded later adds only its own subsystem, named SUBSYS:n until then).
+// process: the table cannot change while the kernel runs (a module loaded
+// later adds only its own subsystem, named SUBSYS:n until then).
 func kernelReasons(kspec *btf.Spec) (*Reasons, error) {
 	reasonsMu.Lock()
 	defer reasonsMu.Unlock()
 	if reasonsCache != nil {
 		return reasonsCache, nil
 	}
-	r, err := ReasonsFromBTF(kspec, subsysModuleSpecs(kspec)...)
+	r, err := kernelReasonsByName(kspec)
 	if err != nil {
 		return nil, err
 	}
@@ -719,28 +720,69 @@ func kernelReasons(kspec *btf.Spec) (*Reasons, error) {
 	return r, nil
 }
 
+// kernelReasonsByName is ReasonsFromBTF for the running kernel without
+// decoding every type: the per-subsystem enums are looked up by the names
+// ending in "drop_reason" in the string sections of /sys/kernel/btf/vmlinux
+// and of the modules that define subsystems. BTF that did not come from
+// there (a vmlinux file elsewhere) is walked whole.
+func kernelReasonsByName(kspec *btf.Spec) (*Reasons, error) {
+	mods := subsysModuleSpecs(kspec)
+	r, core, err := coreReasonsFromBTF(kspec)
+	if err != nil {
+		return nil, err
+	}
+	specs := map[string]*btf.Spec{"vmlinux": kspec}
+	for name, s := range mods {
+		specs[name] = s
+	}
+	for file, s := range specs {
+		names, err := btfFileNames(filepath.Join("/sys/kernel/btf", file), "drop_reason")
+		if err != nil {
+			return ReasonsFromBTF(kspec, slices.Collect(maps.Values(mods))...)
+		}
+		for _, n := range names {
+			types, _ := s.AnyTypesByName(n)
+			for _, typ := range types {
+				if e, ok := typ.(*btf.Enum); ok && e != core {
+					r.addSubsysEnum(e)
+				}
+			}
+		}
+	}
+	return r, nil
+}
+
+// btfFileNames is btfNamesWithSuffix of a file.
+func btfFileNames(path, suffix string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return btfNamesWithSuffix(f, suffix)
+}
+
 // subsysModuleSpecs loads the BTF of loaded modules that define
 // per-subsystem drop reasons (mac80211, openvswitch), named after the
-// subsystems the kernel lists. A module that is not loaded cannot drop.
-func subsysModuleSpecs(kspec *btf.Spec) []*btf.Spec {
+// subsystems the kernel lists, by module name. A module that is not loaded
+// cannot drop.
+func subsysModuleSpecs(kspec *btf.Spec) map[string]*btf.Spec {
 	var sub *btf.Enum
 	if kspec == nil || kspec.TypeByName("skb_drop_reason_subsys", &sub) != nil {
 		return nil
 	}
-	seen := map[string]bool{}
-	var out []*btf.Spec
+	out := map[string]*btf.Spec{}
 	for _, v := range sub.Values {
 		name := strings.TrimPrefix(v.Name, "SKB_DROP_REASON_SUBSYS_")
 		mod, _, _ := strings.Cut(strings.ToLower(name), "_")
-		if v.Value == 0 || name == "NUM" || seen[mod] {
+		if _, seen := out[mod]; v.Value == 0 || name == "NUM" || seen {
 			continue
 		}
-		seen[mod] = true
 		if _, err := os.Stat(filepath.Join("/sys/kernel/btf", mod)); err != nil {
 			continue
 		}
 		if s, err := btf.LoadKernelModuleSpec(mod); err == nil {
-			out = append(out, s)
+			out[mod] = s
 		}
 	}
 	return out
