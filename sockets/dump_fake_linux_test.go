@@ -224,3 +224,46 @@ func TestDumpFakeErrno(t *testing.T) {
 		})
 	}
 }
+
+// TestParseReplies feeds the recorded replies, as the datagrams a real
+// socket receives, to the parser the socket path uses: every socket message
+// in order, the end at NLMSG_DONE, and a refused dump's errno mapped like the
+// library path's.
+func TestParseReplies(t *testing.T) {
+	req := netlink.Message{Header: netlink.Header{Length: unix.NLMSG_HDRLEN, Type: sockDiagByFamily, Sequence: 7, PID: 42}}
+	for _, d := range dumpTargets {
+		t.Run(d.name, func(t *testing.T) {
+			msgs := recordedReplies(t, d.name, req)
+			var datagram []byte
+			for _, m := range msgs {
+				b, err := m.MarshalBinary()
+				if err != nil {
+					t.Fatal(err)
+				}
+				datagram = append(datagram, b...)
+			}
+			var got []netlink.Message
+			done, err := parseReplies(datagram, func(m netlink.Message) {
+				m.Data = slices.Clone(m.Data)
+				got = append(got, m)
+			})
+			if err != nil || !done {
+				t.Fatalf("parse: done %v, err %v; want the end without error", done, err)
+			}
+			want := msgs[:len(msgs)-1] // all but NLMSG_DONE
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("messages (-recorded +parsed):\n%s", diff)
+			}
+		})
+	}
+	t.Run("refused", func(t *testing.T) {
+		b, err := kernelError(t, unix.ENOENT, req)[0].MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := parseReplies(b, func(netlink.Message) { t.Error("an error message handed on as a socket") })
+		if !done || !errors.Is(mapErrno(err), ErrNotSupported) || !errors.Is(err, unix.ENOENT) {
+			t.Errorf("refused dump: done %v, err %v; want the end with ENOENT, mapped to ErrNotSupported", done, err)
+		}
+	})
+}
