@@ -41,6 +41,9 @@ the node with ssh at that label's host part: netdrop diagnose there gives the
 cause and the fix computed from that node's settings, netdrop counters
 --stage the counters that moved.
 
+Nodes that reported during the range but not in its last 5 minutes are
+listed as silent: an exporter that is down hides its node's loss.
+
 Drops are Prometheus' increase(): extrapolated to the ends of the range, so
 they can be fractional and a few percent off the kernel's count; the rate is
 drops over the whole range.
@@ -110,6 +113,10 @@ func printFleet(e *env, r *fleet.Report) error {
 		fmt.Fprintf(&b, "series: {%s}\n", r.Selector)
 	}
 	fmt.Fprintf(&b, "%d node(s) report; %d lost packets or had findings\n", len(r.Nodes), r.NodesWithLoss)
+	if len(r.Silent) > 0 {
+		fmt.Fprintf(&b, "silent for the last %s (exporter down or node gone; their loss is not ranked): %s\n",
+			time.Duration(r.SilentAfterS*float64(time.Second)), strings.Join(r.Silent, ", "))
+	}
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "warning from the query API: %s\n", w)
 	}

@@ -127,6 +127,11 @@ type Report struct {
 	Selector  string    `json:"selector,omitempty"`
 	// Nodes are the nodes with netdrop series in the range.
 	Nodes []string `json:"nodes"`
+	// Silent are nodes that reported during the range but not in its last
+	// SilentAfterS seconds: an exporter down, or a node gone, whose loss
+	// the ranking cannot show.
+	Silent       []string `json:"silent"`
+	SilentAfterS float64  `json:"silent_after_s"`
 	// NodesWithLoss counts nodes with at least one row.
 	NodesWithLoss int `json:"nodes_with_loss"`
 	// Rows are the worst node × stage pairs, worst first, at most Top.
@@ -309,6 +314,22 @@ func (q *querier) run(ctx context.Context) (*Report, error) {
 	slices.Sort(r.Nodes)
 	if len(r.Nodes) == 1 && r.Nodes[0] == "" {
 		return nil, fmt.Errorf("the %s series carry no %q label: choose another --node-label (instance always exists)", metricStageDrops, by)
+	}
+
+	// Nodes that went quiet: reported in the range, not lately.
+	recent := min(o.Range, 5*time.Minute)
+	r.SilentAfterS = recent.Seconds()
+	r.Silent = []string{}
+	if recent < o.Range {
+		silent, err := q.query(ctx, fmt.Sprintf(`count by (%[1]s) (last_over_time(%[2]s[%[3]s])) unless count by (%[1]s) (last_over_time(%[2]s[%[4]s]))`,
+			by, q.selector(metricStageDrops), rng, model.Duration(recent)))
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range silent {
+			r.Silent = append(r.Silent, string(s.Metric[model.LabelName(by)]))
+		}
+		slices.Sort(r.Silent)
 	}
 
 	type key struct {

@@ -56,6 +56,7 @@ func sample(labels, value string) string {
 
 func TestQueryRanks(t *testing.T) {
 	srv, seen := fakeAPI(t,
+		answer{" unless ", vector(sample(`"instance":"n4:9469"`, "19"))},
 		answer{"last_over_time(netdrop_stage_drops_total", vector(sample(`"instance":"n1:9469"`, "19"), sample(`"instance":"n2:9469"`, "19"), sample(`"instance":"n3:9469"`, "19"), sample(`"instance":"n4:9469"`, "19"))},
 		answer{"increase(netdrop_stage_drops_total", vector(
 			sample(`"instance":"n1:9469","stage":"socket-rcvbuf"`, "3600"),
@@ -83,12 +84,16 @@ func TestQueryRanks(t *testing.T) {
 	if diff := cmp.Diff(want, r.Rows); diff != "" {
 		t.Errorf("rows (-want +got):\n%s", diff)
 	}
+	if diff := cmp.Diff([]string{"n4:9469"}, r.Silent); diff != "" {
+		t.Errorf("silent nodes (-want +got):\n%s", diff)
+	}
 	if r.More != 1 || r.NodesWithLoss != 3 || len(r.Nodes) != 4 || r.Worst != SeverityCritical || !r.AtLeastWarning() || r.Source != srv.URL {
 		t.Errorf("more %d, nodes with loss %d, nodes %v, worst %q, source %q; want 1, 3, 4 nodes, critical, %s", r.More, r.NodesWithLoss, r.Nodes, r.Worst, r.Source, srv.URL)
 	}
 	ts := fmt.Sprintf("%d.000", at.Unix())
 	wantSeen := []string{
 		"count by (instance) (last_over_time(netdrop_stage_drops_total[1h])) @" + ts + " team-a",
+		"count by (instance) (last_over_time(netdrop_stage_drops_total[1h])) unless count by (instance) (last_over_time(netdrop_stage_drops_total[5m])) @" + ts + " team-a",
 		"sum by (instance, stage) (increase(netdrop_stage_drops_total[1h])) > 0 @" + ts + " team-a",
 		"max by (instance, stage, severity) (max_over_time(netdrop_findings[1h])) > 0 @" + ts + " team-a",
 		"max by (instance, stage) (max_over_time(netdrop_findings_expected[1h])) > 0 @" + ts + " team-a",
