@@ -1,0 +1,61 @@
+{{/* The chart's name, or nameOverride. */}}
+{{- define "netdrop.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Object names: the release, then the chart's name unless the release already says it. */}}
+{{- define "netdrop.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "netdrop.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "netdrop.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: exporter
+{{- end }}
+
+{{- define "netdrop.labels" -}}
+{{ include "netdrop.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{/*
+The capabilities the exporter's flags need, and no more. Each one is
+checked by deploy's TestCapabilities, which runs the binary with exactly
+this set and with each one taken away:
+  NET_ADMIN            nftables rule counters (nfnetlink refuses without it)
+  BPF, PERFMON         --trace: load the program, attach to skb:kfree_skb
+  SYSLOG               --trace: read kernel symbol addresses from
+                       /proc/kallsyms to name the dropping function
+  SYS_ADMIN            --netns: setns into another network namespace
+  SYS_PTRACE           --netns pid:N: open another process's /proc/N/ns/net
+*/}}
+{{- define "netdrop.capabilities" -}}
+{{- $caps := list "NET_ADMIN" }}
+{{- if .Values.exporter.trace }}
+{{- $caps = concat $caps (list "BPF" "PERFMON" "SYSLOG") }}
+{{- end }}
+{{- with .Values.exporter.netns }}
+{{- $caps = append $caps "SYS_ADMIN" }}
+{{- if hasPrefix "pid:" . }}
+{{- $caps = append $caps "SYS_PTRACE" }}
+{{- end }}
+{{- end }}
+{{- toJson $caps }}
+{{- end }}
+
+{{/* Whether --netns names a namespace under the host's /run/netns. */}}
+{{- define "netdrop.netnsNamed" -}}
+{{- with .Values.exporter.netns }}{{ if not (or (hasPrefix "pid:" .) (hasPrefix "/" .)) }}true{{ end }}{{ end }}
+{{- end }}
