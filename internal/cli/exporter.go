@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -30,24 +31,37 @@ func newExporterCmd(e *env) *cobra.Command {
 		expects   []string
 		otlp      exporter.OTLPOptions
 		otlpHdrs  []string
+
+		ifInclude, ifExclude, irqInclude, irqExclude string
 	)
 	cmd := &cobra.Command{
 		Use:   "exporter",
 		Short: "Serve drop counters, drops per stage and findings as Prometheus metrics",
-		Long: `exporter serves Prometheus metrics on --listen (loopback by default):
+		Long: `exporter serves Prometheus metrics on --listen (loopback by default).
+Every family has one unit; counters end in _total; rates are rate()'s job.
 
-  netdrop_kernel_events_total / netdrop_kernel_level   every counter netdrop reads,
-      labelled with its source, object, kernel field name and stage
   netdrop_stage_drops_total{stage}     drops per stage of the packet path, as
       netdrop diagnose attributes them between two scrapes (use rate())
   netdrop_findings{stage,severity}     the findings of the last scrape interval
   netdrop_findings_expected{stage}     of those, the ones --expect declared intended
-  netdrop_conntrack_*                  conntrack table use
+  netdrop_network_*, netdrop_softnet_*, netdrop_qdisc_*, netdrop_nf_conntrack_*,
+  netdrop_sockstat_*, netdrop_cpu_seconds_total, netdrop_interrupts_total
+      kernel counters under node_exporter's names (node_X is netdrop_X)
+  netdrop_kernel_drops_total / _events_total / _near_drops_total
+      the other kernel counters by unit, labelled with source, object, field
+      and stage
   netdrop_tcp_destination_*, netdrop_tcp_listen_*   TIME_WAIT per destination and
       accept queue fill, cut to the --top busiest (bounded cardinality)
   netdrop_trace_drops_total{reason,location,stage}   with --trace, drops seen at
       the kfree_skb tracepoint (eBPF), bounded to 200 series
   netdrop_scrape_collector_success / _duration_seconds   per collector
+  netdrop_exporter_series_dropped_total   kernel series cut by --max-series
+
+Per-interface series pass --include-interfaces / --exclude-interfaces and
+/proc/interrupts lines --include-irqs / --exclude-irqs (unanchored regular
+expressions, as node_exporter's device-include); the diagnosis behind
+netdrop_stage_drops_total still sees everything. docs/metrics.md lists every
+family and its node_exporter counterpart.
 
 With --otlp the same metrics are also pushed to an OpenTelemetry collector
 every --otlp-interval, gathered from the registry /metrics serves: names,
@@ -71,6 +85,27 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Top <= 0 {
 				return fmt.Errorf("--top must be positive (got %d)", opts.Top)
+			}
+			if opts.MaxSeries <= 0 {
+				return fmt.Errorf("--max-series must be positive (got %d)", opts.MaxSeries)
+			}
+			for _, r := range []struct {
+				flag, expr string
+				dst        **regexp.Regexp
+			}{
+				{"--include-interfaces", ifInclude, &opts.Interfaces.Include},
+				{"--exclude-interfaces", ifExclude, &opts.Interfaces.Exclude},
+				{"--include-irqs", irqInclude, &opts.IRQs.Include},
+				{"--exclude-irqs", irqExclude, &opts.IRQs.Exclude},
+			} {
+				if r.expr == "" {
+					continue
+				}
+				re, err := regexp.Compile(r.expr)
+				if err != nil {
+					return fmt.Errorf("%s: %w", r.flag, err)
+				}
+				*r.dst = re
 			}
 			var err error
 			if opts.Expect, err = diagnose.ParseExpects(expects); err != nil {
@@ -127,6 +162,11 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 	f.StringVar(&otlp.URL, "otlp", "", "also push the same metrics to this OpenTelemetry collector (OTLP over HTTP): http(s)://HOST[:4318][/v1/metrics]")
 	f.DurationVar(&otlp.Interval, "otlp-interval", exporter.DefaultOTLPInterval, "how often --otlp pushes")
 	f.StringArrayVar(&otlpHdrs, "otlp-header", nil, "NAME=VALUE sent with every --otlp push, e.g. an API key (repeatable)")
+	f.StringVar(&ifInclude, "include-interfaces", "", "REGEXP: export only interfaces whose name matches (link, qdisc and driver statistics)")
+	f.StringVar(&ifExclude, "exclude-interfaces", "", "REGEXP: leave out interfaces whose name matches (e.g. '^veth' on a node with many pods)")
+	f.StringVar(&irqInclude, "include-irqs", "", "REGEXP: export only /proc/interrupts lines whose IRQ and devices (\"41 virtio3-rx\") match")
+	f.StringVar(&irqExclude, "exclude-irqs", "", "REGEXP: leave out /proc/interrupts lines whose IRQ and devices match")
+	f.IntVar(&opts.MaxSeries, "max-series", exporter.DefaultMaxSeries, "most kernel counter series per scrape; beyond it per-object series are cut and counted in netdrop_exporter_series_dropped_total")
 	f.StringVar(&readyFile, "ready-file", "", "write the listening address to this file once serving (for scripts and tests)")
 	return cmd
 }

@@ -12,25 +12,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// conntrackCollector exports how full the connection tracking table is.
+// conntrackCollector exports how full the connection tracking table is, as
+// node_exporter names it (node_nf_conntrack_entries and _limit; their ratio
+// is a query, not a series).
 // The count and the limit live under /proc/sys/net/netfilter, which shows
 // the namespace of the thread that opens them (the count is per namespace,
 // the limit host-wide but readable in each). Without nf_conntrack loaded
 // the files do not exist: that is no failure, there is simply no table.
 type conntrackCollector struct {
-	e                  *Exporter
-	entries, max, used *prometheus.Desc
+	e            *Exporter
+	entries, max *prometheus.Desc
 }
 
 func newConntrackCollector(e *Exporter) *conntrackCollector {
 	return &conntrackCollector{
 		e: e,
-		entries: prometheus.NewDesc(namespace+"_conntrack_entries",
+		entries: prometheus.NewDesc(namespace+"_nf_conntrack_entries",
 			"Connections tracked now (net.netfilter.nf_conntrack_count).", nil, nil),
-		max: prometheus.NewDesc(namespace+"_conntrack_entries_limit",
+		max: prometheus.NewDesc(namespace+"_nf_conntrack_entries_limit",
 			"The size limit of the conntrack table (net.netfilter.nf_conntrack_max); new flows are dropped beyond it.", nil, nil),
-		used: prometheus.NewDesc(namespace+"_conntrack_use_ratio",
-			"Conntrack entries over the limit, 0 to 1.", nil, nil),
 	}
 }
 
@@ -39,7 +39,6 @@ func (c *conntrackCollector) name() string { return "conntrack" }
 func (c *conntrackCollector) describe(ch chan<- *prometheus.Desc) {
 	ch <- c.entries
 	ch <- c.max
-	ch <- c.used
 }
 
 func (c *conntrackCollector) update(_ context.Context, _ *scrape, ch chan<- prometheus.Metric) error {
@@ -69,9 +68,6 @@ func (c *conntrackCollector) update(_ context.Context, _ *scrape, ch chan<- prom
 		return merr
 	}
 	ch <- prometheus.MustNewConstMetric(c.max, prometheus.GaugeValue, float64(max))
-	if max > 0 {
-		ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(count)/float64(max))
-	}
 	return nil
 }
 

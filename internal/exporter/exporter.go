@@ -82,6 +82,16 @@ type Options struct {
 	Expect []diagnose.Expect
 	// Build is what netdrop_build_info says; zero reads the running binary.
 	Build buildinfo.Info
+	// Interfaces selects the interfaces whose series (link statistics,
+	// qdiscs, driver statistics) are exported; the zero Filter keeps all.
+	// Diagnosis still sees every interface.
+	Interfaces Filter
+	// IRQs selects the /proc/interrupts lines exported, matched against
+	// the IRQ number and its devices ("41 virtio3-rx").
+	IRQs Filter
+	// MaxSeries bounds the kernel counter series of a scrape; 0 means
+	// DefaultMaxSeries.
+	MaxSeries int
 }
 
 // collector is one kind of evidence. Update sends its metrics for the scrape

@@ -26,7 +26,7 @@ type stagesCollector struct {
 	// expect marks the findings the user declared intended.
 	expect []diagnose.Expect
 
-	drops, rate, interval *prometheus.Desc
+	drops, interval *prometheus.Desc
 }
 
 func newStagesCollector(expect []diagnose.Expect) *stagesCollector {
@@ -35,9 +35,6 @@ func newStagesCollector(expect []diagnose.Expect) *stagesCollector {
 		expect: expect,
 		drops: prometheus.NewDesc(namespace+"_stage_drops_total",
 			"Packets lost at a stage of the packet path, as netdrop diagnose attributes the counter deltas between scrapes (a stage's drops are the largest among its findings, not their sum).",
-			[]string{"stage"}, nil),
-		rate: prometheus.NewDesc(namespace+"_stage_drop_rate",
-			"Packets lost per second at a stage over the last scrape interval.",
 			[]string{"stage"}, nil),
 		interval: prometheus.NewDesc(namespace+"_stage_interval_seconds",
 			"The interval the last drop attribution covered (time since the previous scrape).", nil, nil),
@@ -52,7 +49,6 @@ func (c *stagesCollector) name() string { return "stages" }
 
 func (c *stagesCollector) describe(ch chan<- *prometheus.Desc) {
 	ch <- c.drops
-	ch <- c.rate
 	ch <- c.interval
 }
 
@@ -75,9 +71,6 @@ func (c *stagesCollector) update(_ context.Context, s *scrape, ch chan<- prometh
 	}
 	if r == nil {
 		return nil
-	}
-	for _, sd := range r.Stages {
-		ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, sd.Rate, string(sd.Stage))
 	}
 	ch <- prometheus.MustNewConstMetric(c.interval, prometheus.GaugeValue, r.IntervalS)
 	return nil
