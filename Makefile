@@ -3,7 +3,7 @@
 #   make                 static binary in bin/netdrop
 #   make install         binary, man pages and shell completions under PREFIX (DESTDIR for packaging)
 #   make release         dist/: linux/amd64 and linux/arm64 archives, SBOMs, SHA256SUMS
-#   make image           the container image the DaemonSet in deploy/kubernetes names
+#   make image           the container image the Helm chart and deploy/kubernetes run (CONTAINER=podman)
 #   make test            the test suite, as CI runs it (as root for the kernel tests)
 #
 # Binaries are static (CGO_ENABLED=0): the only package of netdrop's that
@@ -18,6 +18,8 @@ BINDIR    ?= bin
 DIST      ?= dist
 PLATFORMS ?= linux/amd64 linux/arm64
 IMAGE     ?= ghcr.io/netdrop/netdrop
+# docker, or podman / buildah bud (same arguments).
+CONTAINER ?= docker
 # The SBOM tool runs from the module proxy at a pinned version; it is not a
 # dependency of netdrop's go.mod.
 CYCLONEDX ?= github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
@@ -100,7 +102,7 @@ release: man completions
 	@cat $(DIST)/SHA256SUMS
 
 image:
-	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	$(CONTAINER) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
 	  --build-arg REVTIME=$(REVTIME) --build-arg MODIFIED=$(MODIFIED) \
 	  -t $(IMAGE):$(FILEVER) -t $(IMAGE):latest .
 

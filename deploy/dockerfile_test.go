@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -186,5 +187,36 @@ func TestDockerfile(t *testing.T) {
 	}
 	if got.Version != buildArgs["VERSION"] || got.Revision != buildArgs["REVISION"] || got.CGO {
 		t.Errorf("the image's binary says %+v, want version %s, revision %s, no cgo", got, buildArgs["VERSION"], buildArgs["REVISION"])
+	}
+}
+
+// TestMakeImageArgs: every --build-arg `make image` passes is an ARG of the
+// Dockerfile's build stage (a misspelt one would be ignored with a warning,
+// and the image would say "(devel)").
+func TestMakeImageArgs(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("needs make")
+	}
+	out, err := exec.Command("make", "-s", "-n", "-C", "..", "image").Output()
+	if err != nil {
+		t.Fatalf("make -n image: %v", err)
+	}
+	declared := map[string]bool{}
+	for _, n := range parseDockerfile(t)[0].nodes {
+		if n.Value == "arg" {
+			for _, a := range args(n) {
+				name, _, _ := strings.Cut(a, "=")
+				declared[name] = true
+			}
+		}
+	}
+	passed := regexp.MustCompile(`--build-arg ([A-Z_]+)=`).FindAllStringSubmatch(string(out), -1)
+	if len(passed) == 0 {
+		t.Fatalf("make image passes no build args:\n%s", out)
+	}
+	for _, m := range passed {
+		if !declared[m[1]] {
+			t.Errorf("make image passes --build-arg %s, which the Dockerfile does not declare", m[1])
+		}
 	}
 }
