@@ -140,6 +140,10 @@ type Finding struct {
 	// Expected is the --expect declaration (STAGE[:MATCH]) that marked
 	// these drops intended; such a finding is information.
 	Expected string `json:"expected,omitempty"`
+	// Owner is the pod, containers and processes of the namespace the
+	// finding is in, when a caller mapped it (diagnose --all-netns,
+	// --pod, --container).
+	Owner *Owner `json:"owner,omitempty"`
 }
 
 // StageDrops is the loss at one stage in the interval.
@@ -168,6 +172,8 @@ type Report struct {
 	// Unexplained lists the drops it saw that no stage explains.
 	Traced      bool          `json:"traced"`
 	Unexplained []Unexplained `json:"unexplained,omitempty"`
+	// Owner is what runs in the namespace (see SetOwner).
+	Owner *Owner `json:"owner,omitempty"`
 }
 
 // Worst returns the highest severity among the findings and whether there
@@ -346,6 +352,12 @@ func startTrace(ctx context.Context, opts Options) (tracing, error) {
 	if ns == "" {
 		ns = "/proc/self/ns/net"
 	}
+	return startTraceIn(ctx, opts, ns)
+}
+
+// startTraceIn starts the tracer on the namespace at path ns, or on every
+// namespace when ns is "" (RunEach).
+func startTraceIn(ctx context.Context, opts Options, ns string) (tracing, error) {
 	t, err := droptrace.Start(ctx, droptrace.Options{Netns: ns})
 	if err != nil {
 		if opts.Trace == "on" {

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/spf13/cobra"
 )
@@ -22,6 +23,7 @@ func newSocketsCmd(e *env) *cobra.Command {
 		process   string
 		port      uint16
 		noProcess bool
+		nf        nsmapFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "sockets",
@@ -70,13 +72,26 @@ ephemeral range or a listener's accept queue is full; 2 on error.`,
 			}
 			opts.Port = port
 			opts.Owners = !noProcess
+			var owner *diagnose.Owner
+			var err error
+			if nf.selected() {
+				if opts.Netns, owner, err = nf.find(cmd.Context()); err != nil {
+					return err
+				}
+			}
 			sum, err := sockets.Summarize(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
+			if owner == nil {
+				owner = nf.labelOf(cmd.Context(), opts.Netns)
+			}
 			if asJSON {
-				err = writeJSON(e.stdout, sum)
+				err = writeJSON(e.stdout, socketsJSON{Summary: sum, Owner: owner})
 			} else {
+				if owner != nil {
+					fmt.Fprintln(e.stdout, ownerLine(owner))
+				}
 				err = renderSockets(e.stdout, sum)
 			}
 			if err != nil {
@@ -96,7 +111,16 @@ ephemeral range or a listener's accept queue is full; 2 on error.`,
 	f.Uint16Var(&port, "port", 0, "only sockets whose local or remote port is this")
 	f.StringVar(&process, "process", "", "only the sockets of this process: a pid or a command name")
 	f.BoolVar(&noProcess, "no-processes", false, "do not walk /proc to name owning processes (faster on busy hosts)")
+	nf.add(f, true)
+	cmd.MarkFlagsMutuallyExclusive("netns", "pod", "container")
 	return cmd
+}
+
+// socketsJSON is sockets --json: the summary, and the pod and containers of
+// its namespace when one runs there.
+type socketsJSON struct {
+	*sockets.Summary
+	Owner *diagnose.Owner `json:"owner,omitempty"`
 }
 
 // socketsAlarm says whether the state calls for exit code 1: ports running

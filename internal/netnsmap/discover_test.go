@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"google.golang.org/grpc"
+	"github.com/netdrop/netdrop/internal/netnsmap/netnsmaptest"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -147,79 +147,28 @@ func TestDiscoverFixture(t *testing.T) {
 	}
 }
 
-// fakeCRI is a CRI runtime service that knows a few pods: the real gRPC
-// service of k8s.io/cri-api on a unix socket, answering from data.
-type fakeCRI struct {
-	cri.UnimplementedRuntimeServiceServer
-	sandboxes  []*cri.PodSandbox
-	containers []*cri.Container
-	info       map[string]string // sandbox ID -> verbose "info" JSON
-}
-
-func (f *fakeCRI) ListPodSandbox(_ context.Context, req *cri.ListPodSandboxRequest) (*cri.ListPodSandboxResponse, error) {
-	var out []*cri.PodSandbox
-	for _, s := range f.sandboxes {
-		if st := req.GetFilter().GetState(); st != nil && st.GetState() != s.GetState() {
-			continue
-		}
-		out = append(out, s)
-	}
-	return &cri.ListPodSandboxResponse{Items: out}, nil
-}
-
-func (f *fakeCRI) ListContainers(context.Context, *cri.ListContainersRequest) (*cri.ListContainersResponse, error) {
-	return &cri.ListContainersResponse{Containers: f.containers}, nil
-}
-
-func (f *fakeCRI) PodSandboxStatus(_ context.Context, req *cri.PodSandboxStatusRequest) (*cri.PodSandboxStatusResponse, error) {
-	resp := &cri.PodSandboxStatusResponse{Status: &cri.PodSandboxStatus{Id: req.GetPodSandboxId()}}
-	if info, ok := f.info[req.GetPodSandboxId()]; ok && req.GetVerbose() {
-		resp.Info = map[string]string{"info": info}
-	}
-	return resp, nil
-}
-
-// serveCRI serves srv on a unix socket in a temporary directory.
-func serveCRI(t *testing.T, srv cri.RuntimeServiceServer) string {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "cri.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	cri.RegisterRuntimeServiceServer(g, srv)
-	go g.Serve(ln)
-	t.Cleanup(g.Stop)
-	return sock
-}
-
-func sandbox(id, ns, name, uid string, state cri.PodSandboxState) *cri.PodSandbox {
-	return &cri.PodSandbox{Id: id, State: state, Metadata: &cri.PodSandboxMetadata{Namespace: ns, Name: name, Uid: uid}}
-}
-
 func TestDiscoverCRI(t *testing.T) {
 	ids, _ := fixtureIDs(t)
 	const uidE = "0e0e0e0e-0000-4000-8000-000000000001"
 	sbE := strings.Repeat("e", 64)
-	fake := &fakeCRI{
-		sandboxes: []*cri.PodSandbox{
-			sandbox(ids["sandbox-a"], "shop", "web-0", ids["pod-a"], cri.PodSandboxState_SANDBOX_READY),
+	fake := &netnsmaptest.CRI{
+		Sandboxes: []*cri.PodSandbox{
+			netnsmaptest.Sandbox(ids["sandbox-a"], "shop", "web-0", ids["pod-a"], cri.PodSandboxState_SANDBOX_READY),
 			// An old sandbox of the same pod, stopped: not the pod's.
-			sandbox(strings.Repeat("0", 64), "shop", "web-0-old", ids["pod-a"], cri.PodSandboxState_SANDBOX_NOTREADY),
-			sandbox(strings.Repeat("d", 64), "batch", "job-7", ids["pod-d"], cri.PodSandboxState_SANDBOX_READY),
+			netnsmaptest.Sandbox(strings.Repeat("0", 64), "shop", "web-0-old", ids["pod-a"], cri.PodSandboxState_SANDBOX_NOTREADY),
+			netnsmaptest.Sandbox(strings.Repeat("d", 64), "batch", "job-7", ids["pod-d"], cri.PodSandboxState_SANDBOX_READY),
 			// No process of its own in the fixture; its verbose
 			// status names docker-b's namespace by that process's PID.
-			sandbox(sbE, "edge", "proxy-1", uidE, cri.PodSandboxState_SANDBOX_READY),
+			netnsmaptest.Sandbox(sbE, "edge", "proxy-1", uidE, cri.PodSandboxState_SANDBOX_READY),
 		},
-		containers: []*cri.Container{
+		Containers: []*cri.Container{
 			{Id: ids["app-a"], PodSandboxId: ids["sandbox-a"], Metadata: &cri.ContainerMetadata{Name: "web"}},
 			{Id: ids["app-d"], PodSandboxId: strings.Repeat("d", 64), Metadata: &cri.ContainerMetadata{Name: "worker"}},
 		},
 	}
 	_, pids := fixtureIDs(t)
-	fake.info = map[string]string{sbE: `{"pid": ` + pids[2] + `, "runtimeSpec": {"linux": {"namespaces": [{"type": "pid"}]}}}`}
-	sock := serveCRI(t, fake)
+	fake.Info = map[string]string{sbE: `{"pid": ` + pids[2] + `, "runtimeSpec": {"linux": {"namespaces": [{"type": "pid"}]}}}`}
+	sock := netnsmaptest.Serve(t, fake)
 	m, err := Discover(context.Background(), Options{FS: fixtureFS(), CRISockets: []string{sock, filepath.Join(t.TempDir(), "absent.sock")}})
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +205,7 @@ func TestDiscoverCRI(t *testing.T) {
 // A socket that exists but serves no CRI is a problem that says so, and the
 // map is still made from /proc.
 func TestDiscoverCRIErrors(t *testing.T) {
-	unimpl := serveCRI(t, &cri.UnimplementedRuntimeServiceServer{})
+	unimpl := netnsmaptest.Serve(t, &cri.UnimplementedRuntimeServiceServer{})
 	dead := filepath.Join(t.TempDir(), "dead.sock")
 	ln, err := net.Listen("unix", dead)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/internal/netnsmap/netnsmaptest"
 	"github.com/netdrop/netdrop/internal/testnet"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -182,14 +183,14 @@ func TestDiscoverKernel(t *testing.T) {
 		t.Fatal("CI: cgroup v2 directories could not be made")
 	}
 
-	fake := &fakeCRI{
-		sandboxes:  []*cri.PodSandbox{sandbox(pause, "netdrop-test", "web-0", uid, cri.PodSandboxState_SANDBOX_READY)},
-		containers: []*cri.Container{{Id: app, PodSandboxId: pause, Metadata: &cri.ContainerMetadata{Name: "web"}}},
+	fake := &netnsmaptest.CRI{
+		Sandboxes:  []*cri.PodSandbox{netnsmaptest.Sandbox(pause, "netdrop-test", "web-0", uid, cri.PodSandboxState_SANDBOX_READY)},
+		Containers: []*cri.Container{{Id: app, PodSandboxId: pause, Metadata: &cri.ContainerMetadata{Name: "web"}}},
 		// Without cgroups the pod is found the way a runtime without
 		// per-container cgroups is: by the sandbox's namespace path.
-		info: map[string]string{pause: `{"netNamespacePath": "/run/netns/` + name + `"}`},
+		Info: map[string]string{pause: `{"netNamespacePath": "/run/netns/` + name + `"}`},
 	}
-	sock := serveCRI(t, fake)
+	sock := netnsmaptest.Serve(t, fake)
 	m, err := Discover(context.Background(), Options{CRISockets: []string{sock}})
 	if err != nil {
 		t.Fatal(err)
