@@ -33,6 +33,7 @@ func newExporterCmd(e *env) *cobra.Command {
 		otlpHdrs  []string
 
 		ifInclude, ifExclude, irqInclude, irqExclude string
+		webConfig                                    string
 	)
 	cmd := &cobra.Command{
 		Use:   "exporter",
@@ -78,6 +79,7 @@ logged (the first failure, then every tenth) and /metrics keeps serving.
 deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 		Example: `  netdrop exporter
   netdrop exporter --listen 0.0.0.0:9469     # reachable from the network: your decision
+  netdrop exporter --listen 0.0.0.0:9469 --web.config.file /etc/netdrop/web.yml   # TLS and basic auth
   netdrop exporter --netns web --top 20
   netdrop exporter --otlp http://otel-collector:4318 --otlp-header "Authorization=Bearer $TOKEN"
   netdrop exporter --otlp http://prometheus:9090/api/v1/otlp/v1/metrics --otlp-interval 30s`,
@@ -148,7 +150,7 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 				}
 				go p.Run(cmd.Context())
 			}
-			return serveMetrics(cmd.Context(), e, listen, readyFile, exporter.Handler(reg, opts), opts.Logger)
+			return serveMetrics(cmd.Context(), e, listen, webConfig, readyFile, exporter.Handler(reg, opts), opts.Logger)
 		},
 	}
 	f := cmd.Flags()
@@ -167,12 +169,16 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 	f.StringVar(&irqInclude, "include-irqs", "", "REGEXP: export only /proc/interrupts lines whose IRQ and devices (\"41 virtio3-rx\") match")
 	f.StringVar(&irqExclude, "exclude-irqs", "", "REGEXP: leave out /proc/interrupts lines whose IRQ and devices match")
 	f.IntVar(&opts.MaxSeries, "max-series", exporter.DefaultMaxSeries, "most kernel counter series per scrape; beyond it per-object series are cut and counted in netdrop_exporter_series_dropped_total")
+	f.StringVar(&webConfig, "web.config.file", "", "FILE: TLS and basic auth for the listener, in the web configuration format of Prometheus' exporters (exporter-toolkit)")
 	f.StringVar(&readyFile, "ready-file", "", "write the listening address to this file once serving (for scripts and tests)")
 	return cmd
 }
 
 // serveMetrics listens, serves until ctx ends, then shuts down gracefully.
-func serveMetrics(ctx context.Context, e *env, addr, readyFile string, h http.Handler, log *slog.Logger) error {
+func serveMetrics(ctx context.Context, e *env, addr, webConfig, readyFile string, h http.Handler, log *slog.Logger) error {
+	if err := exporter.CheckWebConfig(webConfig); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
@@ -184,8 +190,12 @@ func serveMetrics(ctx context.Context, e *env, addr, readyFile string, h http.Ha
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
+	go func() { errc <- exporter.Serve(ln, srv, webConfig, log) }()
+	if webConfig == "" {
+		log.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
+	} else {
+		log.Info("serving metrics", "addr", ln.Addr().String(), "web_config", webConfig)
+	}
 	if readyFile != "" {
 		if err := writeReadyFile(readyFile, []byte(ln.Addr().String()+"\n")); err != nil {
 			srv.Close()

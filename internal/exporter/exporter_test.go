@@ -301,6 +301,29 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	}
 }
 
+// TestPromtoolCheckMetricsHost lints what the exporter serves on the host
+// running the test, from the running kernel: every interface, qdisc, IRQ and
+// MIB field this machine has, the second scrape with its findings.
+func TestPromtoolCheckMetricsHost(t *testing.T) {
+	promtool := requirePromtool(t)
+	opts := Options{}
+	reg, _, err := NewRegistry(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(reg, opts)
+	scrapeText(t, h)
+	text := scrapeText(t, h)
+	if !strings.Contains(text, "netdrop_kernel_events_total{") {
+		t.Fatalf("no kernel counters read from this host:\n%.2000s", text)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics on this host's output: %v\n%s", err, out)
+	}
+}
+
 func TestPromtoolRules(t *testing.T) {
 	promtool := requirePromtool(t)
 	for _, args := range [][]string{
