@@ -529,3 +529,44 @@ func TestParseOTLPURL(t *testing.T) {
 		t.Error("NewPusher accepted an interval under 1s")
 	}
 }
+
+// BenchmarkOTLPEncode measures turning one gather of the running kernel's
+// exporter (every collector but the socket view, as the user running the
+// benchmark can read it) into an OTLP request, and reports its size before
+// and after gzip, against the text /metrics serves for the same registry.
+//
+//	go test ./internal/exporter -run '^$' -bench OTLPEncode
+func BenchmarkOTLPEncode(b *testing.B) {
+	reg, _, err := NewRegistry(Options{NoSockets: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg.Gather() // the stage attribution starts from the second reading
+	fams, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := otlpBatch{resource: otlpResource(OTLPOptions{}), scope: "s", families: fams, now: time.Now(), start: time.Now()}
+	var body []byte
+	var points int
+	b.ResetTimer()
+	for b.Loop() {
+		body, points, err = marshalOTLP(batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	zw.Write(body)
+	zw.Close()
+	var text bytes.Buffer
+	for _, mf := range fams {
+		expfmt.MetricFamilyToText(&text, mf)
+	}
+	b.ReportMetric(float64(points), "points")
+	b.ReportMetric(float64(len(body)), "otlp-bytes")
+	b.ReportMetric(float64(zb.Len()), "otlp-gzip-bytes")
+	b.ReportMetric(float64(text.Len()), "text-bytes")
+}
