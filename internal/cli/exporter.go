@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -123,6 +125,7 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 				level = slog.LevelDebug
 			}
 			opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+			agentMemoryLimit()
 			if trace {
 				// One tracer for the exporter's life, filtered in the
 				// kernel to the watched namespace.
@@ -172,6 +175,20 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 	f.StringVar(&webConfig, "web.config.file", "", "FILE: TLS and basic auth for the listener, in the web configuration format of Prometheus' exporters (exporter-toolkit)")
 	f.StringVar(&readyFile, "ready-file", "", "write the listening address to this file once serving (for scripts and tests)")
 	return cmd
+}
+
+// agentMemory is the exporter's soft memory limit unless GOMEMLIMIT sets one:
+// an agent on every node should stay small, and the Go default lets the heap
+// double before collecting, so the garbage of starting the tracer (parsing
+// kernel BTF and kallsyms) would otherwise set the process's peak. The
+// collector works harder only near the limit; it is soft, so a larger
+// host's scrape is never refused memory.
+const agentMemory = 24 << 20
+
+func agentMemoryLimit() {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(agentMemory)
+	}
 }
 
 // serveMetrics listens, serves until ctx ends, then shuts down gracefully.

@@ -127,6 +127,7 @@ func BenchmarkAgentCost(b *testing.B) {
 		time.Sleep(time.Until(t0.Add(span)))
 		share := float64(procCPU(b, pid)-c0) / float64(time.Since(t0))
 		hwm, rss := procMemKB(b, pid, "VmHWM:"), procMemKB(b, pid, "VmRSS:")
+		anon, file := procMemKB(b, pid, "RssAnon:"), procMemKB(b, pid, "RssFile:")
 
 		// The drop storm.
 		storm := dropStorm(b, p, pid, netip.AddrPortFrom(netip.AddrFrom4([4]byte(p.AddrB.To4())), 7791), 5*time.Second)
@@ -138,7 +139,8 @@ func BenchmarkAgentCost(b *testing.B) {
 		fmt.Fprintf(&sb, "\nnetdrop exporter --trace, %d TCP sockets in the watched namespace, a scrape every %s over %s:\n", n, interval, span)
 		fmt.Fprintf(&sb, "  CPU %.3f%% of one core (goal < 0.5%%): a scrape %.1f ms CPU (%.1f ms wall), idle %.2f ms CPU per s\n",
 			100*share, ms(perScrape), ms(scrapeWall), ms(idle)/idleSpan.Seconds())
-		fmt.Fprintf(&sb, "  RSS %.1f MiB now, peak %.1f MiB (goal < 40 MB)\n", float64(rss)/1024, float64(hwm)/1024)
+		fmt.Fprintf(&sb, "  RSS %.1f MiB now (%.1f MiB anonymous: Go heap and runtime; %.1f MiB the binary's pages), peak %.1f MiB (goal < 40 MB)\n",
+			float64(rss)/1024, float64(anon)/1024, float64(file)/1024, float64(hwm)/1024)
 		fmt.Fprintf(&sb, "drop storm: %.0f drops/s for %s: BPF program %.0f ns/drop, exporter %.2f ms CPU\n",
 			storm.rate, storm.wall.Round(time.Millisecond), storm.progNsPerDrop, ms(storm.agentCPU))
 		fmt.Fprintf(&sb, "  tracer cost %.2f%% of one core at this rate; %.0f ns/drop, so %.2f%% of a core at 1M drops/s (goal < 3%%)\n",
