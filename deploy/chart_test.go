@@ -51,6 +51,16 @@ exporter:
   noSockets: true
   debug: true
   extraArgs: ["--top=20"]
+  interfaces: {include: "^(eth|ens)", exclude: "^(veth|cali|lxc)"}
+  irqs: {exclude: "virtio.*-tx"}
+  maxSeries: 5000
+  otlp:
+    url: http://otel-collector.monitoring:4318
+    interval: 30s
+    headers:
+      - {name: Authorization, secretName: otlp-auth, secretKey: header}
+webConfig:
+  secretName: netdrop-web
 serviceMonitor:
   enabled: true
   labels: {release: kube-prometheus-stack}
@@ -281,6 +291,7 @@ func checkObjects(t *testing.T, o *objects) {
 		}
 	}
 	checkExporterArgs(t, c.Args)
+	checkArgSources(t, o, pod, c)
 	var metricsPort *corev1.ContainerPort
 	for i, p := range c.Ports {
 		if p.Name == "metrics" {
@@ -527,5 +538,52 @@ func TestScrapeConfig(t *testing.T) {
 	}
 	for _, a := range o.daemonSet.Spec.Template.Annotations {
 		t.Errorf("the DaemonSet's pods carry annotation %q: annotation discovery would scrape them under a second job", a)
+	}
+}
+
+// checkArgSources: what the args refer to exists in the pod: the web
+// configuration file in a mounted Secret, each $(VAR) an environment
+// variable (OTLP headers from Secrets, the node's address).
+func checkArgSources(t *testing.T, o *objects, pod corev1.PodSpec, c corev1.Container) {
+	t.Helper()
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	for _, a := range c.Args {
+		for _, m := range regexp.MustCompile(`\$\(([A-Z0-9_]+)\)`).FindAllStringSubmatch(a, -1) {
+			if _, ok := env[m[1]]; !ok {
+				t.Errorf("argument %q refers to $(%s), which the container does not define", a, m[1])
+			}
+		}
+		if strings.HasPrefix(a, "--otlp-header=") {
+			v := env[regexp.MustCompile(`\$\(([A-Z0-9_]+)\)`).FindStringSubmatch(a)[1]]
+			if v.ValueFrom == nil || v.ValueFrom.SecretKeyRef == nil {
+				t.Errorf("OTLP header %q does not come from a Secret", a)
+			}
+		}
+		file, ok := strings.CutPrefix(a, "--web.config.file=")
+		if !ok {
+			continue
+		}
+		web := o.vals["webConfig"].(map[string]any)
+		found := false
+		for _, vm := range c.VolumeMounts {
+			rel, err := filepath.Rel(vm.MountPath, file)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				continue
+			}
+			for _, v := range pod.Volumes {
+				if v.Name == vm.Name && v.Secret != nil && v.Secret.SecretName == web["secretName"] && rel == web["key"] {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("--web.config.file %s is not the key %v of a mounted Secret %v", file, web["key"], web["secretName"])
+		}
+	}
+	if web := o.vals["webConfig"].(map[string]any); web["secretName"] != "" && !slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--web.config.file=") }) {
+		t.Error("webConfig.secretName is set but the exporter gets no --web.config.file")
 	}
 }
