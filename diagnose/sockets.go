@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -193,11 +194,19 @@ func rcvbufCulprits(in *input) (udp, tcp []culprit) {
 			tcp = append(tcp, c)
 		}
 	}
+	// A socket that dropped in the interval and is still near full is in
+	// both lists: name it once, with its drops in the interval.
+	type key struct {
+		proto         string
+		local, remote netip.AddrPort
+	}
+	seen := map[key]bool{}
 	if in.socketsBefore != nil {
 		for _, d := range in.dropped {
 			if d.Listener {
 				continue
 			}
+			seen[key{d.Protocol, d.Local, d.Remote}] = true
 			name := d.Local.String() + owners(d.Processes)
 			add(d.Protocol, culprit{name: name, full: d.Rcvbuf > 0 && float64(d.RmemAlloc) >= sockets.DefaultNearFull*float64(d.Rcvbuf),
 				proto: d.Protocol, local: d.Local.String(), process: processes(d.Processes), buf: uint64(d.Rcvbuf),
@@ -207,6 +216,9 @@ func rcvbufCulprits(in *input) (udp, tcp []culprit) {
 	for _, p := range in.sockets.Pressure {
 		if in.socketsBefore != nil && p.Fill < sockets.DefaultNearFull {
 			continue // already named above if it dropped in the interval
+		}
+		if seen[key{p.Protocol, p.Local, p.Remote}] {
+			continue
 		}
 		name := p.Local.String() + owners(p.Processes)
 		add(p.Protocol, culprit{name: name, full: p.Fill >= sockets.DefaultNearFull,

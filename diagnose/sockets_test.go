@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
@@ -47,5 +48,65 @@ func TestFullAcceptQueueIsANearDrop(t *testing.T) {
 	r := AnalyzeWith(&counters.Snapshot{}, &counters.Snapshot{}, time.Second, Extra{Sockets: sum})
 	if len(r.Findings) != 1 || r.Findings[0].Stage != stage.TCPListen || r.Findings[0].Severity != Warning {
 		t.Fatalf("findings = %+v", r.Findings)
+	}
+}
+
+// TestRcvbufCulpritsOncePerSocket: a socket that dropped in the interval
+// and is still near its buffer is in both the drops between the views and
+// the second view's pressured sockets; it is named once, by its drops in
+// the interval.
+func TestRcvbufCulpritsOncePerSocket(t *testing.T) {
+	udpA := netip.MustParseAddrPort("10.0.0.2:53")
+	udpB := netip.MustParseAddrPort("10.0.0.2:514")
+	tcpL := netip.MustParseAddrPort("10.0.0.2:5026")
+	tcpR := netip.MustParseAddrPort("10.0.0.1:40000")
+	dropped := func(proto string, l, r netip.AddrPort) sockets.Dropped {
+		return sockets.Dropped{Protocol: proto, Local: l, Remote: r, Drops: 7, Rcvbuf: 4608, RmemAlloc: 4600}
+	}
+	near := func(proto string, l, r netip.AddrPort) sockets.PressuredSocket {
+		return sockets.PressuredSocket{Protocol: proto, Local: l, Remote: r, Drops: 9, Rcvbuf: 4608, RmemAlloc: 4600, Fill: 0.998}
+	}
+	tests := []struct {
+		name             string
+		before           bool
+		dropped          []sockets.Dropped
+		pressure         []sockets.PressuredSocket
+		wantUDP, wantTCP []string // evidence fields
+	}{
+		{"udp dropped and near full", true,
+			[]sockets.Dropped{dropped("udp", udpA, netip.AddrPort{})}, []sockets.PressuredSocket{near("udp", udpA, netip.AddrPort{})},
+			[]string{"10.0.0.2:53 drops in the interval"}, nil},
+		{"tcp dropped and near full", true,
+			[]sockets.Dropped{dropped("tcp", tcpL, tcpR)}, []sockets.PressuredSocket{near("tcp", tcpL, tcpR)},
+			nil, []string{"10.0.0.2:5026 drops in the interval"}},
+		{"another socket near full", true,
+			[]sockets.Dropped{dropped("udp", udpA, netip.AddrPort{})}, []sockets.PressuredSocket{near("udp", udpB, netip.AddrPort{})},
+			[]string{"10.0.0.2:53 drops in the interval", "10.0.0.2:514 drops since creation"}, nil},
+		{"no first view", false,
+			nil, []sockets.PressuredSocket{near("udp", udpA, netip.AddrPort{})},
+			[]string{"10.0.0.2:53 drops since creation"}, nil},
+	}
+	names := func(cs []culprit) []string {
+		var out []string
+		for _, c := range cs {
+			_, what, _ := strings.Cut(c.evidence.Field, ", queued 4600, ")
+			out = append(out, c.local+" "+what)
+		}
+		return out
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := &input{sockets: &sockets.Summary{Pressure: tt.pressure}, dropped: tt.dropped}
+			if tt.before {
+				in.socketsBefore = &sockets.Summary{}
+			}
+			udp, tcp := rcvbufCulprits(in)
+			if d := cmp.Diff(tt.wantUDP, names(udp)); d != "" {
+				t.Errorf("udp culprits (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tt.wantTCP, names(tcp)); d != "" {
+				t.Errorf("tcp culprits (-want +got):\n%s", d)
+			}
+		})
 	}
 }
