@@ -19,7 +19,7 @@ var ipCause = map[string]struct {
 	"Ip:ReasmFails":                {"fragment reassembly failed", advice("raise net.ipv4.ipfrag_high_thresh, or avoid fragmentation (path MTU)")},
 	"Ip:ReasmTimeout":              {"fragments timed out before reassembly", advice("fragments are lost upstream; avoid fragmentation (path MTU)")},
 	"IpExt:InCsumErrors":           {"IPv4 packets with bad checksums", advice("NIC or upstream corruption; check the offloads (ethtool -k)")},
-	"TcpExt:IPReversePathFilter":   {"reverse-path filter dropped packets arriving on an interface the route back does not use", setting(Change{Kind: ChangeSysctl, Target: "net.ipv4.conf.all.rp_filter", Proposed: "2"}, "loose mode, for asymmetric routing")},
+	rpFilterField:                  {"reverse-path filter dropped packets (rpFilter explains them by mode)", advice("rp_filter")},
 	"Ip6:InHdrErrors":              {"IPv6 headers were invalid", advice("check the sender")},
 	"Ip6:InAddrErrors":             {"IPv6 destination not local and forwarding is off", advice("check addressing")},
 	"Ip6:InNoRoutes":               {"no IPv6 route for received packets", advice("find the missing route with ip -6 route get DESTINATION, and add it")},
@@ -47,6 +47,7 @@ func ruleIP(in *input) []Finding {
 	drops := sumDistinct(cs)
 	ev := evidence(cs)
 	top := ipCause[ev[0].Field]
+	cause := top.cause
 	var fix []Fix
 	seen := map[string]bool{}
 	for _, e := range ev {
@@ -55,6 +56,14 @@ func ruleIP(in *input) []Finding {
 			continue
 		}
 		seen[c.fix.Command+c.fix.Text] = true
+		if e.Field == rpFilterField {
+			rpCause, rpFix := in.rpFilter()
+			if e.Field == ev[0].Field {
+				cause = rpCause
+			}
+			fix = append(fix, rpFix...)
+			continue
+		}
 		f := c.fix
 		if f.Change != nil {
 			// The table holds the proposal; the value now comes from
@@ -69,9 +78,33 @@ func ruleIP(in *input) []Finding {
 		Title:    "IP layer discarded packets: " + ev[0].Name(),
 		Drops:    drops,
 		Evidence: ev,
-		Cause:    top.cause,
+		Cause:    cause,
 		Fix:      fix,
 	}}
+}
+
+// rpFilterField counts IPv4 packets the reverse-path filter dropped.
+const rpFilterField = "TcpExt:IPReversePathFilter"
+
+// rpFilter explains reverse-path filter drops by the mode in force. The
+// filter drops a packet when the route back to its source leaves by
+// another interface (strict mode only: asymmetric routing, which loose
+// mode accepts) or when there is no route back at all (both modes: only a
+// route fixes that). The effective mode of an interface is the larger of
+// conf.all and conf.IF; with conf.all at 2 every interface is loose, so
+// the drops can only be sources with no route back.
+func (in *input) rpFilter() (string, []Fix) {
+	routes := inspect("ip route get SOURCE", "the route back to a dropped source: another interface than the one it arrived on is asymmetric routing, an error is no route back")
+	if all, ok := in.sysctlInt("net.ipv4.conf.all.rp_filter"); ok && all == 2 {
+		return "the reverse-path filter (loose mode, net.ipv4.conf.all.rp_filter=2) dropped packets whose source has no route back at all: a missing route, not asymmetric routing (loose mode already accepts that)",
+			[]Fix{routes, advice("add a route back to the senders' network (ip route add NETWORK via GATEWAY dev INTERFACE), or a default route")}
+	}
+	return "the reverse-path filter dropped packets whose route back to the source leaves by another interface (asymmetric routing, which loose mode accepts) or does not exist (no route back, which only a route fixes)",
+		[]Fix{
+			in.set("net.ipv4.conf.all.rp_filter", "2").withNote("loose mode, for asymmetric routing"),
+			routes,
+			advice("if ip route get finds no route back, loose mode will not help: add a route to the senders' network instead"),
+		}
 }
 
 // ruleNetfilter: packets dropped or rejected by firewall rules. These are
