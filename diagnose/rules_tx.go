@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -83,8 +84,13 @@ func ruleQdisc(in *input) []Finding {
 			if txq > 0 {
 				c.Current = fmt.Sprint(txq)
 			}
-			f.Fix = []Fix{setting(c, ""), manual(shellJoin("tc", "qdisc", "replace", "dev", ifn, "root", "fq_codel"), kind, "fair queueing keeps one flow from filling the queue",
-				"replacing the root qdisc drops the packets queued in it and its configuration; netdrop leaves the choice of queueing discipline to you")}
+			f.Fix = []Fix{setting(c, "")}
+			if kind == "mq" {
+				f.Fix = append(f.Fix, mqChildFixes(ifn, cs)...)
+				break
+			}
+			f.Fix = append(f.Fix, manual(shellJoin("tc", "qdisc", "replace", "dev", ifn, "root", "fq_codel"), kind, "fair queueing keeps one flow from filling the queue",
+				"replacing the root qdisc drops the packets queued in it and its configuration; netdrop leaves the choice of queueing discipline to you"))
 		default:
 			f.Fix = []Fix{
 				inspect(shellJoin("tc", "-s", "qdisc", "show", "dev", ifn), "the limit and the backlog"),
@@ -98,6 +104,37 @@ func ruleQdisc(in *input) []Finding {
 		in.explainHTB(&f, ifn)
 		f.Advice = "pace the sender (SO_MAX_PACING_RATE, fq) rather than relying on drops to slow it"
 		out = append(out, f)
+	}
+	return out
+}
+
+// mqChildFixes proposes fair queueing for a multiqueue interface whose mq
+// root dropped. mq queues nothing itself: it holds one child qdisc per
+// transmit queue (parent :1, :2, …) and counts their drops, so the change
+// belongs on the children that dropped — replacing the root with one
+// fq_codel would put every CPU's transmissions behind a single queue and
+// lock. Without a child's count, the children are listed to pick from.
+func mqChildFixes(ifn string, cs []counters.Counter) []Fix {
+	why := "replacing a queue's qdisc drops the packets queued in it; netdrop leaves the choice of queueing discipline to you"
+	var kids []counters.Counter
+	for _, c := range cs {
+		if f := strings.Fields(c.Object); len(f) == 5 && f[3] == "parent" && f[1] != "mq" {
+			kids = append(kids, c)
+		}
+	}
+	slices.SortStableFunc(kids, func(a, b counters.Counter) int { return cmp.Compare(b.Value, a.Value) })
+	var out []Fix
+	for _, c := range kids[:min(len(kids), 4)] {
+		f := strings.Fields(c.Object)
+		if f[1] == "fq_codel" {
+			continue // explainFqCodel speaks for these
+		}
+		out = append(out, manual(shellJoin("tc", "qdisc", "replace", "dev", ifn, "parent", f[4], "fq_codel"), f[1],
+			fmt.Sprintf("fair queueing on transmit queue %s, which dropped %d; mq stays the root", f[4], c.Value), why))
+	}
+	if len(kids) == 0 {
+		out = append(out, inspect(shellJoin("tc", "-s", "qdisc", "show", "dev", ifn), "mq's children, one per transmit queue (parent :N), with their drops"),
+			advice(fmt.Sprintf("replace the child that drops, not the mq root: tc qdisc replace dev %s parent :N fq_codel", ifn)))
 	}
 	return out
 }
