@@ -68,11 +68,10 @@ func inNS(t *testing.T, ns string, fn func() error) {
 // nsCollect reads netdrop's counters inside ns.
 func nsCollect(ns string) func(context.Context) *counters.Snapshot {
 	return func(ctx context.Context) *counters.Snapshot {
-		var s *counters.Snapshot
-		netns.Do(ns, func() error {
-			s = counters.Collect(ctx, counters.Options{Netns: ns})
-			return nil
-		})
+		s, err := counters.CollectIn(ctx, counters.NamedNetns(ns), counters.Options{})
+		if err != nil {
+			return counters.Unreadable(counters.NamedNetns(ns), err)
+		}
 		return s
 	}
 }

@@ -25,11 +25,30 @@ const (
 	ShareCritical = 0.9
 )
 
+// Target is the network namespace sockets are read in, the same type as
+// counters.Target: the zero value is the caller's own namespace; build
+// others with NamedNetns, NetnsAtPath, NetnsOfPID or ParseTarget. An alias,
+// so a program outside this module can name and build one although the
+// implementation lives in an internal package.
+type Target = netns.Target
+
+// Namespace targets, as in counters.
+var (
+	NamedNetns  = netns.Named
+	NetnsAtPath = netns.AtPath
+	NetnsOfPID  = netns.OfPID
+)
+
+// ParseTarget reads a target as users type it: "" for the current
+// namespace, pid:N, a path (anything with a slash) or a name under
+// /run/netns.
+func ParseTarget(spec string) (Target, error) { return netns.Parse(spec) }
+
 // Options select what Summarize reads and keeps.
 type Options struct {
 	// Netns is the namespace to read; the zero Target is the current
-	// one (counters.ParseTarget reads one as users type it).
-	Netns netns.Target
+	// one.
+	Netns Target
 	// ProcRoot is the procfs mount, "/proc" when empty.
 	ProcRoot string
 	// States limits the sockets read; 0 means all. The kernel applies it.
