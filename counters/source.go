@@ -18,6 +18,9 @@ const (
 	ProcNetSNMP    SourceID = "/proc/net/snmp"
 	ProcNetNetstat SourceID = "/proc/net/netstat"
 	ProcNetSNMP6   SourceID = "/proc/net/snmp6"
+	// ProcNetDevSNMP6 is the per-interface IPv6 statistics,
+	// /proc/net/dev_snmp6/IF (devsnmp6.go).
+	ProcNetDevSNMP6 SourceID = "/proc/net/dev_snmp6"
 	// ProcNetSoftnetStat is the per-CPU backlog statistics (softnet.go).
 	ProcNetSoftnetStat SourceID = "/proc/net/softnet_stat"
 	// ProcNetSockstat and ProcNetSockstat6 are socket usage levels
