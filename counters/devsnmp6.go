@@ -12,7 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"slices"
+	"strings"
 )
 
 func init() { register(devSNMP6Source{}) }
@@ -49,8 +49,8 @@ func (devSNMP6Source) Collect(ctx context.Context, r *Reading, s *Snapshot) erro
 			return ctx.Err()
 		}
 		ifname := e.Name()
-		vs, err := readSource(r.FS, ProcNetDevSNMP6, r.FS.NetPath("dev_snmp6", ifname), func(rd io.Reader) ([]snmpValue, error) {
-			return parseSNMP6(&seqFileReader{r: rd})
+		cs, err := readSource(r.FS, ProcNetDevSNMP6, r.FS.NetPath("dev_snmp6", ifname), func(rd io.Reader) ([]Counter, error) {
+			return parseDevSNMP6(ifname, &seqFileReader{r: rd})
 		})
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // the interface went away
@@ -58,20 +58,47 @@ func (devSNMP6Source) Collect(ctx context.Context, r *Reading, s *Snapshot) erro
 		if err != nil {
 			s.FailObject(ProcNetDevSNMP6, ifname, err)
 		}
-		s.Add(devSNMP6Counters(ifname, vs)...)
+		s.Add(cs...)
 	}
 	return nil
 }
 
-// devSNMP6Counters keeps the fields of devSNMP6Fields of one interface's
-// file, named as in /proc/net/snmp6 ("Ip6:InDiscards"), with the
-// interface as object.
-func devSNMP6Counters(ifname string, vs []snmpValue) []Counter {
-	var out []Counter
-	for _, v := range vs {
-		if name := v.Name(); slices.Contains(devSNMP6Fields, name) {
-			out = append(out, Counter{Source: ProcNetDevSNMP6, Object: ifname, Field: name, Value: v.Value})
-		}
+// devSNMP6Names maps each kept field as the file spells it
+// ("Ip6InDiscards") to its counter name ("Ip6:InDiscards").
+var devSNMP6Names = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range devSNMP6Fields {
+		m[strings.Replace(n, ":", "", 1)] = n
 	}
-	return out
+	return m
+}()
+
+// parseDevSNMP6 reads one interface's file, keeping the fields of
+// devSNMP6Fields: the others are skipped by name before anything is
+// allocated for them.
+func parseDevSNMP6(ifname string, r io.Reader) ([]Counter, error) {
+	buf := getFields()
+	defer func() { putFields(buf) }()
+	out := make([]Counter, 0, len(devSNMP6Fields))
+	err := scanLines(r, func(n int, line string) error {
+		fields := appendFields(buf[:0], line)
+		buf = fields
+		if len(fields) == 0 {
+			return nil
+		}
+		name, ok := devSNMP6Names[fields[0]]
+		if !ok {
+			return nil
+		}
+		if len(fields) != 2 {
+			return lineError(n, "want \"name value\", got %q", line)
+		}
+		v, err := parseSigned(fields[1])
+		if err != nil {
+			return lineError(n, "%s: %q is not a number", fields[0], fields[1])
+		}
+		out = append(out, Counter{Source: ProcNetDevSNMP6, Object: ifname, Field: name, Value: v})
+		return nil
+	})
+	return out, err
 }
