@@ -355,13 +355,13 @@ func TestNetlinkErrnoFake(t *testing.T) {
 	}{
 		{unix.EPERM, linkSource{}, Unavailable{Source: NetlinkLinkStats, Reason: "permission denied: run as root or with CAP_NET_ADMIN (rtm_getlink dump: operation not permitted)"}},
 		{unix.ENOENT, linkSource{}, Unavailable{Source: NetlinkLinkStats, Reason: "not present on this kernel or namespace (rtm_getlink dump: no such file or directory)"}},
-		{unix.EOPNOTSUPP, linkSource{}, Unavailable{Source: NetlinkLinkStats, Reason: "rtm_getlink dump: operation not supported"}},
+		{unix.EOPNOTSUPP, linkSource{}, Unavailable{Source: NetlinkLinkStats, Reason: "this kernel cannot answer: the feature is not built in or its module is not loaded (rtm_getlink dump: operation not supported)"}},
 		{unix.EPERM, qdiscSource{}, Unavailable{Source: NetlinkQdisc, Reason: "permission denied: run as root or with CAP_NET_ADMIN (rtm_getlink dump: operation not permitted)"}},
 		// nfnetlink refuses every request without CAP_NET_ADMIN: the
 		// nftables source says so in its own words.
 		{unix.EPERM, nftablesSource{}, Unavailable{Source: NetlinkNftables, Reason: "needs CAP_NET_ADMIN: nfnetlink refuses every request without it (operation not permitted)"}},
 		{unix.ENOENT, nftablesSource{}, Unavailable{Source: NetlinkNftables, Reason: "not present on this kernel or namespace (nft_msg_getchain dump: no such file or directory)"}},
-		{unix.EOPNOTSUPP, nftablesSource{}, Unavailable{Source: NetlinkNftables, Reason: "nft_msg_getchain dump: operation not supported"}},
+		{unix.EOPNOTSUPP, nftablesSource{}, Unavailable{Source: NetlinkNftables, Reason: "this kernel cannot answer: the feature is not built in or its module is not loaded (nft_msg_getchain dump: operation not supported)"}},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s %s", tt.src.ID(), unix.ErrnoName(tt.errno)), func(t *testing.T) {

@@ -16,6 +16,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 	"time"
 
 	"github.com/netdrop/netdrop/stage"
@@ -183,6 +185,10 @@ func Reason(err error) string {
 		return fmt.Sprintf("not present on this kernel or namespace (%v)", err)
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, os.ErrPermission):
 		return fmt.Sprintf("permission denied: run as root or with CAP_NET_ADMIN (%v)", err)
+	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EPROTONOSUPPORT):
+		// EOPNOTSUPP in words: the kernel knows the request but has
+		// nothing to answer it with.
+		return fmt.Sprintf("this kernel cannot answer: the feature is not built in or its module is not loaded (%v)", err)
 	default:
 		return err.Error()
 	}
