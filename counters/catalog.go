@@ -138,17 +138,37 @@ type namedField struct {
 // catalog's string when it knows the name (no allocation), else a new
 // string.
 func lookupFieldBytes(source SourceID, b []byte) (string, FieldInfo) {
+	if name, fi, ok := lookupKnownBytes(source, b); ok {
+		return name, fi
+	}
+	return lookupField(source, string(b))
+}
+
+// lookupKnownBytes is lookupFieldBytes for names the catalog holds, without
+// allocating; ok is false for any other name.
+func lookupKnownBytes(source SourceID, b []byte) (string, FieldInfo, bool) {
 	e, ok := catalogNames()[string(b)]
 	if !ok {
-		e.name = string(b)
-		e.info, _ = LookupField(e.name)
+		return "", FieldInfo{}, false
 	}
 	if over, ok := bySource[source]; ok {
 		if fi, ok := over[e.name]; ok {
-			return e.name, fi
+			return e.name, fi, true
 		}
 	}
-	return e.name, e.info
+	return e.name, e.info, true
+}
+
+// lookupField is the entry of a name the catalog may not hold: the
+// source's own meaning, else LookupField's.
+func lookupField(source SourceID, name string) (string, FieldInfo) {
+	if over, ok := bySource[source]; ok {
+		if fi, ok := over[name]; ok {
+			return name, fi
+		}
+	}
+	fi, _ := LookupField(name)
+	return name, fi
 }
 
 // stageOf is the stage a reader stamps on a counter it reads.

@@ -105,16 +105,49 @@ func snmpCounters(source SourceID, vs []snmpValue) []Counter {
 
 // appendSNMPCounters appends the counters of vs to out. Each name is
 // built in a scratch buffer and looked up in the catalog without
-// allocating; only names the catalog does not know are allocated.
+// allocating; the names the catalog does not know (fields newer than this
+// code) are built together in one string, one allocation per file
+// instead of one per name.
 func appendSNMPCounters(out []Counter, source SourceID, vs []snmpValue) []Counter {
 	var scratch [64]byte
-	for _, v := range vs {
+	name := func(v snmpValue) []byte {
 		b := scratch[:0]
 		if v.Group != "" {
 			b = append(append(b, v.Group...), ':')
 		}
-		name, fi := lookupFieldBytes(source, append(b, v.Field...))
-		out = append(out, Counter{Source: source, Field: name, Value: v.Value, Stage: fi.Stage, Gauge: fi.Gauge})
+		return append(b, v.Field...)
+	}
+	start, unknown := len(out), 0
+	for _, v := range vs {
+		c := Counter{Source: source, Value: v.Value}
+		if n, fi, ok := lookupKnownBytes(source, name(v)); ok {
+			c.Field, c.Stage, c.Gauge = n, fi.Stage, fi.Gauge
+		} else {
+			unknown += len(v.Group) + 1 + len(v.Field)
+		}
+		out = append(out, c)
+	}
+	if unknown == 0 {
+		return out
+	}
+	var all strings.Builder
+	all.Grow(unknown)
+	for i, v := range vs {
+		if out[start+i].Field == "" {
+			all.Write(name(v))
+		}
+	}
+	names, off := all.String(), 0
+	for i, v := range vs {
+		c := &out[start+i]
+		if c.Field != "" {
+			continue
+		}
+		n := len(name(v))
+		c.Field = names[off : off+n]
+		off += n
+		_, fi := lookupField(source, c.Field)
+		c.Stage, c.Gauge = fi.Stage, fi.Gauge
 	}
 	return out
 }
