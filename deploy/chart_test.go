@@ -587,3 +587,23 @@ func checkArgSources(t *testing.T, o *objects, pod corev1.PodSpec, c corev1.Cont
 		t.Error("webConfig.secretName is set but the exporter gets no --web.config.file")
 	}
 }
+
+// TestChartRefusesUnknownValues: values.schema.json refuses a misspelt key
+// or a wrong type, which Helm would otherwise ignore or render.
+func TestChartRefusesUnknownValues(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		`exporter: {trac: true}`,
+		`serviceMonitr: {enabled: true}`,
+		`port: "9469"`,
+		`exporter: {otlp: {headers: [{name: Authorization}]}}`,
+	} {
+		_, err := util.ToRenderValues(ch, parseValues(t, bad), common.ReleaseOptions{Name: "netdrop", Namespace: "netdrop"}, nil)
+		if err == nil {
+			t.Errorf("values %s accepted", bad)
+		}
+	}
+}
