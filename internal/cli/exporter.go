@@ -17,6 +17,7 @@ import (
 	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/internal/exporter"
 	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/internal/netnsmap"
 	"github.com/netdrop/netdrop/internal/safefile"
 	"github.com/spf13/cobra"
 )
@@ -57,6 +58,9 @@ Every family has one unit; counters end in _total; rates are rate()'s job.
       accept queue fill, cut to the --top busiest (bounded cardinality)
   netdrop_trace_drops_total{reason,location,stage}   with --trace, drops seen at
       the kfree_skb tracepoint (eBPF), bounded to 200 series
+  netdrop_netns_stage_drops_total{netns,pod_namespace,pod,container,stage},
+  netdrop_netns_findings{…,stage,severity}   with --all-netns, per network
+      namespace of the host (within --max-series)
   netdrop_scrape_collector_success / _duration_seconds   per collector
   netdrop_exporter_series_dropped_total   kernel series cut by --max-series
 
@@ -162,6 +166,8 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 	f.IntVar(&opts.Top, "top", exporter.DefaultTop, "destinations and listeners that get their own series")
 	f.BoolVar(&opts.NoSockets, "no-sockets", false, "skip the socket view (TIME_WAIT per destination, listen queues)")
 	f.BoolVar(&trace, "trace", false, "add the in-kernel drop aggregates by reason, location and stage (eBPF; needs CAP_BPF and CAP_PERFMON)")
+	f.BoolVar(&opts.AllNetns, "all-netns", false, "add netdrop_netns_stage_drops_total and netdrop_netns_findings for every network namespace of the host, labelled netns, pod_namespace, pod, container (pods through --cri-socket)")
+	f.StringArrayVar(&opts.CRISockets, "cri-socket", netnsmap.DefaultCRISockets, "CRI runtime socket to ask for pods with --all-netns (repeatable; those absent are skipped)")
 	f.BoolVar(&debug, "debug", false, "log missing sources and failing collectors")
 	f.StringArrayVar(&expects, "expect", nil, "STAGE[:MATCH]: drops declared intended, as in netdrop diagnose --expect (repeatable)")
 	f.StringVar(&otlp.URL, "otlp", "", "also push the same metrics to this OpenTelemetry collector (OTLP over HTTP): http(s)://HOST[:4318][/v1/metrics]")

@@ -33,6 +33,7 @@ import (
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/internal/buildinfo"
 	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/internal/netnsmap"
 	"github.com/netdrop/netdrop/sockets"
 )
 
@@ -92,6 +93,14 @@ type Options struct {
 	// MaxSeries bounds the kernel counter series of a scrape; 0 means
 	// DefaultMaxSeries.
 	MaxSeries int
+	// AllNetns adds the per-namespace collector: drops per stage and
+	// findings of every network namespace of the host, labelled with its
+	// pod and container (netnsmap).
+	AllNetns bool
+	// CRISockets are the CRI runtimes asked for pods (netnsmap.Options).
+	CRISockets []string
+	// Discover replaces the namespace map (tests).
+	Discover func(ctx context.Context) (*netnsmap.Map, error)
 }
 
 // collector is one kind of evidence. Update sends its metrics for the scrape
@@ -156,6 +165,9 @@ func New(opts Options) *Exporter {
 	}
 	if opts.Tracer != nil {
 		e.collectors = append(e.collectors, newTraceCollector(opts.Tracer, opts.TraceSeries))
+	}
+	if opts.AllNetns {
+		e.collectors = append(e.collectors, newNetnsCollector(opts))
 	}
 	return e
 }

@@ -1,0 +1,244 @@
+package exporter
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/internal/netnsmap/netnsmaptest"
+	"github.com/netdrop/netdrop/internal/testnet"
+)
+
+// podNamespaces makes n namespaces (lo up) that a fake CRI runtime says are
+// pods netdrop-test/NAME-i, and returns their names and the socket.
+func podNamespaces(t testing.TB, prefix string, n int) ([]string, string) {
+	t.Helper()
+	fake := &netnsmaptest.CRI{Info: map[string]string{}}
+	var names []string
+	var add, del bytes.Buffer
+	for i := range n {
+		ns := fmt.Sprintf("ndt-%s-%d-%d", prefix, os.Getpid(), i)
+		names = append(names, ns)
+		fmt.Fprintf(&add, "netns add %s\n", ns)
+		fmt.Fprintf(&del, "netns del %s\n", ns)
+		id := fmt.Sprintf("%064x", os.Getpid()*1000+i)
+		fake.Sandboxes = append(fake.Sandboxes, netnsmaptest.Sandbox(id, "netdrop-test", fmt.Sprintf("%s-%d", prefix, i),
+			fmt.Sprintf("00000000-0000-4000-8000-%012d", os.Getpid()*1000+i), cri.PodSandboxState_SANDBOX_READY))
+		fake.Info[id] = `{"netNamespacePath": "/run/netns/` + ns + `"}`
+	}
+	t.Cleanup(func() {
+		cmd := exec.Command("ip", "-force", "-batch", "-")
+		cmd.Stdin = &del
+		_ = cmd.Run()
+	})
+	cmd := exec.Command("ip", "-batch", "-")
+	cmd.Stdin = &add
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v\n%s", err, out)
+	}
+	for _, ns := range names {
+		if err := netns.Do(ns, func() error {
+			lo, err := netlink.LinkByName("lo")
+			if err != nil {
+				return err
+			}
+			return netlink.LinkSetUp(lo)
+		}); err != nil {
+			t.Fatalf("%s: lo up: %v", ns, err)
+		}
+	}
+	return names, netnsmaptest.Serve(t, fake)
+}
+
+// TestNetnsCollectorKernel scrapes with --all-netns while one pod's
+// namespace drops datagrams to a closed port between two scrapes: its
+// series, labelled with the pod, counts what nstat counts there, and the
+// quiet pod has no drop series.
+func TestNetnsCollectorKernel(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTool(t, "nstat")
+	nss, sock := podNamespaces(t, "nsexp", 2)
+	reg, _, err := NewRegistry(Options{AllNetns: true, CRISockets: []string{sock}, NoSockets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(reg, Options{})
+	scrapeText(t, h)
+	before := testnet.Nstat(t, nss[0], "UdpNoPorts")
+	sent := testnet.SendUDP(t, nss[0], "127.0.0.1:9", 100, 32)
+	ref := testnet.Nstat(t, nss[0], "UdpNoPorts") - before
+	if ref != uint64(sent) || sent == 0 {
+		t.Fatalf("nstat UdpNoPorts moved by %d for %d sent", ref, sent)
+	}
+	time.Sleep(10 * time.Millisecond)
+	text := scrapeText(t, h)
+	series := fmt.Sprintf(`netdrop_netns_stage_drops_total{container="",netns="%s",pod="nsexp-0",pod_namespace="netdrop-test",stage="no-socket"}`, nss[0])
+	if got := sample(t, text, series); got != fmt.Sprint(ref) {
+		t.Errorf("%s = %s, nstat %d", series, got, ref)
+	}
+	if strings.Contains(text, `pod="nsexp-1",pod_namespace="netdrop-test",stage=`) && strings.Contains(text, "netdrop_netns_stage_drops_total{container=\"\",netns=\""+nss[1]) {
+		t.Errorf("the quiet pod has a drop series:\n%s", grep(text, nss[1]))
+	}
+	if !strings.Contains(text, fmt.Sprintf(`netdrop_netns_findings{container="",netns="%s",pod="nsexp-0",pod_namespace="netdrop-test",severity=`, nss[0])) {
+		t.Errorf("no finding series for the dropping pod:\n%s", grep(text, "netdrop_netns_"))
+	}
+
+	// With a cap of one series, the rest are counted, not exported.
+	reg, _, err = NewRegistry(Options{AllNetns: true, CRISockets: []string{sock}, NoSockets: true, MaxSeries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = Handler(reg, Options{})
+	scrapeText(t, h)
+	testnet.SendUDP(t, nss[0], "127.0.0.1:9", 10, 32)
+	testnet.SendUDP(t, nss[1], "127.0.0.1:9", 10, 32)
+	text = scrapeText(t, h)
+	if n := strings.Count(text, "\nnetdrop_netns_stage_drops_total{") + strings.Count(text, "\nnetdrop_netns_findings{"); n != 1 {
+		t.Errorf("%d per-namespace series with a cap of 1:\n%s", n, grep(text, "netdrop_netns_"))
+	}
+	if got := sample(t, text, "netdrop_netns_series_dropped_total"); got == "0" {
+		t.Errorf("netdrop_netns_series_dropped_total = 0 with two pods dropping and a cap of 1")
+	}
+}
+
+func grep(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// BenchmarkAllNetnsScale is issue #17's scale target: a node with 200
+// network namespaces (pods, through a CRI runtime) and 50k sockets (25k in
+// the host's namespace, which the socket collector reads, and 125 in each
+// pod) scraped by netdrop exporter --all-netns. It prints the scrape time
+// (median and worst of 10, after one warm-up) and the exporter's peak RSS;
+// the target is under 200 ms and 60 MB. NETDROP_SCALE_NETNS changes the
+// namespace count.
+func BenchmarkAllNetnsScale(b *testing.B) {
+	testnet.RequireRoot(b)
+	nNetns := 200
+	if v, err := fmt.Sscan(os.Getenv("NETDROP_SCALE_NETNS"), &nNetns); err != nil || v != 1 {
+		nNetns = 200
+	}
+	const hostSockets, perNetns = 25000, 125
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	need := uint64(hostSockets + perNetns*nNetns + 1000)
+	if lim.Cur < need {
+		old := lim
+		lim.Cur, lim.Max = need, max(lim.Max, need)
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
+	}
+	bin := filepath.Join(b.TempDir(), "netdrop")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "../../cmd/netdrop")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	nss, sock := podNamespaces(b, "scale", nNetns)
+	var fds []int
+	b.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	open := func(n int) error {
+		for range n {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, fd)
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := open(hostSockets); err != nil {
+		b.Fatal(err)
+	}
+	for _, ns := range nss {
+		if err := netns.Do(ns, func() error { return open(perNetns) }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ready := filepath.Join(b.TempDir(), "ready")
+	agent := exec.Command(bin, "exporter", "--all-netns", "--cri-socket", sock, "--listen", "127.0.0.1:0", "--ready-file", ready)
+	var stderr bytes.Buffer
+	agent.Stderr = &stderr
+	if err := agent.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = agent.Process.Signal(unix.SIGTERM)
+		_ = agent.Wait()
+	})
+	var addr string
+	for deadline := time.Now().Add(20 * time.Second); addr == ""; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("exporter not ready after 20 s:\n%s", stderr.String())
+		}
+		if data, err := os.ReadFile(ready); err == nil {
+			addr = strings.TrimSpace(string(data))
+		}
+	}
+	scrape := func() (time.Duration, string) {
+		start := time.Now()
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("scrape: %s", resp.Status)
+		}
+		return time.Since(start), string(body)
+	}
+	scrape() // the first has nothing to compare with
+	var times []time.Duration
+	var text string
+	for range 10 {
+		var d time.Duration
+		d, text = scrape()
+		times = append(times, d)
+	}
+	slices.Sort(times)
+	rss := procMemKB(b, agent.Process.Pid, "VmHWM:")
+	series := 0
+	for _, l := range strings.Split(text, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			series++
+		}
+	}
+	b.Logf("exporter --all-netns, %s namespaces, %d sockets: scrape median %.1f ms, worst %.1f ms; peak RSS %.1f MB; %d series (%s pods labelled)",
+		sample(b, text, "netdrop_netns_count"), len(fds), ms(times[len(times)/2]), ms(times[len(times)-1]), float64(rss)/1024, series,
+		fmt.Sprint(strings.Count(text, `netdrop_scrape_collector_success{collector="netns"} 1`)))
+	b.ReportMetric(ms(times[len(times)/2]), "scrape-ms")
+	b.ReportMetric(float64(rss)/1024, "rss-MB")
+	for range b.N {
+	}
+}
