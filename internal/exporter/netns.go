@@ -203,4 +203,3 @@ func each(n int, fn func(i int)) {
 	close(next)
 	wg.Wait()
 }
-
