@@ -8,7 +8,9 @@ package counters
 // clsact qdisc lists its filters (for bpf filters: TCA_BPF_ID, TCA_BPF_NAME,
 // direct-action). The program's run statistics (run_cnt, from
 // BPF_OBJ_GET_INFO_BY_FD) are kept as a counter when kernel.bpf_stats_enabled
-// is on; they are runs, not drops, and stay context.
+// is on; they are runs, not drops, and stay context. tcx programs (BPF links
+// on an interface, kernel 6.6 and later) are listed by BPF_PROG_QUERY per
+// interface, as tc-ingress or tc-egress hooks of kind "tcx".
 
 import (
 	"context"
@@ -19,8 +21,10 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 )
 
 func init() { register(hooksSource{}) }
@@ -126,6 +130,12 @@ func (hooksSource) Collect(ctx context.Context, r *Reading, s *Snapshot) error {
 		}
 	}
 	hooks := hooksOf(links, filters)
+	tcx, err := tcxHooks(links)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	hooks = append(hooks, tcx...)
+	sortHooks(hooks)
 	// Run counts are kept only while statistics are on (the sysctl, or a
 	// BPF_ENABLE_STATS descriptor some tool holds, which shows as counts
 	// that move); otherwise the kernel reports zeros that mean nothing.
@@ -187,17 +197,63 @@ func hooksOf(links []linkInfo, filters map[int][]tcFilterAt) []Hook {
 			out = append(out, h)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
+	sortHooks(out)
+	return out
+}
+
+// sortHooks orders hooks by interface name, then point and preference
+// (tcx programs, which have none, after the tc filters of their point).
+func sortHooks(hs []Hook) {
+	sort.SliceStable(hs, func(i, j int) bool {
+		a, b := hs[i], hs[j]
 		if a.Ifname != b.Ifname {
 			return a.Ifname < b.Ifname
 		}
 		if a.Point != b.Point {
 			return a.Point < b.Point
 		}
+		if (a.Kind == "tcx") != (b.Kind == "tcx") {
+			return b.Kind == "tcx"
+		}
 		return a.Pref < b.Pref
 	})
-	return out
+}
+
+// tcxDirections are the tcx attach points (kernel 6.6 and later: BPF
+// programs attached to an interface through a BPF link, without a clsact
+// qdisc or a tc filter) and the hook each is.
+var tcxDirections = []struct {
+	attach ebpf.AttachType
+	point  HookPoint
+}{
+	{ebpf.AttachTCXIngress, HookTCIngress},
+	{ebpf.AttachTCXEgress, HookTCEgress},
+}
+
+// tcxHooks lists the tcx programs of every link (BPF_PROG_QUERY by ifindex,
+// in the calling thread's namespace), in attach order: what `bpftool net
+// show` prints as tcx/ingress and tcx/egress. A kernel without tcx answers
+// the first query with EINVAL (an unknown attach type): nothing to list
+// there, and no error.
+func tcxHooks(links []linkInfo) ([]Hook, error) {
+	var out []Hook
+	for _, l := range links {
+		for _, d := range tcxDirections {
+			r, err := link.QueryPrograms(link.QueryOptions{Target: l.Index, Attach: d.attach})
+			switch {
+			case errors.Is(err, unix.EINVAL), errors.Is(err, ebpf.ErrNotSupported):
+				return out, nil
+			case errors.Is(err, unix.ENODEV):
+				continue // the link went away
+			case err != nil:
+				return out, fmt.Errorf("tcx %s ifindex %d: %w", d.point, l.Index, err)
+			}
+			for _, p := range r.Programs {
+				out = append(out, Hook{Ifname: l.Name, Ifindex: l.Index, Point: d.point, Kind: "tcx", ProgID: uint32(p.ID)})
+			}
+		}
+	}
+	return out, nil
 }
 
 // progStats fills in the program's own name and, with statistics on, its

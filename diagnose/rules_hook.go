@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -182,6 +183,13 @@ func ruleTCIngress(in *input) []Finding {
 		}
 		if len(ing) > 0 {
 			f.Cause += " (attached: " + hookLabels(ing) + ")"
+		}
+		if slices.ContainsFunc(ing, func(h counters.Hook) bool { return h.Kind == "tcx" }) {
+			// tcx programs hang on BPF links, not on a qdisc: tc
+			// neither lists nor removes them.
+			f.Title = fmt.Sprintf("tc ingress programs on %s dropped %d packets", g.ifname, d)
+			f.Fix = append(f.Fix, inspect("bpftool link show", "the tcx link holding the program (its id, and the process that holds it)"))
+			f.Fix = append(f.Fix, advice("a tcx program stays while its link is held: change the program's policy in the agent that attached it, or stop that agent"))
 		}
 		out = append(out, f)
 	}

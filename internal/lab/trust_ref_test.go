@@ -32,10 +32,40 @@ func init() {
 	}
 }
 
+func init() {
+	references["tcx-ingress-drop"] = func(t *testing.T, e *Env) (uint64, bool) {
+		// The program hangs on a tcx link (bpftool link show: type tcx,
+		// or 11 for a bpftool older than tcx) and nothing else is there:
+		// no clsact qdisc. Every packet it judged is one the scenario
+		// sent to be dropped.
+		out := run(t, "bpftool", "-j", "link", "show")
+		var links []struct {
+			Type   any    `json:"type"`
+			ProgID uint32 `json:"prog_id"`
+		}
+		if err := json.Unmarshal([]byte(out), &links); err != nil {
+			t.Fatalf("bpftool link show: %v\n%s", err, out)
+		}
+		var ids []uint32
+		for _, l := range links {
+			if l.Type == "tcx" || l.Type == float64(11) {
+				ids = append(ids, l.ProgID)
+			}
+		}
+		if len(ids) != 1 {
+			t.Fatalf("bpftool link show: %d tcx links, want the scenario's one:\n%s", len(ids), out)
+		}
+		if q := inNS(t, e.Receiver.NS, "tc", "qdisc", "show", "dev", e.Receiver.Link); strings.Contains(q, "clsact") {
+			t.Errorf("tcx-ingress-drop: a clsact qdisc is on the receiver:\n%s", q)
+		}
+		return progRuns(t, ids[0]), true
+	}
+}
+
 // TestTrustCatalog checks the bridge scenario exists on its stage with its
 // reference check.
 func TestTrustCatalog(t *testing.T) {
-	for name, st := range map[string]string{"bridge-port-blocking": "bridge"} {
+	for name, st := range map[string]string{"bridge-port-blocking": "bridge", "tcx-ingress-drop": "tc-ingress"} {
 		s, ok := scenarios[name]
 		if !ok || string(s.Stage) != st {
 			t.Errorf("scenario %s: registered %v, stage %q; want stage %q", name, ok, s.Stage, st)
