@@ -17,18 +17,24 @@ type Attribution struct {
 	// Unaccounted is what no counter explains: loss beyond this host (a
 	// network between two hosts), or a stage netdrop has no counter for.
 	Unaccounted uint64 `json:"unaccounted"`
+	// Places says how each place of the path was watched (traced or
+	// counters only, and why). Reports of netdrop before version 2 have
+	// none.
+	Places []Place `json:"places,omitempty"`
 }
 
 // StageLoss is the share of the lost frames given to one stage.
 type StageLoss struct {
 	Stage stage.ID `json:"stage"`
 	// Side is "sender" for stages on the sending host when the two ends
-	// are on different hosts; empty for the receiving host (or both, when
-	// local).
+	// are on different hosts, "hop" for a host in between (named by Hop);
+	// empty for the receiving host (or both, when local).
 	Side   string `json:"side,omitempty"`
+	Hop    string `json:"hop,omitempty"`
 	Frames uint64 `json:"frames"`
 	// Exact is true when the evidence counts this probe's own frames only
-	// (the probe socket's drop counter), false when it is a host or
+	// (the probe socket's drop counter, or the drop tracer's count of the
+	// probe's 5-tuple), false when it is a host or
 	// namespace counter that other traffic may also have moved.
 	Exact    bool       `json:"exact"`
 	Evidence []Evidence `json:"evidence"`
@@ -101,7 +107,7 @@ func Attribute(lost, socketDrops, framesPerDrop uint64, delta *counters.Snapshot
 			ids = append(ids, id)
 		}
 	}
-	a.Stages = append(a.Stages, ev.spread(&left, ids, "")...)
+	a.Stages = append(a.Stages, ev.spread(&left, ids, "", "")...)
 	a.Unaccounted = left
 	return a
 }
@@ -115,7 +121,7 @@ func AttributeSender(a Attribution, delta *counters.Snapshot, t Traffic) Attribu
 		return a
 	}
 	left := a.Unaccounted
-	a.Stages = append(a.Stages, evidence(delta, t).spread(&left, txOrder, "sender")...)
+	a.Stages = append(a.Stages, evidence(delta, t).spread(&left, txOrder, "sender", "")...)
 	a.Unaccounted = left
 	return a
 }
@@ -196,7 +202,7 @@ func evidence(delta *counters.Snapshot, t Traffic) stageEvidence {
 
 // spread gives frames from *left to the stages ids, in that order, first by
 // namespace counters and then by host-wide ones.
-func (e stageEvidence) spread(left *uint64, ids []stage.ID, side string) []StageLoss {
+func (e stageEvidence) spread(left *uint64, ids []stage.ID, side, hop string) []StageLoss {
 	frames := map[stage.ID]uint64{}
 	for _, hostWide := range []bool{false, true} {
 		for _, id := range ids {
@@ -217,7 +223,7 @@ func (e stageEvidence) spread(left *uint64, ids []stage.ID, side string) []Stage
 	var out []StageLoss
 	for _, id := range ids {
 		if n := frames[id]; n > 0 {
-			out = append(out, capEvidence(StageLoss{Stage: id, Side: side, Frames: n, Evidence: e.byStage[id]}))
+			out = append(out, capEvidence(StageLoss{Stage: id, Side: side, Hop: hop, Frames: n, Evidence: e.byStage[id]}))
 		}
 	}
 	return out

@@ -49,6 +49,21 @@ type ClientConfig struct {
 	// the sender's transmit path (AttributeSender). Leave it nil when both
 	// ends share a host: the receiver already read the same counters.
 	Collect func(context.Context) *counters.Snapshot
+	// Tracer, when set, is a drop tracer started in the sender's namespace
+	// (TraceOptions): the frames of the run's own flow the sending host
+	// freed are counted at their stage and reason, exactly, instead of
+	// inferred from Collect's counters. TraceUnavailable says why there is
+	// none (no privileges, no BPF), for the report.
+	Tracer           Tracer
+	TraceUnavailable string
+	// Via are the hosts in between (their netdrop exporters), read before
+	// and after the run: what neither end explains is given to the hop
+	// and stage whose drops moved.
+	Via []Hop
+	// Host identifies the sender's namespace (HostOf). When the receiver's
+	// report names the same one, the sender adds nothing: the receiver
+	// already counted that namespace's drops.
+	Host *HostID
 }
 
 func (c *ClientConfig) defaults() error {
@@ -107,10 +122,8 @@ func RunUDP(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (Report, e
 			return Report{}, fmt.Errorf("probe client: set send buffer: %w", err)
 		}
 	}
-	var before *counters.Snapshot
-	if cfg.Collect != nil {
-		before = cfg.Collect(ctx)
-	}
+	flow := FlowOf(conn.LocalAddr(), conn.RemoteAddr())
+	win := openClientWindow(ctx, cfg, flow)
 	if _, err := exchange(ctx, conn, frame.Hello, cfg.Sender, 0, frame.HelloAck, 200*time.Millisecond, 3*time.Second); err != nil {
 		return Report{}, fmt.Errorf("probe client: no answer from a probe server at %s: %w", conn.RemoteAddr(), err)
 	}
@@ -127,7 +140,7 @@ func RunUDP(ctx context.Context, conn *net.UDPConn, cfg ClientConfig) (Report, e
 		return Report{}, fmt.Errorf("probe client: bad report from %s: %w", conn.RemoteAddr(), err)
 	}
 	rep.Send = &st
-	senderShare(context.WithoutCancel(ctx), &rep, cfg, before, conn.RemoteAddr())
+	win.attributeRest(context.WithoutCancel(ctx), &rep, cfg, flow, TrafficOf(rep.Proto, conn.RemoteAddr()))
 	return rep, nil
 }
 
@@ -165,15 +178,6 @@ func decodeReport(p []byte) (Report, error) {
 	}
 	rep.Send = nil // the client's own, added by the client
 	return rep, nil
-}
-
-// senderShare attributes what the receiver left unaccounted to the sending
-// host's transmit path.
-func senderShare(ctx context.Context, rep *Report, cfg ClientConfig, before *counters.Snapshot, peer net.Addr) {
-	if cfg.Collect == nil || before == nil {
-		return
-	}
-	rep.Attribution = AttributeSender(rep.Attribution, counters.Delta(before, cfg.Collect(ctx)), TrafficOf(rep.Proto, peer))
 }
 
 // exchange sends a control frame every retry until the answer of type want

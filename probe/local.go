@@ -65,6 +65,14 @@ func runLocal(ctx context.Context, listen string, scfg ServerConfig, ccfg Client
 	scfg.Clock = ClockMonotonic
 	scfg.Once = true
 	ccfg.Collect = nil // one host: the receiver reads the same counters
+	ccfg.Tracer, ccfg.Via = nil, nil
+	if scfg.Host == nil {
+		scfg.Host = HostOf("")
+	}
+	if scfg.Host == nil {
+		scfg.Host = &HostID{Boot: "this host"}
+	}
+	ccfg.Host = scfg.Host
 	srv, bound, err := listenFn(listen, scfg)
 	if err != nil {
 		return Report{}, err

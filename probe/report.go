@@ -9,9 +9,11 @@ import (
 // Report is the outcome of one probe run as the receiver saw it, with the
 // sender's side added by the client.
 type Report struct {
-	Proto  string `json:"proto"`
-	Clock  string `json:"clock"`
-	Sender uint32 `json:"sender_id"`
+	// Version is the report's format (ReportVersion); 0 is version 1.
+	Version int    `json:"version,omitempty"`
+	Proto   string `json:"proto"`
+	Clock   string `json:"clock"`
+	Sender  uint32 `json:"sender_id"`
 	// Sent is the number of data frames the sender says it sent (its Fin).
 	Sent uint64 `json:"sent"`
 	TrackerCounts
@@ -43,6 +45,9 @@ type Report struct {
 	// Stray is the server's totals since it started of traffic outside any
 	// run (none of it is in this run's counts), when there was any.
 	Stray *Stray `json:"stray,omitempty"`
+	// Host is the receiver's namespace (ServerConfig.Host), so that a
+	// client in the same one does not count its drops twice.
+	Host *HostID `json:"host,omitempty"`
 	// Send is filled in by the client: what the sending side saw.
 	Send *SendStats `json:"send,omitempty"`
 }

@@ -71,6 +71,14 @@ type ServerConfig struct {
 	// one at a time. Nil reads the current namespace with
 	// counters.CollectIn; tests and `--netns` read another.
 	Collect func(context.Context) *counters.Snapshot
+	// Tracer, when set, is a drop tracer started in the receiver's
+	// namespace (TraceOptions with the listening port): each UDP run
+	// counts the frames of its own flow the host freed, at their stage
+	// and reason, exactly. TraceUnavailable says why there is none, for
+	// the report. Host identifies the namespace (HostOf).
+	Tracer           Tracer
+	TraceUnavailable string
+	Host             *HostID
 }
 
 func (c *ServerConfig) defaults() {
@@ -171,6 +179,12 @@ func ListenUDP(addr string, cfg ServerConfig) (*UDPServer, error) {
 	return &UDPServer{conn: c, cfg: cfg}, nil
 }
 
+// SetTracer sets ServerConfig.Tracer and TraceUnavailable once the server
+// listens, for a tracer filtered to the port it got; call it before Serve.
+func (s *UDPServer) SetTracer(t Tracer, unavailable string) {
+	s.cfg.Tracer, s.cfg.TraceUnavailable = t, unavailable
+}
+
 // Addr is the address the server listens on.
 func (s *UDPServer) Addr() *net.UDPAddr { return s.conn.LocalAddr().(*net.UDPAddr) }
 
@@ -236,6 +250,8 @@ type run struct {
 	lastData    time.Time
 	hello       bool // the run began with a Hello handshake
 	traffic     Traffic
+	flow        FlowKey
+	trace       *traceWindow
 	report      []byte // encoded Report frame once finished
 	ivlAt       time.Time
 	ivlOvfl     uint32
@@ -423,8 +439,10 @@ func (s *UDPServer) startRun(ctx context.Context, now time.Time, sender uint32, 
 	s.countIdleDrops()
 	s.haveIdleDrops = false
 	r := &run{traffic: TrafficOf("udp", from), acc: NewAccount(s.cfg.Window, s.cfg.Clock), start: now, ivlAt: now, lastData: now}
+	r.flow = FlowOf(from, s.conn.LocalAddr())
 	r.acc.Lock(sender)
 	r.before = s.cfg.Collect(ctx)
+	r.trace = openWindow(s.cfg.Tracer)
 	if d, err := socketDrops(s.conn); err == nil {
 		r.drops0 = d
 	}
@@ -505,6 +523,7 @@ func (s *UDPServer) finish(ctx context.Context, r *run, now time.Time) Report {
 		perDrop = maxGSOSegments
 	}
 	rep := buildReport(r.traffic, acc, r.finSent, drops, r.finMissed, perDrop, r.start, r.finAt, r.before, after)
+	s.traceShare(&rep, r, drops, perDrop, after)
 	rep.HelloMissed = r.helloMissed
 	rep.Stray = forReport(s.stray.get())
 	payload, _ := json.Marshal(rep)
@@ -513,6 +532,32 @@ func (s *UDPServer) finish(ctx context.Context, r *run, now time.Time) Report {
 		s.conn.WriteToUDP(r.report, r.finAddr)
 	}
 	return rep
+}
+
+// traceShare redoes the attribution with the tracer's count of the run's
+// own flow when the receiver traced, and says how the receiver was watched.
+func (s *UDPServer) traceShare(rep *Report, r *run, drops, perDrop uint64, after *counters.Snapshot) {
+	rep.Version = ReportVersion
+	rep.Host = s.cfg.Host
+	place := Place{Side: "receiver"}
+	switch {
+	case r.trace == nil:
+		place.Note = cmpOr(s.cfg.TraceUnavailable, "not traced: the probe socket's drop counter and counters, which other traffic also moves")
+	default:
+		d, err := r.trace.close()
+		if err != nil {
+			place.Note = traceNote(err)
+			break
+		}
+		var delta *counters.Snapshot
+		if r.before != nil && after != nil {
+			delta = counters.Delta(r.before, after)
+		}
+		dataDrops := drops - min(drops, r.finMissed)
+		rep.Attribution = AttributeTraced(rep.Lost, dataDrops, perDrop, r.finMissed, d, r.flow, delta, r.traffic)
+		place.Traced, place.Flow = true, true
+	}
+	rep.Attribution.Places = append(rep.Attribution.Places, place)
 }
 
 func buildReport(t Traffic, acc *Account, sent, drops, finMissed, framesPerDrop uint64, start, end time.Time, before, after *counters.Snapshot) Report {

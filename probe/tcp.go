@@ -404,6 +404,10 @@ func RunTCP(ctx context.Context, conn *net.TCPConn, cfg ClientConfig) (Report, e
 		return Report{}, fmt.Errorf("probe client: bad report from %s: %w", conn.RemoteAddr(), err)
 	}
 	rep.Send = &st
-	senderShare(context.WithoutCancel(ctx), &rep, cfg, before, conn.RemoteAddr())
+	// TCP recovers what it loses: the sender's counters are all the
+	// evidence there is (no tracer, no hops).
+	if cfg.Collect != nil && before != nil {
+		rep.Attribution = AttributeSender(rep.Attribution, counters.Delta(before, cfg.Collect(context.WithoutCancel(ctx))), TrafficOf(rep.Proto, conn.RemoteAddr()))
+	}
 	return rep, nil
 }

@@ -29,6 +29,7 @@ func newExporterCmd(e *env) *cobra.Command {
 		listen    string
 		opts      exporter.Options
 		trace     bool
+		flows     bool
 		debug     bool
 		readyFile string
 		expects   []string
@@ -133,7 +134,7 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 			if trace {
 				// One tracer for the exporter's life, filtered in the
 				// kernel to the watched namespace.
-				tr, err := droptrace.Start(cmd.Context(), droptrace.Options{Netns: opts.Netns.Spec()})
+				tr, err := droptrace.Start(cmd.Context(), droptrace.Options{Netns: opts.Netns.Spec(), Flows: flows})
 				if err != nil {
 					return fmt.Errorf("--trace: %w", err)
 				}
@@ -157,7 +158,7 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 				}
 				go p.Run(cmd.Context())
 			}
-			return serveMetrics(cmd.Context(), e, listen, webConfig, readyFile, exporter.Handler(reg, opts), opts.Logger)
+			return serveMetrics(cmd.Context(), e, listen, webConfig, readyFile, exporter.WithHop(exporter.Handler(reg, opts), opts, flows), opts.Logger)
 		},
 	}
 	f := cmd.Flags()
@@ -168,6 +169,7 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 	f.BoolVar(&trace, "trace", false, "add the in-kernel drop aggregates by reason, location and stage (eBPF; needs CAP_BPF and CAP_PERFMON)")
 	f.BoolVar(&opts.AllNetns, "all-netns", false, "add netdrop_netns_stage_drops_total and netdrop_netns_findings for every network namespace of the host, labelled netns, pod_namespace, pod, container (pods through --cri-socket)")
 	f.StringArrayVar(&opts.CRISockets, "cri-socket", netnsmap.DefaultCRISockets, "CRI runtime socket to ask for pods with --all-netns (repeatable; those absent are skipped)")
+	f.BoolVar(&flows, "trace-flows", false, "with --trace, keep 5-tuples too, so that netdrop probe client --via this exporter counts its own flow's drops here exactly (a map update more per drop)")
 	f.BoolVar(&debug, "debug", false, "log missing sources and failing collectors")
 	f.StringArrayVar(&expects, "expect", nil, "STAGE[:MATCH]: drops declared intended, as in netdrop diagnose --expect (repeatable)")
 	f.StringVar(&otlp.URL, "otlp", "", "also push the same metrics to this OpenTelemetry collector (OTLP over HTTP): http(s)://HOST[:4318][/v1/metrics]")

@@ -54,6 +54,9 @@ var enums = map[string]enum{
 	"netdrop probe server proto":        {values: words("udp", "tcp")},
 	"netdrop probe client proto":        {values: words("udp", "tcp")},
 	"netdrop probe local proto":         {values: words("udp", "tcp")},
+	"netdrop probe server trace":        {values: words("auto", "on", "off")},
+	"netdrop probe client trace":        {values: words("auto", "on", "off")},
+	"netdrop probe local trace":         {values: words("auto", "on", "off")},
 	"netdrop bench transport transport": {values: func() []string { return bench.Transports }, list: true},
 	"netdrop sockets state":             {values: sockets.StateNames, list: true, valid: func(s string) bool { _, err := sockets.ParseStates(s); return err == nil }},
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
+	"github.com/netdrop/netdrop/droptrace"
+	"github.com/netdrop/netdrop/internal/exporter"
 	"github.com/netdrop/netdrop/probe"
 	"github.com/spf13/cobra"
 )
@@ -39,6 +42,8 @@ type probeFlags struct {
 	once        bool
 	asJSON      bool
 	netns       counters.Target
+	trace       string
+	via         []string
 }
 
 // inNetns runs fn with its sockets created in the namespace of --netns (on
@@ -60,6 +65,31 @@ func (f *probeFlags) collect(ctx context.Context) *counters.Snapshot {
 	return s
 }
 
+// startTracer starts the drop tracer for the probe's flow in the --netns
+// namespace, filtered in the kernel to UDP and port (0: any port). With
+// --trace auto a tracer that cannot start is no error: the run falls back
+// to counters and the note says why.
+func (f *probeFlags) startTracer(ctx context.Context, port uint16) (probe.Tracer, func(), string, error) {
+	if f.proto != "udp" {
+		return nil, func() {}, "", nil
+	}
+	if f.trace == "off" {
+		return nil, func() {}, "not traced (--trace off): counters only, which other traffic also moves", nil
+	}
+	t, err := droptrace.Start(ctx, probe.TraceOptions(f.netns.Spec(), port))
+	if err != nil {
+		if f.trace == "on" {
+			return nil, nil, "", fmt.Errorf("--trace on: %w", err)
+		}
+		return nil, func() {}, fmt.Sprintf("not traced (%v): counters only, which other traffic also moves", err), nil
+	}
+	return t, func() { t.Close() }, "", nil
+}
+
+func addTraceFlag(cmd *cobra.Command, f *probeFlags) {
+	cmd.Flags().StringVar(&f.trace, "trace", "auto", "count this probe's own lost frames with the drop tracer (eBPF, its 5-tuple): auto, on or off; without it, counters")
+}
+
 func newProbeCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "probe",
@@ -71,9 +101,20 @@ when both ends share a clock, IPDV and RFC 3550 jitter otherwise. The lost
 frames are attributed to stages of the packet path from the probe socket's own
 drop counter and the kernel counters that moved during the run.
 
+Where lost frames went: with --trace auto (the default) each end runs the
+drop tracer (eBPF at skb:kfree_skb, root or CAP_BPF and CAP_PERFMON) on the
+probe's own 5-tuple in its namespace, so every frame the kernel freed there is
+counted at its stage and reason, exactly; the server's count comes back in its
+report. The client then names each place: lost = sender + receiver + hops +
+not on any of them. Without the tracer an end falls back to counters and says
+so. With --via URL (repeatable) the client reads the netdrop exporters of the
+hosts in between (netdrop exporter --trace --trace-flows) before and after
+the run, and names the hop and stage that lost the rest.
+
 Exit code: 0 nothing lost or damaged, 1 frames lost or corrupted, 2 error.`,
 		Example: `  netdrop probe server --listen :4790
   netdrop probe client --to 10.0.0.2:4790 --rate 100000 --duration 10s
+  netdrop probe client --to 10.0.2.2:4790 --via http://10.0.1.1:9469   # ask the router's exporter too
   netdrop probe local --rate max --size 64 --duration 5s
   netdrop probe local --rate 200000 --rcvbuf 65536 --reader-delay 1ms   # a slow reader`,
 	}
@@ -205,10 +246,12 @@ func newProbeServerCmd(e *env) *cobra.Command {
 				}
 				worst = max(worst, reportCode(r))
 			}
+			cfg.Host = probe.HostOf(f.netns.Spec())
 			var (
 				serve  func(context.Context) error
 				closer func() error
 				addr   string
+				udp    *probe.UDPServer
 			)
 			err := f.inNetns(func() error {
 				if f.proto == "tcp" {
@@ -223,6 +266,7 @@ func newProbeServerCmd(e *env) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				udp = srv
 				closer, serve, addr = srv.Close, srv.Serve, srv.Addr().String()
 				return nil
 			})
@@ -230,6 +274,14 @@ func newProbeServerCmd(e *env) *cobra.Command {
 				return err
 			}
 			defer closer()
+			if udp != nil {
+				t, stop, note, err := f.startTracer(cmd.Context(), uint16(udp.Addr().Port))
+				if err != nil {
+					return err
+				}
+				defer stop()
+				udp.SetTracer(t, note)
+			}
 			if !f.asJSON {
 				fmt.Fprintf(e.stderr, "probe server listening on %s %s\n", f.proto, addr)
 			}
@@ -245,6 +297,7 @@ func newProbeServerCmd(e *env) *cobra.Command {
 	cmd.Flags().StringVarP(&f.listen, "listen", "l", ":4790", "address to listen on")
 	cmd.Flags().BoolVar(&f.clockSynced, "clock-synced", false, "the hosts' wall clocks are synchronised: report one-way latency")
 	cmd.Flags().BoolVar(&f.once, "once", false, "exit after the first run")
+	addTraceFlag(cmd, &f)
 	addServerFlags(cmd, &f)
 	addCommonFlags(cmd, &f)
 	return cmd
@@ -270,6 +323,13 @@ func newProbeClientCmd(e *env) *cobra.Command {
 			// The server reads its host's counters; this side reads the
 			// sender's, for loss on the transmit path.
 			cfg.Collect = f.collect
+			cfg.Host = probe.HostOf(f.netns.Spec())
+			for _, u := range f.via {
+				cfg.Via = append(cfg.Via, exporter.HopClient{URL: u})
+			}
+			if f.proto == "tcp" && len(f.via) > 0 {
+				return fmt.Errorf("--via reads the hops for a udp probe (tcp recovers what it loses)")
+			}
 			var (
 				rep  probe.Report
 				conn interface{ Close() error }
@@ -291,6 +351,12 @@ func newProbeClientCmd(e *env) *cobra.Command {
 				}
 				conn = c
 				defer conn.Close()
+				t, stop, note, err := f.startTracer(cmd.Context(), uint16(c.RemoteAddr().(*net.UDPAddr).Port))
+				if err != nil {
+					return err
+				}
+				defer stop()
+				cfg.Tracer, cfg.TraceUnavailable = t, note
 				if rep, err = probe.RunUDP(cmd.Context(), c, cfg); err != nil {
 					return err
 				}
@@ -299,6 +365,8 @@ func newProbeClientCmd(e *env) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&f.to, "to", "", "probe server address, host:port")
+	cmd.Flags().StringArrayVar(&f.via, "via", nil, "URL of the netdrop exporter of a host in between (repeatable): which hop and stage lost what neither end explains")
+	addTraceFlag(cmd, &f)
 	cmd.Flags().DurationVar(&f.reorder, "reorder-window", 200*time.Millisecond, "the server's reorder window (how long to wait for its report)")
 	addClientFlags(cmd, &f)
 	addCommonFlags(cmd, &f)
@@ -323,11 +391,20 @@ func newProbeLocalCmd(e *env) *cobra.Command {
 			if f.proto == "tcp" {
 				run = probe.RunLocalTCP
 			}
+			// One namespace holds both ends: one tracer, the receiver's,
+			// on any port (the receiver's is chosen when it listens).
+			scfg := f.serverConfig(e)
+			t, stop, note, err := f.startTracer(cmd.Context(), 0)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			scfg.Tracer, scfg.TraceUnavailable = t, note
 			// Both ends' sockets are created in the namespace; the run
 			// itself may then go on on any thread.
 			var rep probe.Report
 			err = f.inNetns(func() (err error) {
-				rep, err = run(cmd.Context(), f.listen, f.serverConfig(e), ccfg)
+				rep, err = run(cmd.Context(), f.listen, scfg, ccfg)
 				return err
 			})
 			if err != nil {
@@ -337,6 +414,7 @@ func newProbeLocalCmd(e *env) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&f.listen, "listen", "l", "127.0.0.1:0", "address the local receiver listens on")
+	addTraceFlag(cmd, &f)
 	addServerFlags(cmd, &f)
 	addClientFlags(cmd, &f)
 	addCommonFlags(cmd, &f)
@@ -420,41 +498,91 @@ func printReport(w io.Writer, r probe.Report) {
 		fmt.Fprintf(w, "  |IPDV| p50 %v  p99 %v  max %v", round(d.P50), round(d.P99), round(d.Max))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  %s\n", attributionLine(r.Attribution))
+	printWhere(w, r.Attribution)
 	if r.Stray != nil {
 		fmt.Fprintf(w, "  server      %s\n", strayLine(*r.Stray))
 	}
 }
 
-func attributionLine(a probe.Attribution) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "lost %d:", a.Lost)
+// printWhere says where the lost frames went: the sum by place first, then
+// one line per stage with its evidence, then how each place was watched.
+func printWhere(w io.Writer, a probe.Attribution) {
+	snd, rcv, hops, un := a.Split()
+	rest := "not on either host"
+	if hops > 0 || hasHops(a) {
+		rest = "not on the hosts asked"
+	}
+	fmt.Fprintf(w, "  where lost  %d = sender %d + receiver %d", a.Lost, snd, rcv)
+	if hops > 0 || hasHops(a) {
+		fmt.Fprintf(w, " + hops %d", hops)
+	}
+	fmt.Fprintf(w, " + %s %d\n", rest, un)
 	for _, s := range a.Stages {
+		place := cmp.Or(s.Side, "receiver")
+		if s.Hop != "" {
+			place = "hop " + s.Hop
+		}
+		qual := "exact"
+		if !s.Exact {
+			qual = "up to; shared with other traffic"
+		}
 		var ev []string
 		for _, x := range s.Evidence {
-			name := x.Field
-			if x.Object != "" {
-				name = x.Object + " " + x.Field
-			}
-			if x.Source == probe.SocketDropsSource {
-				ev = append(ev, fmt.Sprintf("drops of the probe socket %d", x.Delta))
-				continue
-			}
-			ev = append(ev, fmt.Sprintf("%s +%d", name, x.Delta))
+			ev = append(ev, evidenceText(x))
 		}
 		if s.MoreEvidence > 0 {
-			ev = append(ev, fmt.Sprintf("%d more counters", s.MoreEvidence))
+			ev = append(ev, fmt.Sprintf("%d more", s.MoreEvidence))
 		}
-		qual := ""
-		if !s.Exact {
-			qual = "up to; counters shared with other traffic: "
-		}
-		where := ""
-		if s.Side != "" {
-			where = " on the " + s.Side
-		}
-		fmt.Fprintf(&b, " %s%s %d (%s%s),", s.Stage, where, s.Frames, qual, strings.Join(ev, ", "))
+		fmt.Fprintf(w, "    %-9s %-14s %9d  %s: %s\n", place, cmp.Or(string(s.Stage), "(no stage)"), s.Frames, qual, strings.Join(ev, "; "))
 	}
-	fmt.Fprintf(&b, " unaccounted %d", a.Unaccounted)
-	return b.String()
+	fmt.Fprintf(w, "    %-24s %9d", rest, un)
+	if un > 0 {
+		fmt.Fprint(w, "  (between the hosts, or a stage without a counter or trace)")
+	}
+	fmt.Fprintln(w)
+	for _, p := range a.Places {
+		name := p.Side
+		if p.Hop != "" {
+			name = "hop " + p.Hop
+		}
+		how := "counters"
+		switch {
+		case p.Traced && p.Flow:
+			how = "traced, the probe's own 5-tuple"
+		case p.Traced:
+			how = "traced, every flow"
+		case p.Note != "":
+			how = ""
+		}
+		if p.Note != "" {
+			how = strings.TrimPrefix(how+"; "+p.Note, "; ")
+		}
+		fmt.Fprintf(w, "  watched   %s: %s\n", name, how)
+	}
+}
+
+func hasHops(a probe.Attribution) bool {
+	for _, p := range a.Places {
+		if p.Side == "hop" {
+			return true
+		}
+	}
+	return false
+}
+
+// evidenceText is one piece of evidence as a person reads it.
+func evidenceText(x probe.Evidence) string {
+	switch x.Source {
+	case probe.SocketDropsSource:
+		return fmt.Sprintf("drops of the probe socket %d", x.Delta)
+	case probe.TraceSource:
+		return fmt.Sprintf("traced %s at %s %d", x.Field, x.Object, x.Delta)
+	case probe.TraceAllSource:
+		return fmt.Sprintf("traced (every flow) %s at %s %d", x.Field, x.Object, x.Delta)
+	}
+	name := x.Field
+	if x.Object != "" {
+		name = x.Object + " " + x.Field
+	}
+	return fmt.Sprintf("%s +%d", name, x.Delta)
 }

@@ -48,7 +48,7 @@ func TestProbeLocalText(t *testing.T) {
 	var out, errb bytes.Buffer
 	Main(ctx, []string{"probe", "local", "--rate", "20000", "--duration", "1200ms", "--rcvbuf", "4194304"}, &out, &errb)
 	s := out.String()
-	for _, want := range []string{"s  recv ", "sent ", "received ", "lost ", "latency     p50", "unaccounted"} {
+	for _, want := range []string{"s  recv ", "sent ", "received ", "lost ", "latency     p50", "where lost", "not on either host", "watched   receiver: "} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s\n%s", want, s, errb.String())
 		}
