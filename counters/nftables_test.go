@@ -176,7 +176,7 @@ func TestLegacyXtables(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := legacyXtables(fs)
-	if len(got) != 1 || got[0].Source != "iptables-legacy" ||
+	if len(got) != 1 || got[0].Source != IptablesLegacy ||
 		!strings.Contains(got[0].Reason, "iptables-legacy rules not read") ||
 		!strings.Contains(got[0].Reason, "filter, nat") ||
 		!strings.Contains(got[0].Reason, filepath.Join(root, "proc", "net", "ip_tables_names")) {

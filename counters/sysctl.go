@@ -97,7 +97,7 @@ func (SysctlSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
 		return errors.Join(errs...)
 	}
 	for _, err := range errs {
-		s.Fail("/proc/sys", err)
+		s.Fail(ProcSys, err)
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func TestSysctlBroken(t *testing.T) {
 	if diff := cmp.Diff(want, s.Sysctls); diff != "" {
 		t.Errorf("sysctls (-want +got):\n%s", diff)
 	}
-	rs := unavailable(s, "/proc/sys")
+	rs := unavailable(s, ProcSys)
 	if len(rs) != 2 {
 		t.Fatalf("unavailable = %q, want 2", rs)
 	}

@@ -340,7 +340,7 @@ func startTrace(ctx context.Context, opts Options) (tracing, error) {
 		return tracing{}, nil
 	case "", "auto", "on":
 	default:
-		return tracing{}, fmt.Errorf("--trace must be auto, on or off (got %q)", opts.Trace)
+		return tracing{}, fmt.Errorf("diagnose: Options.Trace must be auto, on or off (got %q)", opts.Trace)
 	}
 	if opts.Once {
 		return tracing{}, nil // nothing to trace: totals since boot

@@ -211,7 +211,7 @@ func TestNamespaceFindingsBeforeHostWide(t *testing.T) {
 	for _, tt := range []struct {
 		netns string
 		want  stage.ID
-	}{{"web", stage.NoSocket}, {"current", stage.Softirq}} {
+	}{{"web", stage.NoSocket}, {counters.CurrentNetns().String(), stage.Softirq}} {
 		a.Netns, b.Netns = tt.netns, tt.netns
 		r := Analyze(a, b, time.Second)
 		if len(r.Findings) != 2 || r.Findings[0].Stage != tt.want {

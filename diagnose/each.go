@@ -43,7 +43,7 @@ func RunEach(ctx context.Context, targets []counters.Target, opts Options) ([]Ea
 			}
 		}
 	default:
-		return nil, fmt.Errorf("--trace must be auto, on or off (got %q)", opts.Trace)
+		return nil, fmt.Errorf("diagnose: Options.Trace must be auto, on or off (got %q)", opts.Trace)
 	}
 	if tr.t != nil {
 		defer tr.t.Close()

@@ -262,7 +262,7 @@ func TestAttribute(t *testing.T) {
 	// Evidence is capped so a report fits in a datagram.
 	many := &counters.Snapshot{}
 	for i := range 20 {
-		many.Add(counters.Counter{Source: "s", Object: fmt.Sprint("cpu", i), Field: "dropped", Value: uint64(i + 1), Stage: stage.Softirq, HostWide: true})
+		many.Add(counters.Counter{Source: counters.ProcNetSoftnetStat, Object: fmt.Sprint("cpu", i), Field: "dropped", Value: uint64(i + 1), Stage: stage.Softirq, HostWide: true})
 	}
 	got = Attribute(5, 0, 1, many, udp4)
 	if len(got.Stages) != 1 || len(got.Stages[0].Evidence) != maxEvidence || got.Stages[0].MoreEvidence != 20-maxEvidence || got.Stages[0].Evidence[0].Delta != 20 {

@@ -71,7 +71,7 @@ func TestAttributeTraced(t *testing.T) {
 	nftRow := func(fs ...droptrace.Flow) droptrace.Row {
 		return row("NETFILTER_DROP", "nft_do_chain+0x3e8", stage.Netfilter, fs...)
 	}
-	ringDelta := &counters.Snapshot{Counters: []counters.Counter{{Source: "ethtool", Object: "eth0", Field: "rx_fifo_errors", Value: 7, Stage: stage.RxRing, HostWide: true}}}
+	ringDelta := &counters.Snapshot{Counters: []counters.Counter{{Source: counters.EthtoolStats, Object: "eth0", Field: "rx_fifo_errors", Value: 7, Stage: stage.RxRing, HostWide: true}}}
 	type stageRes struct {
 		Stage  stage.ID
 		Frames uint64

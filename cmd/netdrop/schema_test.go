@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/sys/unix"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/stage"
 )
 
@@ -124,7 +126,7 @@ func TestDiagnoseSchema(t *testing.T) {
 func TestSchemaRejects(t *testing.T) {
 	sch := diagnoseSchema(t)
 	good := `{"schema_version":1,"host":"h","kernel":"6.18.0","started_at":"2026-12-05T10:00:00Z","interval_s":5,"netns":"current",
-		"findings":[{"stage":"qdisc","severity":"critical","title":"t","drops":1,"rate_per_s":0.2,"evidence":[{"source":"netlink qdisc","object":"eth0 root","field":"drops","delta":1}],"cause":"c","fix":[]}],
+		"findings":[{"stage":"qdisc","severity":"critical","title":"t","drops":1,"rate_per_s":0.2,"evidence":[{"source":` + strconv.Quote(string(counters.NetlinkQdisc)) + `,"object":"eth0 root","field":"drops","delta":1}],"cause":"c","fix":[]}],
 		"stages":[{"stage":"qdisc","drops":1,"rate_per_s":0.2}],"unavailable":[],"traced":false}`
 	for _, tc := range []struct {
 		name, doc string

@@ -38,7 +38,7 @@ func finding(st stage.ID, sev diagnose.Severity, drops uint64, hostWide bool) di
 func TestRankNetns(t *testing.T) {
 	m := rankFixture(t)
 	each := []diagnose.Each{
-		{Netns: counters.CurrentNetns(), Report: &diagnose.Report{Netns: "current", Findings: []diagnose.Finding{finding(stage.Softirq, diagnose.Warning, 500, false)}}},
+		{Netns: counters.CurrentNetns(), Report: &diagnose.Report{Netns: counters.CurrentNetns().String(), Findings: []diagnose.Finding{finding(stage.Softirq, diagnose.Warning, 500, false)}}},
 		// The pod: critical, and a host-wide finding that is the host's.
 		{Netns: counters.NetnsAtPath("/run/netns/cni-1"), Report: &diagnose.Report{Netns: "/run/netns/cni-1", Findings: []diagnose.Finding{
 			finding(stage.SocketRcvbuf, diagnose.Critical, 30, false), finding(stage.SocketRcvbuf, diagnose.Warning, 20, false),

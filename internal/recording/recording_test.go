@@ -23,7 +23,7 @@ import (
 // (counters/testdata), the first interval of the synthetic recordings.
 func fixture(t *testing.T) *counters.Snapshot {
 	t.Helper()
-	s := counters.Collect(context.Background(), counters.Options{FS: counters.NewFS("../../counters/testdata/linux-6.18"), Netns: "current"})
+	s := counters.Collect(context.Background(), counters.Options{FS: counters.NewFS("../../counters/testdata/linux-6.18"), Netns: counters.CurrentNetns().String()})
 	if len(s.Counters) < 100 {
 		t.Fatalf("fixture snapshot has %d counters", len(s.Counters))
 	}
@@ -58,7 +58,7 @@ func series(t *testing.T, n int) []Interval {
 				s.Add(counters.Counter{Source: counters.NetlinkLinkStats, Object: "veth9", Field: "rx_dropped", Stage: stage.RxRing, Value: 7})
 			}
 		}
-		s.Add(counters.Counter{Source: "/proc/net/softnet_stat", Object: "cpu0", Field: "dropped", Stage: stage.Softirq, HostWide: true, Bits: 32, Value: uint64(1<<32 - 10 + i*5)})
+		s.Add(counters.Counter{Source: counters.ProcNetSoftnetStat, Object: "cpu0", Field: "dropped", Stage: stage.Softirq, HostWide: true, Bits: 32, Value: uint64(1<<32 - 10 + i*5)})
 		iv := Interval{Time: s.Time, Counters: s}
 		switch {
 		case i%4 == 3:
@@ -66,7 +66,7 @@ func series(t *testing.T, n int) []Interval {
 			iv.Sockets, iv.SocketsAt = out[i-1].Sockets, out[i-1].SocketsAt
 		case i%4 != 1:
 			iv.SocketsAt = s.Time
-			iv.Sockets = &sockets.Summary{Netns: "current", Total: 3 + i, Unavailable: []string{},
+			iv.Sockets = &sockets.Summary{Netns: counters.CurrentNetns().String(), Total: 3 + i, Unavailable: []string{},
 				Pressure: []sockets.PressuredSocket{{Family: "ipv4", Protocol: "udp", Local: netip.MustParseAddrPort("10.0.0.2:5001"), Drops: uint32(i * 3), Rcvbuf: 2304, Processes: []sockets.Process{{PID: 42, Comm: "sink"}}}}}
 		}
 		if i > 0 {

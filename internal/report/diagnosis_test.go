@@ -66,7 +66,7 @@ func TestDiagnosisText(t *testing.T) {
 
 func TestHealthyText(t *testing.T) {
 	var b strings.Builder
-	if err := Diagnosis(&b, &diagnose.Report{Once: true, Netns: "current"}); err != nil {
+	if err := Diagnosis(&b, &diagnose.Report{Once: true, Netns: counters.CurrentNetns().String()}); err != nil {
 		t.Fatal(err)
 	}
 	if out := b.String(); !strings.Contains(out, "this host, totals since boot") || !strings.Contains(out, "No drops or near-drops found.") {

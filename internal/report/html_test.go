@@ -27,7 +27,7 @@ func htmlPage() Page {
 			{Kind: diagnose.FixSetting, Command: "sysctl -w net.core.rmem_max=26214400", Now: "212992"},
 			{Kind: diagnose.FixAdvice, Text: "read faster"},
 		},
-	}}, Unavailable: []counters.Unavailable{{Source: "ethtool -S", Object: "eth0", Reason: "not supported"}}}
+	}}, Unavailable: []counters.Unavailable{{Source: counters.EthtoolStats, Object: "eth0", Reason: "not supported"}}}
 	for _, s := range stage.All() {
 		d := diagnose.StageDrops{Stage: s.ID}
 		if s.ID == stage.SocketRcvbuf {

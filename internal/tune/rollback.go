@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/netdrop/netdrop/counters"
@@ -90,25 +88,31 @@ var knownSysctls = func() map[string]bool {
 	return m
 }()
 
-// perIfaceSysctl matches the per-interface copies of known settings
-// (net.ipv4.conf.eth0.rp_filter, or net/ipv4/conf/eth0.100/rp_filter when
-// the name holds a dot); the interface part is checked apart.
-// Compiled on first use: only tune and rollback need it, not every start.
-var perIfaceSysctl = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^net(?:\.ipv4\.conf\.(.+)\.|/ipv4/conf/([^/]+)/)rp_filter$`)
-})
+// perIfaceRPFilter returns the interface of a per-interface rp_filter
+// sysctl: net.ipv4.conf.eth0.rp_filter, or net/ipv4/conf/eth0.100/rp_filter
+// when the name holds a dot (in the dotted form a dot would be ambiguous,
+// so it is refused there). Plain prefix and suffix cuts: the name is the
+// whole grammar, and a regular expression here would be the only one tune
+// compiles.
+func perIfaceRPFilter(name string) (ifname string, ok bool) {
+	if rest, found := strings.CutPrefix(name, "net.ipv4.conf."); found {
+		ifname, ok = strings.CutSuffix(rest, ".rp_filter")
+		return ifname, ok && !strings.Contains(ifname, ".")
+	}
+	if rest, found := strings.CutPrefix(name, "net/ipv4/conf/"); found {
+		ifname, ok = strings.CutSuffix(rest, "/rp_filter")
+		return ifname, ok && !strings.Contains(ifname, "/")
+	}
+	return "", false
+}
 
 // knownSysctl says whether tune may change the sysctl name.
 func knownSysctl(name string) bool {
 	if knownSysctls[name] {
 		return true
 	}
-	m := perIfaceSysctl().FindStringSubmatch(name)
-	if m == nil {
-		return false
-	}
-	ifname := m[1] + m[2]
-	return validIfaceName(ifname) && ifname != "." && ifname != ".." && (m[2] != "" || !strings.Contains(ifname, "."))
+	ifname, ok := perIfaceRPFilter(name)
+	return ok && validIfaceName(ifname) && ifname != "." && ifname != ".."
 }
 
 // Params of the ethtool kinds, as ethtool -G and -L name them.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -257,6 +258,59 @@ func TestKnown(t *testing.T) {
 	for _, tt := range tests {
 		if err := Known(tt.s, tt.v); (err == nil) != tt.want {
 			t.Errorf("Known(%s, %.20q) = %v, want ok %v", tt.s, tt.v, err, tt.want)
+		}
+	}
+}
+
+// TestKnownSysctlRPFilter pins which per-interface rp_filter names a
+// rollback file may hold, table first, then against the regular expression
+// tune used before the cuts of perIfaceRPFilter (kept here as the
+// reference), over names built from awkward pieces.
+func TestKnownSysctlRPFilter(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"net.ipv4.conf.eth0.rp_filter", true},
+		{"net.ipv4.conf.all.rp_filter", true},
+		{"net/ipv4/conf/eth0.100/rp_filter", true},
+		{"net/ipv4/conf/eth0/rp_filter", true},
+		{"net.ipv4.conf.eth0.100.rp_filter", false}, // dotted name in the dotted form
+		{"net.ipv4.conf..rp_filter", false},
+		{"net/ipv4/conf//rp_filter", false},
+		{"net/ipv4/conf/../rp_filter", false},
+		{"net/ipv4/conf/a/b/rp_filter", false},
+		{"net.ipv4.conf.eth0.rp_filterx", false},
+		{"net.ipv4.conf.eth0.accept_redirects", false},
+		{"net.ipv4.conf.a b.rp_filter", false},
+		{"net.ipv4.conf.abcdefghijklmnop.rp_filter", false}, // 16 bytes, over IFNAMSIZ-1
+		{"net/ipv4/conf.eth0/rp_filter", false},
+	}
+	for _, tt := range tests {
+		if got := knownSysctl(tt.name); got != tt.want {
+			t.Errorf("knownSysctl(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	old := regexp.MustCompile(`^net(?:\.ipv4\.conf\.(.+)\.|/ipv4/conf/([^/]+)/)rp_filter$`)
+	oldKnown := func(name string) bool {
+		m := old.FindStringSubmatch(name)
+		if m == nil {
+			return false
+		}
+		ifname := m[1] + m[2]
+		return validIfaceName(ifname) && ifname != "." && ifname != ".." && (m[2] != "" || !strings.Contains(ifname, "."))
+	}
+	pieces := []string{"", ".", "..", "/", "eth0", "a.b", "a/b", " ", "\n", "all", "x.rp_filter", "rp_filter"}
+	for _, pre := range []string{"net.ipv4.conf.", "net/ipv4/conf/"} {
+		for _, a := range pieces {
+			for _, b := range pieces {
+				for _, suf := range []string{".rp_filter", "/rp_filter", "rp_filter"} {
+					name := pre + a + b + suf
+					if got, want := knownSysctl(name), oldKnown(name); got != want {
+						t.Errorf("knownSysctl(%q) = %v, the former expression says %v", name, got, want)
+					}
+				}
+			}
 		}
 	}
 }

@@ -376,9 +376,9 @@ func TestBuildHostWideInNamespace(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{"sysctl net.core.netdev_max_backlog": "host-wide finding", "sysctl net.core.somaxconn": ""}, skips(p)); diff != "" {
 		t.Errorf("skips (-want +got):\n%s", diff)
 	}
-	// On the host itself (diagnose calls it "current"), both apply, and
+	// On the host itself (diagnose labels it counters.CurrentNetns), both apply, and
 	// the plan names no namespace.
-	r.Netns = "current"
+	r.Netns = counters.CurrentNetns().String()
 	p = Build(r, sys, Context{})
 	if p.Netns != "" || len(p.Actionable()) != 2 {
 		t.Errorf("host plan: netns %q, %d actionable, want \"\" and 2", p.Netns, len(p.Actionable()))
