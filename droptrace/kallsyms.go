@@ -15,10 +15,45 @@ import (
 	"sync"
 )
 
-// ErrKallsymsHidden means /proc/kallsyms shows every address as zero:
-// kernel.kptr_restrict hides them from this process (not root, or
-// kptr_restrict=2).
-var ErrKallsymsHidden = errors.New("/proc/kallsyms addresses are hidden (kernel.kptr_restrict)")
+// ErrKallsymsHidden means /proc/kallsyms shows every address as zero: the
+// kernel hides them from this process. KernelSymbols wraps it with which
+// setting hides them, since the cause differs by sysctl (see hiddenWhy).
+var ErrKallsymsHidden = errors.New("/proc/kallsyms addresses are hidden from this process")
+
+// hiddenWhy says what hides kallsyms addresses and what would show them,
+// from the two sysctls the kernel's kallsyms_show_value consults:
+// kptr_restrict 0 shows them to everyone only while perf_event_paranoid is
+// at most 1, otherwise (and at 1) CAP_SYSLOG is needed; 2 hides them even
+// from root. A negative value means the sysctl could not be read. Naming
+// kptr_restrict alone sent users with kptr_restrict=0 and the default
+// perf_event_paranoid=2 looking at the wrong setting.
+func hiddenWhy(kptrRestrict, perfParanoid int) string {
+	switch {
+	case kptrRestrict >= 2:
+		return "kernel.kptr_restrict=2 hides them from every process, root included; " +
+			"sysctl -w kernel.kptr_restrict=1 lets a process with CAP_SYSLOG see them"
+	case kptrRestrict == 1:
+		return "kernel.kptr_restrict=1: the process needs CAP_SYSLOG"
+	case kptrRestrict == 0 && perfParanoid > 1:
+		return fmt.Sprintf("the process needs CAP_SYSLOG: kernel.kptr_restrict=0 shows them without it "+
+			"only while kernel.perf_event_paranoid <= 1 (it is %d)", perfParanoid)
+	default:
+		return "the process needs CAP_SYSLOG (see kernel.kptr_restrict and kernel.perf_event_paranoid)"
+	}
+}
+
+// readSysctlInt reads an integer sysctl file, or -1 if it cannot.
+func readSysctlInt(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return v
+}
 
 // Symbols is the kernel's text symbol table, sorted by address, for turning
 // a drop location into function+offset. It is read once and cached: reading
@@ -180,6 +215,11 @@ func KernelSymbols() (*Symbols, error) {
 		}
 		defer f.Close()
 		kallsymsSyms, kallsymsErr = ParseKallsyms(f)
+		if errors.Is(kallsymsErr, ErrKallsymsHidden) {
+			kallsymsErr = fmt.Errorf("%w: %s", kallsymsErr, hiddenWhy(
+				readSysctlInt("/proc/sys/kernel/kptr_restrict"),
+				readSysctlInt("/proc/sys/kernel/perf_event_paranoid")))
+		}
 	})
 	return kallsymsSyms, kallsymsErr
 }

@@ -66,6 +66,32 @@ func TestKallsymsHidden(t *testing.T) {
 	}
 }
 
+// TestHiddenWhy checks the advice names the setting that hides the
+// addresses in each configuration kallsyms_show_value distinguishes.
+func TestHiddenWhy(t *testing.T) {
+	for _, tc := range []struct {
+		kptr, paranoid int
+		want           []string
+		not            string
+	}{
+		{0, 2, []string{"CAP_SYSLOG", "perf_event_paranoid <= 1", "it is 2"}, "kptr_restrict=1"},
+		{0, 3, []string{"CAP_SYSLOG", "it is 3"}, ""},
+		{1, -1, []string{"kptr_restrict=1", "CAP_SYSLOG"}, "perf_event_paranoid"},
+		{2, 1, []string{"kptr_restrict=2", "root included", "sysctl -w kernel.kptr_restrict=1"}, ""},
+		{-1, -1, []string{"CAP_SYSLOG", "kptr_restrict", "perf_event_paranoid"}, ""},
+	} {
+		got := hiddenWhy(tc.kptr, tc.paranoid)
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("hiddenWhy(%d, %d) = %q, want it to contain %q", tc.kptr, tc.paranoid, got, w)
+			}
+		}
+		if tc.not != "" && strings.Contains(got, tc.not) {
+			t.Errorf("hiddenWhy(%d, %d) = %q, must not contain %q", tc.kptr, tc.paranoid, got, tc.not)
+		}
+	}
+}
+
 func FuzzParseKallsyms(f *testing.F) {
 	b, err := os.ReadFile("testdata/kallsyms/linux-6.18.txt")
 	if err != nil {

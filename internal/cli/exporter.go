@@ -83,11 +83,18 @@ and the path to /v1/metrics. The resource carries service.name=netdrop and
 service.instance.id=the host name. A collector that is down or refuses is
 logged (the first failure, then every tenth) and /metrics keeps serving.
 
+A host between two probe ends (a router, a node on the path) answers
+netdrop probe client --via http://HOST:PORT on /probe/drops: its stage
+counters read afresh for the probe's window and, with --trace, the tracer's
+rows; with --trace --trace-flows they are cut to the probe's own 5-tuple, so
+the client counts the hop's share of its lost frames exactly.
+
 deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 		Example: `  netdrop exporter
   netdrop exporter --listen 0.0.0.0:9469     # reachable from the network: your decision
   netdrop exporter --listen 0.0.0.0:9469 --web.config.file /etc/netdrop/web.yml   # TLS and basic auth
   netdrop exporter --netns web --top 20
+  netdrop exporter --trace --trace-flows      # a hop that probe client --via can ask
   netdrop exporter --otlp http://otel-collector:4318 --otlp-header "Authorization=Bearer $TOKEN"
   netdrop exporter --otlp http://prometheus:9090/api/v1/otlp/v1/metrics --otlp-interval 30s`,
 		Args: cobra.NoArgs,
@@ -166,7 +173,7 @@ deploy/ holds alerting rules, a Grafana dashboard and a Kubernetes DaemonSet.`,
 	f.VarP(&opts.Netns, "netns", "n", "network namespace to watch: NAME (/run/netns), PATH, or pid:N")
 	f.IntVar(&opts.Top, "top", exporter.DefaultTop, "destinations and listeners that get their own series")
 	f.BoolVar(&opts.NoSockets, "no-sockets", false, "skip the socket view (TIME_WAIT per destination, listen queues)")
-	f.BoolVar(&trace, "trace", false, "add the in-kernel drop aggregates by reason, location and stage (eBPF; needs CAP_BPF and CAP_PERFMON)")
+	f.BoolVar(&trace, "trace", false, "add the in-kernel drop aggregates by reason, location and stage (eBPF; needs CAP_BPF, CAP_PERFMON and CAP_SYSLOG, the last to read kernel addresses in /proc/kallsyms)")
 	f.BoolVar(&opts.AllNetns, "all-netns", false, "add netdrop_netns_stage_drops_total and netdrop_netns_findings for every network namespace of the host, labelled netns, pod_namespace, pod, container (pods through --cri-socket)")
 	f.StringArrayVar(&opts.CRISockets, "cri-socket", netnsmap.DefaultCRISockets, "CRI runtime socket to ask for pods with --all-netns (repeatable; those absent are skipped)")
 	f.BoolVar(&flows, "trace-flows", false, "with --trace, keep 5-tuples too, so that netdrop probe client --via this exporter counts its own flow's drops here exactly (a map update more per drop)")

@@ -102,7 +102,7 @@ frames are attributed to stages of the packet path from the probe socket's own
 drop counter and the kernel counters that moved during the run.
 
 Where lost frames went: with --trace auto (the default) each end runs the
-drop tracer (eBPF at skb:kfree_skb, root or CAP_BPF and CAP_PERFMON) on the
+drop tracer (eBPF at skb:kfree_skb; root, or CAP_BPF, CAP_PERFMON and CAP_SYSLOG) on the
 probe's own 5-tuple in its namespace, so every frame the kernel freed there is
 counted at its stage and reason, exactly; the server's count comes back in its
 report. The client then names each place: lost = sender + receiver + hops +

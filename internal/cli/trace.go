@@ -50,7 +50,9 @@ row, then one in 1024, with their sample counts), --flows the top 5-tuples, and
 --events streams one line per drop; events the ring buffer could not take are
 counted and reported, never lost silently.
 
-It needs root, or CAP_BPF and CAP_PERFMON. Nothing is pinned: when trace
+It needs root, or CAP_BPF, CAP_PERFMON and CAP_SYSLOG (the last to read kernel
+addresses in /proc/kallsyms, unless kernel.perf_event_paranoid <= 1 and
+kernel.kptr_restrict=0). Nothing is pinned: when trace
 exits, however it exits, the kernel removes the program.`,
 		Example: `  netdrop trace                               # every drop on the host, each second
   netdrop trace --netns web --proto udp --port 53 --flows
