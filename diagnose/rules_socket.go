@@ -16,9 +16,14 @@ const rmemTarget = 26214400
 // decorateRcvbuf tells the findings apart by them.
 var (
 	udpRcvbufFields = []string{"Udp:RcvbufErrors", "Udp6:RcvbufErrors", "UdpLite:RcvbufErrors", "UdpLite6:RcvbufErrors"}
-	// OfoPruned counts prunes of the out-of-order queue, not segments: it
-	// is evidence of the TCP finding, the segments are the others'.
-	tcpRcvqFields = []string{"TcpExt:TCPBacklogDrop", "TcpExt:TCPRcvQDrop", "TcpExt:TCPZeroWindowDrop", "TcpExt:RcvPruned", "TcpExt:OfoPruned"}
+	// The segments dropped are counted where they are dropped: the
+	// backlog, the receive queue, the out-of-order queue (TCPOFODrop is
+	// a memory drop too: tcp_data_queue_ofo counts it only when the
+	// buffer stays full after pruning), a closed window. OfoPruned and
+	// RcvPruned count prunes, not segments: RcvPruned is the prune that
+	// freed too little, and the segment it leaves to its caller is one
+	// of TCPRcvQDrop or TCPOFODrop already, so they are evidence (events).
+	tcpRcvqFields = []string{"TcpExt:TCPBacklogDrop", "TcpExt:TCPRcvQDrop", "TcpExt:TCPOFODrop", "TcpExt:TCPZeroWindowDrop", "TcpExt:RcvPruned", "TcpExt:OfoPruned"}
 	// Pruning and collapsing are the near-drops before RcvPruned: the
 	// same queue over the same buffer, so the same finding.
 	tcpPruneFields = []string{"TcpExt:PruneCalled", "TcpExt:TCPRcvCollapsed"}
@@ -92,6 +97,10 @@ func ruleSocketRcvbuf(in *input) []Finding {
 			Advice:   "TCP retransmits what it drops here, so the cost is latency and throughput: make the reader keep up",
 		}
 		switch {
+		case d > 0 && sum(in.moved(field("TcpExt:TCPOFODrop"))) >= d/2:
+			f.Title = fmt.Sprintf("TCP out-of-order queues overran their buffer: %d segments dropped", d)
+			f.Cause = "segments arrived out of order (lost or reordered on the path) and waited in the out-of-order queue, which held more of the receive buffer than the window promised (a small segment costs the buffer far more than the bytes it carries): the kernel pruned the queue and dropped what still did not fit"
+			f.Advice = "TCP retransmits what it drops here, so the cost is latency and throughput; a buffer the application fixed with SO_RCVBUF cannot grow, let autotuning size it; and find the loss or reordering on the path (netdrop on the sender and the hops between)"
 		case d == 0 && len(prune)+len(ofo) == 0:
 			f.Title = fmt.Sprintf("TCP receive windows closed to zero %d time%s: readers fell behind", sum(zero), plural(sum(zero)))
 			f.Cause = "receivers advertised a zero window because their application did not read: TCP flow control paused the senders (no data was lost)"
@@ -219,7 +228,7 @@ func ruleTCPListen(in *input) []Finding {
 // ruleTCP: TCP segments discarded as invalid or by policy.
 func ruleTCP(in *input) []Finding {
 	cs := in.moved(field("Tcp:InErrs", "Tcp:InCsumErrors", "TcpExt:PAWSEstab", "TcpExt:PAWSEstabRejected", "TcpExt:TCPMinTTLDrop",
-		"TcpExt:TCPDeferAcceptDrop", "TcpExt:LockDroppedIcmps", "TcpExt:PFMemallocDrop", "TcpExt:TCPOFODrop"))
+		"TcpExt:TCPDeferAcceptDrop", "TcpExt:LockDroppedIcmps", "TcpExt:PFMemallocDrop"))
 	if len(cs) == 0 {
 		return nil
 	}

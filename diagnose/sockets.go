@@ -268,8 +268,14 @@ func decorateRcvbuf(in *input, fs []Finding) []Finding {
 			fs[i].Evidence = append(fs[i].Evidence, c.evidence)
 			if len(names) < 3 {
 				names = append(names, c.name)
-				if c.proto != "tcp" { // TCP autotunes its buffer; SO_RCVBUF would stop that
+				switch {
+				case c.proto != "tcp":
 					apps = append(apps, in.rcvbufApp(c))
+				case in.tcpRcvbufSet(c):
+					// TCP autotunes its buffer unless the
+					// application fixed it: then the fixed size
+					// is the fault.
+					apps = append(apps, in.tcpRcvbufApp(c))
 				}
 			}
 		}
@@ -327,6 +333,23 @@ func ruleSockets(in *input, fs []Finding) []Finding {
 func (in *input) rcvbufApp(c culprit) Fix {
 	return appFix(AppChange{Param: AppRcvbuf, Proto: c.proto, Socket: c.local, Process: c.process, Value: rmemTarget, Current: c.buf, Limit: "net.core.rmem_max"},
 		"setsockopt before bind; the kernel caps it at net.core.rmem_max and reports twice the value asked")
+}
+
+// tcpRcvbufSet reports whether the TCP socket c names has a receive buffer
+// its application set: one smaller than the default of net.ipv4.tcp_rmem.
+// Autotuning starts a socket at that default and only grows it, so a
+// smaller buffer is an SO_RCVBUF (which the kernel doubles, and which turns
+// autotuning off for the socket).
+func (in *input) tcpRcvbufSet(c culprit) bool {
+	v := in.sysctlFields("net.ipv4.tcp_rmem")
+	return len(v) == 3 && c.buf > 0 && int64(c.buf) < v[1]
+}
+
+// tcpRcvbufApp proposes a larger SO_RCVBUF for a TCP socket whose
+// application fixed a small one; dropping the setsockopt is as good.
+func (in *input) tcpRcvbufApp(c culprit) Fix {
+	return appFix(AppChange{Param: AppRcvbuf, Proto: c.proto, Socket: c.local, Process: c.process, Value: rmemTarget, Current: c.buf, Limit: "net.core.rmem_max"},
+		"the application set this buffer below net.ipv4.tcp_rmem's default, which also stops autotuning: remove the setsockopt, or set at least this before listen() or connect()")
 }
 
 // backlogApp proposes a listen() backlog for the listener c names (for the

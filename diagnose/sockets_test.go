@@ -110,3 +110,66 @@ func TestRcvbufCulpritsOncePerSocket(t *testing.T) {
 		})
 	}
 }
+
+// TestTCPOutOfOrderPrune is the lab's tcp-rcv-prune in counters: the
+// out-of-order queue overran a receive buffer the application fixed at 16
+// KiB. The loss is the segments TCPOFODrop counts, on the socket's stage
+// (not TCP's invalid segments); the prunes (PruneCalled, RcvPruned) are
+// events beside it, never added to it; and the fix names the socket's
+// SO_RCVBUF, which for TCP only a buffer below tcp_rmem's default earns
+// (an autotuned socket must not get one).
+func TestTCPOutOfOrderPrune(t *testing.T) {
+	const netstat = counters.ProcNetNetstat
+	sysctls := map[string]string{"net.core.rmem_max": "4194304", "net.ipv4.tcp_rmem": "4096\t131072\t33554432"}
+	moved := []counters.Counter{
+		ctr(netstat, "", "TcpExt:TCPOFODrop", 344, stage.SocketRcvbuf),
+		ctr(netstat, "", "TcpExt:RcvPruned", 344, stage.SocketRcvbuf),
+		ctr(netstat, "", "TcpExt:PruneCalled", 344, stage.SocketRcvbuf),
+	}
+	zero := func() []counters.Counter {
+		var out []counters.Counter
+		for _, c := range moved {
+			c.Value = 0
+			out = append(out, c)
+		}
+		return out
+	}
+	local := netip.MustParseAddrPort("10.231.0.2:5021")
+	view := func(rcvbuf, drops uint32) *sockets.Summary {
+		return &sockets.Summary{Pressure: []sockets.PressuredSocket{{Cookie: 7, Protocol: "tcp", Local: local,
+			Remote: netip.MustParseAddrPort("10.231.0.1:41001"), Drops: drops, Rcvbuf: rcvbuf, RmemAlloc: rcvbuf, Fill: 1}}}
+	}
+	tests := []struct {
+		name    string
+		rcvbuf  uint32
+		wantApp bool
+	}{
+		{"SO_RCVBUF set by the application", 16384, true},
+		{"autotuned buffer", 262144, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := AnalyzeWith(snap(sysctls, zero()...), snap(sysctls, moved...), time.Second,
+				Extra{SocketsBefore: view(tt.rcvbuf, 0), Sockets: view(tt.rcvbuf, 344)})
+			if len(r.Findings) != 1 {
+				t.Fatalf("findings = %+v, want one at socket-rcvbuf", r.Findings)
+			}
+			f := r.Findings[0]
+			if f.Stage != stage.SocketRcvbuf || f.Drops != 344 || !strings.Contains(f.Title, "out-of-order queues overran") {
+				t.Errorf("finding = %s %d %q, want socket-rcvbuf, 344 drops, out-of-order", f.Stage, f.Drops, f.Title)
+			}
+			var app *AppChange
+			for _, x := range f.Fix {
+				if x.Kind == FixApp && x.App.Param == AppRcvbuf {
+					app = x.App
+				}
+			}
+			if got := app != nil; got != tt.wantApp {
+				t.Fatalf("SO_RCVBUF fix %v, want %v (fixes %q)", got, tt.wantApp, fixLines(f.Fix))
+			}
+			if app != nil && (app.Proto != "tcp" || app.Socket != local.String() || app.Current != uint64(tt.rcvbuf)) {
+				t.Errorf("SO_RCVBUF fix = %+v, want the tcp socket %s now at %d", app, local, tt.rcvbuf)
+			}
+		})
+	}
+}

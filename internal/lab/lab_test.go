@@ -665,7 +665,8 @@ func TestScenarios(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	records := t.TempDir()
-	results, err := Run(ctx, List(), Options{Fix: true, Inspect: inspect, InspectFix: inspectFix, Log: func(m string) { t.Log(m) }, RecordDir: records}, nil)
+	list := labOnly(t)
+	results, err := Run(ctx, list, Options{Fix: true, Inspect: inspect, InspectFix: inspectFix, Log: func(m string) { t.Log(m) }, RecordDir: records}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -700,20 +701,37 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("%s: top finding %q, want %q", r.Scenario, r.Found, r.Expected)
 		}
 	}
-	if len(results) != len(List()) {
-		t.Errorf("ran %d scenarios, want %d", len(results), len(List()))
+	if len(results) != len(list) {
+		t.Errorf("ran %d scenarios, want %d", len(results), len(list))
 	}
 	if left, _ := filepath.Glob(filepath.Join(StateDir, rollbackPrefix+"*")); len(left) > 0 {
 		t.Errorf("--fix left rollback files: %v", left)
 	}
 	t.Logf("%d printed fix commands checked", printedFixes)
-	if printedFixes < len(List()) {
-		t.Errorf("only %d printed fix commands over %d scenarios: the check saw no diagnosis", printedFixes, len(List()))
+	if printedFixes < len(list) {
+		t.Errorf("only %d printed fix commands over %d scenarios: the check saw no diagnosis", printedFixes, len(list))
 	}
 	if got := mainThreadNS(t); got != mainNS {
 		t.Errorf("the main thread was left in another network namespace (%d, was %d): it keeps a lab namespace alive and /proc/net shows it", got, mainNS)
 	}
 	assertClean(t, before)
+}
+
+// labOnly is the scenarios TestScenarios runs: all of them, or those
+// LAB_ONLY names (comma-separated, as `netdrop lab run` takes them), to
+// repeat one while working on it:
+// LAB_ONLY=tcp-rcv-prune go test -count=1 -run TestScenarios ./internal/lab/
+func labOnly(t *testing.T) []Scenario {
+	t.Helper()
+	only := os.Getenv("LAB_ONLY")
+	if only == "" {
+		return List()
+	}
+	list, err := Select(strings.Split(only, ","))
+	if err != nil {
+		t.Fatalf("LAB_ONLY: %v", err)
+	}
+	return list
 }
 
 // checkFixUndone checks, after --fix rolled back and before teardown, that

@@ -18,6 +18,19 @@ const nftTable = "ndlab"
 // rules with it; removing them explicitly keeps teardown honest when
 // namespaces are kept or shared.
 func (e *Env) addInputRules(n *Node, rules ...[]expr.Any) error {
+	return e.addRules(n, "input", nftables.ChainHookInput, rules...)
+}
+
+// addOutputRules is addInputRules for the output hook: packets the
+// namespace's own stack sends.
+func (e *Env) addOutputRules(n *Node, rules ...[]expr.Any) error {
+	return e.addRules(n, "output", nftables.ChainHookOutput, rules...)
+}
+
+// addRules creates table inet ndlab with a filter chain named name on hook
+// (policy accept) holding rules, inside n's namespace, and registers the
+// table's removal at teardown.
+func (e *Env) addRules(n *Node, name string, hook *nftables.ChainHook, rules ...[]expr.Any) error {
 	c, err := nftables.New(nftables.WithNetNSFd(n.Fd()))
 	if err != nil {
 		return fmt.Errorf("nftables in %s: %w", n.NS, err)
@@ -25,10 +38,10 @@ func (e *Env) addInputRules(n *Node, rules ...[]expr.Any) error {
 	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: nftTable})
 	accept := nftables.ChainPolicyAccept
 	ch := c.AddChain(&nftables.Chain{
-		Name:     "input",
+		Name:     name,
 		Table:    t,
 		Type:     nftables.ChainTypeFilter,
-		Hooknum:  nftables.ChainHookInput,
+		Hooknum:  hook,
 		Priority: nftables.ChainPriorityFilter,
 		Policy:   &accept,
 	})

@@ -62,10 +62,27 @@ func init() {
 	}
 }
 
-// TestTrustCatalog checks the bridge scenario exists on its stage with its
-// reference check.
+func init() {
+	references["tcp-rcv-prune"] = func(t *testing.T, e *Env) (uint64, bool) {
+		// Every segment lost is one the out-of-order queue had no
+		// room for (TCPOFODrop), after a prune of the receive queue
+		// (PruneCalled) that freed too little (RcvPruned): prunes are
+		// events, one per segment here, never added to the loss.
+		drops := nstat(t, e.Receiver.NS, "TcpExtTCPOFODrop")
+		if p := nstat(t, e.Receiver.NS, "TcpExtPruneCalled"); p < drops {
+			t.Errorf("tcp-rcv-prune: %d prunes for %d out-of-order drops; each drop follows a prune", p, drops)
+		}
+		if p := nstat(t, e.Receiver.NS, "TcpExtRcvPruned"); p != drops {
+			t.Errorf("tcp-rcv-prune: RcvPruned %d, TCPOFODrop %d: each failed prune drops the segment that asked", p, drops)
+		}
+		return drops, true
+	}
+}
+
+// TestTrustCatalog checks the bridge, tcx and TCP prune scenarios exist on
+// their stages with their reference checks.
 func TestTrustCatalog(t *testing.T) {
-	for name, st := range map[string]string{"bridge-port-blocking": "bridge", "tcx-ingress-drop": "tc-ingress"} {
+	for name, st := range map[string]string{"bridge-port-blocking": "bridge", "tcx-ingress-drop": "tc-ingress", "tcp-rcv-prune": "socket-rcvbuf"} {
 		s, ok := scenarios[name]
 		if !ok || string(s.Stage) != st {
 			t.Errorf("scenario %s: registered %v, stage %q; want stage %q", name, ok, s.Stage, st)
