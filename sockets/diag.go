@@ -27,6 +27,7 @@ import (
 const (
 	sockIDLen  = 48                 // struct inet_diag_sockid
 	reqV2Len   = 8 + sockIDLen      // struct inet_diag_req_v2
+	reqV1Len   = 4 + sockIDLen + 8  // struct inet_diag_req
 	diagMsgLen = 4 + sockIDLen + 20 // struct inet_diag_msg
 )
 
@@ -58,6 +59,20 @@ func encodeRequest(family, proto uint8, states StateSet, ext uint8) []byte {
 	b[2] = ext
 	// b[3] is padding.
 	binary.NativeEndian.PutUint32(b[4:8], uint32(states))
+	return b
+}
+
+// encodeRequestV1 builds the body of a TCPDIAG_GETSOCK dump request: an
+// inet_diag_req, the layout before inet_diag_req_v2, whose dump the kernel
+// runs for TCP sockets of every family (DumpTCP). Its idiag_family is not
+// read; states and ext mean what they mean in encodeRequest.
+func encodeRequestV1(states StateSet, ext uint8) []byte {
+	b := make([]byte, reqV1Len)
+	// b[0:3]: family, source and destination prefix lengths, unused.
+	b[3] = ext
+	// b[4:52] is the socket id, zero for a dump.
+	binary.NativeEndian.PutUint32(b[4+sockIDLen:], uint32(states))
+	// The last 4 bytes are idiag_dbs, unused by the kernel.
 	return b
 }
 

@@ -96,9 +96,17 @@ func kernelError(t *testing.T, errno unix.Errno, req netlink.Message) []netlink.
 }
 
 // fakeDiag answers each request with the recorded reply of the dump it
-// asks for, after checking the request against ss's.
+// asks for, after checking the request against ss's. It answers
+// TCPDIAG_GETSOCK (DumpTCP) with the TCP sockets of both families, as the
+// kernel does.
 func fakeDiag(t *testing.T) *Conn {
-	return &Conn{c: nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
+	return &Conn{c: nltest.Dial(fakeKernel(t, true))}
+}
+
+// fakeKernel is fakeDiag's kernel; without compat it refuses
+// TCPDIAG_GETSOCK with EINVAL, as a kernel without the old request would.
+func fakeKernel(t *testing.T, compat bool) nltest.Func {
+	return func(reqs []netlink.Message) ([]netlink.Message, error) {
 		if len(reqs) != 1 {
 			// nltest asks with no request when a receive finds
 			// nothing queued: the dump read past its end.
@@ -106,8 +114,33 @@ func fakeDiag(t *testing.T) *Conn {
 			return nil, io.EOF
 		}
 		req := reqs[0]
-		if req.Header.Type != sockDiagByFamily || req.Header.Flags != netlink.Request|netlink.Dump {
-			t.Errorf("request header %+v, want SOCK_DIAG_BY_FAMILY, request|dump", req.Header)
+		if req.Header.Flags != netlink.Request|netlink.Dump {
+			t.Errorf("request header %+v, want request|dump", req.Header)
+		}
+		if req.Header.Type == tcpDiagGetSock {
+			if !compat {
+				return kernelError(t, unix.EINVAL, req), nil
+			}
+			want := make([]byte, reqV1Len)
+			want[3] = 1 << (inetDiagSkmeminfo - 1)
+			binary.NativeEndian.PutUint32(want[52:], uint32(AllStates))
+			if diff := cmp.Diff(want, req.Data); diff != "" {
+				t.Errorf("inet_diag_req body (-want +got):\n%s", diff)
+			}
+			// IPv4's sockets, then IPv6's and the one NLMSG_DONE, each
+			// of the request's type (the kernel's hash order mixes
+			// them; the order is not part of the contract).
+			v4 := recordedReplies(t, "tcp4", req)
+			msgs := append(v4[:len(v4)-1:len(v4)-1], recordedReplies(t, "tcp6", req)...)
+			for i := range msgs {
+				if msgs[i].Header.Type != netlink.Done {
+					msgs[i].Header.Type = tcpDiagGetSock
+				}
+			}
+			return msgs, nil
+		}
+		if req.Header.Type != sockDiagByFamily {
+			t.Errorf("request type %d, want SOCK_DIAG_BY_FAMILY or TCPDIAG_GETSOCK", req.Header.Type)
 		}
 		fam, proto := req.Data[0], req.Data[1]
 		want := ssRequestBody(t, fam)
@@ -122,7 +155,51 @@ func fakeDiag(t *testing.T) *Conn {
 		}
 		t.Errorf("request for family %d protocol %d: no recording", fam, proto)
 		return kernelError(t, unix.EINVAL, req), nil
-	})}
+	}
+}
+
+// TestDumpTCPFake checks that DumpTCP yields the TCP sockets of both
+// families, as ss lists them, whether the kernel answers the old
+// TCPDIAG_GETSOCK request (one walk) or refuses it (one dump per family).
+func TestDumpTCPFake(t *testing.T) {
+	var want []string
+	for _, name := range []string{"tcp4", "tcp6"} {
+		ssText, err := os.ReadFile(filepath.Join("testdata", "scenario-"+name+".ss"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ssRecords(t, string(ssText))...)
+	}
+	slices.Sort(want)
+	for _, tt := range []struct {
+		name   string
+		compat bool
+	}{{"one walk", true}, {"refused, per family", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Conn{c: nltest.Dial(fakeKernel(t, tt.compat))}
+			defer c.Close()
+			var got []string
+			err := c.DumpTCP(context.Background(), AllStates, func(s *Socket) error {
+				if s.Protocol != unix.IPPROTO_TCP {
+					t.Errorf("socket of protocol %d in a TCP dump", s.Protocol)
+				}
+				got = append(got, ssLine(*s))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("sockets (-ss +DumpTCP):\n%s", diff)
+			}
+			// The connection stays usable.
+			n := 0
+			if err := c.Dump(context.Background(), unix.AF_INET, unix.IPPROTO_UDP, AllStates, func(*Socket) error { n++; return nil }); err != nil || n == 0 {
+				t.Errorf("next dump: err %v, %d sockets", err, n)
+			}
+		})
+	}
 }
 
 func TestDumpFake(t *testing.T) {

@@ -14,8 +14,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sockDiagByFamily is the netlink message type of an inet_diag_req_v2.
-const sockDiagByFamily = unix.SOCK_DIAG_BY_FAMILY
+// Netlink message types of NETLINK_SOCK_DIAG requests: an inet_diag_req_v2
+// for one family, and the older inet_diag_req for TCP of every family
+// (TCPDIAG_GETSOCK in linux/inet_diag.h).
+const (
+	sockDiagByFamily netlink.HeaderType = unix.SOCK_DIAG_BY_FAMILY
+	tcpDiagGetSock   netlink.HeaderType = 18
+)
 
 // Conn is one sock_diag netlink connection. It is not safe for concurrent
 // use; dumps on it run one after another.
@@ -47,12 +52,57 @@ func (c *Conn) Close() error { return c.c.Close() }
 // runs in bounded memory. fn returning an error stops the dump (the rest of
 // the reply is drained so the connection stays usable) and Dump returns it.
 func (c *Conn) Dump(ctx context.Context, family, proto uint8, states StateSet, fn func(*Socket) error) error {
-	var s Socket
-	return c.dumpRaw(ctx, family, proto, states, func(m netlink.Message) error {
+	return c.dumpSockets(ctx, family, proto, states, fn)
+}
+
+// DumpTCP is Dump of the TCP sockets of both families in the given states,
+// in one walk of the kernel's connection hash instead of one per family.
+// A dump walks the whole established hash, which holds the TIME_WAIT and
+// connected sockets of every family and namespace, whatever it asks for:
+// with 100k IPv4 TIME_WAIT sockets the IPv6 dump alone took 15-20 ms to
+// find none. The old TCPDIAG_GETSOCK request (struct inet_diag_req) is the
+// kernel's only way to ask for both at once (inet_diag_dump_compat sets
+// AF_UNSPEC); a kernel that refuses it gets one dump per family, as before.
+// Sockets arrive in the kernel's hash order, IPv4 and IPv6 mixed.
+func (c *Conn) DumpTCP(ctx context.Context, states StateSet, fn func(*Socket) error) error {
+	var (
+		s    Socket
+		seen bool
+	)
+	err := c.dumpRaw(ctx, tcpDiagGetSock, encodeRequestV1(states, extSkmeminfo), "tcp", func(m netlink.Message) error {
+		seen = true
 		var err error
 		s, err = decodeMessage(m.Data)
 		if err != nil {
-			return fmt.Errorf("sock_diag %s: %w", dumpName(family, proto), err)
+			return fmt.Errorf("sock_diag tcp: %w", err)
+		}
+		if s.Protocol == 0 {
+			s.Protocol = unix.IPPROTO_TCP
+		}
+		return fn(&s)
+	})
+	if err == nil || seen || ctx.Err() != nil {
+		return err
+	}
+	// Refused before any socket (EINVAL where the old request is gone):
+	// one dump per family, whose errors are the ones to report.
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		if err := c.dumpSockets(ctx, fam, unix.IPPROTO_TCP, states, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dumpSockets is Dump: one SOCK_DIAG_BY_FAMILY request, decoded replies.
+func (c *Conn) dumpSockets(ctx context.Context, family, proto uint8, states StateSet, fn func(*Socket) error) error {
+	var s Socket
+	name := dumpName(family, proto)
+	return c.dumpRaw(ctx, sockDiagByFamily, encodeRequest(family, proto, states, extSkmeminfo), name, func(m netlink.Message) error {
+		var err error
+		s, err = decodeMessage(m.Data)
+		if err != nil {
+			return fmt.Errorf("sock_diag %s: %w", name, err)
 		}
 		if s.Protocol == 0 {
 			s.Protocol = proto
@@ -61,9 +111,18 @@ func (c *Conn) Dump(ctx context.Context, family, proto uint8, states StateSet, f
 	})
 }
 
-// dumpRaw sends the request and hands each reply message to fn as it
-// arrives (the recorder of testdata uses it directly).
-func (c *Conn) dumpRaw(ctx context.Context, family, proto uint8, states StateSet, fn func(netlink.Message) error) error {
+// dumpFamily sends one SOCK_DIAG_BY_FAMILY dump request and hands each
+// reply message to fn as it arrives (the recorder of testdata uses it
+// directly).
+func (c *Conn) dumpFamily(ctx context.Context, family, proto uint8, states StateSet, fn func(netlink.Message) error) error {
+	return c.dumpRaw(ctx, sockDiagByFamily, encodeRequest(family, proto, states, extSkmeminfo), dumpName(family, proto), fn)
+}
+
+// dumpRaw sends a dump request of type typ with body data and hands each
+// reply message to fn as it arrives. Replies carry the request's type. name
+// says which dump in errors. A refusal by the kernel is returned as a
+// *netlinkError in the chain.
+func (c *Conn) dumpRaw(ctx context.Context, typ netlink.HeaderType, data []byte, name string, fn func(netlink.Message) error) error {
 	if dl, ok := ctx.Deadline(); ok {
 		if err := c.c.SetDeadline(dl); err != nil {
 			return fmt.Errorf("sock_diag: set deadline: %w", err)
@@ -71,17 +130,17 @@ func (c *Conn) dumpRaw(ctx context.Context, family, proto uint8, states StateSet
 	}
 	req := netlink.Message{
 		Header: netlink.Header{
-			Type:  sockDiagByFamily,
+			Type:  typ,
 			Flags: netlink.Request | netlink.Dump,
 		},
-		Data: encodeRequest(family, proto, states, extSkmeminfo),
+		Data: data,
 	}
 	sent, err := c.c.Send(req)
 	if err != nil {
-		return fmt.Errorf("sock_diag %s: send: %w", dumpName(family, proto), mapErrno(err))
+		return fmt.Errorf("sock_diag %s: send: %w", name, mapErrno(err))
 	}
 	deliver := func(m netlink.Message) error {
-		if m.Header.Sequence != sent.Header.Sequence || m.Header.Type != sockDiagByFamily {
+		if m.Header.Sequence != sent.Header.Sequence || m.Header.Type != typ {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -96,7 +155,7 @@ func (c *Conn) dumpRaw(ctx context.Context, family, proto uint8, states StateSet
 		if err := receiveDump(raw, c.buf, deliver); err != nil {
 			var ne *netlinkError
 			if errors.As(err, &ne) {
-				return fmt.Errorf("sock_diag %s: %w", dumpName(family, proto), mapErrno(err))
+				return fmt.Errorf("sock_diag %s: %w", name, mapErrno(err))
 			}
 			return err
 		}
@@ -110,7 +169,7 @@ func (c *Conn) dumpRaw(ctx context.Context, family, proto uint8, states StateSet
 			if stop != nil {
 				return stop
 			}
-			return fmt.Errorf("sock_diag %s: %w", dumpName(family, proto), mapErrno(err))
+			return fmt.Errorf("sock_diag %s: %w", name, mapErrno(err))
 		}
 		if stop != nil {
 			continue // drain what the kernel already queued, so the socket stays usable

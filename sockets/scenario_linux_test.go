@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -142,7 +144,7 @@ func TestRecordReplies(t *testing.T) {
 				return err
 			}
 			defer c.Close()
-			return c.dumpRaw(context.Background(), d.family, d.proto, AllStates, func(m netlink.Message) error {
+			return c.dumpFamily(context.Background(), d.family, d.proto, AllStates, func(m netlink.Message) error {
 				b, err := m.MarshalBinary()
 				raw = append(raw, b...)
 				return err
@@ -157,4 +159,64 @@ func TestRecordReplies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestDumpTCPOneWalk checks, on this kernel, that the one-walk dump of
+// both families (TCPDIAG_GETSOCK) is answered, not refused into the
+// per-family fallback, and yields exactly the sockets of the two
+// per-family dumps: the scenario holds IPv4 and IPv6 sockets in every
+// state Summarize reads.
+func TestDumpTCPOneWalk(t *testing.T) {
+	needRoot(t)
+	sc := buildScenario(t)
+	in(t, sc.ns, func() error {
+		c, err := Dial()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		var oneWalk, perFamily []string
+		fams := map[uint8]int{}
+		err = c.dumpRaw(context.Background(), tcpDiagGetSock, encodeRequestV1(AllStates, extSkmeminfo), "tcp", func(m netlink.Message) error {
+			s, err := decodeMessage(m.Data)
+			if err != nil {
+				return err
+			}
+			s.Protocol = unix.IPPROTO_TCP
+			fams[s.Family]++
+			oneWalk = append(oneWalk, ssLine(s))
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("TCPDIAG_GETSOCK refused by this kernel: %v", err)
+		}
+		if fams[unix.AF_INET] == 0 || fams[unix.AF_INET6] == 0 {
+			t.Errorf("one walk gave sockets of families %v, want IPv4 and IPv6", fams)
+		}
+		for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+			if err := c.Dump(context.Background(), fam, unix.IPPROTO_TCP, AllStates, func(s *Socket) error {
+				perFamily = append(perFamily, ssLine(*s))
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		var viaDumpTCP []string
+		if err := c.DumpTCP(context.Background(), AllStates, func(s *Socket) error {
+			viaDumpTCP = append(viaDumpTCP, ssLine(*s))
+			return nil
+		}); err != nil {
+			return err
+		}
+		slices.Sort(oneWalk)
+		slices.Sort(perFamily)
+		slices.Sort(viaDumpTCP)
+		if diff := cmp.Diff(perFamily, oneWalk); diff != "" {
+			t.Errorf("one walk vs per-family dumps (-per family +one walk):\n%s", diff)
+		}
+		if diff := cmp.Diff(perFamily, viaDumpTCP); diff != "" {
+			t.Errorf("DumpTCP vs per-family dumps (-per family +DumpTCP):\n%s", diff)
+		}
+		return nil
+	})
 }

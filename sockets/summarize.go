@@ -73,28 +73,26 @@ func Summarize(ctx context.Context, opts Options) (*Summary, error) {
 				return err
 			}
 		}
-		for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
-			mask := states
-			if proto == unix.IPPROTO_TCP {
-				mask &^= 1 << Listen // already read
-				if mask == 0 {
-					continue
-				}
-			}
-			for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-				err := c.Dump(ctx, fam, proto, mask, func(s *Socket) error {
-					agg.add(s)
-					return nil
-				})
-				if err == nil {
-					continue
-				}
-				if proto == unix.IPPROTO_UDP && errors.Is(err, ErrNotSupported) {
-					unavailable = append(unavailable, err.Error())
-					break
-				}
+		add := func(s *Socket) error {
+			agg.add(s)
+			return nil
+		}
+		// TCP of both families in one walk of the connection hash.
+		if mask := states &^ (1 << Listen); mask != 0 { // listeners already read
+			if err := c.DumpTCP(ctx, mask, add); err != nil {
 				return err
 			}
+		}
+		for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+			err := c.Dump(ctx, fam, unix.IPPROTO_UDP, states, add)
+			if err == nil {
+				continue
+			}
+			if errors.Is(err, ErrNotSupported) {
+				unavailable = append(unavailable, err.Error())
+				break
+			}
+			return err
 		}
 		return nil
 	})
