@@ -79,12 +79,20 @@ ephemeral range or a listener's accept queue is full; 2 on error.`,
 					return err
 				}
 			}
+			// The namespace's label walks /proc; it needs only the
+			// target, so it runs beside the dump, which spends its time
+			// in the kernel (5 ms of a 100k-socket summary's 90).
+			var label chan *diagnose.Owner
+			if owner == nil {
+				label = make(chan *diagnose.Owner, 1)
+				go func() { label <- nf.labelOf(cmd.Context(), opts.Netns) }()
+			}
 			sum, err := sockets.Summarize(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
-			if owner == nil {
-				owner = nf.labelOf(cmd.Context(), opts.Netns)
+			if label != nil {
+				owner = <-label
 			}
 			if asJSON {
 				err = writeJSON(e.stdout, socketsJSON{Summary: sum, Owner: owner})
