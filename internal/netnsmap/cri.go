@@ -11,69 +11,57 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
-	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // criView is what one runtime said: its ready pod sandboxes and its
 // containers.
 type criView struct {
 	endpoint   string
-	sandboxes  map[string]*cri.PodSandbox // by sandbox ID
-	byUID      map[string]*cri.PodSandbox
-	containers map[string]*cri.Container // by container ID
+	sandboxes  map[string]*criSandbox // by sandbox ID
+	byUID      map[string]*criSandbox
+	containers map[string]*criContainer // by container ID
 }
 
 // askCRI lists a runtime's ready pod sandboxes and its containers over
-// the CRI API (k8s.io/cri-api RuntimeService) on a unix socket.
-func askCRI(ctx context.Context, sock string, timeout time.Duration) (*criView, *grpc.ClientConn, error) {
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, nil, fmt.Errorf("cri %s: %w", sock, err)
-	}
-	rt := cri.NewRuntimeServiceClient(conn)
+// the CRI API (RuntimeService) on a unix socket.
+func askCRI(ctx context.Context, sock string, timeout time.Duration) (*criView, *criClient, error) {
+	rt := newCRIClient(sock)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	pods, err := rt.ListPodSandbox(ctx, &cri.ListPodSandboxRequest{
-		Filter: &cri.PodSandboxFilter{State: &cri.PodSandboxStateValue{State: cri.PodSandboxState_SANDBOX_READY}},
-	})
+	pods, err := rt.listPodSandbox(ctx)
 	if err != nil {
-		conn.Close()
+		rt.close()
 		return nil, nil, criError(sock, "ListPodSandbox", err)
 	}
-	ctrs, err := rt.ListContainers(ctx, &cri.ListContainersRequest{})
+	ctrs, err := rt.listContainers(ctx)
 	if err != nil {
-		conn.Close()
+		rt.close()
 		return nil, nil, criError(sock, "ListContainers", err)
 	}
-	v := &criView{endpoint: sock, sandboxes: map[string]*cri.PodSandbox{}, byUID: map[string]*cri.PodSandbox{}, containers: map[string]*cri.Container{}}
-	for _, p := range pods.GetItems() {
-		v.sandboxes[p.GetId()] = p
-		if uid := p.GetMetadata().GetUid(); uid != "" {
-			v.byUID[uid] = p
+	v := &criView{endpoint: sock, sandboxes: map[string]*criSandbox{}, byUID: map[string]*criSandbox{}, containers: map[string]*criContainer{}}
+	for _, p := range pods {
+		v.sandboxes[p.id] = p
+		if p.uid != "" {
+			v.byUID[p.uid] = p
 		}
 	}
-	for _, c := range ctrs.GetContainers() {
-		v.containers[c.GetId()] = c
+	for _, c := range ctrs {
+		v.containers[c.id] = c
 	}
-	return v, conn, nil
+	return v, rt, nil
 }
 
 // criError says which question failed and, for the usual causes, why.
 func criError(sock, method string, err error) error {
-	switch status.Code(err) {
-	case codes.Unavailable:
+	switch rpcCode(err) {
+	case codeUnavailable:
 		if errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "permission denied") {
 			return fmt.Errorf("cri %s: %s: the socket needs root: %w", sock, method, os.ErrPermission)
 		}
 		return fmt.Errorf("cri %s: %s: runtime not answering: %w", sock, method, err)
-	case codes.Unimplemented:
+	case codeUnimplemented:
 		return fmt.Errorf("cri %s: %s: the runtime does not serve the CRI v1 API (containerd's cri plugin disabled?): %w", sock, method, err)
-	case codes.DeadlineExceeded:
+	case codeDeadlineExceeded:
 		return fmt.Errorf("cri %s: %s: no answer in time: %w", sock, method, err)
 	}
 	return fmt.Errorf("cri %s: %s: %w", sock, method, err)
@@ -88,23 +76,23 @@ func addPods(ctx context.Context, m *Map, fsys FS, sock string, timeout time.Dur
 		}
 		return fmt.Errorf("cri %s: %w", sock, err)
 	}
-	v, conn, err := askCRI(ctx, sock, timeout)
+	v, rt, err := askCRI(ctx, sock, timeout)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer rt.close()
 	placed := map[string]bool{} // sandbox IDs whose namespace is known
 	for _, n := range m.Namespaces {
 		for i := range n.Containers {
 			c := &n.Containers[i]
 			if ct, ok := v.containers[c.ID]; ok {
-				c.Name = ct.GetMetadata().GetName()
-				if sb, ok := v.sandboxes[ct.GetPodSandboxId()]; ok {
-					c.PodUID = sb.GetMetadata().GetUid()
+				c.Name = ct.name
+				if sb, ok := v.sandboxes[ct.sandboxID]; ok {
+					c.PodUID = sb.uid
 				}
 			} else if sb, ok := v.sandboxes[c.ID]; ok {
 				// The sandbox's own (pause) process.
-				c.PodUID = sb.GetMetadata().GetUid()
+				c.PodUID = sb.uid
 			} else {
 				continue
 			}
@@ -118,14 +106,13 @@ func addPods(ctx context.Context, m *Map, fsys FS, sock string, timeout time.Dur
 		for i := range n.Pods {
 			if sb, ok := v.byUID[n.Pods[i].UID]; ok {
 				n.Pods[i] = podOf(sb, sock)
-				placed[sb.GetId()] = true
+				placed[sb.id] = true
 			}
 		}
 	}
 	// Pods no process led to (a runtime without per-container cgroups, a
 	// pod whose processes are hidden): the sandbox's verbose status
 	// names its network namespace.
-	rt := cri.NewRuntimeServiceClient(conn)
 	var errs []error
 	for id, sb := range v.sandboxes {
 		if placed[id] {
@@ -144,7 +131,7 @@ func addPods(ctx context.Context, m *Map, fsys FS, sock string, timeout time.Dur
 			n = &Namespace{Inode: ino, Processes: []Process{}}
 			m.Namespaces = append(m.Namespaces, n)
 		}
-		if !slices.ContainsFunc(n.Pods, func(p Pod) bool { return p.UID == sb.GetMetadata().GetUid() }) {
+		if !slices.ContainsFunc(n.Pods, func(p Pod) bool { return p.UID == sb.uid }) {
 			n.Pods = append(n.Pods, podOf(sb, sock))
 		}
 	}
@@ -154,9 +141,8 @@ func addPods(ctx context.Context, m *Map, fsys FS, sock string, timeout time.Dur
 	return nil
 }
 
-func podOf(sb *cri.PodSandbox, sock string) Pod {
-	md := sb.GetMetadata()
-	return Pod{Namespace: md.GetNamespace(), Name: md.GetName(), UID: md.GetUid(), SandboxID: sb.GetId(), Runtime: sock}
+func podOf(sb *criSandbox, sock string) Pod {
+	return Pod{Namespace: sb.namespace, Name: sb.name, UID: sb.uid, SandboxID: sb.id, Runtime: sock}
 }
 
 // sandboxInfo is the part of a sandbox's verbose status (its "info" entry,
@@ -177,14 +163,13 @@ type sandboxInfo struct {
 
 // sandboxNetns finds the inode of a sandbox's network namespace from its
 // verbose status; 0 when the status names none (a host-network pod).
-func sandboxNetns(ctx context.Context, rt cri.RuntimeServiceClient, m *Map, fsys FS, id string, timeout time.Duration) (uint64, error) {
+func sandboxNetns(ctx context.Context, rt *criClient, m *Map, fsys FS, id string, timeout time.Duration) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	st, err := rt.PodSandboxStatus(ctx, &cri.PodSandboxStatusRequest{PodSandboxId: id, Verbose: true})
+	raw, ok, err := rt.sandboxInfo(ctx, id)
 	if err != nil {
 		return 0, fmt.Errorf("PodSandboxStatus %s: %w", shortID(id), err)
 	}
-	raw, ok := st.GetInfo()["info"]
 	if !ok {
 		return 0, nil
 	}
