@@ -59,7 +59,7 @@ record (or the last at or before --until).`,
 					return err
 				}
 			}
-			var keep []counters.Counter
+			keep := snap.Counters[:0] // filtered in place: the snapshot is ours
 			for _, c := range snap.Counters {
 				if nonZero && c.Value == 0 {
 					continue
@@ -68,6 +68,9 @@ record (or the last at or before --until).`,
 					continue
 				}
 				keep = append(keep, c)
+			}
+			if len(keep) == 0 {
+				keep = nil // as before: "counters": null when nothing matches
 			}
 			snap.Counters = keep
 			snap.Sort()
