@@ -109,7 +109,7 @@ func LookupField(field string) (FieldInfo, bool) {
 // given source: the precise entry when the field's name is shared by
 // several sources ("entries", "drops"), else the field's entry.
 func LookupCounter(source SourceID, field string) (FieldInfo, bool) {
-	if fi, ok := bySource[source][field]; ok {
+	if fi, ok := bySource()[source][field]; ok {
 		return fi, true
 	}
 	return LookupField(field)
@@ -151,7 +151,7 @@ func lookupKnownBytes(source SourceID, b []byte) (string, FieldInfo, bool) {
 	if !ok {
 		return "", FieldInfo{}, false
 	}
-	if over, ok := bySource[source]; ok {
+	if over, ok := bySource()[source]; ok {
 		if fi, ok := over[e.name]; ok {
 			return e.name, fi, true
 		}
@@ -162,7 +162,7 @@ func lookupKnownBytes(source SourceID, b []byte) (string, FieldInfo, bool) {
 // lookupField is the entry of a name the catalog may not hold: the
 // source's own meaning, else LookupField's.
 func lookupField(source SourceID, name string) (string, FieldInfo) {
-	if over, ok := bySource[source]; ok {
+	if over, ok := bySource()[source]; ok {
 		if fi, ok := over[name]; ok {
 			return name, fi
 		}
@@ -178,34 +178,45 @@ func stageOf(source SourceID, field string) stage.ID {
 }
 
 // bySource holds the entries for field names that mean different things in
-// different sources.
-var bySource = map[SourceID]map[string]FieldInfo{
-	ProcNetStatConntrack:  {"entries": {Stage: stage.Conntrack, Gauge: true, Meaning: "connections tracked now (the table's size, not summed over CPUs)"}},
-	ProcNetStatARPCache:   {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "ARP neighbour entries now (compared with net.ipv4.neigh.default.gc_thresh3)"}},
-	ProcNetStatNDiscCache: {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "NDP neighbour entries now (compared with net.ipv6.neigh.default.gc_thresh3)"}},
-	ProcNetUDP:            {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
-	ProcNetUDP6:           {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
-	// A qdisc's requeues (the driver refused a packet that is retried) and
-	// overlimits (a shaper held a packet back) are not drops.
-	NetlinkQdisc: {
-		"drops":           {Stage: stage.Qdisc, Unit: Drops, Meaning: "packets this qdisc dropped: its queue was full or a policy discarded them"},
-		"overlimits":      {Stage: stage.Qdisc, Unit: Events, Meaning: "times this qdisc held a packet back because it was over its rate or limit (not a drop)"},
-		"requeues":        {Stage: stage.Qdisc, Unit: Events, Meaning: "packets the driver refused and the qdisc queued again (not a drop)"},
-		"backlog":         {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "bytes queued in this qdisc now"},
-		"qlen":            {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "packets queued in this qdisc now"},
-		"rate":            {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf, htb class) configured rate, bytes per second"},
-		"ceil":            {Unit: Level, Gauge: true, Meaning: "an htb class's ceiling: the rate it may borrow up to, bytes per second"},
-		"burst":           {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) bucket size, bytes"},
-		"limit":           {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) queue limit, bytes: what waits for tokens beyond it is dropped"},
-		"packet_limit":    {Unit: Level, Gauge: true, Meaning: "an fq_codel's queue limit, packets: a packet arriving beyond it is dropped (drop_overlimit)"},
-		"memory_limit":    {Unit: Level, Gauge: true, Meaning: "an fq_codel's memory limit, bytes (drop_overmemory beyond it)"},
-		"memory_usage":    {Unit: Level, Gauge: true, Meaning: "bytes of memory an fq_codel's queued packets use now"},
-		"drop_overlimit":  {Unit: Drops, Meaning: "packets an fq_codel dropped because its queue held packet_limit packets (part of its drops)"},
-		"drop_overmemory": {Unit: Drops, Meaning: "packets an fq_codel dropped because its queued packets used memory_limit bytes (part of its drops)"},
-		"ecn_mark":        {Unit: Events, Meaning: "packets an fq_codel marked with ECN CE instead of dropping them (not a drop)"},
-		"new_flow_count":  {Unit: Events, Meaning: "flows an fq_codel started tracking as new (sparse flows served first)"},
-	},
-}
+// different sources, each with its unit. Built on first use, like catalog.
+var bySource = sync.OnceValue(func() map[SourceID]map[string]FieldInfo {
+	m := map[SourceID]map[string]FieldInfo{
+		ProcNetStatConntrack:  {"entries": {Stage: stage.Conntrack, Gauge: true, Meaning: "connections tracked now (the table's size, not summed over CPUs)"}},
+		ProcNetStatARPCache:   {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "ARP neighbour entries now (compared with net.ipv4.neigh.default.gc_thresh3)"}},
+		ProcNetStatNDiscCache: {"entries": {Stage: stage.Neighbor, Gauge: true, Meaning: "NDP neighbour entries now (compared with net.ipv6.neigh.default.gc_thresh3)"}},
+		ProcNetUDP:            {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
+		ProcNetUDP6:           {"drops": {Stage: stage.SocketRcvbuf, Meaning: "datagrams this UDP socket dropped: receive buffer full (SK_MEMINFO_DROPS)"}},
+		// A qdisc's requeues (the driver refused a packet that is retried) and
+		// overlimits (a shaper held a packet back) are not drops.
+		NetlinkQdisc: {
+			"drops":           {Stage: stage.Qdisc, Unit: Drops, Meaning: "packets this qdisc dropped: its queue was full or a policy discarded them"},
+			"overlimits":      {Stage: stage.Qdisc, Unit: Events, Meaning: "times this qdisc held a packet back because it was over its rate or limit (not a drop)"},
+			"requeues":        {Stage: stage.Qdisc, Unit: Events, Meaning: "packets the driver refused and the qdisc queued again (not a drop)"},
+			"backlog":         {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "bytes queued in this qdisc now"},
+			"qlen":            {Stage: stage.Qdisc, Unit: Level, Gauge: true, Meaning: "packets queued in this qdisc now"},
+			"rate":            {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf, htb class) configured rate, bytes per second"},
+			"ceil":            {Unit: Level, Gauge: true, Meaning: "an htb class's ceiling: the rate it may borrow up to, bytes per second"},
+			"burst":           {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) bucket size, bytes"},
+			"limit":           {Unit: Level, Gauge: true, Meaning: "a shaper's (tbf) queue limit, bytes: what waits for tokens beyond it is dropped"},
+			"packet_limit":    {Unit: Level, Gauge: true, Meaning: "an fq_codel's queue limit, packets: a packet arriving beyond it is dropped (drop_overlimit)"},
+			"memory_limit":    {Unit: Level, Gauge: true, Meaning: "an fq_codel's memory limit, bytes (drop_overmemory beyond it)"},
+			"memory_usage":    {Unit: Level, Gauge: true, Meaning: "bytes of memory an fq_codel's queued packets use now"},
+			"drop_overlimit":  {Unit: Drops, Meaning: "packets an fq_codel dropped because its queue held packet_limit packets (part of its drops)"},
+			"drop_overmemory": {Unit: Drops, Meaning: "packets an fq_codel dropped because its queued packets used memory_limit bytes (part of its drops)"},
+			"ecn_mark":        {Unit: Events, Meaning: "packets an fq_codel marked with ECN CE instead of dropping them (not a drop)"},
+			"new_flow_count":  {Unit: Events, Meaning: "flows an fq_codel started tracking as new (sparse flows served first)"},
+		},
+	}
+	for _, fields := range m {
+		for k, fi := range fields {
+			if fi.Unit == 0 {
+				fi.Unit = defaultUnit(fi)
+				fields[k] = fi
+			}
+		}
+	}
+	return m
+})
 
 // catalog holds every field the /proc readers know, keyed by Field. Stages
 // follow the stage table in stage/stage.go (where each stage says which
@@ -495,17 +506,6 @@ var catalog = sync.OnceValue(func() map[string]FieldInfo {
 	}
 	return c
 })
-
-func init() {
-	for _, m := range bySource {
-		for k, fi := range m {
-			if fi.Unit == 0 {
-				fi.Unit = defaultUnit(fi)
-				m[k] = fi
-			}
-		}
-	}
-}
 
 // defaultUnit is the unit of a catalog entry that does not name one.
 func defaultUnit(fi FieldInfo) Unit {

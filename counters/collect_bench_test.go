@@ -94,7 +94,7 @@ func BenchmarkSnapshotFloor(b *testing.B) {
 		for _, f := range files {
 			floorRead(f, buf)
 		}
-		for _, p := range sysctlPaths {
+		for _, p := range sysctlPaths() {
 			floorRead(fs.ProcPath("sys", p), page)
 		}
 		_ = netlinkDump(dialRaw, unix.NETLINK_ROUTE, unix.RTM_GETLINK, nl.NewIfInfomsg(unix.AF_UNSPEC).Serialize(), nop)

@@ -184,7 +184,7 @@ func TestLookupFieldBytes(t *testing.T) {
 	}
 	for name := range catalog() {
 		check(ProcNetSNMP, name)
-		for src := range bySource {
+		for src := range bySource() {
 			check(src, name)
 		}
 	}
@@ -286,8 +286,8 @@ func TestReadSysctlAt(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = closeFD(dir) })
 	for i, name := range SysctlNames {
-		want, err := readSource(fs, ProcSys, fs.ProcPath("sys", sysctlPaths[i]), parseSysctl)
-		got, gotErr := readSysctlAt(dir, sysctlPaths[i], fs.ProcPath("sys"), sysctlPaths[i], name, buf)
+		want, err := readSource(fs, ProcSys, fs.ProcPath("sys", sysctlPaths()[i]), parseSysctl)
+		got, gotErr := readSysctlAt(dir, sysctlPaths()[i], fs.ProcPath("sys"), sysctlPaths()[i], name, buf)
 		if want != got || (err == nil) != (gotErr == nil) {
 			t.Errorf("%s: got %q, %v; readSource gives %q, %v", name, got, gotErr, want, err)
 		}

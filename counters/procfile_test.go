@@ -202,7 +202,7 @@ func TestCatalogConsistent(t *testing.T) {
 	for name, fi := range catalog() {
 		check(name, fi)
 	}
-	for src, m := range bySource {
+	for src, m := range bySource() {
 		for name, fi := range m {
 			check(string(src)+" "+name, fi)
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,13 +45,13 @@ var SysctlNames = []string{
 }
 
 // sysctlPaths are SysctlNames as paths below /proc/sys, made once.
-var sysctlPaths = func() []string {
+var sysctlPaths = sync.OnceValue(func() []string {
 	out := make([]string, len(SysctlNames))
 	for i, name := range SysctlNames {
 		out[i] = strings.ReplaceAll(name, ".", "/")
 	}
 	return out
-}()
+})
 
 // SysctlSource reads SysctlNames from /proc/sys into Snapshot.Sysctls.
 // A setting this kernel or namespace does not have (conntrack not loaded,
@@ -78,12 +79,13 @@ func (SysctlSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
 	var errs []error
 	read := 0
 	buf := make([]byte, maxSysctl)
+	paths := sysctlPaths()
 	for i, name := range SysctlNames {
-		rel := sysctlPaths[i]
+		rel := paths[i]
 		if dir == unix.AT_FDCWD {
 			rel = root + "/" + rel
 		}
-		v, err := readSysctlAt(dir, rel, root, sysctlPaths[i], name, buf)
+		v, err := readSysctlAt(dir, rel, root, paths[i], name, buf)
 		switch {
 		case err == nil:
 			s.Sysctls[name] = v
