@@ -398,6 +398,7 @@ func (s *Snapshot) merge(p *Snapshot) {
 		mergeNIC(nicEntry(s, n.Name), n)
 	}
 	s.Hooks = append(s.Hooks, p.Hooks...)
+	s.BridgePorts = append(s.BridgePorts, p.BridgePorts...)
 }
 
 // mergeNIC fills every field of dst that is unset with src's. A field

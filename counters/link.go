@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -51,6 +52,7 @@ func (linkSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
 	if err := collectNICs(r, s, links); err != nil {
 		s.Fail(NICLayout, err)
 	}
+	s.BridgePorts = bridgePorts(links)
 	return nil
 }
 
@@ -76,6 +78,18 @@ type linkInfo struct {
 	// link, for the hooks source.
 	XDPAttached uint8
 	XDPProgID   uint32
+	// Master is IFLA_MASTER: the ifindex of the bridge (or bond) the link
+	// is a port of, zero for none.
+	Master int
+	// PortState is a bridge port's STP state (IFLA_BRPORT_STATE in
+	// IFLA_INFO_SLAVE_DATA), -1 when the link is no bridge port.
+	PortState int
+	// STP and ForwardDelay are a bridge's IFLA_BR_STP_STATE (0 off, 1 the
+	// kernel's STP, 2 a user-space daemon's) and IFLA_BR_FORWARD_DELAY (in
+	// hundredths of a second, as `ip -d link` prints it); STP is -1 for a
+	// link that is no bridge.
+	STP          int
+	ForwardDelay uint32
 }
 
 // dumpLinks lists every interface of the calling thread's network
@@ -140,7 +154,7 @@ func parseLinkMessage(m []byte) (linkInfo, error) {
 	if err != nil {
 		return linkInfo{}, fmt.Errorf("%w: rtm_newlink attributes: %w", ErrFileParse, err)
 	}
-	l := linkInfo{Index: int(hdr.Index), TxQLen: -1}
+	l := linkInfo{Index: int(hdr.Index), TxQLen: -1, PortState: -1, STP: -1}
 	u32 := func(b []byte) int {
 		if len(b) < 4 {
 			return 0
@@ -163,16 +177,35 @@ func parseLinkMessage(m []byte) (linkInfo, error) {
 			l.ParentDev = cString(a.Value)
 		case unix.IFLA_STATS64:
 			l.Stats64 = a.Value
+		case unix.IFLA_MASTER:
+			l.Master = u32(a.Value)
 		case unix.IFLA_LINKINFO:
 			var nbuf [8]rtAttr
 			nested, err := appendRtAttrs(nbuf[:0], a.Value)
 			if err != nil {
 				continue // kind is informational; a bad nest loses only it
 			}
+			var slaveKind string
+			var data, slaveData []byte
 			for _, n := range nested {
-				if n.Type == unix.IFLA_INFO_KIND {
+				switch n.Type {
+				case unix.IFLA_INFO_KIND:
 					l.Kind = cString(n.Value)
+				case unix.IFLA_INFO_SLAVE_KIND:
+					slaveKind = cString(n.Value)
+				case unix.IFLA_INFO_DATA:
+					data = n.Value
+				case unix.IFLA_INFO_SLAVE_DATA:
+					slaveData = n.Value
 				}
+			}
+			// The nested attributes' types mean something per kind:
+			// read them only for a bridge and a bridge's port.
+			if l.Kind == "bridge" {
+				l.STP, l.ForwardDelay = parseBridgeData(data)
+			}
+			if slaveKind == "bridge" {
+				l.PortState = parseBridgePortData(slaveData)
 			}
 
 		case unix.IFLA_XDP:
@@ -312,4 +345,64 @@ func linkStatsCounters(l linkInfo) []Counter {
 var tunnelKinds = map[string]bool{
 	"vxlan": true, "geneve": true, "bareudp": true, "gre": true, "gretap": true, "ip6gre": true, "ip6gretap": true,
 	"erspan": true, "ip6erspan": true, "ipip": true, "sit": true, "ip6tnl": true, "vti": true, "vti6": true,
+}
+
+// parseBridgeData reads a bridge's IFLA_INFO_DATA: its STP state and its
+// forward delay; STP -1 when the kernel sent no state.
+func parseBridgeData(b []byte) (stp int, forwardDelay uint32) {
+	stp = -1
+	var buf [64]rtAttr // a bridge sends about 50 attributes
+	attrs, err := appendRtAttrs(buf[:0], b)
+	if err != nil {
+		return -1, 0
+	}
+	for _, a := range attrs {
+		if len(a.Value) < 4 {
+			continue
+		}
+		switch a.Type {
+		case unix.IFLA_BR_STP_STATE:
+			stp = int(binary.NativeEndian.Uint32(a.Value))
+		case unix.IFLA_BR_FORWARD_DELAY:
+			forwardDelay = binary.NativeEndian.Uint32(a.Value)
+		}
+	}
+	return stp, forwardDelay
+}
+
+// parseBridgePortData reads a bridge port's IFLA_INFO_SLAVE_DATA for its
+// STP state (IFLA_BRPORT_STATE, one byte), -1 when absent.
+func parseBridgePortData(b []byte) int {
+	var buf [48]rtAttr
+	attrs, err := appendRtAttrs(buf[:0], b)
+	if err != nil {
+		return -1
+	}
+	for _, a := range attrs {
+		if a.Type == unix.IFLA_BRPORT_STATE && len(a.Value) >= 1 {
+			return int(a.Value[0])
+		}
+	}
+	return -1
+}
+
+// bridgePorts pairs every bridge port of links with its bridge.
+func bridgePorts(links []linkInfo) []BridgePort {
+	byIndex := make(map[int]linkInfo, len(links))
+	for _, l := range links {
+		byIndex[l.Index] = l
+	}
+	var out []BridgePort
+	for _, l := range links {
+		if l.PortState < 0 {
+			continue
+		}
+		p := BridgePort{Port: l.Name, State: PortState(l.PortState), STP: -1}
+		if br, ok := byIndex[l.Master]; ok {
+			p.Bridge, p.STP = br.Name, br.STP
+			p.ForwardDelay = time.Duration(br.ForwardDelay) * 10 * time.Millisecond
+		}
+		out = append(out, p)
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink/nl"
@@ -61,12 +62,12 @@ func TestParseLinkMessage(t *testing.T) {
 		{
 			name: "veth",
 			msg:  linkMessage(t, 7, "veth0", "veth", nil),
-			want: linkInfo{Index: 7, Name: "veth0", Kind: "veth", MAC: "02:00:00:00:01:02", TxQLen: 1000, NumTxQueues: 4, NumRxQueues: 2},
+			want: linkInfo{Index: 7, Name: "veth0", Kind: "veth", MAC: "02:00:00:00:01:02", TxQLen: 1000, NumTxQueues: 4, NumRxQueues: 2, PortState: -1, STP: -1},
 		},
 		{
 			name: "nic with parent device",
 			msg:  linkMessage(t, 2, "eth0", "", nil),
-			want: linkInfo{Index: 2, Name: "eth0", ParentDev: "0000:00:03.0", MAC: "02:00:00:00:01:02", TxQLen: 1000, NumTxQueues: 4, NumRxQueues: 2},
+			want: linkInfo{Index: 2, Name: "eth0", ParentDev: "0000:00:03.0", MAC: "02:00:00:00:01:02", TxQLen: 1000, NumTxQueues: 4, NumRxQueues: 2, PortState: -1, STP: -1},
 		},
 	}
 	for _, tt := range tests {
@@ -190,5 +191,57 @@ func TestTunnelLinkErrorsAreTunnelStage(t *testing.T) {
 	// The other fields keep their stage on a tunnel device too.
 	if vx["rx_dropped"] != stage.Softirq || vx["tx_dropped"] != stage.TxRing {
 		t.Errorf("vxlan rx_dropped at %q, tx_dropped at %q", vx["rx_dropped"], vx["tx_dropped"])
+	}
+}
+
+// TestBridgePorts decodes a bridge's STP settings and its port's STP state
+// from an RTM_GETLINK dump as the kernel sends them (IFLA_INFO_DATA of the
+// bridge, IFLA_INFO_SLAVE_DATA and IFLA_MASTER of the port), and pairs
+// them; a veth that is no port, and a bond's port, are not bridge ports.
+func TestBridgePorts(t *testing.T) {
+	msg := func(index int32, name string, attrs ...*nl.RtAttr) []byte {
+		hdr := nl.NewIfInfomsg(unix.AF_UNSPEC)
+		hdr.Index = index
+		b := append(hdr.Serialize(), nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)).Serialize()...)
+		for _, a := range attrs {
+			b = append(b, a.Serialize()...)
+		}
+		return b
+	}
+	u32 := func(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+	br := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	br.AddRtAttr(unix.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
+	data := br.AddRtAttr(unix.IFLA_INFO_DATA, nil)
+	data.AddRtAttr(unix.IFLA_BR_FORWARD_DELAY, u32(3000))
+	data.AddRtAttr(unix.IFLA_BR_HELLO_TIME, u32(200))
+	data.AddRtAttr(unix.IFLA_BR_STP_STATE, u32(1))
+	port := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	port.AddRtAttr(unix.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	port.AddRtAttr(unix.IFLA_INFO_SLAVE_KIND, nl.NonZeroTerminated("bridge"))
+	sd := port.AddRtAttr(unix.IFLA_INFO_SLAVE_DATA, nil)
+	sd.AddRtAttr(unix.IFLA_BRPORT_PRIORITY, []byte{32, 0})
+	sd.AddRtAttr(unix.IFLA_BRPORT_STATE, []byte{1})
+	bondPort := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	bondPort.AddRtAttr(unix.IFLA_INFO_SLAVE_KIND, nl.NonZeroTerminated("bond"))
+	bondPort.AddRtAttr(unix.IFLA_INFO_SLAVE_DATA, nil).AddRtAttr(1, []byte{1}) // IFLA_BOND_SLAVE_STATE: not a port state
+	var links []linkInfo
+	for _, m := range [][]byte{
+		msg(5, "br0", br),
+		msg(6, "veth3", port, nl.NewRtAttr(unix.IFLA_MASTER, u32(5))),
+		msg(7, "veth4"),
+		msg(8, "eth1", bondPort, nl.NewRtAttr(unix.IFLA_MASTER, u32(9))),
+	} {
+		l, err := parseLinkMessage(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		links = append(links, l)
+	}
+	want := []BridgePort{{Port: "veth3", Bridge: "br0", State: PortListening, STP: 1, ForwardDelay: 30 * time.Second}}
+	if diff := cmp.Diff(want, bridgePorts(links)); diff != "" {
+		t.Errorf("bridge ports (-want +got):\n%s", diff)
+	}
+	if got := PortBlocking.String(); got != "blocking" {
+		t.Errorf("PortBlocking = %q", got)
 	}
 }

@@ -286,7 +286,7 @@ func TestLinkDumpFake(t *testing.T) {
 	for i := range links {
 		links[i].Stats64 = nil
 	}
-	wantLinks := []linkInfo{{Index: 7, Name: "veth0", MAC: "02:00:00:00:00:07", TxQLen: 1000, NumTxQueues: 2, NumRxQueues: 2}}
+	wantLinks := []linkInfo{{Index: 7, Name: "veth0", MAC: "02:00:00:00:00:07", TxQLen: 1000, NumTxQueues: 2, NumRxQueues: 2, PortState: -1, STP: -1}}
 	if diff := cmp.Diff(wantLinks, links); diff != "" {
 		t.Errorf("dumpLinks (-want +got):\n%s", diff)
 	}

@@ -107,8 +107,47 @@ type Snapshot struct {
 	// Hooks are the XDP programs and tc filters attached to interfaces
 	// (hooks.go): who to ask when the xdp or tc-ingress stage drops.
 	Hooks []Hook `json:"hooks,omitempty"`
+	// BridgePorts are the bridge ports with their STP state: why a bridge
+	// drops what arrives on a port (BRIDGE_INGRESS_STP_STATE).
+	BridgePorts []BridgePort `json:"bridge_ports,omitempty"`
 
 	index map[Key]int
+}
+
+// BridgePort is one port of a Linux bridge and the STP settings of its
+// bridge, as `bridge link` and `ip -d link show BRIDGE` print them.
+type BridgePort struct {
+	Port   string    `json:"port"`
+	Bridge string    `json:"bridge,omitempty"`
+	State  PortState `json:"state"`
+	// STP is the bridge's stp_state: 0 off, 1 the kernel's STP, 2 a
+	// user-space daemon's (mstpd); -1 unknown.
+	STP int `json:"stp"`
+	// ForwardDelay is how long STP holds a new port in listening, and
+	// again in learning, before it forwards.
+	ForwardDelay time.Duration `json:"forward_delay,omitempty"`
+}
+
+// PortState is a bridge port's STP state (BR_STATE_* of
+// include/uapi/linux/if_bridge.h).
+type PortState uint8
+
+// The port states, in the kernel's numbering (`bridge link set dev X state N`).
+const (
+	PortDisabled PortState = iota
+	PortListening
+	PortLearning
+	PortForwarding
+	PortBlocking
+)
+
+var portStateNames = [...]string{"disabled", "listening", "learning", "forwarding", "blocking"}
+
+func (p PortState) String() string {
+	if int(p) < len(portStateNames) {
+		return portStateNames[p]
+	}
+	return fmt.Sprintf("state %d", uint8(p))
 }
 
 // NIC is the receive and transmit layout of one interface: what the fixes for
@@ -243,6 +282,7 @@ func Delta(a, b *Snapshot) *Snapshot {
 		NICs:        b.NICs,
 		CPUs:        b.CPUs,
 		Hooks:       b.Hooks,
+		BridgePorts: b.BridgePorts,
 		Counters:    make([]Counter, 0, len(b.Counters)),
 	}
 	for _, cb := range b.Counters {

@@ -267,7 +267,7 @@ func ruleBridge(in *input) []Finding {
 		if !ok {
 			cause = fmt.Sprintf("the bridge refused frames arriving on %s (%s in %s): the port is disabled or blocking (STP), VLAN filtering does not admit the frame's VLAN, or the port is locked", g.ifname, top.Reason, top.Function)
 		}
-		out = append(out, Finding{
+		f := Finding{
 			Stage:    stage.Bridge,
 			Severity: in.lossSeverity(g.drops()),
 			Title:    fmt.Sprintf("the bridge dropped %d frames arriving on %s", g.drops(), g.ifname),
@@ -278,10 +278,70 @@ func ruleBridge(in *input) []Finding {
 				inspect(shellJoin("bridge", "vlan", "show", "dev", port), "the VLANs the port admits"),
 				advice("set the port forwarding (bridge link set dev PORT state 3) or admit its VLAN (bridge vlan add dev PORT vid N) once the reason is clear"),
 			},
-			NotAutomatic: "port states and VLAN filters are the bridge's configuration (or STP's decision): netdrop does not change them",
-		})
+			NotAutomatic: bridgeNotAutomatic,
+		}
+		if p, ok := in.bridgePort(g.ifname); ok && top.Reason == "BRIDGE_INGRESS_STP_STATE" && p.Bridge != "" {
+			f.Cause, f.Fix = stpCause(p)
+		}
+		out = append(out, f)
 	}
 	return out
+}
+
+// bridgeNotAutomatic is why netdrop changes no port state.
+const bridgeNotAutomatic = "port states and VLAN filters are the bridge's configuration (or STP's decision): netdrop does not change them"
+
+// stpWhy is why turning STP off or shortening its delay is left to a person.
+const stpWhy = "STP is there to stop forwarding loops: whether this bridge can have one is known to whoever built the network, not to netdrop"
+
+// bridgePort returns what the snapshot knows of the bridge port ifn.
+func (in *input) bridgePort(ifn string) (counters.BridgePort, bool) {
+	for _, p := range in.after.BridgePorts {
+		if p.Port == ifn {
+			return p, true
+		}
+	}
+	return counters.BridgePort{}, false
+}
+
+// stpCause explains BRIDGE_INGRESS_STP_STATE drops by the port's STP state
+// and its bridge's STP settings, with the fix that state calls for: a port
+// STP holds in listening or learning waits for the forward delay (turn STP
+// off where no loop is possible, or shorten the delay), a blocking port is
+// STP breaking a loop (find the loop), a disabled port is down or was set
+// so by hand.
+func stpCause(p counters.BridgePort) (string, []Fix) {
+	show := []Fix{
+		inspect(shellJoin("bridge", "-d", "link", "show", "dev", p.Port), "the port's STP state"),
+		inspect(shellJoin("ip", "-d", "link", "show", "dev", p.Bridge), "the bridge's stp_state, forward_delay and root"),
+	}
+	delay := p.ForwardDelay.String()
+	switch {
+	case (p.State == counters.PortListening || p.State == counters.PortLearning) && p.STP == 1:
+		cause := fmt.Sprintf("port %s of bridge %s is in STP state %s: the bridge runs the kernel's STP (stp_state 1), which holds a port that comes up in listening and then in learning for forward_delay (%s) each, dropping what arrives, before it forwards", p.Port, p.Bridge, p.State, delay)
+		return cause, append(show,
+			manual(shellJoin("ip", "link", "set", "dev", p.Bridge, "type", "bridge", "stp_state", "0"), "stp_state 1",
+				"where no loop is possible through this bridge (one uplink; a bridge for VMs or containers): without STP its ports forward at once", stpWhy),
+			manual(shellJoin("ip", "link", "set", "dev", p.Bridge, "type", "bridge", "forward_delay", "200"), fmt.Sprintf("forward_delay %d (%s)", p.ForwardDelay.Milliseconds()/10, delay),
+				"keep STP but wait 2 s, the least it allows, in listening and in learning", stpWhy))
+	case (p.State == counters.PortListening || p.State == counters.PortLearning) && p.STP == 2:
+		cause := fmt.Sprintf("port %s of bridge %s is in STP state %s: a user-space STP daemon (stp_state 2, mstpd) holds it there for its forward delay before it forwards", p.Port, p.Bridge, p.State)
+		return cause, append(show, advice("in the STP daemon's configuration, make the port an edge port (mstpctl setportadminedge "+p.Bridge+" "+p.Port+" yes) if no switch is behind it, or shorten its forward delay"))
+	case p.State == counters.PortBlocking && p.STP > 0:
+		cause := fmt.Sprintf("STP blocks port %s of bridge %s: it found another path to the same segment (a loop) and keeps this port shut; the drops are STP doing its job unless that loop is not meant to exist", p.Port, p.Bridge)
+		return cause, append(show, advice("find the second path (two ports of this bridge on one segment, or a loop through another switch) and remove it, or give the port you want forwarding a lower cost (bridge link set dev "+p.Port+" cost N)"))
+	case p.STP == 0 && p.State != counters.PortForwarding:
+		cause := fmt.Sprintf("port %s of bridge %s is in state %s although the bridge runs no STP (stp_state 0): the state was set by hand or by a program (disabled is also a port whose link is down)", p.Port, p.Bridge, p.State)
+		return cause, append(show,
+			inspect(shellJoin("ip", "link", "show", "dev", p.Port), "the port's operstate and carrier"),
+			manual(shellJoin("bridge", "link", "set", "dev", p.Port, "state", "3"), "state "+p.State.String(),
+				"forwarding; without STP nothing changes the state back", "a port state set by hand may be someone's intent: netdrop does not change it"))
+	case p.State == counters.PortDisabled:
+		cause := fmt.Sprintf("port %s of bridge %s is disabled: its link is down (no carrier), or it was set disabled; STP (stp_state %d) enables a port only once its link is up", p.Port, p.Bridge, p.STP)
+		return cause, append(show, inspect(shellJoin("ip", "link", "show", "dev", p.Port), "the port's operstate and carrier"))
+	}
+	cause := fmt.Sprintf("the bridge %s refused frames on port %s for its STP state (%s now, stp_state %d): the state changed during the interval, or the drops came before it did", p.Bridge, p.Port, p.State, p.STP)
+	return cause, show
 }
 
 // tunnelCauses explain a tunnel drop by its reason.

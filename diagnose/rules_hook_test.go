@@ -139,3 +139,63 @@ func TestBridgeAndTunnelFromTrace(t *testing.T) {
 		t.Errorf("unexplained: %+v", r.Unexplained)
 	}
 }
+
+// TestBridgeSTPStateFix: BRIDGE_INGRESS_STP_STATE drops get the cause and
+// the fix the port's STP state calls for. Before, every state got the same
+// "set the port forwarding (bridge link set dev PORT state 3)", which the
+// kernel refuses while its STP runs and which says nothing of STP's wait.
+func TestBridgeSTPStateFix(t *testing.T) {
+	tr := &droptrace.Snapshot{Rows: []droptrace.Row{
+		{Count: 2000, Reason: "BRIDGE_INGRESS_STP_STATE", Function: "br_handle_frame", Location: "br_handle_frame+0xff", Stage: stage.Bridge, Ifname: "veth3"},
+	}}
+	port := func(st counters.PortState, stp int) counters.BridgePort {
+		return counters.BridgePort{Port: "veth3", Bridge: "br0", State: st, STP: stp, ForwardDelay: 30 * time.Second}
+	}
+	tests := []struct {
+		name      string
+		port      counters.BridgePort
+		cause     string   // part of the cause
+		commands  []string // printed commands, in full
+		forbidden string   // a command prefix that must not be offered
+	}{
+		{"listening under the kernel's STP", port(counters.PortListening, 1), "listening and then in learning for forward_delay (30s)",
+			[]string{"ip link set dev br0 type bridge stp_state 0", "ip link set dev br0 type bridge forward_delay 200", "ip -d link show dev br0"}, "bridge link set"},
+		{"learning under the kernel's STP", port(counters.PortLearning, 1), "STP state learning",
+			[]string{"ip link set dev br0 type bridge stp_state 0"}, "bridge link set"},
+		{"blocking: STP breaks a loop", port(counters.PortBlocking, 1), "a loop",
+			[]string{"bridge -d link show dev veth3"}, "ip link set dev br0 type bridge stp_state"},
+		{"blocking set by hand without STP", port(counters.PortBlocking, 0), "set by hand",
+			[]string{"bridge link set dev veth3 state 3"}, "ip link set dev br0 type bridge stp_state"},
+		{"disabled under STP: the link is down", port(counters.PortDisabled, 1), "link is down",
+			[]string{"ip link show dev veth3"}, "bridge link set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := snap(sys)
+			b.BridgePorts = []counters.BridgePort{tt.port}
+			r := AnalyzeWith(snap(sys), b, 2*time.Second, Extra{Trace: tr})
+			if len(r.Findings) != 1 || r.Findings[0].Stage != stage.Bridge {
+				t.Fatalf("findings: %+v", r.Findings)
+			}
+			f := r.Findings[0]
+			if !strings.Contains(f.Cause, tt.cause) || !strings.Contains(f.Cause, "br0") {
+				t.Errorf("cause %q lacks %q", f.Cause, tt.cause)
+			}
+			cmds := map[string]bool{}
+			for _, x := range f.Fix {
+				cmds[x.Command] = true
+				if x.Command != "" && strings.HasPrefix(x.Command, tt.forbidden) {
+					t.Errorf("offers %q", x.Command)
+				}
+				if x.Kind == FixManual && x.NotAutomatic == "" {
+					t.Errorf("manual fix %q without the reason it is manual", x.Command)
+				}
+			}
+			for _, c := range tt.commands {
+				if !cmds[c] {
+					t.Errorf("no fix %q in %q", c, fixLines(f.Fix))
+				}
+			}
+		})
+	}
+}

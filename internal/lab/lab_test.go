@@ -609,6 +609,7 @@ func TestScenarios(t *testing.T) {
 		}
 		checked[s.Name] = true
 		printedFixes += checkFixesRun(t, s.Name, r)
+		checkFixWords(t, s, r)
 		n, exact := ref(t, e)
 		refBefore[s.Name] = n
 		if s.Name != "time-wait-ports" && n == 0 {

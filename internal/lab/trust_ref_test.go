@@ -79,6 +79,46 @@ func init() {
 	}
 }
 
+// fixWords are words the fixes of a scenario's finding must carry, and
+// words they must never carry: the advice that is right for the fault, not
+// a generic one.
+var fixWords = map[string]struct{ want, never []string }{
+	// A port STP holds in listening: the fix is STP's (turn it off where
+	// no loop is possible, or shorten the forward delay), not a port
+	// state set by hand, which the kernel refuses while its STP runs.
+	"bridge-port-blocking": {want: []string{"type bridge stp_state 0", "forward_delay"}, never: []string{"bridge link set"}},
+}
+
+// checkFixWords checks the fixes of the finding at the scenario's stage
+// against fixWords.
+func checkFixWords(t *testing.T, s Scenario, r *Result) {
+	t.Helper()
+	w, ok := fixWords[s.Name]
+	if !ok {
+		return
+	}
+	f, ok := findingAt(r.Report, s.Stage)
+	if !ok {
+		t.Errorf("%s: no %s finding to check the fixes of", s.Name, s.Stage)
+		return
+	}
+	var all []string
+	for _, x := range f.Fix {
+		all = append(all, x.Command, x.Text, x.Note)
+	}
+	text := strings.Join(append(all, f.Advice), "\n")
+	for _, word := range w.want {
+		if !strings.Contains(text, word) {
+			t.Errorf("%s: the %s finding's fixes do not say %q:\n%s", s.Name, s.Stage, word, text)
+		}
+	}
+	for _, word := range w.never {
+		if strings.Contains(text, word) {
+			t.Errorf("%s: the %s finding's fixes say %q:\n%s", s.Name, s.Stage, word, text)
+		}
+	}
+}
+
 // TestTrustCatalog checks the bridge, tcx and TCP prune scenarios exist on
 // their stages with their reference checks.
 func TestTrustCatalog(t *testing.T) {

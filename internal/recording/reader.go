@@ -37,6 +37,7 @@ type Reader struct {
 	sysctls   map[string]string
 	nics      []counters.NIC
 	hooks     []counters.Hook
+	bridges   []counters.BridgePort
 	sockets   *sockets.Summary
 	socketsAt time.Time
 }
@@ -184,6 +185,7 @@ func (r *Reader) apply(rec record) (*Interval, error) {
 		fresh(rec.Sysctls, &r.sysctls),
 		fresh(rec.NICs, &r.nics),
 		fresh(rec.Hooks, &r.hooks),
+		fresh(rec.BridgePorts, &r.bridges),
 		fresh(rec.Sockets, &r.sockets),
 	} {
 		err = errors.Join(err, e)
@@ -200,6 +202,7 @@ func (r *Reader) apply(rec record) (*Interval, error) {
 		NICs:        r.nics,
 		CPUs:        r.cpus,
 		Hooks:       r.hooks,
+		BridgePorts: r.bridges,
 	}
 	for _, i := range r.order {
 		s.Counters = append(s.Counters, r.keys[i].counter(r.values[i]))

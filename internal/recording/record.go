@@ -40,6 +40,7 @@ type record struct {
 	Sysctls     json.RawMessage `json:"sysctls,omitempty"`
 	NICs        json.RawMessage `json:"nics,omitempty"`
 	Hooks       json.RawMessage `json:"hooks,omitempty"`
+	BridgePorts json.RawMessage `json:"bridge_ports,omitempty"`
 	// Sockets is the socket view (sockets.Summary) when it changed, and
 	// SocketsAt when it was read, when that changed.
 	Sockets   json.RawMessage `json:"sockets,omitempty"`

@@ -205,6 +205,7 @@ func (st *writerState) diff(iv Interval) (record, error) {
 		{"sysctls", s.Sysctls, &rec.Sysctls},
 		{"nics", s.NICs, &rec.NICs},
 		{"hooks", s.Hooks, &rec.Hooks},
+		{"bridge_ports", s.BridgePorts, &rec.BridgePorts},
 	}
 	if iv.Sockets != nil {
 		parts = append(parts, struct {
