@@ -59,6 +59,10 @@ type Hook struct {
 	// RunCount is how often the program ran (bpf_stats_enabled only).
 	RunCount uint64 `json:"run_count,omitempty"`
 	RunStats bool   `json:"run_stats,omitempty"`
+	// LinkID is the BPF link a tcx program hangs on (`bpftool link show id
+	// N`), zero when the kernel does not say: a tcx program goes when its
+	// link is detached or its last holder closes it, not with tc.
+	LinkID uint32 `json:"link_id,omitempty"`
 }
 
 // Label names a hook for evidence and findings: "eth0 tc-ingress bpf pref 1
@@ -249,7 +253,11 @@ func tcxHooks(links []linkInfo) ([]Hook, error) {
 				return out, fmt.Errorf("tcx %s ifindex %d: %w", d.point, l.Index, err)
 			}
 			for _, p := range r.Programs {
-				out = append(out, Hook{Ifname: l.Name, Ifindex: l.Index, Point: d.point, Kind: "tcx", ProgID: uint32(p.ID)})
+				h := Hook{Ifname: l.Name, Ifindex: l.Index, Point: d.point, Kind: "tcx", ProgID: uint32(p.ID)}
+				if id, ok := p.LinkID(); ok {
+					h.LinkID = uint32(id)
+				}
+				out = append(out, h)
 			}
 		}
 	}

@@ -184,14 +184,53 @@ func ruleTCIngress(in *input) []Finding {
 		if len(ing) > 0 {
 			f.Cause += " (attached: " + hookLabels(ing) + ")"
 		}
-		if slices.ContainsFunc(ing, func(h counters.Hook) bool { return h.Kind == "tcx" }) {
-			// tcx programs hang on BPF links, not on a qdisc: tc
-			// neither lists nor removes them.
+		isTCX := func(h counters.Hook) bool { return h.Kind == "tcx" }
+		if slices.ContainsFunc(ing, isTCX) {
 			f.Title = fmt.Sprintf("tc ingress programs on %s dropped %d packets", g.ifname, d)
-			f.Fix = append(f.Fix, inspect("bpftool link show", "the tcx link holding the program (its id, and the process that holds it)"))
-			f.Fix = append(f.Fix, advice("a tcx program stays while its link is held: change the program's policy in the agent that attached it, or stop that agent"))
+			f.Fix = tcxFixes(g.ifname, ing, !slices.ContainsFunc(ing, func(h counters.Hook) bool { return !isTCX(h) }) && len(g.counters) == 0)
+			if len(g.counters) == 0 {
+				f.Cause = fmt.Sprintf("a tcx program on %s's receive side returned TC_ACT_SHOT: a policy or eBPF datapath program refused these packets; no queue was full", g.ifname) +
+					" (attached: " + hookLabels(ing) + ")"
+				f.NotAutomatic = "a program's verdict is a policy someone installed: netdrop does not change or detach it"
+			}
 		}
 		out = append(out, f)
+	}
+	return out
+}
+
+// tcxFixes are the fixes for drops at an ingress that holds tcx programs
+// (hs, the interface's ingress hooks). tcx programs hang on BPF links, not
+// on a qdisc: tc neither lists nor deletes them, so with tcx alone (onlyTCX)
+// no tc command is offered; the link is what holds the program, detached by
+// the agent that attached it (or, by hand, with bpftool).
+func tcxFixes(ifname string, hs []counters.Hook, onlyTCX bool) []Fix {
+	var out []Fix
+	if !onlyTCX {
+		out = append(out, inspect(shellJoin("tc", "-s", "filter", "show", "dev", ifname, "ingress"), "which tc filter drops, and its actions (tcx programs are not listed here)"))
+	}
+	out = append(out, inspect(shellJoin("bpftool", "net", "show", "dev", ifname), "the eBPF programs on the interface, tcx included (bpftool 7.3 and later)"))
+	out = append(out, progFixes(hs)...)
+	var links []uint32
+	for _, h := range hs {
+		if h.Kind == "tcx" && h.LinkID != 0 {
+			links = append(links, h.LinkID)
+		}
+	}
+	if len(links) == 0 {
+		out = append(out, inspect("bpftool link show", "the tcx links: each one's id, program and the process holding it"))
+	}
+	for _, id := range links {
+		out = append(out, inspect(shellJoin("bpftool", "link", "show", "id", strconv.FormatUint(uint64(id), 10)), "the tcx link holding the program, and the process holding it (pids)"))
+	}
+	out = append(out, advice("a tcx program is a BPF link, not a tc filter: change its policy in the agent that attached it (a CNI, a firewall daemon), or have that agent detach it; the link goes when its last holder closes it"))
+	for _, id := range links {
+		out = append(out, manual(shellJoin("bpftool", "link", "detach", "id", strconv.FormatUint(uint64(id), 10)), "",
+			"force-detaches the program from "+ifname+" if no agent owns it any more; an agent that does may attach it again",
+			"the program is a policy someone installed: netdrop does not detach it"))
+	}
+	if !onlyTCX {
+		out = append(out, advice(fmt.Sprintf("a tc filter that should not be there is removed with tc filter del dev %s ingress pref N", ifname)))
 	}
 	return out
 }

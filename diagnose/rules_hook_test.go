@@ -199,3 +199,65 @@ func TestBridgeSTPStateFix(t *testing.T) {
 		})
 	}
 }
+
+// TestTCXIsNotATCFilter: a tcx program is a BPF link, not a tc filter. Its
+// drops are never answered with `tc filter del` (which finds nothing to
+// delete) or `tc filter show`; the fixes name the link that holds the
+// program and how it is detached. With a clsact filter beside it, the tc
+// commands stay for the filter.
+func TestTCXIsNotATCFilter(t *testing.T) {
+	tr := &droptrace.Snapshot{Rows: []droptrace.Row{
+		{Count: 2000, Reason: "TC_INGRESS", Function: "__netif_receive_skb_core", Location: "__netif_receive_skb_core+0x56b", Stage: stage.TCIngress, Ifname: "veth1"},
+	}}
+	tcx := counters.Hook{Ifname: "veth1", Point: counters.HookTCIngress, Kind: "tcx", ProgID: 42, ProgName: "tc_drop_udp", LinkID: 12}
+	filter := counters.Hook{Ifname: "veth1", Point: counters.HookTCIngress, Kind: "bpf", Pref: 1, ProgID: 43, ProgName: "tc_drop", Mode: "direct-action"}
+	tests := []struct {
+		name        string
+		hooks       []counters.Hook
+		want, never []string // command or text prefixes
+	}{
+		{"tcx alone", []counters.Hook{tcx},
+			[]string{"bpftool net show dev veth1", "bpftool prog show id 42", "bpftool link show id 12", "bpftool link detach id 12", "a tcx program is a BPF link"},
+			[]string{"tc ", "a tc filter that should not be there"}},
+		{"tcx beside a clsact filter", []counters.Hook{filter, tcx},
+			[]string{"tc -s filter show dev veth1 ingress", "bpftool link show id 12", "a tc filter that should not be there is removed with tc filter del dev veth1 ingress pref N"},
+			nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := snap(sys)
+			b.Hooks = tt.hooks
+			r := AnalyzeWith(snap(sys), b, 2*time.Second, Extra{Trace: tr})
+			if len(r.Findings) != 1 || r.Findings[0].Stage != stage.TCIngress || r.Findings[0].Drops != 2000 {
+				t.Fatalf("findings: %+v", r.Findings)
+			}
+			f := r.Findings[0]
+			has := func(prefix string) bool {
+				for _, x := range f.Fix {
+					if x.Command != "" && strings.HasPrefix(x.Command, prefix) || x.Text != "" && strings.HasPrefix(x.Text, prefix) {
+						return true
+					}
+				}
+				return false
+			}
+			for _, w := range tt.want {
+				if !has(w) {
+					t.Errorf("no fix %q in %q", w, fixLines(f.Fix))
+				}
+			}
+			for _, w := range tt.never {
+				if has(w) {
+					t.Errorf("fix %q offered: %q", w, fixLines(f.Fix))
+				}
+			}
+			for _, x := range f.Fix {
+				if x.Kind == FixManual && x.NotAutomatic == "" {
+					t.Errorf("manual fix %q without the reason it is manual", x.Command)
+				}
+			}
+			if transmitFix(f) {
+				t.Errorf("transmit-path fix for a receive-side drop: %q", fixLines(f.Fix))
+			}
+		})
+	}
+}
