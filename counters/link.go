@@ -90,6 +90,9 @@ type linkInfo struct {
 	// link that is no bridge.
 	STP          int
 	ForwardDelay uint32
+	// IPv6 says whether the link has IPv6 statistics and whether all
+	// are zero (IFLA_AF_SPEC), for the dev_snmp6 source.
+	IPv6 ipv6State
 }
 
 // dumpLinks lists every interface of the calling thread's network
@@ -179,6 +182,8 @@ func parseLinkMessage(m []byte) (linkInfo, error) {
 			l.Stats64 = a.Value
 		case unix.IFLA_MASTER:
 			l.Master = u32(a.Value)
+		case unix.IFLA_AF_SPEC:
+			l.IPv6 = ipv6StateOf(a.Value)
 		case unix.IFLA_LINKINFO:
 			var nbuf [8]rtAttr
 			nested, err := appendRtAttrs(nbuf[:0], a.Value)

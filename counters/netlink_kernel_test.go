@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/netdrop/netdrop/stage"
@@ -997,4 +998,92 @@ func TestHTBClassMatchesTC(t *testing.T) {
 		t.Errorf("a 200-datagram burst into a 20-packet leaf under 1 Mbit/s dropped nothing: root %d, class %d", root, cls[0].Drops)
 	}
 	t.Logf("htb root drops %d, class 1:10 drops %d (tc -s); netdrop %d", root, cls[0].Drops, ktValue(t, after, NetlinkQdisc, obj, "drops"))
+}
+
+// TestDevSNMP6MatchesFiles: the per-interface IPv6 counters equal
+// /proc/net/dev_snmp6/IF field by field, in a namespace of its own where
+// only the test's traffic moves them: UDP to a closed port on ::1, which
+// lo counts (its file is read), and a veth pair left down, whose
+// statistics are all zero in the link dump (its files are not read).
+func TestDevSNMP6MatchesFiles(t *testing.T) {
+	ktNeed(t, "ip")
+	if _, err := os.Stat("/proc/net/dev_snmp6"); err != nil {
+		t.Skipf("no IPv6 on this kernel: %v", err)
+	}
+	ns := fmt.Sprintf("ndtest-ctrnl-%d-%d6", os.Getpid(), ktSeq.Add(1))
+	ktRun(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
+		}
+	})
+	ktRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	// The kernel gives a link IPv6 statistics when it registers it, up
+	// or not; down, nothing moves them while the test compares.
+	ktRun(t, "ip", "-n", ns, "link", "add", "v6a", "type", "veth", "peer", "name", "v6b")
+	var files map[string]uint64
+	var s *Snapshot
+	if err := netns.Do(ns, func() error {
+		c, err := net.ListenPacket("udp6", "[::1]:0")
+		if err != nil {
+			return err
+		}
+		for range 100 {
+			_, _ = c.WriteTo(make([]byte, 100), &net.UDPAddr{IP: net.IPv6loopback, Port: 9})
+		}
+		c.Close()
+		files = map[string]uint64{}
+		dir := "/proc/thread-self/net/dev_snmp6"
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.Fields(line)
+				for _, keep := range devSNMP6Fields {
+					if len(f) == 2 && strings.Replace(keep, ":", "", 1) == f[0] {
+						v, err := strconv.ParseUint(f[1], 10, 64)
+						if err != nil {
+							return err
+						}
+						files[e.Name()+" "+keep] = v
+					}
+				}
+			}
+		}
+		s = Collect(context.Background(), Options{Netns: ns, Sources: []Source{devSNMP6Source{}}})
+		links, err := dumpLinks(dialRaw)
+		if err != nil {
+			return err
+		}
+		// Both paths ran: lo's file was read, the veths' were not.
+		want := map[string]ipv6State{"lo": ipv6Counted, "v6a": ipv6Zero, "v6b": ipv6Zero}
+		for _, l := range links {
+			if l.IPv6 != want[l.Name] {
+				t.Errorf("%s: IPv6 state %d in the link dump, want %d", l.Name, l.IPv6, want[l.Name])
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Unavailable) > 0 {
+		t.Errorf("unavailable: %+v", s.Unavailable)
+	}
+	got := map[string]uint64{}
+	for _, c := range s.Counters {
+		got[c.Object+" "+c.Field] = c.Value
+	}
+	if diff := cmp.Diff(files, got); diff != "" {
+		t.Errorf("netdrop against /proc/net/dev_snmp6 (-files +netdrop):\n%s", diff)
+	}
+	if got["lo Ip6:InReceives"] < 100 || len(files) != 3*len(devSNMP6Fields) {
+		t.Errorf("lo received %d IPv6 packets (want ≥ 100), %d fields in the files (want %d for lo, v6a and v6b): the test compares too little",
+			got["lo Ip6:InReceives"], len(files), 3*len(devSNMP6Fields))
+	}
 }

@@ -138,6 +138,7 @@ type testLink struct {
 	name    string
 	mac     []byte
 	stats64 []uint64 // struct rtnl_link_stats64, word by word
+	afSpec  []byte   // IFLA_AF_SPEC's payload; none when nil
 }
 
 // newlinkMsg encodes an RTM_NEWLINK body: struct ifinfomsg, then IFLA_*.
@@ -158,6 +159,9 @@ func newlinkMsg(l testLink) []byte {
 	}
 	if l.mac != nil {
 		attrs = append(attrs, netlink.Attribute{Type: unix.IFLA_ADDRESS, Data: l.mac})
+	}
+	if l.afSpec != nil {
+		attrs = append(attrs, netlink.Attribute{Type: unix.IFLA_AF_SPEC | unix.NLA_F_NESTED, Data: l.afSpec})
 	}
 	return append(hdr, nltest.MustMarshalAttributes(attrs)...)
 }
