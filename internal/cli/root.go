@@ -5,7 +5,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -101,11 +100,4 @@ Run without a command it diagnoses this host over 5 seconds (netdrop diagnose).`
 	}
 	decorateFlags(root)
 	return root
-}
-
-// writeJSON prints v as indented JSON followed by a newline.
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
