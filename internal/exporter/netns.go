@@ -5,11 +5,13 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/diagnose"
+	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/internal/netnsmap"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -31,8 +33,31 @@ var netnsLabels = []string{"netns", "pod_namespace", "pod", "container"}
 
 // netnsState is what the collector keeps of one namespace between scrapes.
 type netnsState struct {
-	prev   *counters.Snapshot
+	prev   *keptReading
 	totals map[stage.ID]uint64
+	// quiet is the analysis of an interval in which nothing of the
+	// namespace changed, kept while nothing changes: diagnose would
+	// find the same again (every delta zero, the same levels and
+	// settings), and most namespaces of a node are quiet between two
+	// scrapes. Any change drops it.
+	quiet *netnsAnalysis
+	// last is this scrape's analysis (nil when there was nothing to
+	// compare with); ok says the namespace was read at all.
+	last *netnsAnalysis
+	ok   bool
+}
+
+// netnsAnalysis is what a namespace's series say of one interval: the drops
+// per stage and the number of findings per stage and severity.
+type netnsAnalysis struct {
+	drops    []diagnose.StageDrops
+	findings map[findingKey]int
+}
+
+// findingKey is one series of netdrop_netns_findings.
+type findingKey struct {
+	stage stage.ID
+	sev   diagnose.Severity
 }
 
 // netnsCollector exports, for every network namespace of the host, the
@@ -45,6 +70,8 @@ type netnsCollector struct {
 	expect   []diagnose.Expect
 	limit    int
 	state    map[uint64]*netnsState
+	layouts  *layouts
+	now      func() time.Time
 	dropped  uint64
 
 	drops, findings, count, cut *prometheus.Desc
@@ -56,6 +83,8 @@ func newNetnsCollector(o Options) *netnsCollector {
 		expect:   o.Expect,
 		limit:    cmp.Or(o.MaxSeries, DefaultMaxSeries),
 		state:    map[uint64]*netnsState{},
+		layouts:  newLayouts(),
+		now:      o.Now,
 		drops: prometheus.NewDesc(namespace+"_netns_stage_drops_total",
 			"Packets lost at a stage of the packet path in one network namespace, as netdrop diagnose attributes the deltas between scrapes; only stages that lost packets have a series.",
 			append(append([]string(nil), netnsLabels...), "stage"), nil),
@@ -66,6 +95,9 @@ func newNetnsCollector(o Options) *netnsCollector {
 			"Network namespaces on the host, as --all-netns found them in this scrape.", nil, nil),
 		cut: prometheus.NewDesc(namespace+"_netns_series_dropped_total",
 			"Per-namespace series left out because the scrape reached the series cap (--max-series).", nil, nil),
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if c.discover == nil {
 		crisocks := o.CRISockets
@@ -98,9 +130,24 @@ func (c *netnsCollector) update(ctx context.Context, _ *scrape, ch chan<- promet
 	if err != nil {
 		return err
 	}
-	snaps := make([]*counters.Snapshot, len(m.Namespaces))
-	each(len(m.Namespaces), func(i int) {
-		snaps[i], _ = counters.CollectIn(ctx, m.Namespaces[i].Target(), counters.Options{Sources: c.sources})
+	// Every namespace is read into a worker's scratch snapshot and
+	// analysed there, against what was kept of it; a quiet namespace's
+	// reading leaves nothing behind. The states are made first so that
+	// the workers only read the map.
+	states := make([]*netnsState, len(m.Namespaces))
+	for i, n := range m.Namespaces {
+		st := c.state[n.Inode]
+		if st == nil {
+			st = &netnsState{totals: map[stage.ID]uint64{}}
+			c.state[n.Inode] = st
+		}
+		st.ok, st.last = false, nil
+		states[i] = st
+	}
+	each(len(m.Namespaces), func(i int, scratch *counters.Snapshot) {
+		if c.read(ctx, m.Namespaces[i].Target(), scratch) {
+			c.analyse(states[i], scratch)
+		}
 	})
 	seen := map[uint64]bool{}
 	series := 0
@@ -113,43 +160,21 @@ func (c *netnsCollector) update(ctx context.Context, _ *scrape, ch chan<- promet
 		ch <- metric
 	}
 	for i, n := range m.Namespaces {
-		snap := snaps[i]
-		if snap == nil {
+		st := states[i]
+		if !st.ok {
 			continue // gone, or not enterable: no series this scrape
 		}
 		seen[n.Inode] = true
-		st := c.state[n.Inode]
-		if st == nil {
-			st = &netnsState{totals: map[stage.ID]uint64{}}
-			c.state[n.Inode] = st
-		}
-		var r *diagnose.Report
-		if st.prev != nil && snap.Time.After(st.prev.Time) {
-			r = diagnose.Analyze(st.prev, snap, snap.Time.Sub(st.prev.Time))
-			diagnose.MarkExpected(r, c.expect)
-			for _, sd := range r.Stages {
-				st.totals[sd.Stage] += sd.Drops
-			}
-		}
-		st.prev = snap
 		labels := netnsLabelValues(n)
 		for _, s := range stage.All() {
 			if v := st.totals[s.ID]; v > 0 {
 				emit(prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(v), append(labels, string(s.ID))...))
 			}
 		}
-		if r == nil {
+		if st.last == nil {
 			continue
 		}
-		type key struct {
-			stage stage.ID
-			sev   diagnose.Severity
-		}
-		counts := map[key]int{}
-		for _, f := range r.Findings {
-			counts[key{f.Stage, f.Severity}]++
-		}
-		for k, v := range counts {
+		for k, v := range st.last.findings {
 			emit(prometheus.MustNewConstMetric(c.findings, prometheus.GaugeValue, float64(v), append(labels, string(k.stage), k.sev.String())...))
 		}
 	}
@@ -158,9 +183,98 @@ func (c *netnsCollector) update(ctx context.Context, _ *scrape, ch chan<- promet
 			delete(c.state, ino) // the namespace is gone; so is its counter
 		}
 	}
+	c.layouts.keep(func(yield func(*counterLayout) bool) {
+		for _, st := range c.state {
+			if st.prev != nil && !yield(st.prev.layout) {
+				return
+			}
+		}
+	})
 	ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(len(m.Namespaces)))
 	ch <- prometheus.MustNewConstMetric(c.cut, prometheus.CounterValue, float64(c.dropped))
 	return nil
+}
+
+// read takes the snapshot of namespace t into s, a worker's scratch
+// snapshot, and reports whether t could be entered. It enters once and
+// reads the sources in turn on that thread: the collector already reads
+// several namespaces at once (each), and CollectIn's parallel readers
+// would cost two more entries (setns there and back) per namespace for
+// no gain. The sources are those of counters.Collect, read as it reads
+// them without Enter.
+func (c *netnsCollector) read(ctx context.Context, t netns.Target, s *counters.Snapshot) bool {
+	clear(s.Sysctls)
+	*s = counters.Snapshot{Netns: t.String(), Counters: s.Counters[:0], Unavailable: s.Unavailable[:0], Sysctls: s.Sysctls}
+	if s.Sysctls == nil {
+		s.Sysctls = map[string]string{}
+	}
+	err := t.Do(func() error {
+		s.Time = c.now()
+		r := counters.NewReading(counters.DefaultFS())
+		for _, src := range c.sources {
+			if err := ctx.Err(); err != nil {
+				s.Fail(src.ID(), err)
+				continue
+			}
+			if err := src.Collect(ctx, r, s); err != nil {
+				s.Fail(src.ID(), err)
+			}
+		}
+		return nil
+	})
+	return err == nil
+}
+
+// analyse compares a namespace's new reading, in a worker's scratch
+// snapshot, with what st kept of the last, adds the drops diagnose finds
+// to st's totals and keeps the new reading. It runs on the workers, one
+// namespace each: st is this namespace's alone.
+func (c *netnsCollector) analyse(st *netnsState, scratch *counters.Snapshot) {
+	st.ok = true
+	switch {
+	case st.prev != nil && st.prev.same(scratch):
+		if !scratch.Time.After(st.prev.time) {
+			return // a clock step: nothing to compare
+		}
+		// Nothing changed: what diagnose says of the reading against
+		// itself over the interval is what it said the last time
+		// nothing changed.
+		if st.quiet == nil {
+			prev := st.prev.snapshot()
+			st.quiet = c.analysis(prev, prev, scratch.Time.Sub(st.prev.time))
+		}
+		st.last = st.quiet
+		st.prev.time = scratch.Time
+	case st.prev != nil && scratch.Time.After(st.prev.time):
+		st.last = c.analysis(st.prev.snapshot(), scratch, scratch.Time.Sub(st.prev.time))
+		st.quiet = nil
+		st.prev = keepReading(c.layouts, scratch)
+	default:
+		st.quiet = nil
+		st.prev = keepReading(c.layouts, scratch)
+	}
+	if st.last != nil {
+		for _, sd := range st.last.drops {
+			st.totals[sd.Stage] += sd.Drops
+		}
+	}
+}
+
+// analysis is what diagnose finds between two readings of a namespace,
+// with the drops declared expected marked, as the series report it.
+func (c *netnsCollector) analysis(a, b *counters.Snapshot, interval time.Duration) *netnsAnalysis {
+	r := diagnose.Analyze(a, b, interval)
+	diagnose.MarkExpected(r, c.expect)
+	out := &netnsAnalysis{findings: map[findingKey]int{}}
+	for _, sd := range r.Stages {
+		if sd.Drops > 0 {
+			out.drops = append(out.drops, sd)
+		}
+	}
+	for _, f := range r.Findings {
+		out.findings[findingKey{f.Stage, f.Severity}]++
+	}
+	return out
 }
 
 // netnsLabelValues are a namespace's label values: its name, its pod (when
@@ -184,7 +298,9 @@ func netnsLabelValues(n *netnsmap.Namespace) []string {
 
 // each runs fn(0..n-1) on a few goroutines: reading a namespace is mostly
 // waiting on the kernel, and a few at once shorten a scrape of hundreds.
-func each(n int, fn func(i int)) {
+// Each goroutine hands fn a scratch snapshot of its own, reused from one
+// call to the next.
+func each(n int, fn func(i int, scratch *counters.Snapshot)) {
 	workers := min(n, max(2, runtime.NumCPU()))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -192,8 +308,10 @@ func each(n int, fn func(i int)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			scratch := scratchSnapshots.Get().(*counters.Snapshot)
+			defer scratchSnapshots.Put(scratch)
 			for i := range next {
-				fn(i)
+				fn(i, scratch)
 			}
 		}()
 	}
@@ -203,3 +321,7 @@ func each(n int, fn func(i int)) {
 	close(next)
 	wg.Wait()
 }
+
+// scratchSnapshots keep the workers' scratch snapshots from one scrape to
+// the next, so that reading a namespace does not grow a new one each time.
+var scratchSnapshots = sync.Pool{New: func() any { return &counters.Snapshot{} }}
