@@ -27,6 +27,7 @@ type keptReading struct {
 	sysctls     map[string]string
 	nics        []counters.NIC
 	hooks       []counters.Hook
+	bridgePorts []counters.BridgePort
 	cpus        int
 }
 
@@ -121,6 +122,10 @@ func sameLayout(layout, cs []counters.Counter) bool {
 	return true
 }
 
+// keptFields are the fields of counters.Snapshot a keptReading keeps
+// (TestKeptReadingEveryField fails when Snapshot gains one it does not).
+var keptFields = []string{"Time", "Netns", "Counters", "Unavailable", "Sysctls", "NICs", "CPUs", "Hooks", "BridgePorts"}
+
 // keepReading copies what s, a worker's scratch snapshot, holds.
 func keepReading(l *layouts, s *counters.Snapshot) *keptReading {
 	k := &keptReading{
@@ -132,6 +137,7 @@ func keepReading(l *layouts, s *counters.Snapshot) *keptReading {
 		sysctls:     maps.Clone(s.Sysctls),
 		nics:        slices.Clone(s.NICs),
 		hooks:       slices.Clone(s.Hooks),
+		bridgePorts: slices.Clone(s.BridgePorts),
 		cpus:        s.CPUs,
 	}
 	for i, c := range s.Counters {
@@ -156,7 +162,8 @@ func (k *keptReading) same(s *counters.Snapshot) bool {
 		slices.Equal(k.unavailable, s.Unavailable) &&
 		maps.Equal(k.sysctls, s.Sysctls) &&
 		reflect.DeepEqual(k.nics, s.NICs) &&
-		reflect.DeepEqual(k.hooks, s.Hooks)
+		reflect.DeepEqual(k.hooks, s.Hooks) &&
+		reflect.DeepEqual(k.bridgePorts, s.BridgePorts)
 }
 
 // snapshot rebuilds the reading k keeps, for diagnose to compare with.
@@ -174,5 +181,6 @@ func (k *keptReading) snapshot() *counters.Snapshot {
 		NICs:        k.nics,
 		CPUs:        k.cpus,
 		Hooks:       k.hooks,
+		BridgePorts: k.bridgePorts,
 	}
 }

@@ -190,6 +190,7 @@ func TestKeptReading(t *testing.T) {
 		{"a NIC", func(s *counters.Snapshot) { s.NICs = []counters.NIC{{Name: "eth0"}} }},
 		{"a hook", func(s *counters.Snapshot) { s.Hooks = []counters.Hook{{Ifname: "eth0"}} }},
 		{"the CPUs", func(s *counters.Snapshot) { s.CPUs = 4 }},
+		{"a bridge port", func(s *counters.Snapshot) { s.BridgePorts = []counters.BridgePort{{Port: "veth0"}} }},
 		{"the namespace", func(s *counters.Snapshot) { s.Netns = "pod-b" }},
 	}
 	for _, tt := range tests {
@@ -213,5 +214,16 @@ func TestKeptReading(t *testing.T) {
 	l.keep(func(yield func(*counterLayout) bool) { yield(k3.layout) })
 	if n := len(l.by); n != 1 {
 		t.Errorf("%d layouts kept, want the one in use", n)
+	}
+}
+
+// TestKeptReadingEveryField fails when counters.Snapshot gains a field that
+// keptReading does not keep: a namespace whose new field changed would
+// pass for quiet, and diagnose would not see the field.
+func TestKeptReadingEveryField(t *testing.T) {
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[counters.Snapshot]()) {
+		if f.IsExported() && !slices.Contains(keptFields, f.Name) {
+			t.Errorf("counters.Snapshot.%s is not kept by keptReading: keep it (keepReading, same, snapshot) and list it in keptFields", f.Name)
+		}
 	}
 }
