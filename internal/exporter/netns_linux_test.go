@@ -244,11 +244,13 @@ func BenchmarkAllNetnsScale(b *testing.B) {
 	}
 	var times []time.Duration
 	var text string
+	cpu0 := procCPU(b, agent.Process.Pid)
 	for range 10 {
 		var d time.Duration
 		d, text = scrape()
 		times = append(times, d)
 	}
+	cpu := (procCPU(b, agent.Process.Pid) - cpu0) / 10
 	slices.Sort(times)
 	rss := procMemKB(b, agent.Process.Pid, "VmHWM:")
 	series := 0
@@ -258,8 +260,8 @@ func BenchmarkAllNetnsScale(b *testing.B) {
 		}
 	}
 	pods := podsLabelled(text)
-	b.Logf("exporter --all-netns, %s namespaces, %d open sockets and %d TIME_WAIT: scrape median %.1f ms, worst %.1f ms; peak RSS %.1f MB; %d series (%d pods labelled)",
-		sample(b, text, "netdrop_netns_count"), len(fds), timeWait, ms(times[len(times)/2]), ms(times[len(times)-1]), float64(rss)/1024, series, pods)
+	b.Logf("exporter --all-netns, %s namespaces, %d open sockets and %d TIME_WAIT: scrape median %.1f ms, worst %.1f ms, %.0f ms CPU; peak RSS %.1f MB; %d series (%d pods labelled)",
+		sample(b, text, "netdrop_netns_count"), len(fds), timeWait, ms(times[len(times)/2]), ms(times[len(times)-1]), ms(cpu), float64(rss)/1024, series, pods)
 	if want := min(dropping, len(nss)); pods != want {
 		b.Errorf("%d pods labelled in the per-namespace series, want the %d that dropped:\n%s", pods, want, grep(text, "netdrop_netns_"))
 	}
@@ -269,6 +271,7 @@ func BenchmarkAllNetnsScale(b *testing.B) {
 	}
 	b.ReportMetric(ms(times[len(times)/2]), "scrape-ms")
 	b.ReportMetric(float64(rss)/1024, "rss-MB")
+	b.ReportMetric(ms(cpu), "cpu-ms/scrape")
 	for range b.N {
 	}
 }
