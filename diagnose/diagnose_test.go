@@ -499,7 +499,7 @@ func TestQdiscExplainedByClassAndFqCodel(t *testing.T) {
 	}
 	want := []string{
 		"tc -s qdisc show dev a0  # the configured rate and limit",
-		"raise the rate or ceil of the class that drops (tc class change dev a0 classid CLASS htb rate … ceil …), or the limit of its leaf qdisc",
+		"raise the rate or ceil of class 1:10 (tc class change dev a0 classid 1:10 htb rate … ceil …), or the limit of its leaf qdisc",
 		"tc qdisc change dev a0 handle 10: fq_codel limit 40  # now limit 20; a longer queue absorbs the burst; CoDel still keeps the delay low",
 		"tc -s class show dev a0  # each class's rate, ceil, drops and overlimits",
 	}

@@ -171,6 +171,13 @@ func (in *input) explainHTB(f *Finding, ifn string) {
 	id := cls.Object[strings.LastIndex(cls.Object, " ")+1:]
 	f.Cause += fmt.Sprintf("; htb class %s (rate %d bytes/s, ceil %d bytes/s) dropped %d of them",
 		id, in.qdiscGauge(cls.Object, "rate"), in.qdiscGauge(cls.Object, "ceil"), cls.Value)
+	// The advice to raise the class's rate names the class that dropped.
+	for i := range f.Fix {
+		if f.Fix[i].Kind == FixAdvice {
+			f.Fix[i].Text = strings.Replace(f.Fix[i].Text, "the class that drops (tc class change dev "+ifn+" classid CLASS ",
+				fmt.Sprintf("class %s (tc class change dev %s classid %s ", id, ifn, id), 1)
+		}
+	}
 	f.Fix = append(f.Fix, inspect(shellJoin("tc", "-s", "class", "show", "dev", ifn), "each class's rate, ceil, drops and overlimits"))
 }
 

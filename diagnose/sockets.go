@@ -288,12 +288,17 @@ func decorateRcvbuf(in *input, fs []Finding) []Finding {
 	var ev []Evidence
 	var names []string
 	var apps []Fix
+	onlyTCP := true
 	for _, c := range append(udp, tcp...) {
 		if c.full {
 			ev = append(ev, c.evidence)
 			names = append(names, c.name)
-			if c.proto != "tcp" {
+			switch {
+			case c.proto != "tcp":
+				onlyTCP = false
 				apps = append(apps, in.rcvbufApp(c))
+			case in.tcpRcvbufSet(c):
+				apps = append(apps, in.tcpRcvbufApp(c))
 			}
 		}
 	}
@@ -303,7 +308,7 @@ func decorateRcvbuf(in *input, fs []Finding) []Finding {
 	if len(ev) == 0 {
 		return fs
 	}
-	return append(fs, Finding{
+	f := Finding{
 		Stage:    stage.SocketRcvbuf,
 		Severity: Warning,
 		Title:    "receive queues near their buffer: " + strings.Join(names, ", "),
@@ -311,7 +316,12 @@ func decorateRcvbuf(in *input, fs []Finding) []Finding {
 		Cause:    "the application is not keeping up with these sockets: the next burst will be dropped",
 		Fix:      apps,
 		Advice:   "read faster: batch with recvmmsg, more reader threads (SO_REUSEPORT)",
-	})
+	}
+	if onlyTCP {
+		f.Cause = "the application is not reading these connections: their windows close and the senders stall, and segments that arrive out of order beyond the buffer are dropped"
+		f.Advice = "read more often or in larger reads; a reader that stops for good should close the connection"
+	}
+	return append(fs, f)
 }
 
 // ruleSockets applies the socket evidence when it was read.

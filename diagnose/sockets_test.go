@@ -173,3 +173,32 @@ func TestTCPOutOfOrderPrune(t *testing.T) {
 		})
 	}
 }
+
+// TestTCPNearFullAdvice: a TCP connection at its buffer, no drop yet, gets
+// TCP's advice (not recvmmsg and SO_REUSEPORT, which are UDP's), and the
+// SO_RCVBUF fix only when its application fixed a small buffer.
+func TestTCPNearFullAdvice(t *testing.T) {
+	sysctls := map[string]string{"net.ipv4.tcp_rmem": "4096\t131072\t33554432"}
+	for _, tt := range []struct {
+		rcvbuf  uint32
+		wantApp bool
+	}{{16384, true}, {6291456, false}} {
+		sum := &sockets.Summary{Pressure: []sockets.PressuredSocket{{Cookie: 1, Protocol: "tcp", Local: netip.MustParseAddrPort("10.0.0.2:5021"),
+			Remote: netip.MustParseAddrPort("10.0.0.1:41001"), Rcvbuf: tt.rcvbuf, RmemAlloc: tt.rcvbuf, Fill: 1}}}
+		r := AnalyzeWith(snap(sysctls), snap(sysctls), time.Second, Extra{SocketsBefore: sum, Sockets: sum})
+		if len(r.Findings) != 1 {
+			t.Fatalf("rcvbuf %d: findings = %+v", tt.rcvbuf, r.Findings)
+		}
+		f := r.Findings[0]
+		if strings.Contains(f.Advice, "recvmmsg") || !strings.Contains(f.Cause, "not reading these connections") {
+			t.Errorf("rcvbuf %d: cause %q, advice %q", tt.rcvbuf, f.Cause, f.Advice)
+		}
+		app := false
+		for _, x := range f.Fix {
+			app = app || x.Kind == FixApp
+		}
+		if app != tt.wantApp {
+			t.Errorf("rcvbuf %d: SO_RCVBUF fix %v, want %v: %q", tt.rcvbuf, app, tt.wantApp, fixLines(f.Fix))
+		}
+	}
+}

@@ -124,7 +124,7 @@ var reasonTable = []ReasonInfo{
 	r("TCP_TOO_OLD_ACK", stage.TCP, "TCP ACK far older than the send window"),
 	r("TCP_ACK_UNSENT_DATA", stage.TCP, "TCP ACK for data never sent"),
 	r("TCP_OFO_QUEUE_PRUNE", stage.SocketRcvbuf, "TCP out-of-order queue pruned for lack of receive memory"),
-	r("TCP_OFO_DROP", stage.TCP, "TCP out-of-order segment not queued"),
+	r("TCP_OFO_DROP", stage.TCP, "TCP data already in the receive queue (a duplicate); a full out-of-order queue drops with PROTO_MEM or TCP_OFO_QUEUE_PRUNE instead"),
 	r("IP_OUTNOROUTES", stage.IP, "no route to forward or send the packet"),
 	c("BPF_CGROUP_EGRESS", ClassPolicy, "a cgroup BPF egress program refused the packet"),
 	r("IPV6DISABLED", stage.IP, "IPv6 is disabled on the interface"),
