@@ -47,8 +47,7 @@ func (UDPSource) ID() SourceID { return ProcNetUDP }
 
 // Collect implements Source.
 func (UDPSource) Collect(_ context.Context, r *Reading, s *Snapshot) error {
-	fsys := r.FS
-	socks, err := ReadUDPSockets(fsys)
+	socks, err := r.udpSockets()
 	if len(socks) == 0 && err != nil {
 		return err
 	}
@@ -81,6 +80,19 @@ func ReadUDPSockets(fsys FS) ([]UDPSocket, error) {
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// udpSockets reads the UDP sockets of the snapshot's namespace: through
+// sock_diag when the snapshot is of the running kernel (udpdiag.go: one
+// pass over the UDP hash table, where the files cost one per page), from
+// /proc/net/udp and udp6 otherwise, or when the kernel cannot answer.
+func (r *Reading) udpSockets() ([]UDPSocket, error) {
+	if r.FS == DefaultFS() {
+		if socks, err := readUDPDiag(r.dialer()); err == nil {
+			return socks, nil
+		}
+	}
+	return ReadUDPSockets(r.FS)
 }
 
 func udpDropCounters(socks []UDPSocket) []Counter {
