@@ -53,13 +53,36 @@ type match func(c counters.Counter) bool
 // "TcpExt:ListenDrops", "TCP:mem"), each only from the file that prints
 // its group (mibSource): a counter of the same name from another source
 // is not the same evidence.
+//
+// A rule builds its matchers on every analysis and runs them over every
+// counter of the delta, so they are cheap to make and to run: a few names
+// are compared in turn (a string comparison fails on the length first),
+// more are looked up by field name alone.
 func field(names ...string) match {
-	want := make(map[counters.Key]bool, len(names))
-	for _, n := range names {
-		want[counters.Key{Source: mibSource(n), Field: n}] = true
+	srcs := make([]counters.SourceID, len(names))
+	for i, n := range names {
+		srcs[i] = mibSource(n)
+	}
+	if len(names) > 8 {
+		want := make(map[string]counters.SourceID, len(names))
+		for i, n := range names {
+			want[n] = srcs[i]
+		}
+		return func(c counters.Counter) bool {
+			src, ok := want[c.Field]
+			return ok && c.Object == "" && c.Source == src
+		}
 	}
 	return func(c counters.Counter) bool {
-		return want[c.Key()]
+		if c.Object != "" {
+			return false
+		}
+		for i, n := range names {
+			if c.Field == n && c.Source == srcs[i] {
+				return true
+			}
+		}
+		return false
 	}
 }
 
