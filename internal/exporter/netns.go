@@ -100,9 +100,11 @@ func newNetnsCollector(o Options) *netnsCollector {
 		c.now = time.Now
 	}
 	if c.discover == nil {
-		crisocks := o.CRISockets
+		// Every scrape discovers: the cache spares asking the
+		// runtime again for each sandbox's namespace.
+		crisocks, cache := o.CRISockets, &netnsmap.Cache{}
 		c.discover = func(ctx context.Context) (*netnsmap.Map, error) {
-			return netnsmap.Discover(ctx, netnsmap.Options{CRISockets: crisocks})
+			return netnsmap.Discover(ctx, netnsmap.Options{CRISockets: crisocks, Cache: cache})
 		}
 	}
 	for _, s := range counters.DefaultSources() {

@@ -69,7 +69,7 @@ func criError(sock, method string, err error) error {
 
 // addPods names the pods and containers of m from the runtime at sock. A
 // socket that does not exist is not an error: that runtime is not here.
-func addPods(ctx context.Context, m *Map, fsys FS, sock string, timeout time.Duration) error {
+func addPods(ctx context.Context, m *Map, fsys FS, sock string, timeout time.Duration, cache *Cache) error {
 	if _, err := os.Stat(sock); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -114,14 +114,25 @@ func addPods(ctx context.Context, m *Map, fsys FS, sock string, timeout time.Dur
 	// pod whose processes are hidden): the sandbox's verbose status
 	// names its network namespace.
 	var errs []error
+	cache.forget(sock, func(id string) bool { _, ok := v.sandboxes[id]; return ok })
 	for id, sb := range v.sandboxes {
 		if placed[id] {
 			continue
 		}
-		ino, err := sandboxNetns(ctx, rt, m, fsys, id, timeout)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		key := sandboxKey{sock, id}
+		ino, ok := cache.lookup(key)
+		if !ok {
+			var err error
+			if ino, err = sandboxNetns(ctx, rt, m, fsys, id, timeout); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if ino != 0 {
+				// A namespace found is the sandbox's for its
+				// life; none found (host network, or a status
+				// not complete yet) is asked again next time.
+				cache.store(key, ino)
+			}
 		}
 		if ino == 0 {
 			continue // host network, or the runtime does not say

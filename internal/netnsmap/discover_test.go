@@ -227,3 +227,46 @@ func TestDiscoverCRIErrors(t *testing.T) {
 		t.Errorf("%d namespaces, want the fixture's 5", len(m.Namespaces))
 	}
 }
+
+// TestDiscoverCRICache discovers three times with one Cache: the second
+// asks the runtime for no sandbox's status and finds the same map; a
+// sandbox the runtime no longer lists is forgotten, and asked for again
+// when it comes back.
+func TestDiscoverCRICache(t *testing.T) {
+	_, pids := fixtureIDs(t)
+	sbE := strings.Repeat("e", 64)
+	fake := &netnsmaptest.CRI{
+		Sandboxes: []*cri.PodSandbox{netnsmaptest.Sandbox(sbE, "edge", "proxy-1", "0e0e0e0e-0000-4000-8000-000000000001", cri.PodSandboxState_SANDBOX_READY)},
+		Info:      map[string]string{sbE: `{"pid": ` + pids[2] + `}`},
+	}
+	sock := netnsmaptest.Serve(t, fake)
+	cache := &Cache{}
+	discover := func() []summary {
+		t.Helper()
+		m, err := Discover(context.Background(), Options{FS: fixtureFS(), CRISockets: []string{sock}, Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return summarize(m)
+	}
+	first := discover()
+	if n := fake.StatusCalls.Load(); n != 1 {
+		t.Fatalf("%d status calls for one sandbox no process leads to", n)
+	}
+	if second := discover(); !cmp.Equal(first, second, cmpopts.EquateEmpty()) {
+		t.Errorf("the cached map differs:\n%s", cmp.Diff(first, second, cmpopts.EquateEmpty()))
+	}
+	if n := fake.StatusCalls.Load(); n != 1 {
+		t.Errorf("%d status calls after a second Discover, want the first's only", n)
+	}
+	sandboxes := fake.Sandboxes
+	fake.Sandboxes = nil
+	discover()
+	if len(cache.netns) != 0 {
+		t.Errorf("cache keeps %v after the sandbox went", cache.netns)
+	}
+	fake.Sandboxes = sandboxes
+	if again := discover(); !cmp.Equal(first, again, cmpopts.EquateEmpty()) || fake.StatusCalls.Load() != 2 {
+		t.Errorf("sandbox back: %d status calls, map differs: %s", fake.StatusCalls.Load(), cmp.Diff(first, again, cmpopts.EquateEmpty()))
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -20,6 +21,8 @@ type CRI struct {
 	Containers []*cri.Container
 	// Info is each sandbox's verbose status "info" entry (JSON), by ID.
 	Info map[string]string
+	// StatusCalls counts PodSandboxStatus calls.
+	StatusCalls atomic.Int64
 }
 
 // ListPodSandbox implements the CRI call, with its state filter.
@@ -41,6 +44,7 @@ func (f *CRI) ListContainers(context.Context, *cri.ListContainersRequest) (*cri.
 
 // PodSandboxStatus implements the CRI call; Info answers verbose requests.
 func (f *CRI) PodSandboxStatus(_ context.Context, req *cri.PodSandboxStatusRequest) (*cri.PodSandboxStatusResponse, error) {
+	f.StatusCalls.Add(1)
 	resp := &cri.PodSandboxStatusResponse{Status: &cri.PodSandboxStatus{Id: req.GetPodSandboxId()}}
 	if info, ok := f.Info[req.GetPodSandboxId()]; ok && req.GetVerbose() {
 		resp.Info = map[string]string{"info": info}
