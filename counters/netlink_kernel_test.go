@@ -420,6 +420,108 @@ func TestNftablesDropRuleMatchesNft(t *testing.T) {
 	}
 }
 
+// TestNftablesNamedCounterMatchesNft drops datagrams through a rule that
+// counts into a named counter object ("counter name dropped", no anonymous
+// counter expression) and checks the rule's count is the object's, as
+// `nft list counter` shows it. A map element pointing at the same counter
+// then makes it no longer a drop count of that rule alone, which the
+// kernel's use count must tell.
+func TestNftablesNamedCounterMatchesNft(t *testing.T) {
+	ktNeed(t, "nft")
+	p := ktNewPair(t)
+	nft := func(args ...string) string {
+		return ktRun(t, "ip", append([]string{"netns", "exec", p.B, "nft"}, args...)...)
+	}
+	nft("add", "table", "inet", "ndt")
+	nft("add", "counter", "inet", "ndt", "dropped")
+	nft("add", "chain", "inet", "ndt", "input", "{ type filter hook input priority 0; policy accept; }")
+	nft("add", "rule", "inet", "ndt", "input", "udp", "dport", "9999", "counter", "name", "dropped", "drop")
+
+	nftCounter := func() uint64 {
+		t.Helper()
+		var doc struct {
+			Nftables []struct {
+				Counter *struct {
+					Packets uint64 `json:"packets"`
+				} `json:"counter"`
+			} `json:"nftables"`
+		}
+		out := nft("-j", "list", "counter", "inet", "ndt", "dropped")
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("nft -j: %v\n%s", err, out)
+		}
+		for _, x := range doc.Nftables {
+			if x.Counter != nil {
+				return x.Counter.Packets
+			}
+		}
+		t.Fatalf("nft shows no counter dropped:\n%s", out)
+		return 0
+	}
+	var handle int
+	if m := regexp.MustCompile(`counter name "dropped" drop # handle (\d+)`).FindStringSubmatch(nft("-a", "list", "chain", "inet", "ndt", "input")); m != nil {
+		handle, _ = strconv.Atoi(m[1])
+	} else {
+		t.Fatal("nft -a list chain shows no rule counting into dropped")
+	}
+	obj := fmt.Sprintf(`inet ndt input handle %d: udp dport 9999 counter name "dropped" drop`, handle)
+	nftBefore := nftCounter()
+	// ktCollect fails on any unavailable entry: before, this rule was
+	// "without a counter".
+	first := ktCollect(t, p.B, nftablesSource{})
+
+	const n = 37
+	ktExact(t, func() string {
+		before := ktCollect(t, p.B, nftablesSource{})
+		ktSendUDP(t, p.A, p.IPB, 9999, n, 64)
+		var got uint64
+		ktWait(func() bool {
+			got, _ = Delta(before, ktCollect(t, p.B, nftablesSource{})).Value(NetlinkNftables, obj, "packets")
+			return got >= n
+		})
+		if got != n {
+			return fmt.Sprintf("named counter drop rule packets delta = %d, want %d sent", got, n)
+		}
+		return ""
+	})
+
+	after := ktCollect(t, p.B, nftablesSource{})
+	nftAfter := nftCounter()
+	if abs := ktValue(t, after, NetlinkNftables, obj, "packets"); abs != nftAfter {
+		t.Errorf("drop rule packets = %d, nft list counter shows %d", abs, nftAfter)
+	}
+	if got, want := ktValue(t, Delta(first, after), NetlinkNftables, obj, "packets"), nftAfter-nftBefore; got != want || got == 0 {
+		t.Errorf("drop rule packets delta = %d, nft list counter shows %d", got, want)
+	}
+
+	// A map element now counts into "dropped" too: the rule loses its
+	// counter, and both it and the map rule say why.
+	nft("add", "rule", "inet", "ndt", "input", "udp", "dport", "9998", "counter", "name", "ip", "saddr", "map", `{ 10.201.0.1 : "dropped" }`, "drop")
+	var shared *Snapshot
+	if err := netns.Do(p.B, func() error {
+		shared = Collect(context.Background(), Options{Netns: p.B, Sources: []Source{nftablesSource{}}})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := shared.Value(NetlinkNftables, obj, "packets"); ok {
+		t.Errorf("rule %q still has the counter a map element also counts into", obj)
+	}
+	var reasons []string
+	for _, u := range shared.Unavailable {
+		if u.Source == NetlinkNftables {
+			reasons = append(reasons, u.Object+": "+u.Reason)
+		}
+	}
+	all := strings.Join(reasons, "\n")
+	for _, want := range []string{`inet ndt counter "dropped": drop or reject rules (handle ` + strconv.Itoa(handle) + `) count into named counter "dropped", which 1 other`,
+		"inet ndt input: drop or reject rules that count into a counter map"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("unavailable lacks %q:\n%s", want, all)
+		}
+	}
+}
+
 func TestIptablesNftRejectAndPolicyMatchIptables(t *testing.T) {
 	ktNeed(t, "iptables")
 	if out, _ := exec.Command("iptables", "-V").CombinedOutput(); !strings.Contains(string(out), "nf_tables") {

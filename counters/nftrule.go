@@ -4,8 +4,8 @@ package counters
 // google/nftables decodes, so a firewall finding names the rule a user can
 // find and change: "udp dport 9999 counter drop". The common expressions
 // are covered — meta, payload (IPv4, IPv6, TCP, UDP headers), cmp and
-// ranges, anonymous and named set lookups, ct state, counter, verdicts,
-// reject, comments, and the xt matches iptables-nft uses (comment,
+// ranges, anonymous and named set lookups, ct state, counter, named objects
+// (`counter name "dropped"`), verdicts, reject, comments, and the xt matches iptables-nft uses (comment,
 // conntrack state) — following nft's own spelling, including its removal of
 // implied dependencies (`meta l4proto udp` before `udp dport`). Anything
 // else shows as the expression's name in angle brackets, never silently
@@ -135,6 +135,8 @@ func renderNftRule(family uint8, r *nftables.Rule, sets nftSetElems) string {
 			out = append(out, field+" "+neg+set)
 		case *expr.Counter:
 			out = append(out, "counter")
+		case *expr.Objref:
+			out = append(out, objrefText(e))
 		case *expr.Verdict:
 			out = append(out, verdictText(e))
 		case *expr.Reject:
@@ -401,6 +403,24 @@ func ctStates(mask uint32) string {
 		return fmt.Sprintf("0x%x", mask)
 	}
 	return strings.Join(s, ",")
+}
+
+// objrefText names a stateful object a rule refers to as nft does:
+// `counter name "dropped"`. google/nftables decodes only the immediate form,
+// so a map of objects ("counter name ip saddr map { … }") shows as
+// "<objref map>".
+func objrefText(o *expr.Objref) string {
+	if o.Name == "" {
+		return "<objref map>"
+	}
+	kinds := map[int]string{unix.NFT_OBJECT_COUNTER: "counter name", unix.NFT_OBJECT_QUOTA: "quota name", unix.NFT_OBJECT_LIMIT: "limit name",
+		unix.NFT_OBJECT_SYNPROXY: "synproxy name", unix.NFT_OBJECT_CT_HELPER: "ct helper set", unix.NFT_OBJECT_CT_TIMEOUT: "ct timeout set",
+		unix.NFT_OBJECT_CT_EXPECT: "ct expectation set", unix.NFT_OBJECT_SECMARK: "meta secmark set"}
+	kind, ok := kinds[o.Type]
+	if !ok {
+		kind = fmt.Sprintf("object %d", o.Type)
+	}
+	return fmt.Sprintf("%s %q", kind, o.Name)
 }
 
 func verdictText(v *expr.Verdict) string {

@@ -73,6 +73,12 @@ func TestRenderNftRule(t *testing.T) {
 			"ct state invalid counter drop"},
 		{unix.NFPROTO_INET, one(&expr.Limit{}, cnt, &expr.Log{}, drop), nil, nil, "limit counter log drop"},
 		{unix.NFPROTO_INET, one(&expr.Queue{}), nil, nil, "<queue>"},
+		// nft add counter inet t dropped; … udp dport 9999 counter name dropped drop
+		{unix.NFPROTO_INET, cat(l4(unix.IPPROTO_UDP), one(pl(th, 2, 2), cmpEq(0x27, 0x0f), &expr.Objref{Type: unix.NFT_OBJECT_COUNTER, Name: "dropped"}, drop)),
+			nil, nil, `udp dport 9999 counter name "dropped" drop`},
+		{unix.NFPROTO_INET, one(&expr.Objref{Type: unix.NFT_OBJECT_QUOTA, Name: "q"}, drop), nil, nil, `quota name "q" drop`},
+		// counter name ip saddr map { … }: google/nftables decodes no name
+		{unix.NFPROTO_INET, cat(nf(unix.NFPROTO_IPV4), one(pl(nh, 12, 4), &expr.Objref{}, drop)), nil, nil, "<objref map> drop"},
 	}
 	for _, tt := range tests {
 		r := &nftables.Rule{Exprs: tt.exprs, UserData: tt.user}

@@ -404,3 +404,35 @@ func TestNftChainsFake(t *testing.T) {
 		t.Errorf("empty ruleset (-want +got):\n%s", diff)
 	}
 }
+
+// TestNftCounterObjsFake checks the object dump's request (all families,
+// counters only) and that only counter objects come back from it.
+func TestNftCounterObjsFake(t *testing.T) {
+	const getobj = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETOBJ
+	// nfgenmsg (AF_UNSPEC, NFNETLINK_V0, res_id 0), then NFTA_OBJ_TYPE:
+	// length 8, type 3, NFT_OBJECT_COUNTER big-endian.
+	body := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0, 8, 0, unix.NFTA_OBJ_TYPE, 0, 0, 0, 0, unix.NFT_OBJECT_COUNTER}
+	k := &fakeKernel{t: t}
+	k.fn = func(reqs []netlink.Message) ([]netlink.Message, error) {
+		wantDumpRequest(t, reqs, getobj, body)
+		return dumpReply(reqs[0], unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWOBJ,
+			nftCounterObjMessage(t, unix.NFPROTO_INET, "t", "dropped", unix.NFT_OBJECT_COUNTER, 25, 1),
+			// A kernel that ignored the type filter: the quota is left out.
+			nftCounterObjMessage(t, unix.NFPROTO_INET, "t", "q", unix.NFT_OBJECT_QUOTA, 0, 0),
+			nftCounterObjMessage(t, unix.NFPROTO_IPV4, "filter", "seen", unix.NFT_OBJECT_COUNTER, 7, 3)), nil
+	}
+	got, err := dumpNftCounterObjs(k.dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []nftCounterObj{
+		{Key: nftObjKey{Family: unix.NFPROTO_INET, Table: "t", Name: "dropped"}, Packets: 25, Use: 1, HasUse: true},
+		{Key: nftObjKey{Family: unix.NFPROTO_IPV4, Table: "filter", Name: "seen"}, Packets: 7, Use: 3, HasUse: true},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dumpNftCounterObjs (-want +got):\n%s", diff)
+	}
+	if _, err := dumpNftCounterObjs(errnoKernel(t, unix.EPERM).dial); !errors.Is(err, unix.EPERM) {
+		t.Errorf("dumpNftCounterObjs with EPERM: %v, want the errno in the chain", err)
+	}
+}
