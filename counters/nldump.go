@@ -34,6 +34,11 @@ const dumpBufSize = 32 * 1024
 
 // dumpBufs recycles receive buffers: a fresh 32 KiB per dump would be
 // fresh pages for the kernel to fault in and zero on most snapshots.
+// Process-wide but safe: a buffer belongs to one netlinkDump from Get to
+// Put, and its callbacks copy what they keep (dumpLinks clones Stats64).
+// This pool and scanLines' two are the snapshot's scratch; without them
+// BenchmarkCollectAll took 1.9 → 2.7 ms of CPU and 256 → 783 KB per
+// snapshot, so they stay.
 var dumpBufs = sync.Pool{New: func() any { return new([dumpBufSize]byte) }}
 
 // nlDumpTimeout bounds a reply that never comes, as the libraries do.

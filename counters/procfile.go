@@ -39,7 +39,9 @@ func fileError(name string, err error) error {
 const maxLine = 4 * 1024 * 1024
 
 // lineBufs holds read buffers for scanLines, so that reading a file
-// allocates only the text it keeps.
+// allocates only the text it keeps. Safe across goroutines: a buffer is one
+// scanLines call's from Get to Put, and the lines it hands out are cut
+// from a string copied out of it. (Why pooled: see dumpBufs.)
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16*1024); return &b }}
 
 // scanLines calls fn for every line of r with its 1-based number, without
@@ -104,7 +106,9 @@ func scanLines(r io.Reader, fn func(n int, line string) error) error {
 }
 
 // fieldBufs holds arrays for appendFields, for the parsers that split
-// long lines (an SNMP header has over a hundred fields).
+// long lines (an SNMP header has over a hundred fields). An array is one
+// parser's from getFields to putFields, which clears it so that a pooled
+// array keeps no file's text alive. (Why pooled: see dumpBufs.)
 var fieldBufs = sync.Pool{New: func() any { b := make([]string, 0, 256); return &b }}
 
 // getFields returns an empty array from fieldBufs.
