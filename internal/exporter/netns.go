@@ -250,10 +250,10 @@ func (c *netnsCollector) analyse(st *netnsState, scratch *counters.Snapshot) {
 	case st.prev != nil && scratch.Time.After(st.prev.time):
 		st.last = c.analysis(st.prev.snapshot(), scratch, scratch.Time.Sub(st.prev.time))
 		st.quiet = nil
-		st.prev = keepReading(c.layouts, scratch)
+		st.prev = keepReading(c.layouts, st.prev, scratch)
 	default:
 		st.quiet = nil
-		st.prev = keepReading(c.layouts, scratch)
+		st.prev = keepReading(c.layouts, st.prev, scratch)
 	}
 	if st.last != nil {
 		for _, sd := range st.last.drops {

@@ -126,12 +126,20 @@ func sameLayout(layout, cs []counters.Counter) bool {
 // (TestKeptReadingEveryField fails when Snapshot gains one it does not).
 var keptFields = []string{"Time", "Netns", "Counters", "Unavailable", "Sysctls", "NICs", "CPUs", "Hooks", "BridgePorts"}
 
-// keepReading copies what s, a worker's scratch snapshot, holds.
-func keepReading(l *layouts, s *counters.Snapshot) *keptReading {
+// keepReading copies what s, a worker's scratch snapshot, holds. prev is
+// the namespace's last reading, nil for a new one: its layout is taken
+// without hashing when the counters are the same ones, as they mostly are.
+func keepReading(l *layouts, prev *keptReading, s *counters.Snapshot) *keptReading {
+	var layout *counterLayout
+	if prev != nil && sameLayout(prev.layout.counters, s.Counters) {
+		layout = prev.layout
+	} else {
+		layout = l.of(s.Counters)
+	}
 	k := &keptReading{
 		time:        s.Time,
 		netns:       s.Netns,
-		layout:      l.of(s.Counters),
+		layout:      layout,
 		values:      make([]uint64, len(s.Counters)),
 		unavailable: slices.Clone(s.Unavailable),
 		sysctls:     maps.Clone(s.Sysctls),

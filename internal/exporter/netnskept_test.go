@@ -168,7 +168,7 @@ func TestKeptReading(t *testing.T) {
 		}
 	}
 	l := newLayouts()
-	k := keepReading(l, base())
+	k := keepReading(l, nil, base())
 	if got := k.snapshot(); !reflect.DeepEqual(got, base()) {
 		t.Errorf("snapshot() = %+v\nwant %+v", got, base())
 	}
@@ -202,12 +202,15 @@ func TestKeptReading(t *testing.T) {
 	}
 	other := base()
 	other.Counters[0].Value, other.Netns = 42, "pod-b"
-	if k2 := keepReading(l, other); k2.layout != k.layout {
+	if k2 := keepReading(l, nil, other); k2.layout != k.layout {
 		t.Error("two readings of the same counters do not share a layout")
+	}
+	if k4 := keepReading(l, k, other); k4.layout != k.layout || k4.values[0] != 42 {
+		t.Error("a reading of the last reading's counters does not keep its layout and its own values")
 	}
 	moved := base()
 	moved.Counters[1].Object = "eth1"
-	k3 := keepReading(l, moved)
+	k3 := keepReading(l, nil, moved)
 	if k3.layout == k.layout {
 		t.Error("readings of different counters share a layout")
 	}
