@@ -67,6 +67,9 @@ func (f *nsmapFlags) labelOf(ctx context.Context, t netns.Target) *diagnose.Owne
 	if err != nil {
 		return nil
 	}
+	if !netnsmap.MayOwn(netnsmap.Options{CRISockets: f.criSockets}, ino) {
+		return nil // no pod or container can be named: skip the walk
+	}
 	m, err := f.discover(ctx)
 	if err != nil {
 		return nil

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -268,5 +269,102 @@ func TestDiscoverCRICache(t *testing.T) {
 	fake.Sandboxes = sandboxes
 	if again := discover(); !cmp.Equal(first, again, cmpopts.EquateEmpty()) || fake.StatusCalls.Load() != 2 {
 		t.Errorf("sandbox back: %d status calls, map differs: %s", fake.StatusCalls.Load(), cmp.Diff(first, again, cmpopts.EquateEmpty()))
+	}
+}
+
+// memFS is a host of a few processes for tests that need namespaces the
+// fixture does not have.
+type memFS struct {
+	files map[string]string
+	links map[string]string
+}
+
+func (m memFS) ReadFile(name string) ([]byte, error) {
+	if b, ok := m.files[name]; ok {
+		return []byte(b), nil
+	}
+	return nil, fs.ErrNotExist
+}
+
+func (m memFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	seen := map[string]bool{}
+	var out []fs.DirEntry
+	for _, set := range []map[string]string{m.files, m.links} {
+		for p := range set {
+			rest, ok := strings.CutPrefix(p, name+"/")
+			if !ok {
+				continue
+			}
+			first, _, _ := strings.Cut(rest, "/")
+			if !seen[first] {
+				seen[first] = true
+				out = append(out, fs.FileInfoToDirEntry(memDir(first)))
+			}
+		}
+	}
+	return out, nil
+}
+
+func (m memFS) Readlink(name string) (string, error) {
+	if l, ok := m.links[name]; ok {
+		return l, nil
+	}
+	return "", fs.ErrNotExist
+}
+
+type memDir string
+
+func (d memDir) Name() string       { return string(d) }
+func (d memDir) Size() int64        { return 0 }
+func (d memDir) Mode() fs.FileMode  { return fs.ModeDir }
+func (d memDir) ModTime() time.Time { return time.Time{} }
+func (d memDir) IsDir() bool        { return true }
+func (d memDir) Sys() any           { return nil }
+
+// MayOwn is false exactly for the namespaces Discover gives no pod and no
+// container, and true for every namespace while a CRI socket exists.
+func TestMayOwn(t *testing.T) {
+	id := strings.Repeat("ab", 32)
+	small := memFS{
+		files: map[string]string{
+			"/proc/self/mountinfo": "",
+			"/proc/10/stat":        "10 (sh) S 1 10 10 0 -1 4194304 0 0",
+			"/proc/10/cgroup":      "0::/user.slice\n",
+			"/proc/11/stat":        "11 (nginx) S 1 11 11 0 -1 4194304 0 0",
+			"/proc/11/cgroup":      "0::/system.slice/docker-" + id + ".scope\n",
+		},
+		links: map[string]string{
+			"/proc/self/ns/net": "net:[100]",
+			"/proc/10/ns/net":   "net:[100]",
+			"/proc/11/ns/net":   "net:[200]",
+		},
+	}
+	for _, tt := range []struct {
+		name string
+		fsys FS
+	}{{"fixture", fixtureFS()}, {"two namespaces", small}} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Discover(context.Background(), Options{FS: tt.fsys, CRISockets: []string{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sock := netnsmaptest.Serve(t, &netnsmaptest.CRI{})
+			for _, n := range m.Namespaces {
+				want := len(n.Pods) > 0 || len(n.Containers) > 0
+				if got := MayOwn(Options{FS: tt.fsys, CRISockets: []string{}}, n.Inode); got != want {
+					t.Errorf("MayOwn(%s) = %v; Discover gives pods %v, containers %v", n.Label(), got, n.Pods, n.Containers)
+				}
+				if !MayOwn(Options{FS: tt.fsys, CRISockets: []string{sock}}, n.Inode) {
+					t.Errorf("MayOwn(%s) with a CRI socket = false", n.Label())
+				}
+			}
+		})
+	}
+	if MayOwn(Options{FS: small, CRISockets: []string{filepath.Join(t.TempDir(), "absent.sock")}}, 300) {
+		t.Error("MayOwn of a namespace no process is in, no CRI socket = true")
+	}
+	// Both answers occur.
+	if MayOwn(Options{FS: small, CRISockets: []string{}}, 100) || !MayOwn(Options{FS: small, CRISockets: []string{}}, 200) {
+		t.Error("MayOwn: want false for the shell's namespace, true for the container's")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -506,3 +507,57 @@ func parseStat(b []byte) (string, uint64, error) {
 }
 
 func shortID(id string) string { return id[:min(len(id), 12)] }
+
+// MayOwn reports whether Discover could name a pod or a container for the
+// network namespace ino: a CRI socket of opts exists (its runtime may place
+// a pod there), or a process in ino has a container's or a pod's cgroup.
+// When it reports false, the Namespace Discover makes for ino has no Pods
+// and no Containers, so a caller that labels a namespace only by what runs
+// in it can skip the walk: MayOwn reads the /proc/PID/ns/net links and
+// only ino's processes' cgroups (a summary of a namespace without workloads
+// spent 5 ms and 0.5 MB of heap on the whole walk for a label it dropped).
+func MayOwn(opts Options, ino uint64) bool {
+	fsys := opts.FS
+	if fsys == nil {
+		fsys = DirFS("/")
+	}
+	sockets := opts.CRISockets
+	if sockets == nil {
+		sockets = DefaultCRISockets
+	}
+	for _, sock := range sockets {
+		if _, err := os.Stat(sock); !errors.Is(err, fs.ErrNotExist) {
+			return true // a runtime, or a socket Discover will report on
+		}
+	}
+	ents, err := fsys.ReadDir("/proc")
+	if err != nil {
+		return true // Discover says why
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		dir := "/proc/" + e.Name()
+		link, err := fsys.Readlink(dir + "/ns/net")
+		if err != nil {
+			continue // exited, or hidden: Discover leaves it out too
+		}
+		n, ok := nsInode(link, "net")
+		if !ok {
+			return true
+		}
+		if n != ino {
+			continue
+		}
+		b, err := fsys.ReadFile(dir + "/cgroup")
+		if err != nil {
+			continue
+		}
+		if cg, err := parseProcCgroup(b); err == nil && (cg.ContainerID != "" || cg.PodUID != "") {
+			return true
+		}
+	}
+	return false
+}
