@@ -37,15 +37,16 @@ import (
 // Figures on this project's VM (2 cores, kernel 6.18), 5 runs each, the
 // same state read back to back (the two counts agree); the 100,000 rows
 // are the binary as make builds it, before and after one walk for both
-// families, the CRI client without gRPC and the aggregator's bitmap:
+// families, the CRI client without gRPC, the aggregator's bitmap and the
+// owner label's walk skipped where no workload can be named:
 //
 //	TIME_WAIT  netdrop sockets            ss -tan state time-wait | wc -l   in process
 //	 20,000     36 ms, 11.2 MB peak RSS    85 ms,  4.2 MB
 //	100,000    127 ms, 18.0 MiB peak RSS  257 ms,  7.0 MiB                   71 ms
-//	100,000     88-92 ms, 16.4 MiB        206-258 ms, 7.1 MiB               41-47 ms
+//	100,000     86-94 ms, 15.9 MiB        226-294 ms, 7.1 MiB               41-49 ms
 //
 // netdrop's RSS is 14.9 MiB for `netdrop --help` (the binary's floor); the
-// dump adds about 1.5 MiB whatever the number of sockets, since each reply
+// dump adds about 0.9 MiB whatever the number of sockets, since each reply
 // datagram is decoded in one reused 32 KiB buffer and folded into
 // per-destination counters. The in-process Summarize of 100k TIME_WAIT
 // allocates 150 kB in 1.8k allocations.
