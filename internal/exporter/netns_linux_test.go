@@ -10,11 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
@@ -356,4 +359,123 @@ func BenchmarkNetnsCollectorUpdate(b *testing.B) {
 	b.StopTimer()
 	close(ch)
 	<-done
+}
+
+// BenchmarkNetnsFloor is the kernel's share of reading NETDROP_SCALE_NETNS
+// (default 200) namespaces, without netdrop's parsing: one thread visits
+// each namespace in turn, as a scrape's workers do, and times entering it,
+// reading its snmp, netstat, snmp6 and stat/nf_conntrack whole, and opening
+// its two conntrack sysctls, and dumping its links and qdiscs over a new
+// netlink socket each. Each part is reported in µs per namespace.
+func BenchmarkNetnsFloor(b *testing.B) {
+	testnet.RequireRoot(b)
+	nNetns := 200
+	if v, err := fmt.Sscan(os.Getenv("NETDROP_SCALE_NETNS"), &nNetns); err != nil || v != 1 {
+		nNetns = 200
+	}
+	nss, _ := podNamespaces(b, "floor", nNetns)
+	runtime.LockOSThread() // the thread changes namespace; it is thrown away at the end
+	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(self)
+	var fds []int
+	for _, ns := range nss {
+		fd, err := unix.Open(filepath.Join(netns.RunDir, ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fds = append(fds, fd)
+	}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	readAll := func(path string) {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return
+		}
+		for {
+			if n, err := unix.Read(fd, buf); n <= 0 || err != nil {
+				break
+			}
+		}
+		unix.Close(fd)
+	}
+	// dump asks NETLINK_ROUTE for a dump of typ and reads it to the end.
+	dump := func(typ uint16) {
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer unix.Close(fd)
+		req := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofIfInfomsg)
+		*(*unix.NlMsghdr)(unsafe.Pointer(&req[0])) = unix.NlMsghdr{Len: uint32(len(req)), Type: typ, Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP, Seq: 1}
+		if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			n, _, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil || n < unix.NLMSG_HDRLEN {
+				return
+			}
+			msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+			if err != nil || len(msgs) == 0 || msgs[len(msgs)-1].Header.Type == unix.NLMSG_DONE || msgs[len(msgs)-1].Header.Type == unix.NLMSG_ERROR {
+				return
+			}
+		}
+	}
+	var enter, files, sysctls, dumps time.Duration
+	visit := func(part *time.Duration, fn func()) {
+		for _, fd := range fds {
+			t := time.Now()
+			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+				b.Fatal(err)
+			}
+			if fn == nil {
+				*part += time.Since(t)
+				continue
+			}
+			t = time.Now()
+			fn()
+			*part += time.Since(t)
+		}
+		if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
+			b.Fatal(err)
+		}
+	}
+	visit(new(time.Duration), func() { // warm the dentry cache, as scrapes before do
+		readAll("/proc/thread-self/net/snmp")
+		readAll("/proc/sys/net/netfilter/nf_conntrack_count")
+	})
+	b.ResetTimer()
+	for range b.N {
+		visit(&enter, nil)
+		visit(&files, func() {
+			for _, f := range []string{"snmp", "netstat", "snmp6", "stat/nf_conntrack"} {
+				readAll("/proc/thread-self/net/" + f)
+			}
+		})
+		visit(&sysctls, func() {
+			for _, f := range []string{"nf_conntrack_count", "nf_conntrack_max"} {
+				fd, err := unix.Open("/proc/sys/net/netfilter/"+f, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+				if err == nil {
+					unix.Close(fd)
+				}
+			}
+		})
+		visit(&dumps, func() {
+			dump(unix.RTM_GETLINK)
+			dump(unix.RTM_GETQDISC)
+		})
+	}
+	per := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(b.N*len(fds)) }
+	b.ReportMetric(per(enter), "µs-setns/netns")
+	b.ReportMetric(per(files), "µs-4-net-files/netns")
+	b.ReportMetric(per(sysctls), "µs-2-sysctl-opens/netns")
+	b.ReportMetric(per(dumps), "µs-link-qdisc-dumps/netns")
 }
