@@ -43,11 +43,13 @@ func (f *fromFlags) check(cmd *cobra.Command, live ...string) error {
 	return nil
 }
 
-// span reads the stretch --since..--until of the recording. A file that
-// ends in a partial record (a recorder killed while writing) is read up
-// to its last whole interval, and warn says so.
+// span reads the stretch --since..--until of the recording, with the part
+// record --max-size rotated out before FILE (FILE.1) when it is this
+// recording's (recording.OpenAll). A file that ends in a partial record (a
+// recorder killed while writing) is read up to its last whole interval,
+// and warn says so.
 func (f *fromFlags) span(warn io.Writer) (recording.Header, *recording.Span, error) {
-	r, err := recording.Open(f.path)
+	r, err := recording.OpenAll(f.path)
 	if err != nil {
 		return recording.Header{}, nil, err
 	}

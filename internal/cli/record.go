@@ -33,7 +33,8 @@ has passed or it is stopped (Ctrl-C, SIGTERM).
 FILE is a sequence of zstd frames, one JSON record each (docs/recording.md):
 a process killed at any moment leaves a file readable up to the last whole
 interval, and zstdcat FILE | jq shows it. When FILE reaches half of --max-size
-it becomes FILE.1 and a new FILE starts, so the two stay under --max-size.
+it becomes FILE.1 and a new FILE starts, so the two stay under --max-size;
+--from FILE and report FILE read FILE.1, then FILE.
 
 Read it back, on any machine and without root:
   netdrop diagnose --from FILE [--since T] [--until T]

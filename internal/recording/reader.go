@@ -27,6 +27,11 @@ type Reader struct {
 	n int
 	// truncated says the file ends in a partial record (see Truncated).
 	truncated error
+	// parts are the files of the recording still to read after this
+	// one, oldest first (OpenAll); part is the header's Part of the file
+	// being read.
+	parts []string
+	part  int
 
 	keys      []key
 	order     []int
@@ -81,7 +86,63 @@ func NewReader(src io.Reader) (*Reader, error) {
 		return nil, fmt.Errorf("%w: format version %d, this netdrop reads version %d", ErrFormat, rec.Header.Version, Version)
 	}
 	r.Header = *rec.Header
+	r.part = r.Header.Part
 	return r, nil
+}
+
+// OpenAll opens the recording at path together with the part a rotation
+// left before it (path.1, see Options.MaxSize), so that Next reads the
+// whole recording in time order: path.1's intervals, then path's. path.1
+// is read only when it is the part just before path of the same
+// recording (same start, host and namespace, Part one less): a path.1
+// left by an earlier recording to the same name is not this one's.
+func OpenAll(path string) (*Reader, error) {
+	cur, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	prev, err := Open(path + ".1")
+	if err != nil {
+		// No older part, or nothing netdrop can read there (which a
+		// file of this recording would be): path alone.
+		return cur, nil
+	}
+	if !prev.Header.partBefore(cur.Header) {
+		prev.Close()
+		return cur, nil
+	}
+	cur.Close()
+	prev.parts = []string{path}
+	return prev, nil
+}
+
+// partBefore says whether h is the part written just before next, of the
+// same recording.
+func (h Header) partBefore(next Header) bool {
+	return h.Started.Equal(next.Started) && h.Host == next.Host && h.Netns == next.Netns && h.Part+1 == next.Part
+}
+
+// nextPart moves r on to the next file of the recording. Each file starts
+// from a full snapshot, so the reader's state starts afresh; the header
+// stays the first part's, and the count of intervals goes on.
+func (r *Reader) nextPart() error {
+	path := r.parts[0]
+	nr, err := Open(path)
+	if err != nil {
+		return err
+	}
+	if !(Header{Started: r.Header.Started, Host: r.Header.Host, Netns: r.Header.Netns, Part: r.part}).partBefore(nr.Header) {
+		nr.Close()
+		return fmt.Errorf("%s: %w: not the part after part %d of the recording started %s (rotated again while it was read?)", path, ErrFormat, r.part, r.Header.Started.Format(time.RFC3339))
+	}
+	r.dec.Close()
+	if r.f != nil {
+		r.f.Close()
+	}
+	hdr, n, parts := r.Header, r.n, r.parts[1:]
+	*r = *nr
+	r.Header, r.n, r.parts = hdr, n, parts
+	return nil
 }
 
 // Close releases the reader and closes the file Open opened.
@@ -123,10 +184,17 @@ func (r *Reader) next() (record, error) {
 	return rec, nil
 }
 
-// Next returns the next interval, or io.EOF after the last whole one.
+// Next returns the next interval, or io.EOF after the last whole one
+// (of the last part, with OpenAll).
 func (r *Reader) Next() (*Interval, error) {
 	for {
 		rec, err := r.next()
+		if errors.Is(err, io.EOF) && len(r.parts) > 0 && r.truncated == nil {
+			if err := r.nextPart(); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

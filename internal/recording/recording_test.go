@@ -406,3 +406,95 @@ func TestSocketPacer(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAll: a rotated recording reads whole and in time order through
+// OpenAll (FILE.1, then FILE), spans cross the rotation, and a FILE.1
+// that is not the part before FILE is left alone — one left by an earlier
+// recording to the same name, or a FILE replaced while it was read.
+func TestOpenAll(t *testing.T) {
+	ivs := series(t, 40)
+	dir := t.TempDir()
+	one := write(t, filepath.Join(dir, "one.ndrec"), ivs[:1], Options{})
+	path := filepath.Join(dir, "r.ndrec")
+	w := write(t, path, ivs, Options{MaxSize: 3 * one.Size()})
+	if w.Rotations() < 2 {
+		t.Fatalf("%d rotations, want at least 2 (so the parts are not 0 and 1)", w.Rotations())
+	}
+	var want []Interval
+	for _, p := range []string{path + ".1", path} {
+		r, err := Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, readAll(t, r)...)
+		r.Close()
+	}
+	r, err := OpenAll(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, r)
+	if diff := cmp.Diff(want, got, cmpIntervals); diff != "" {
+		t.Errorf("OpenAll (-both files +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(ivs[len(ivs)-len(got):], got, cmpIntervals); diff != "" {
+		t.Errorf("OpenAll against the intervals written (-want +got):\n%s", diff)
+	}
+	if r.Header.Part != w.Rotations()-1 || r.Truncated() != nil {
+		t.Errorf("header part %d (want the older file's, %d), truncated %v", r.Header.Part, w.Rotations()-1, r.Truncated())
+	}
+	r.Close()
+
+	// A span across the rotation: the tracer's deltas of both files add
+	// up, and the counters' delta runs from FILE.1's first interval.
+	r, err = OpenAll(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := ReadSpan(r, time.Time{}, time.Time{}, nil)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := len(ivs)-len(got), len(ivs)-1
+	var drops uint64
+	for i := first + 1; i <= last; i++ {
+		drops += uint64(10 * i)
+	}
+	if !sp.First.Time.Equal(ivs[first].Time) || !sp.Last.Time.Equal(ivs[last].Time) || sp.Trace == nil || sp.Trace.Drops() != drops {
+		t.Errorf("span %s..%s with %v, want %s..%s with %d traced drops", sp.First.Time, sp.Last.Time, sp.Trace, ivs[first].Time, ivs[last].Time, drops)
+	}
+
+	// A new recording to the same name, shorter than a rotation: the
+	// FILE.1 of the previous one stays on disk and is not read.
+	later := series(t, 3)
+	for i := range later {
+		later[i].Time = later[i].Time.Add(time.Hour)
+		later[i].Counters.Time = later[i].Time
+	}
+	write(t, path, later, Options{MaxSize: 3 * one.Size()})
+	r, err = OpenAll(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, r); len(got) != 3 || !got[0].Time.Equal(later[0].Time) {
+		t.Errorf("after a new recording: %d intervals from %v, want its 3", len(got), got[0].Time)
+	}
+	r.Close()
+
+	// FILE replaced between opening FILE.1 and reading on: an error, not
+	// another recording's intervals appended.
+	write(t, path, ivs, Options{MaxSize: 3 * one.Size()})
+	r, err = OpenAll(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	write(t, path, later, Options{})
+	for err == nil {
+		_, err = r.Next()
+	}
+	if !errors.Is(err, ErrFormat) {
+		t.Errorf("FILE replaced while read: %v, want ErrFormat", err)
+	}
+}

@@ -18,8 +18,8 @@ type Point struct {
 	Findings int
 }
 
-// Timeline diagnoses the recording at path from since to until (zero:
-// open ends) in at most points consecutive stretches of whole intervals,
+// Timeline diagnoses the recording at path (with its rotated part, as
+// OpenAll reads it) from since to until (zero: open ends) in at most points consecutive stretches of whole intervals,
 // so a day at one reading a second still draws in a few hundred points.
 // Every stretch is analysed as `diagnose --from` would analyse it, so a
 // stage's rate in a chart is the rate its findings give.
@@ -32,7 +32,7 @@ func Timeline(path string, since, until time.Time, points int, expect []diagnose
 		return nil, ErrEmptySpan
 	}
 	step := max(1, (n-1+points-1)/max(1, points)) // intervals per point, rounded up
-	r, err := Open(path)
+	r, err := OpenAll(path)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func Timeline(path string, since, until time.Time, points int, expect []diagnose
 // the file twice (count, then the stretches) so that it never holds more
 // than one stretch of intervals in memory.
 func count(path string, since, until time.Time) (int, error) {
-	r, err := Open(path)
+	r, err := OpenAll(path)
 	if err != nil {
 		return 0, err
 	}
