@@ -3,8 +3,9 @@ package counters
 // Fake-connection tests of the netlink dumps: a fake kernel takes the
 // request datagram a source sends, checks it byte for byte, and answers
 // with replies built here, so the request encoding, the reply decoding and
-// the errno paths of the link, qdisc and nftables sources run without root
-// and without touching the host's interfaces.
+// the errno paths of the link, qdisc (with htb classes), dev_snmp6 and
+// nftables sources run without root and without touching the host's
+// interfaces.
 
 import (
 	"context"
@@ -12,12 +13,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/netdrop/netdrop/stage"
@@ -434,5 +437,91 @@ func TestNftCounterObjsFake(t *testing.T) {
 	}
 	if _, err := dumpNftCounterObjs(errnoKernel(t, unix.EPERM).dial); !errors.Is(err, unix.EPERM) {
 		t.Errorf("dumpNftCounterObjs with EPERM: %v, want the errno in the chain", err)
+	}
+}
+
+// TestHTBClassDumpFake: the classes of every interface with an htb qdisc
+// are dumped one interface at a time (tcm_ifindex set, as tc_dump_tclass
+// needs), decoded from TCA_STATS2 and the htb options (32-bit rates, and
+// the 64-bit attributes above 4 GB/s), classes of other kinds skipped; an
+// interface whose dump is refused is named in the error while the others'
+// classes are kept.
+func TestHTBClassDumpFake(t *testing.T) {
+	tcmsgOf := func(ifindex int32, handle, parent uint32) []byte {
+		b := make([]byte, 20)
+		binary.NativeEndian.PutUint32(b[4:], uint32(ifindex))
+		binary.NativeEndian.PutUint32(b[8:], handle)
+		binary.NativeEndian.PutUint32(b[12:], parent)
+		return b
+	}
+	u64 := func(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
+	class := func(ifindex int32, handle uint32, kind string, drops, overlimits uint32, opts []netlink.Attribute) []byte {
+		queue := make([]byte, 20) // struct gnet_stats_queue
+		binary.NativeEndian.PutUint32(queue[8:], drops)
+		binary.NativeEndian.PutUint32(queue[16:], overlimits)
+		return append(tcmsgOf(ifindex, handle, 0x10000), nltest.MustMarshalAttributes([]netlink.Attribute{
+			{Type: unix.TCA_KIND, Data: append([]byte(kind), 0)},
+			{Type: unix.TCA_OPTIONS | unix.NLA_F_NESTED, Data: nltest.MustMarshalAttributes(opts)},
+			{Type: unix.TCA_STATS2 | unix.NLA_F_NESTED, Data: nltest.MustMarshalAttributes([]netlink.Attribute{{Type: tcaStatsQueue, Data: queue}})},
+		})...)
+	}
+	// struct tc_htb_opt: rate (struct tc_ratespec, 12 bytes, the rate at
+	// byte 8) and ceil (likewise), then buffer, cbuffer, quantum, level,
+	// prio.
+	parms := func(rate, ceil uint32) netlink.Attribute {
+		b := make([]byte, 44)
+		binary.NativeEndian.PutUint32(b[8:], rate)
+		binary.NativeEndian.PutUint32(b[20:], ceil)
+		return netlink.Attribute{Type: nl.TCA_HTB_PARMS, Data: b}
+	}
+	var asked []int32
+	k := &fakeKernel{t: t}
+	k.fn = func(reqs []netlink.Message) ([]netlink.Message, error) {
+		switch reqs[0].Header.Type {
+		case unix.RTM_GETQDISC:
+			var datas [][]byte
+			for _, q := range []testQdisc{
+				{ifindex: 3, handle: 0x10000, parent: netlinkHandleRoot, kind: "htb"},
+				{ifindex: 5, handle: 0x10000, parent: netlinkHandleRoot, kind: "htb"},
+				{ifindex: 7, handle: 0x10000, parent: netlinkHandleRoot, kind: "tbf"},
+				{ifindex: 3, handle: 0x100000, parent: 0x10010, kind: "pfifo"}, // a leaf of 3's htb: no second dump
+			} {
+				datas = append(datas, newqdiscMsg(q))
+			}
+			return dumpReply(reqs[0], unix.RTM_NEWQDISC, datas...), nil
+		case unix.RTM_GETTCLASS:
+			ifindex := int32(binary.NativeEndian.Uint32(reqs[0].Data[4:]))
+			asked = append(asked, ifindex)
+			wantDumpRequest(t, reqs, unix.RTM_GETTCLASS, tcmsgOf(ifindex, 0, 0))
+			if ifindex == 5 {
+				return nltest.Error(int(unix.EPERM), reqs)
+			}
+			return dumpReply(reqs[0], unix.RTM_NEWTCLASS,
+				class(3, 0x10010, "htb", 7, 9, []netlink.Attribute{parms(125000, 250000)}),
+				class(3, 0x10020, "htb", 0, 1, []netlink.Attribute{parms(0xffffffff, 0xffffffff),
+					{Type: nl.TCA_HTB_RATE64, Data: u64(5e9)}, {Type: nl.TCA_HTB_CEIL64, Data: u64(6e9)}}),
+				class(3, 0x10030, "hfsc", 4, 4, nil),
+			), nil
+		}
+		t.Errorf("unexpected request type %d", reqs[0].Header.Type)
+		return nltest.Error(int(unix.EINVAL), reqs)
+	}
+	qs, err := dumpQdiscs(k.dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dumpHTBClasses(k.dial, qs)
+	if diff := cmp.Diff([]int32{3, 5}, asked); diff != "" {
+		t.Errorf("interfaces whose classes were dumped (-want +got):\n%s", diff)
+	}
+	want := []htbClass{
+		{LinkIndex: 3, Handle: 0x10010, Parent: 0x10000, Drops: 7, Overlimits: 9, Rate: 125000, Ceil: 250000},
+		{LinkIndex: 3, Handle: 0x10020, Parent: 0x10000, Drops: 0, Overlimits: 1, Rate: 5e9, Ceil: 6e9},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("htb classes (-want +got):\n%s", diff)
+	}
+	if !errors.Is(err, unix.EPERM) || !strings.Contains(fmt.Sprint(err), "rtm_gettclass ifindex 5") {
+		t.Errorf("error %v, want EPERM naming ifindex 5", err)
 	}
 }
