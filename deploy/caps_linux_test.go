@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,7 +28,11 @@ type exporterRun struct {
 	unavailable []string
 	// collectors is every collector that reported.
 	collectors []string
-	stderr     string
+	// netns is the watched namespaces (netns label values) that had a
+	// netdrop_netns_stage_drops_total series: with --all-netns, the
+	// namespaces the exporter could find and enter.
+	netns  []string
+	stderr string
 }
 
 // lost is what run r lacks that the full run had.
@@ -48,14 +53,20 @@ func (r exporterRun) lost(full exporterRun) []string {
 			out = append(out, "collector "+c+" missing")
 		}
 	}
+	for _, n := range full.netns {
+		if !slices.Contains(r.netns, n) {
+			out = append(out, "netns "+n+" missing")
+		}
+	}
 	return out
 }
 
 // runExporter runs `netdrop` with args as root whose capabilities are
 // exactly caps (setpriv empties the bounding set but for them, so the
 // process has no other), scrapes it twice (findings need an interval) and
-// returns what the second scrape said.
-func runExporter(t *testing.T, args []string, caps []corev1.Capability) exporterRun {
+// returns what the second scrape said. Of the per-namespace series it
+// records those of the namespaces labelled as in watch.
+func runExporter(t *testing.T, args []string, caps []corev1.Capability, watch []string) exporterRun {
 	t.Helper()
 	setpriv := requireTool(t, "setpriv", "util-linux")
 	bounding := "-all"
@@ -123,6 +134,9 @@ func runExporter(t *testing.T, args []string, caps []corev1.Capability) exporter
 	r := exporterRun{stderr: stderr.String()}
 	sc := bufio.NewScanner(strings.NewReader(scrape()))
 	for sc.Scan() {
+		if m := netnsDrops.FindStringSubmatch(sc.Text()); m != nil && slices.Contains(watch, m[1]) && !slices.Contains(r.netns, m[1]) {
+			r.netns = append(r.netns, m[1])
+		}
 		name, label, value, ok := sample(sc.Text())
 		if !ok {
 			continue
@@ -141,6 +155,10 @@ func runExporter(t *testing.T, args []string, caps []corev1.Capability) exporter
 	}
 	return r
 }
+
+// netnsDrops matches a series of netdrop_netns_stage_drops_total and
+// captures its netns label.
+var netnsDrops = regexp.MustCompile(`^netdrop_netns_stage_drops_total\{.*\bnetns="([^"]*)"`)
 
 // sample splits `name{label="value"} 1` (one label) into its parts.
 func sample(line string) (name, label string, value float64, ok bool) {
@@ -203,24 +221,44 @@ func TestCapabilities(t *testing.T) {
 	}
 	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
 
+	// For --all-netns, a namespace only a process holds (no bind mount,
+	// as a pod's seen from the node's /proc), which drops datagrams to a
+	// closed port all along: the exporter must find it through the
+	// process's /proc/PID/ns/net, enter it and count its drops.
+	dropper := exec.Command("unshare", "--net", "bash", "-c",
+		`ip link set lo up && while :; do echo x >/dev/udp/127.0.0.1/9; sleep 0.02; done`)
+	dropper.Stderr = os.Stderr
+	if err := dropper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dropper.Process.Kill(); dropper.Wait() })
+	dropNetns := processNetns(t, dropper.Process.Pid)
+
 	cases := []struct {
 		name, vals string
+		// watch are namespaces whose drop series the chart's flags
+		// must show.
+		watch []string
 	}{
-		{"host", ``},
-		{"trace", `exporter: {trace: true}`},
-		{"netns-name", fmt.Sprintf(`exporter: {netns: %s}`, ns)},
-		{"netns-pid", fmt.Sprintf(`exporter: {netns: "pid:%d"}`, sleeper.Process.Pid)},
+		{"host", ``, nil},
+		{"trace", `exporter: {trace: true}`, nil},
+		{"netns-name", fmt.Sprintf(`exporter: {netns: %s}`, ns), nil},
+		{"netns-pid", fmt.Sprintf(`exporter: {netns: "pid:%d"}`, sleeper.Process.Pid), nil},
+		{"all-netns", `allNetns: {enabled: true}`, []string{dropNetns}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o := render(t, "netdrop", "netdrop", parseValues(t, c.vals))
 			ctr := o.daemonSet.Spec.Template.Spec.Containers[0]
 			granted := ctr.SecurityContext.Capabilities.Add
-			all := runExporter(t, ctr.Args, allCapabilities)
+			all := runExporter(t, ctr.Args, allCapabilities, c.watch)
 			if len(all.failed) > 0 {
 				t.Fatalf("with every capability the exporter fails: %v\n%s", all.failed, all.stderr)
 			}
-			got := runExporter(t, ctr.Args, granted)
+			if !slices.Equal(all.netns, c.watch) {
+				t.Fatalf("with every capability the exporter shows drops in namespaces %q, want %q\n%s", all.netns, c.watch, all.stderr)
+			}
+			got := runExporter(t, ctr.Args, granted, c.watch)
 			if lost := got.lost(all); len(lost) > 0 {
 				t.Errorf("with the chart's capabilities %v the exporter loses %v\n%s", granted, lost, got.stderr)
 			}
@@ -230,7 +268,7 @@ func TestCapabilities(t *testing.T) {
 					continue
 				}
 				less := slices.DeleteFunc(slices.Clone(granted), func(x corev1.Capability) bool { return x == cp })
-				r := runExporter(t, ctr.Args, less)
+				r := runExporter(t, ctr.Args, less, c.watch)
 				lost := r.lost(all)
 				if len(lost) == 0 {
 					t.Errorf("the chart grants %s, but the exporter loses nothing without it", cp)
@@ -245,3 +283,25 @@ func TestCapabilities(t *testing.T) {
 // (the capabilities a root container could be given that the exporter
 // could use).
 var allCapabilities = []corev1.Capability{"NET_ADMIN", "NET_RAW", "BPF", "PERFMON", "SYSLOG", "SYS_ADMIN", "SYS_PTRACE", "SYS_RESOURCE", "DAC_OVERRIDE", "DAC_READ_SEARCH", "IPC_LOCK"}
+
+// processNetns is the netns label the exporter gives the network namespace
+// of process pid once it has left the test's own: net:[INODE].
+func processNetns(t *testing.T, pid int) string {
+	t.Helper()
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l != self {
+			return l
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not leave the test's network namespace", pid)
+	return ""
+}

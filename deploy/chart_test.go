@@ -61,6 +61,8 @@ exporter:
       - {name: Authorization, secretName: otlp-auth, secretKey: header}
 webConfig:
   secretName: netdrop-web
+allNetns:
+  enabled: true
 serviceMonitor:
   enabled: true
   labels: {release: kube-prometheus-stack}
@@ -75,6 +77,11 @@ exporter:
   netns: pid:1
 serviceMonitor: {enabled: true}
 prometheusRule: {enabled: true}
+`},
+	{"all-netns-crio", `
+allNetns:
+  enabled: true
+  criSocket: /var/run/crio/crio.sock
 `},
 }
 
@@ -226,12 +233,13 @@ func checkObjects(t *testing.T, o *objects) {
 	}
 	exp := o.vals["exporter"].(map[string]any)
 	netnsFlag, _ := exp["netns"].(string)
+	allNetns := o.vals["allNetns"].(map[string]any)["enabled"] == true
 	pod := ds.Spec.Template.Spec
 	if !pod.HostNetwork {
 		t.Error("the exporter must run in the node's network namespace (hostNetwork)")
 	}
-	if want := strings.HasPrefix(netnsFlag, "pid:"); pod.HostPID != want {
-		t.Errorf("hostPID = %v, want %v (only --netns pid:N needs the node's processes)", pod.HostPID, want)
+	if want := strings.HasPrefix(netnsFlag, "pid:") || allNetns; pod.HostPID != want {
+		t.Errorf("hostPID = %v, want %v (only --netns pid:N and --all-netns need the node's processes)", pod.HostPID, want)
 	}
 	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
 		t.Error("the pod must not mount a service account token")
@@ -267,11 +275,11 @@ func checkObjects(t *testing.T, o *objects) {
 	if exp["trace"] == true {
 		wantCaps = append(wantCaps, "BPF", "PERFMON", "SYSLOG")
 	}
-	if netnsFlag != "" {
+	if netnsFlag != "" || allNetns {
 		wantCaps = append(wantCaps, "SYS_ADMIN")
-		if strings.HasPrefix(netnsFlag, "pid:") {
-			wantCaps = append(wantCaps, "SYS_PTRACE")
-		}
+	}
+	if strings.HasPrefix(netnsFlag, "pid:") || allNetns {
+		wantCaps = append(wantCaps, "SYS_PTRACE")
 	}
 	if diff := cmp.Diff(wantCaps, sc.Capabilities.Add); diff != "" {
 		t.Errorf("added capabilities (-want +got):\n%s", diff)
@@ -292,6 +300,7 @@ func checkObjects(t *testing.T, o *objects) {
 	}
 	checkExporterArgs(t, c.Args)
 	checkArgSources(t, o, pod, c)
+	checkAllNetns(t, o, pod, c)
 	var metricsPort *corev1.ContainerPort
 	for i, p := range c.Ports {
 		if p.Name == "metrics" {
@@ -588,6 +597,68 @@ func checkArgSources(t *testing.T, o *objects, pod corev1.PodSpec, c corev1.Cont
 	}
 }
 
+// checkAllNetns: with allNetns.enabled the exporter gets --all-netns and a
+// --cri-socket that is the configured node socket as the container sees it,
+// through a read-only hostPath mount of the socket's directory; without it,
+// neither flag and no hostPath but the named namespaces' /run/netns.
+func checkAllNetns(t *testing.T, o *objects, pod corev1.PodSpec, c corev1.Container) {
+	t.Helper()
+	vals := o.vals["allNetns"].(map[string]any)
+	enabled := vals["enabled"] == true
+	if got := slices.Contains(c.Args, "--all-netns"); got != enabled {
+		t.Errorf("--all-netns in args = %v, want %v (allNetns.enabled)", got, enabled)
+	}
+	var sockets []string
+	for _, a := range c.Args {
+		if s, ok := strings.CutPrefix(a, "--cri-socket="); ok {
+			sockets = append(sockets, s)
+		}
+	}
+	hostPaths := map[string]string{} // volume name: node path
+	for _, v := range pod.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	if !enabled {
+		if len(sockets) > 0 {
+			t.Errorf("--cri-socket %q without allNetns.enabled", sockets)
+		}
+		for name, p := range hostPaths {
+			if p != "/run/netns" {
+				t.Errorf("hostPath volume %s (%s) without allNetns.enabled", name, p)
+			}
+		}
+		return
+	}
+	if len(sockets) != 1 {
+		t.Fatalf("want one --cri-socket with allNetns.enabled, got %q", sockets)
+	}
+	// The socket as the node sees it: the node path of the mount that
+	// holds it, and the rest of its path below the mount.
+	var onNode string
+	for _, vm := range c.VolumeMounts {
+		rel, err := filepath.Rel(vm.MountPath, sockets[0])
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		node, ok := hostPaths[vm.Name]
+		if !ok {
+			continue
+		}
+		if !vm.ReadOnly {
+			t.Errorf("the CRI socket's mount %s is writable", vm.MountPath)
+		}
+		if rel != filepath.Base(sockets[0]) {
+			t.Errorf("the mount %s holds the socket %s below its top directory: mount the socket's directory", vm.MountPath, sockets[0])
+		}
+		onNode = filepath.Join(node, rel)
+	}
+	if want := vals["criSocket"]; onNode != want {
+		t.Errorf("--cri-socket=%s is %q on the node, want allNetns.criSocket %q", sockets[0], onNode, want)
+	}
+}
+
 // TestChartRefusesUnknownValues: values.schema.json refuses a misspelt key
 // or a wrong type, which Helm would otherwise ignore or render.
 func TestChartRefusesUnknownValues(t *testing.T) {
@@ -600,6 +671,10 @@ func TestChartRefusesUnknownValues(t *testing.T) {
 		`serviceMonitr: {enabled: true}`,
 		`port: "9469"`,
 		`exporter: {otlp: {headers: [{name: Authorization}]}}`,
+		`allNetns: {enable: true}`,
+		`allNetns: {enabled: "true"}`,
+		`allNetns: {criSocket: containerd.sock}`,
+		`allNetns: {criSocket: /run/containerd/}`,
 	} {
 		_, err := util.ToRenderValues(ch, parseValues(t, bad), common.ReleaseOptions{Name: "netdrop", Namespace: "netdrop"}, nil)
 		if err == nil {

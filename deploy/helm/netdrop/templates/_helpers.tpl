@@ -40,17 +40,20 @@ this set and with each one taken away:
                        /proc/kallsyms to name the dropping function
   SYS_ADMIN            --netns: setns into another network namespace
   SYS_PTRACE           --netns pid:N: open another process's /proc/N/ns/net
+  SYS_ADMIN, SYS_PTRACE
+                       allNetns (--all-netns): read every process's
+                       /proc/PID/ns/net, setns into each namespace
 */}}
 {{- define "netdrop.capabilities" -}}
 {{- $caps := list "NET_ADMIN" }}
 {{- if .Values.exporter.trace }}
 {{- $caps = concat $caps (list "BPF" "PERFMON" "SYSLOG") }}
 {{- end }}
-{{- with .Values.exporter.netns }}
+{{- if or .Values.exporter.netns .Values.allNetns.enabled }}
 {{- $caps = append $caps "SYS_ADMIN" }}
-{{- if hasPrefix "pid:" . }}
-{{- $caps = append $caps "SYS_PTRACE" }}
 {{- end }}
+{{- if include "netdrop.hostPID" . }}
+{{- $caps = append $caps "SYS_PTRACE" }}
 {{- end }}
 {{- toJson $caps }}
 {{- end }}
@@ -58,4 +61,21 @@ this set and with each one taken away:
 {{/* Whether --netns names a namespace under the host's /run/netns. */}}
 {{- define "netdrop.netnsNamed" -}}
 {{- with .Values.exporter.netns }}{{ if not (or (hasPrefix "pid:" .) (hasPrefix "/" .)) }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/*
+Whether the pod needs the node's process table: --netns pid:N names a
+process of the node, and --all-netns finds the namespaces through every
+process's /proc/PID/ns/net.
+*/}}
+{{- define "netdrop.hostPID" -}}
+{{- if or (hasPrefix "pid:" .Values.exporter.netns) .Values.allNetns.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+Where the CRI runtime socket's directory is mounted in the container, for
+--all-netns; the socket keeps its name under it.
+*/}}
+{{- define "netdrop.criDir" -}}
+/run/netdrop/cri
 {{- end }}
