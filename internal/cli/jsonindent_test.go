@@ -52,7 +52,7 @@ func TestWriteJSONMatchesEncoder(t *testing.T) {
 			EmptyOb: map[string]string{}, Raw: json.RawMessage(" { \"a\" : [ 1 , 2 ] , \"b\" : { } } "),
 			Ptr: &jsonSample{Name: "inner", Raw: json.RawMessage(`"s"`)}, F: 1e-9, B: true,
 		}},
-		{"snapshot", &counters.Snapshot{Counters: []counters.Counter{{Source: "s", Field: "f", Value: 7}}}},
+		{"snapshot", &counters.Snapshot{Counters: []counters.Counter{{Source: counters.ProcNetSNMP, Field: "Udp:NoPorts", Value: 7}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
