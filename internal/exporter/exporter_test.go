@@ -27,6 +27,7 @@ import (
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/internal/buildinfo"
+	"github.com/netdrop/netdrop/internal/netnsmap"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -365,6 +366,9 @@ func TestDeployReferencesExist(t *testing.T) {
 	for n := range metricNames(scrapeText(t, Handler(treg, topts))) {
 		names[n] = true
 	}
+	for n := range allNetnsNames(t) {
+		names[n] = true
+	}
 	files := []string{"../../deploy/grafana/netdrop-dashboard.json", "../../deploy/prometheus/netdrop-rules.yml"}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -410,6 +414,39 @@ func TestDeployReferencesExist(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("dashboard stat panels, in path order (-want +got):\n%s", diff)
 	}
+}
+
+// allNetnsNames is the names of the per-namespace series, which exist only
+// with --all-netns: one namespace whose readings show datagrams to no
+// socket and a conntrack table nearly full, scraped twice, so that both
+// its drop and its finding series are served.
+func allNetnsNames(t *testing.T) map[string]bool {
+	t.Helper()
+	src := &scriptedSource{readings: [][]counters.Counter{
+		append([]counters.Counter{mib("Udp:NoPorts", 5)}, conntrackLevel(60000, 65536)...),
+		append([]counters.Counter{mib("Udp:NoPorts", 9)}, conntrackLevel(60000, 65536)...),
+	}}
+	ns := &netnsmap.Namespace{Inode: 4026531840, Self: true, Host: true}
+	clock := time.Unix(1_800_000_000, 0)
+	c := newNetnsCollector(Options{
+		Sources: []counters.Source{src},
+		Discover: func(context.Context) (*netnsmap.Map, error) {
+			return &netnsmap.Map{Namespaces: []*netnsmap.Namespace{ns}}, nil
+		},
+		Now: func() time.Time { return clock },
+	})
+	scrapeNetns(t, c)
+	clock = clock.Add(15 * time.Second)
+	out := map[string]bool{}
+	for _, l := range scrapeNetns(t, c) {
+		out[l[:strings.IndexByte(l, '{')]] = true
+	}
+	for _, want := range []string{"netdrop_netns_stage_drops_total", "netdrop_netns_findings"} {
+		if !out[want] {
+			t.Fatalf("the per-namespace fixture serves no %s: %v", want, out)
+		}
+	}
+	return out
 }
 
 func TestDaemonSet(t *testing.T) {
