@@ -33,8 +33,10 @@ import (
 var ErrNotSupported = errors.New("drop tracing not supported")
 
 // ErrPermission means the process lacks the privileges to load and attach
-// BPF programs.
-var ErrPermission = errors.New("trace needs root, or CAP_BPF and CAP_PERFMON")
+// BPF programs. CAP_SYSLOG is named too: without it (and with the default
+// kernel.perf_event_paranoid=2) /proc/kallsyms hides the addresses that name
+// drop locations, and KernelSymbols says so in its own words.
+var ErrPermission = errors.New("trace needs root, or CAP_BPF, CAP_PERFMON and CAP_SYSLOG")
 
 // Options selects what the tracer counts. Filters are applied in the kernel
 // so filtered-out drops cost a few loads, not a map update.

@@ -549,7 +549,7 @@ func TestHelperUnprivileged(t *testing.T) {
 	if !errors.Is(err, ErrPermission) {
 		t.Fatalf("Start as uid %d: err = %v, want ErrPermission", os.Geteuid(), err)
 	}
-	if !strings.Contains(err.Error(), "CAP_BPF and CAP_PERFMON") {
+	if !strings.Contains(err.Error(), "CAP_BPF, CAP_PERFMON and CAP_SYSLOG") {
 		t.Fatalf("error %q does not name the capabilities", err)
 	}
 }
