@@ -13,13 +13,14 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
+	"github.com/netdrop/netdrop/internal/inetdiag"
 	"golang.org/x/sys/unix"
 )
 
 // udpDiagMsg is the reply for one socket: an inet_diag_msg and, unless
 // skmem is nil, INET_DIAG_SKMEMINFO with those words.
 func udpDiagMsg(k UDPSocket, skmem []uint32) []byte {
-	b := make([]byte, diagMsgLen)
+	b := make([]byte, inetdiag.MsgLen)
 	if k.Local.Addr().Is4() {
 		b[0] = unix.AF_INET
 	} else {
@@ -32,7 +33,7 @@ func udpDiagMsg(k UDPSocket, skmem []uint32) []byte {
 	src, dst := k.Local.Addr().AsSlice(), k.Remote.Addr().AsSlice()
 	copy(id[4:20], src)
 	copy(id[20:36], dst)
-	rest := b[4+diagSockIDLen:]
+	rest := b[4+inetdiag.SockIDLen:]
 	binary.NativeEndian.PutUint32(rest[4:], uint32(k.RxQueue))
 	binary.NativeEndian.PutUint32(rest[8:], uint32(k.TxQueue))
 	binary.NativeEndian.PutUint32(rest[12:], k.UID)
@@ -40,7 +41,7 @@ func udpDiagMsg(k UDPSocket, skmem []uint32) []byte {
 	if skmem != nil {
 		a := make([]byte, 4+4*len(skmem))
 		binary.NativeEndian.PutUint16(a[0:], uint16(len(a)))
-		binary.NativeEndian.PutUint16(a[2:], diagSkmeminfo)
+		binary.NativeEndian.PutUint16(a[2:], inetdiag.AttrSkmeminfo)
 		for i, w := range skmem {
 			binary.NativeEndian.PutUint32(a[4+4*i:], w)
 		}
@@ -132,7 +133,7 @@ func TestUDPDiagRefused(t *testing.T) {
 			return dumpReply(req, sockDiagByFam, udpDiagMsg(sock, nil))
 		}, errUDPDiagNoDrops},
 		{"short message", func(req netlink.Message) []netlink.Message {
-			return dumpReply(req, sockDiagByFam, udpDiagMsg(sock, skmem(0))[:diagMsgLen-4])
+			return dumpReply(req, sockDiagByFam, udpDiagMsg(sock, skmem(0))[:inetdiag.MsgLen-4])
 		}, ErrFileParse},
 	}
 	for _, tt := range tests {
