@@ -66,12 +66,16 @@ func (e *Env) addRules(n *Node, name string, hook *nftables.ChainHook, rules ...
 }
 
 // matchUDPDport is `meta l4proto udp udp dport PORT`.
-func matchUDPDport(port uint16) []expr.Any {
+func matchUDPDport(port uint16) []expr.Any { return matchDport(unix.IPPROTO_UDP, port) }
+
+// matchDport is `meta l4proto PROTO th dport PORT`: TCP and UDP both carry
+// the destination port at offset 2 of their header.
+func matchDport(proto uint8, port uint16) []expr.Any {
 	p := make([]byte, 2)
 	binary.BigEndian.PutUint16(p, port)
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p},
 	}

@@ -252,15 +252,9 @@ func acceptOne(ctx context.Context, e *Env, ln int) error {
 
 // matchTCPRst is `tcp dport PORT tcp flags & rst == rst`.
 func matchTCPRst(port uint16) []expr.Any {
-	p := make([]byte, 2)
-	binary.BigEndian.PutUint16(p, port)
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p},
+	return append(matchDport(unix.IPPROTO_TCP, port),
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpRST}, Xor: []byte{0}},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0}},
-	}
+	)
 }
