@@ -159,7 +159,14 @@ func (c *criClient) call(ctx context.Context, method string, req []byte) ([]byte
 		if _, err := io.ReadFull(resp.Body, msg); err != nil {
 			return nil, transportError(ctx, err)
 		}
-		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		// A unary reply holds one message. Anything after it is refused,
+		// as gRPC refuses it, instead of read without bound until the
+		// runtime stops sending or the timeout ends the call.
+		var more [1]byte
+		switch n, err := io.ReadFull(resp.Body, more[:]); {
+		case n > 0:
+			return nil, &rpcError{code: codeInternal, desc: "more than one message in a unary reply"}
+		case err != io.EOF:
 			return nil, transportError(ctx, err)
 		}
 	}

@@ -2,6 +2,9 @@ package netnsmap
 
 import (
 	"context"
+	"net"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +104,75 @@ func TestEachFieldMalformed(t *testing.T) {
 			}
 			if tt.ok && len(tt.b) > 0 && (len(seen) != 1 || seen[0] != 1) {
 				t.Errorf("fields %v, want the one length-delimited field 1", seen)
+			}
+		})
+	}
+}
+
+// A reply that goes on after its message (a second message, or a stream
+// that does not end) is refused as gRPC refuses it, Internal, after one
+// byte more, not read to its end.
+func TestCRIClientOneMessage(t *testing.T) {
+	msg := func(payload []byte) []byte {
+		b := []byte{0, 0, 0, 0, byte(len(payload))}
+		return append(b, payload...)
+	}
+	one := protowire.AppendTag(nil, 1, protowire.BytesType)
+	one = protowire.AppendBytes(one, protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "c-1"))
+	tests := []struct {
+		name     string
+		messages int
+		forever  bool
+		want     rpcStatus
+	}{
+		{"one message", 1, false, codeOK},
+		{"two messages", 2, false, codeInternal},
+		{"endless", 1, true, codeInternal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "cri.sock")
+			l, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var p http.Protocols
+			p.SetUnencryptedHTTP2(true)
+			done := make(chan struct{})
+			srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/grpc")
+				w.Header().Set("Trailer", "Grpc-Status")
+				for range tt.messages {
+					w.Write(msg(one))
+				}
+				for tt.forever {
+					if _, err := w.Write(make([]byte, 1<<10)); err != nil {
+						break
+					}
+					w.(http.Flusher).Flush()
+					select {
+					case <-done:
+						return
+					default:
+					}
+				}
+				w.Header().Set("Grpc-Status", "0")
+			})}
+			go srv.Serve(l)
+			t.Cleanup(func() { close(done); srv.Close() })
+			c := newCRIClient(sock)
+			defer c.close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			ctrs, err := c.listContainers(ctx)
+			if got := rpcCode(err); err == nil && tt.want != codeOK || err != nil && got != tt.want {
+				t.Fatalf("listContainers: %v (code %v), want code %v", err, got, tt.want)
+			}
+			if err == nil && (len(ctrs) != 1 || ctrs[0].id != "c-1") {
+				t.Errorf("listContainers = %+v, want c-1", ctrs)
+			}
+			if ctx.Err() != nil {
+				t.Error("the call took the whole timeout")
 			}
 		})
 	}
