@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -103,9 +104,16 @@ func OpenAll(path string) (*Reader, error) {
 	}
 	prev, err := Open(path + ".1")
 	if err != nil {
-		// No older part, or nothing netdrop can read there (which a
-		// file of this recording would be): path alone.
-		return cur, nil
+		// No older part, or not a recording at all (a part of this one
+		// would be): path alone. An older part that exists but cannot be
+		// read (permissions, an I/O error) would silently cut the
+		// recording's first half, so it is an error when path says it
+		// is not the first part.
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrFormat) || cur.Header.Part == 0 {
+			return cur, nil
+		}
+		cur.Close()
+		return nil, fmt.Errorf("%s is part %d of its recording, and the part before it cannot be read: %w", path, cur.Header.Part, err)
 	}
 	if !prev.Header.partBefore(cur.Header) {
 		prev.Close()

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -463,6 +464,28 @@ func TestOpenAll(t *testing.T) {
 	}
 	if !sp.First.Time.Equal(ivs[first].Time) || !sp.Last.Time.Equal(ivs[last].Time) || sp.Trace == nil || sp.Trace.Drops() != drops {
 		t.Errorf("span %s..%s with %v, want %s..%s with %d traced drops", sp.First.Time, sp.Last.Time, sp.Trace, ivs[first].Time, ivs[last].Time, drops)
+	}
+
+	// FILE.1 there but unopenable (a symbolic link to itself, since root
+	// opens any file whatever its mode): an error naming it, not half the
+	// recording without a word.
+	if err := os.Rename(path+".1", path+".1.away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Base(path)+".1", path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := OpenAll(path); err == nil {
+		r.Close()
+		t.Errorf("OpenAll with an unreadable %s.1: no error", filepath.Base(path))
+	} else if !strings.Contains(err.Error(), ".1") {
+		t.Errorf("OpenAll with an unreadable FILE.1: %v, want it named", err)
+	}
+	if err := os.Remove(path + ".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".1.away", path+".1"); err != nil {
+		t.Fatal(err)
 	}
 
 	// A new recording to the same name, shorter than a rotation: the
