@@ -110,7 +110,18 @@ func (nftablesSource) Collect(ctx context.Context, r *Reading, s *Snapshot) erro
 	// pays for the object dump.
 	objs, err := dumpNftCounterObjs(r.dialer())
 	if err != nil {
-		return fmt.Errorf("nft_msg_getobj dump: %w", err)
+		// The rules' own counters are in s already: only the named
+		// counters are missing, each said so by name (failing the whole
+		// source would read as "nftables unreadable").
+		seen := map[nftObjKey]bool{}
+		for _, d := range named {
+			if !seen[d.Counter] {
+				seen[d.Counter] = true
+				s.FailObject(NetlinkNftables, fmt.Sprintf("%s %s counter %q", nftFamilyName(d.Counter.Family), d.Counter.Table, d.Counter.Name),
+					fmt.Errorf("nft_msg_getobj dump: %w", err))
+			}
+		}
+		return nil
 	}
 	cs, unav := nftNamedCounters(named, refs, objs)
 	s.Add(cs...)
