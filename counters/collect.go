@@ -163,7 +163,11 @@ type Source interface {
 // caller that reads one source on its own makes one with NewReading.
 type Reading struct {
 	// FS is where kernel files are read from.
-	FS         FS
+	FS FS
+	// Kept, when set, keeps the files that are costly to open (the
+	// conntrack sysctls) open for the next reading of the same
+	// namespace; nil opens and closes them each time.
+	Kept       *KeptFiles
 	dial       dialer
 	links      func() ([]linkInfo, error)
 	qdiscs     func() ([]netlink.Qdisc, error)

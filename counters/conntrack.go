@@ -37,7 +37,7 @@ func (ConntrackSource) Collect(_ context.Context, r *Reading, s *Snapshot) error
 		{ProcSysConntrackCount, "nf_conntrack_count"},
 		{ProcSysConntrackMax, "nf_conntrack_max"},
 	} {
-		v, err := readSource(fsys, g.src, fsys.ProcPath("sys", "net", "netfilter", g.field), parseUintFile)
+		v, err := readKept(r.Kept, fsys, g.src, fsys.ProcPath("sys", "net", "netfilter", g.field), parseUintFile)
 		if err != nil {
 			gaugeErrs = append(gaugeErrs, err)
 			continue
