@@ -45,6 +45,10 @@ type netnsState struct {
 	// compare with); ok says the namespace was read at all.
 	last *netnsAnalysis
 	ok   bool
+	// files are the namespace's conntrack sysctls, kept open from one
+	// scrape to the next (counters.KeptFiles says why) and closed
+	// when the namespace is gone.
+	files counters.KeptFiles
 }
 
 // netnsAnalysis is what a namespace's series say of one interval: the drops
@@ -147,7 +151,7 @@ func (c *netnsCollector) update(ctx context.Context, _ *scrape, ch chan<- promet
 		states[i] = st
 	}
 	each(len(m.Namespaces), func(i int, scratch *counters.Snapshot) {
-		if c.read(ctx, m.Namespaces[i].Target(), scratch) {
+		if c.read(ctx, m.Namespaces[i].Target(), &states[i].files, scratch) {
 			c.analyse(states[i], scratch)
 		}
 	})
@@ -182,7 +186,9 @@ func (c *netnsCollector) update(ctx context.Context, _ *scrape, ch chan<- promet
 	}
 	for ino := range c.state {
 		if !seen[ino] {
-			delete(c.state, ino) // the namespace is gone; so is its counter
+			// The namespace is gone; so are its counter and files.
+			_ = c.state[ino].files.Close()
+			delete(c.state, ino)
 		}
 	}
 	c.layouts.keep(func(yield func(*counterLayout) bool) {
@@ -198,13 +204,14 @@ func (c *netnsCollector) update(ctx context.Context, _ *scrape, ch chan<- promet
 }
 
 // read takes the snapshot of namespace t into s, a worker's scratch
-// snapshot, and reports whether t could be entered. It enters once and
+// snapshot, and reports whether t could be entered. files are the files
+// kept open in t from its last reading. It enters once and
 // reads the sources in turn on that thread: the collector already reads
 // several namespaces at once (each), and CollectIn's parallel readers
 // would cost two more entries (setns there and back) per namespace for
 // no gain. The sources are those of counters.Collect, read as it reads
 // them without Enter.
-func (c *netnsCollector) read(ctx context.Context, t netns.Target, s *counters.Snapshot) bool {
+func (c *netnsCollector) read(ctx context.Context, t netns.Target, files *counters.KeptFiles, s *counters.Snapshot) bool {
 	clear(s.Sysctls)
 	*s = counters.Snapshot{Netns: t.String(), Counters: s.Counters[:0], Unavailable: s.Unavailable[:0], Sysctls: s.Sysctls}
 	if s.Sysctls == nil {
@@ -213,6 +220,7 @@ func (c *netnsCollector) read(ctx context.Context, t netns.Target, s *counters.S
 	err := doOnOwnThread(t, func() error {
 		s.Time = c.now()
 		r := counters.NewReading(counters.DefaultFS())
+		r.Kept = files
 		for _, src := range c.sources {
 			if err := ctx.Err(); err != nil {
 				s.Fail(src.ID(), err)

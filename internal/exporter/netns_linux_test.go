@@ -25,6 +25,7 @@ import (
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/netdrop/netdrop/internal/netns"
+	"github.com/netdrop/netdrop/internal/netnsmap"
 	"github.com/netdrop/netdrop/internal/netnsmap/netnsmaptest"
 	"github.com/netdrop/netdrop/internal/testnet"
 )
@@ -478,4 +479,106 @@ func BenchmarkNetnsFloor(b *testing.B) {
 	b.ReportMetric(per(files), "µs-4-net-files/netns")
 	b.ReportMetric(per(sysctls), "µs-2-sysctl-opens/netns")
 	b.ReportMetric(per(dumps), "µs-link-qdisc-dumps/netns")
+}
+
+// TestNetnsKeptFilesChurn scrapes 100 times while namespaces come and go
+// (one made and one deleted before each scrape): every namespace present
+// keeps its two conntrack sysctls open and reads them, and the files of
+// the deleted ones are closed, so that the process holds no more
+// descriptors at the end than before the first scrape.
+func TestNetnsKeptFilesChurn(t *testing.T) {
+	testnet.RequireRoot(t)
+	if _, err := os.Stat("/proc/sys/net/netfilter/nf_conntrack_count"); err != nil {
+		t.Skip("nf_conntrack is not loaded: no sysctls to keep open")
+	}
+	prefix := fmt.Sprintf("ndt-kept-%d-", os.Getpid())
+	var live []string
+	t.Cleanup(func() {
+		for _, ns := range live {
+			_ = exec.Command("ip", "netns", "del", ns).Run()
+		}
+	})
+	add := func(i int) {
+		ns := fmt.Sprint(prefix, i)
+		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add: %v\n%s", err, out)
+		}
+		live = append(live, ns)
+	}
+	del := func() {
+		if out, err := exec.Command("ip", "netns", "del", live[0]).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns del: %v\n%s", err, out)
+		}
+		live = live[1:]
+	}
+	discover := func(context.Context) (*netnsmap.Map, error) {
+		m := &netnsmap.Map{}
+		for _, ns := range live {
+			path := filepath.Join(netns.RunDir, ns)
+			var st unix.Stat_t
+			if err := unix.Stat(path, &st); err != nil {
+				return nil, err
+			}
+			m.Namespaces = append(m.Namespaces, &netnsmap.Namespace{Inode: st.Ino, Mounts: []string{path}})
+		}
+		return m, nil
+	}
+	openFDs := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	c := newNetnsCollector(Options{AllNetns: true, Discover: discover})
+	ch := make(chan prometheus.Metric, 64)
+	go func() {
+		for range ch {
+		}
+	}()
+	defer close(ch)
+	ctx := context.Background()
+	if err := c.update(ctx, nil, ch); err != nil { // nothing yet: the runtime's own descriptors settle
+		t.Fatal(err)
+	}
+	before := openFDs()
+	const keep = 5
+	for i := range 100 {
+		add(i)
+		if len(live) > keep {
+			del()
+		}
+		if err := c.update(ctx, nil, ch); err != nil {
+			t.Fatal(err)
+		}
+		kept := 0
+		for ino, st := range c.state {
+			if n := st.files.Len(); n != 2 {
+				t.Fatalf("scrape %d: namespace %d keeps %d files, want the 2 conntrack sysctls", i, ino, n)
+			}
+			kept += st.files.Len()
+			got := map[string]bool{}
+			for _, k := range st.prev.layout.counters {
+				got[k.Field] = true
+			}
+			if !got["nf_conntrack_count"] || !got["nf_conntrack_max"] {
+				t.Fatalf("scrape %d: namespace %d read without the conntrack gauges", i, ino)
+			}
+		}
+		if len(c.state) != len(live) {
+			t.Fatalf("scrape %d: %d namespaces kept, %d live", i, len(c.state), len(live))
+		}
+		if got := openFDs(); got != before+kept {
+			t.Fatalf("scrape %d: %d descriptors open, want %d and the %d kept", i, got, before, kept)
+		}
+	}
+	for len(live) > 0 {
+		del()
+	}
+	if err := c.update(ctx, nil, ch); err != nil {
+		t.Fatal(err)
+	}
+	if got := openFDs(); got != before || len(c.state) != 0 {
+		t.Errorf("all namespaces gone: %d descriptors open (%d before), %d namespaces kept", got, before, len(c.state))
+	}
 }
