@@ -365,9 +365,11 @@ func BenchmarkNetnsCollectorUpdate(b *testing.B) {
 // BenchmarkNetnsFloor is the kernel's share of reading NETDROP_SCALE_NETNS
 // (default 200) namespaces, without netdrop's parsing: one thread visits
 // each namespace in turn, as a scrape's workers do, and times entering it,
-// reading its snmp, netstat, snmp6 and stat/nf_conntrack whole, and opening
-// its two conntrack sysctls, and dumping its links and qdiscs over a new
-// netlink socket each. Each part is reported in µs per namespace.
+// reading its snmp, netstat, snmp6 and stat/nf_conntrack whole, opening its
+// two conntrack sysctls (and, apart, reading them again through
+// descriptors kept open, as the collector does since), and dumping its
+// links and qdiscs over a new netlink socket each. Each part is reported
+// in µs per namespace.
 func BenchmarkNetnsFloor(b *testing.B) {
 	testnet.RequireRoot(b)
 	nNetns := 200
@@ -430,7 +432,7 @@ func BenchmarkNetnsFloor(b *testing.B) {
 			}
 		}
 	}
-	var enter, files, sysctls, dumps time.Duration
+	var enter, files, sysctls, preads, dumps time.Duration
 	visit := func(part *time.Duration, fn func()) {
 		for _, fd := range fds {
 			t := time.Now()
@@ -453,8 +455,29 @@ func BenchmarkNetnsFloor(b *testing.B) {
 		readAll("/proc/thread-self/net/snmp")
 		readAll("/proc/sys/net/netfilter/nf_conntrack_count")
 	})
+	// The sysctls as the collector reads them now: opened once in each
+	// namespace and read again with pread (counters.KeptFiles).
+	kept := make([][2]int, len(fds))
+	visitNo := 0
+	visit(new(time.Duration), func() {
+		for j, f := range []string{"nf_conntrack_count", "nf_conntrack_max"} {
+			fd, err := unix.Open("/proc/sys/net/netfilter/"+f, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				b.Skipf("no conntrack sysctls: %v", err)
+			}
+			kept[visitNo][j] = fd
+		}
+		visitNo++
+	})
+	defer func() {
+		for _, k := range kept {
+			unix.Close(k[0])
+			unix.Close(k[1])
+		}
+	}()
 	b.ResetTimer()
 	for range b.N {
+		visitNo = 0
 		visit(&enter, nil)
 		visit(&files, func() {
 			for _, f := range []string{"snmp", "netstat", "snmp6", "stat/nf_conntrack"} {
@@ -469,6 +492,12 @@ func BenchmarkNetnsFloor(b *testing.B) {
 				}
 			}
 		})
+		visit(&preads, func() {
+			for _, fd := range kept[visitNo] {
+				_, _ = unix.Pread(fd, buf[:64], 0)
+			}
+			visitNo++
+		})
 		visit(&dumps, func() {
 			dump(unix.RTM_GETLINK)
 			dump(unix.RTM_GETQDISC)
@@ -478,6 +507,7 @@ func BenchmarkNetnsFloor(b *testing.B) {
 	b.ReportMetric(per(enter), "µs-setns/netns")
 	b.ReportMetric(per(files), "µs-4-net-files/netns")
 	b.ReportMetric(per(sysctls), "µs-2-sysctl-opens/netns")
+	b.ReportMetric(per(preads), "µs-2-kept-sysctl-preads/netns")
 	b.ReportMetric(per(dumps), "µs-link-qdisc-dumps/netns")
 }
 
