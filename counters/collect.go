@@ -164,9 +164,10 @@ type Source interface {
 type Reading struct {
 	// FS is where kernel files are read from.
 	FS FS
-	// Kept, when set, keeps the files that are costly to open (the
-	// conntrack sysctls) open for the next reading of the same
-	// namespace; nil opens and closes them each time.
+	// Kept, when set, keeps the files and sockets that are costly to
+	// open (the conntrack sysctls, the netlink sockets of the dumps)
+	// open for the next reading of the same namespace; nil opens and
+	// closes them each time.
 	Kept       *KeptFiles
 	dial       dialer
 	links      func() ([]linkInfo, error)
@@ -185,21 +186,29 @@ func newReading(fs FS, dial dialer) *Reading {
 	if fs == (FS{}) {
 		fs = DefaultFS()
 	}
-	return &Reading{
+	r := &Reading{
 		FS:         fs,
 		dial:       dial,
-		links:      sync.OnceValues(func() ([]linkInfo, error) { return dumpLinks(dial) }),
-		qdiscs:     sync.OnceValues(func() ([]netlink.Qdisc, error) { return dumpQdiscs(dial) }),
 		interrupts: sync.OnceValues(func() ([]byte, error) { return fs.ReadFile(fs.ProcPath("interrupts")) }),
 	}
+	// The dumps ask r for the dialer when they run, so that Kept, set
+	// after NewReading, applies to them.
+	r.links = sync.OnceValues(func() ([]linkInfo, error) { return dumpLinks(r.dialer()) })
+	r.qdiscs = sync.OnceValues(func() ([]netlink.Qdisc, error) { return dumpQdiscs(r.dialer()) })
+	return r
 }
 
-// dialer returns how the sources of this snapshot open netlink sockets.
+// dialer returns how the sources of this snapshot open netlink sockets:
+// through Kept's sockets when it is set.
 func (r *Reading) dialer() dialer {
-	if r.dial == nil {
-		return dialRaw
+	dial := r.dial
+	if dial == nil {
+		dial = dialRaw
 	}
-	return r.dial
+	if r.Kept != nil {
+		return r.Kept.dialer(dial)
+	}
+	return dial
 }
 
 // linkDump returns the snapshot's RTM_GETLINK dump. A Reading not made by

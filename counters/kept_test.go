@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestConntrackKeptFiles reads the conntrack gauges twice through one
@@ -67,6 +69,53 @@ func TestConntrackKeptFiles(t *testing.T) {
 			}
 			if err := k.Close(); err != nil || k.Len() != 0 {
 				t.Errorf("Close: %v, %d files still kept", err, k.Len())
+			}
+		})
+	}
+}
+
+// TestKeptSockets dumps links and qdiscs in three readings through one
+// KeptFiles: clean dumps share one socket, which Close closes; a dump that
+// fails discards its socket, and the next reading dials again.
+func TestKeptSockets(t *testing.T) {
+	tests := []struct {
+		name       string
+		kernel     func(t *testing.T) *fakeKernel
+		dials      int // sockets dialled over the three readings
+		closes     int // sockets closed before Close
+		kept       int // sockets kept at the end
+		wantErrors bool
+	}{
+		{"clean dumps", func(t *testing.T) *fakeKernel {
+			return routeKernel(t, []testLink{{index: 1, name: "lo", stats64: make([]uint64, 25)}}, []testQdisc{{kind: "noqueue", ifindex: 1}})
+		}, 1, 0, 1, false},
+		{"failing dumps", func(t *testing.T) *fakeKernel { return errnoKernel(t, unix.EPERM) }, 6, 6, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fk := tt.kernel(t)
+			var k KeptFiles
+			for i := range 3 {
+				r := newReading(NewFS(t.TempDir()), fk.dial)
+				r.Kept = &k
+				links, lerr := r.linkDump()
+				qdiscs, qerr := r.qdiscDump()
+				if (lerr != nil || qerr != nil) != tt.wantErrors {
+					t.Fatalf("reading %d: errors %v, %v", i, lerr, qerr)
+				}
+				// The same dumps without kept sockets.
+				fresh := newReading(NewFS(t.TempDir()), tt.kernel(t).dial)
+				wantLinks, _ := fresh.linkDump()
+				wantQdiscs, _ := fresh.qdiscDump()
+				if !reflect.DeepEqual(links, wantLinks) || !reflect.DeepEqual(qdiscs, wantQdiscs) {
+					t.Errorf("reading %d: %v %v with a kept socket, %v %v without", i, links, qdiscs, wantLinks, wantQdiscs)
+				}
+			}
+			if len(fk.dials) != tt.dials || fk.closes != tt.closes || k.Len() != tt.kept {
+				t.Errorf("%d dialled, %d closed, %d kept; want %d, %d, %d", len(fk.dials), fk.closes, k.Len(), tt.dials, tt.closes, tt.kept)
+			}
+			if err := k.Close(); err != nil || k.Len() != 0 || fk.closes != tt.dials {
+				t.Errorf("Close: %v; %d kept, %d of %d sockets closed", err, k.Len(), fk.closes, tt.dials)
 			}
 		})
 	}

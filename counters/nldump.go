@@ -108,18 +108,25 @@ func (c rawDumpConn) recv(buf []byte) (int, bool, error) {
 
 func (c rawDumpConn) close() error { return unix.Close(int(c)) }
 
-// netlinkDump sends a dump request of type typ with payload on a new
+// netlinkDump sends a dump request of type typ with payload on a
 // socket of protocol proto from dial, and calls fn with the type and
 // payload of every message of the reply. data is only valid during the
 // call: fn copies what it keeps. It returns errDumpInterrupted (after the
 // whole reply) when the kernel flagged the dump as inconsistent, and the
-// kernel's errno from an NLMSG_ERROR or NLMSG_DONE status.
-func netlinkDump(dial dialer, proto int, typ uint16, payload []byte, fn func(typ uint16, data []byte) error) error {
+// kernel's errno from an NLMSG_ERROR or NLMSG_DONE status. A socket kept
+// for the next dump (KeptFiles) is discarded after any error: the rest of
+// an unfinished reply may still be queued on it.
+func netlinkDump(dial dialer, proto int, typ uint16, payload []byte, fn func(typ uint16, data []byte) error) (err error) {
 	c, err := dial(proto)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer func() {
+		if d, ok := c.(discarder); ok && err != nil {
+			d.discard()
+		}
+		c.close()
+	}()
 	const seq = 1
 	req := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(payload))
 	req = append(req, payload...)

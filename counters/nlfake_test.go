@@ -30,9 +30,10 @@ import (
 // datagram is decoded into its message and handed to fn; each message fn
 // returns becomes one reply datagram, as a kernel splits a long dump.
 type fakeKernel struct {
-	t     *testing.T
-	fn    nltest.Func
-	dials []int // the protocols dialled, in order
+	t      *testing.T
+	fn     nltest.Func
+	dials  []int // the protocols dialled, in order
+	closes int   // sockets closed
 }
 
 // fakeConn is one socket of a fakeKernel.
@@ -76,7 +77,7 @@ func (c *fakeConn) recv(buf []byte) (int, bool, error) {
 	return len(b), true, nil
 }
 
-func (c *fakeConn) close() error { return nil }
+func (c *fakeConn) close() error { c.k.closes++; return nil }
 
 // reply builds a reply message of the dump req with data.
 func reply(req netlink.Message, typ uint16, flags netlink.HeaderFlags, data []byte) netlink.Message {

@@ -45,9 +45,10 @@ type netnsState struct {
 	// compare with); ok says the namespace was read at all.
 	last *netnsAnalysis
 	ok   bool
-	// files are the namespace's conntrack sysctls, kept open from one
-	// scrape to the next (counters.KeptFiles says why) and closed
-	// when the namespace is gone.
+	// files are the namespace's conntrack sysctls and netlink sockets,
+	// kept open from one scrape to the next (counters.KeptFiles says
+	// why) and closed when the namespace is gone: a netlink socket
+	// holds its namespace.
 	files counters.KeptFiles
 }
 
