@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/netdrop/netdrop/counters"
 	"github.com/netdrop/netdrop/internal/netns"
 	"github.com/netdrop/netdrop/internal/netnsmap"
 	"github.com/netdrop/netdrop/internal/netnsmap/netnsmaptest"
@@ -612,9 +613,10 @@ func TestNetnsKeptFilesChurn(t *testing.T) {
 			got := map[string]bool{}
 			for _, k := range st.prev.layout.counters {
 				got[k.Field] = true
+				got[string(k.Source)] = true
 			}
-			if !got["nf_conntrack_count"] || !got["nf_conntrack_max"] {
-				t.Fatalf("scrape %d: namespace %d read without the conntrack gauges", i, ino)
+			if !got["nf_conntrack_count"] || !got["nf_conntrack_max"] || !got[string(counters.NetlinkLinkStats)] {
+				t.Fatalf("scrape %d: namespace %d read without the conntrack gauges or the link dump", i, ino)
 			}
 		}
 		if len(c.state) != len(live) {
