@@ -370,8 +370,8 @@ func BenchmarkNetnsCollectorUpdate(b *testing.B) {
 // two conntrack sysctls (and, apart, reading them again through
 // descriptors kept open, as the collector does since), and dumping its
 // links and qdiscs over a new netlink socket each (and, apart, over one
-// socket kept open in the namespace, which the collector does not do
-// yet). Each part is reported in µs per namespace.
+// socket kept open in the namespace, as the collector does since). Each
+// part is reported in µs per namespace.
 func BenchmarkNetnsFloor(b *testing.B) {
 	testnet.RequireRoot(b)
 	nNetns := 200
