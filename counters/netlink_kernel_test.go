@@ -269,6 +269,26 @@ func ktExact(t *testing.T, phase func() string) {
 
 // ktWait polls until cond holds or 3 s pass: softirq processing of the
 // sent packets may trail the send loop slightly.
+// ktNftDropsExactly sends n datagrams from A to B's port 9999, which a drop
+// rule there counts, and checks the rule's packets (object obj, what in
+// messages) move by exactly n between two readings (see ktExact).
+func ktNftDropsExactly(t *testing.T, p ktPair, obj string, n int, what string) {
+	t.Helper()
+	ktExact(t, func() string {
+		before := ktCollect(t, p.B, nftablesSource{})
+		ktSendUDP(t, p.A, p.IPB, 9999, n, 64)
+		var got uint64
+		ktWait(func() bool {
+			got, _ = Delta(before, ktCollect(t, p.B, nftablesSource{})).Value(NetlinkNftables, obj, "packets")
+			return got >= uint64(n)
+		})
+		if got != uint64(n) {
+			return fmt.Sprintf("%s packets delta = %d, want %d sent", what, got, n)
+		}
+		return ""
+	})
+}
+
 func ktWait(cond func() bool) {
 	deadline := time.Now().Add(3 * time.Second)
 	for !cond() && time.Now().Before(deadline) {
@@ -396,19 +416,7 @@ func TestNftablesDropRuleMatchesNft(t *testing.T) {
 	first := ktCollect(t, p.B, nftablesSource{})
 
 	const n = 37
-	ktExact(t, func() string {
-		before := ktCollect(t, p.B, nftablesSource{})
-		ktSendUDP(t, p.A, p.IPB, 9999, n, 64)
-		var got uint64
-		ktWait(func() bool {
-			got, _ = Delta(before, ktCollect(t, p.B, nftablesSource{})).Value(NetlinkNftables, obj, "packets")
-			return got >= n
-		})
-		if got != n {
-			return fmt.Sprintf("drop rule packets delta = %d, want %d sent", got, n)
-		}
-		return ""
-	})
+	ktNftDropsExactly(t, p, obj, n, "drop rule")
 
 	after := ktCollect(t, p.B, nftablesSource{})
 	_, nftAfter := nftCount()
@@ -471,19 +479,7 @@ func TestNftablesNamedCounterMatchesNft(t *testing.T) {
 	first := ktCollect(t, p.B, nftablesSource{})
 
 	const n = 37
-	ktExact(t, func() string {
-		before := ktCollect(t, p.B, nftablesSource{})
-		ktSendUDP(t, p.A, p.IPB, 9999, n, 64)
-		var got uint64
-		ktWait(func() bool {
-			got, _ = Delta(before, ktCollect(t, p.B, nftablesSource{})).Value(NetlinkNftables, obj, "packets")
-			return got >= n
-		})
-		if got != n {
-			return fmt.Sprintf("named counter drop rule packets delta = %d, want %d sent", got, n)
-		}
-		return ""
-	})
+	ktNftDropsExactly(t, p, obj, n, "named counter drop rule")
 
 	after := ktCollect(t, p.B, nftablesSource{})
 	nftAfter := nftCounter()
