@@ -27,7 +27,6 @@ import (
 	"github.com/netdrop/netdrop/diagnose"
 	"github.com/netdrop/netdrop/droptrace"
 	"github.com/netdrop/netdrop/internal/buildinfo"
-	"github.com/netdrop/netdrop/internal/netnsmap"
 	"github.com/netdrop/netdrop/sockets"
 	"github.com/netdrop/netdrop/stage"
 )
@@ -426,15 +425,8 @@ func allNetnsNames(t *testing.T) map[string]bool {
 		append([]counters.Counter{mib("Udp:NoPorts", 5)}, conntrackLevel(60000, 65536)...),
 		append([]counters.Counter{mib("Udp:NoPorts", 9)}, conntrackLevel(60000, 65536)...),
 	}}
-	ns := &netnsmap.Namespace{Inode: 4026531840, Self: true, Host: true}
 	clock := time.Unix(1_800_000_000, 0)
-	c := newNetnsCollector(Options{
-		Sources: []counters.Source{src},
-		Discover: func(context.Context) (*netnsmap.Map, error) {
-			return &netnsmap.Map{Namespaces: []*netnsmap.Namespace{ns}}, nil
-		},
-		Now: func() time.Time { return clock },
-	})
+	c := hostOnlyCollector(src, &clock)
 	scrapeNetns(t, c)
 	clock = clock.Add(15 * time.Second)
 	out := map[string]bool{}

@@ -96,15 +96,8 @@ func TestNetnsCollectorQuietReadings(t *testing.T) {
 		reading(9, conntrackLevel(100, 65536)), // the table drains
 		reading(9, conntrackLevel(100, 65536)),
 	}}
-	ns := &netnsmap.Namespace{Inode: 4026531840, Self: true, Host: true}
 	clock := time.Unix(1_800_000_000, 0)
-	c := newNetnsCollector(Options{
-		Sources: []counters.Source{src},
-		Discover: func(context.Context) (*netnsmap.Map, error) {
-			return &netnsmap.Map{Namespaces: []*netnsmap.Namespace{ns}}, nil
-		},
-		Now: func() time.Time { return clock },
-	})
+	c := hostOnlyCollector(src, &clock)
 	const interval = 15 * time.Second
 	// want is what the series must be: the drop total so far, and the
 	// findings diagnose makes of the two readings at hand.
@@ -143,7 +136,7 @@ func TestNetnsCollectorQuietReadings(t *testing.T) {
 		if !slices.Equal(got, step.want) {
 			t.Errorf("scrape %d (%s):\n got %q\nwant %q", i, step.name, got, step.want)
 		}
-		st := c.state[ns.Inode]
+		st := c.state[hostOnlyInode]
 		if reused := st.quiet != nil && st.quiet == prevQuiet; reused != step.quiet {
 			t.Errorf("scrape %d (%s): kept analysis reused = %v, want %v", i, step.name, reused, step.quiet)
 		}
@@ -229,4 +222,21 @@ func TestKeptReadingEveryField(t *testing.T) {
 			t.Errorf("counters.Snapshot.%s is not kept by keptReading: keep it (keepReading, same, snapshot) and list it in keptFields", f.Name)
 		}
 	}
+}
+
+// hostOnlyInode is the namespace inode hostOnlyCollector reads.
+const hostOnlyInode = 4026531840
+
+// hostOnlyCollector is an --all-netns collector whose one namespace is the
+// host's, read from src, at the time *clock says when it reads (the test
+// moves it).
+func hostOnlyCollector(src counters.Source, clock *time.Time) *netnsCollector {
+	ns := &netnsmap.Namespace{Inode: hostOnlyInode, Self: true, Host: true}
+	return newNetnsCollector(Options{
+		Sources: []counters.Source{src},
+		Discover: func(context.Context) (*netnsmap.Map, error) {
+			return &netnsmap.Map{Namespaces: []*netnsmap.Namespace{ns}}, nil
+		},
+		Now: func() time.Time { return *clock },
+	})
 }
