@@ -65,28 +65,7 @@ func TestSeqFileReader(t *testing.T) {
 // and udp6 take several reads (a page holds 32 lines), and checks that
 // every socket is read, as the file read whole by os.ReadFile shows them.
 func TestReadUDPSocketsManyPages(t *testing.T) {
-	var want4, want6 int
-	for i := 0; i < 150; i++ {
-		for _, nw := range []string{"udp4", "udp6"} {
-			addr := "127.0.0.1:0"
-			if nw == "udp6" {
-				addr = "[::1]:0"
-			}
-			c, err := net.ListenPacket(nw, addr)
-			if err != nil {
-				if nw == "udp6" {
-					continue // IPv6 disabled: udp4 still counts
-				}
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			if nw == "udp4" {
-				want4++
-			} else {
-				want6++
-			}
-		}
-	}
+	_, want4, want6 := openLoopbackUDP(t, 150)
 	fs := DefaultFS()
 	socks, err := ReadUDPSockets(fs)
 	if err != nil {
@@ -113,4 +92,34 @@ func TestReadUDPSocketsManyPages(t *testing.T) {
 	if n := count("udp6"); got["udp6"] < n-5 || got["udp6"] > n+5 {
 		t.Errorf("read %d udp6 sockets, /proc/net/udp6 has %d lines", got["udp6"], n)
 	}
+}
+
+// openLoopbackUDP opens n UDP sockets on 127.0.0.1 and n on ::1 (none where
+// IPv6 is disabled), interleaved, closed when the test ends: enough for
+// /proc/net/udp and udp6 to take several pages.
+func openLoopbackUDP(t *testing.T, n int) (conns []net.PacketConn, n4, n6 int) {
+	t.Helper()
+	for range n {
+		for _, nw := range []string{"udp4", "udp6"} {
+			addr := "127.0.0.1:0"
+			if nw == "udp6" {
+				addr = "[::1]:0"
+			}
+			c, err := net.ListenPacket(nw, addr)
+			if err != nil {
+				if nw == "udp6" {
+					continue // IPv6 disabled: udp4 still counts
+				}
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			conns = append(conns, c)
+			if nw == "udp4" {
+				n4++
+			} else {
+				n6++
+			}
+		}
+	}
+	return conns, n4, n6
 }

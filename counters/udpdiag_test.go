@@ -148,21 +148,7 @@ func TestUDPDiagRefused(t *testing.T) {
 // /proc/net/udp and udp6, makes one of them drop, and checks that
 // sock_diag reads every one of them as the files print it.
 func TestUDPDiagAgreesWithProc(t *testing.T) {
-	var conns []net.PacketConn
-	for i := 0; i < 150; i++ {
-		for _, nw := range []string{"udp4", "udp6"} {
-			addr := "127.0.0.1:0"
-			if nw == "udp6" {
-				addr = "[::1]:0"
-			}
-			c, err := net.ListenPacket(nw, addr)
-			if err != nil {
-				continue // IPv6 disabled
-			}
-			t.Cleanup(func() { c.Close() })
-			conns = append(conns, c)
-		}
-	}
+	conns, _, _ := openLoopbackUDP(t, 150)
 	// A socket with a small buffer that is sent more than it holds.
 	full := conns[0].(*net.UDPConn)
 	if err := full.SetReadBuffer(1); err != nil {
